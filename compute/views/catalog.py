@@ -1,0 +1,45 @@
+"""The VM catalog page: sizes with filters that htmx applies without a full reload."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+
+from compute.forms import CatalogFilterForm
+from compute.models import GpuArchitecture, VmFamily, VmSize
+
+PAGE_SIZE = 30
+
+
+@login_required
+def catalog(request: HttpRequest) -> HttpResponse:
+    form = CatalogFilterForm(request.GET or None)
+    sizes = VmSize.objects.select_related("family__gpu_architecture")
+    if form.is_bound and form.is_valid():
+        sizes = form.filter(sizes)
+    elif form.is_bound:
+        # Bad filter values show their errors and an empty list, never a silent guess.
+        sizes = sizes.none()
+    page = Paginator(sizes, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    show_gpu_guidance = any(size.has_gpu for size in page) or (
+        form.is_bound and form.is_valid() and form.cleaned_data.get("gpu") == "yes"
+    )
+    context = {
+        "form": form,
+        "page": page,
+        "query": query.urlencode(),
+        "architectures": GpuArchitecture.objects.all() if show_gpu_guidance else [],
+        "family_count": VmFamily.objects.count(),
+        "size_total": VmSize.objects.count(),
+    }
+    template = "compute/catalog.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#results"
+    response = render(request, template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response

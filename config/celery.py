@@ -1,0 +1,11 @@
+"""The Celery app. Tasks take ids and re-fetch from the database (DESIGN.md)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("hangar")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,35 @@
+"""Production settings: everything of config.settings, hardened.
+
+`DJANGO_SETTINGS_MODULE=config.settings_production manage.py check --deploy` is clean.
+Secrets must come from the environment here: nothing is generated into files.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+for required in ("SECRET_KEY", "HANGAR_SECRET_KEYS", "ALLOWED_HOSTS"):
+    if not os.environ.get(required):
+        raise ImproperlyConfigured(f"{required} must be set in production.")
+os.environ.setdefault("DEBUG", "false")
+
+from config.settings import *  # noqa: E402,F403
+from config.env import env_bool, env_int  # noqa: E402
+
+PRODUCTION = True
+if DEBUG:  # noqa: F405
+    raise ImproperlyConfigured("DEBUG must be false in production.")
+
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+if env_bool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"

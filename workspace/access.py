@@ -1,0 +1,96 @@
+"""The one access layer every workspace view goes through.
+
+A workspace the user is not a member of does not exist for them (404). A member whose
+role is too low for an action gets 403 with a message naming the role needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+
+from workspace.models import Membership, Role, Workspace
+
+
+@dataclass(frozen=True)
+class WorkspaceAccess:
+    """What a request knows about the current user's standing in a workspace."""
+
+    workspace: Workspace
+    membership: Membership
+
+    @property
+    def role(self) -> str:
+        return self.membership.role
+
+    def can(self, minimum: str) -> bool:
+        return self.membership.has_role(minimum)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.can(Role.ADMIN)
+
+    @property
+    def is_contributor(self) -> bool:
+        return self.can(Role.CONTRIBUTOR)
+
+
+def workspaces_for(user: AbstractBaseUser) -> QuerySet[Workspace]:
+    """Every workspace the user may see: exactly those they are a member of."""
+    if not user.is_authenticated:
+        return Workspace.objects.none()
+    return Workspace.objects.filter(memberships__user=user)
+
+
+def scoped(queryset: QuerySet, user: AbstractBaseUser, path: str = "workspace") -> QuerySet:
+    """Scope any queryset of workspace-owned objects to the user's memberships."""
+    if not user.is_authenticated:
+        return queryset.none()
+    return queryset.filter(**{f"{path}__memberships__user": user})
+
+
+def get_access(user: AbstractBaseUser, slug: str) -> WorkspaceAccess:
+    membership = (
+        Membership.objects.select_related("workspace")
+        .filter(workspace__slug=slug, user_id=user.pk)
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such workspace.")
+    return WorkspaceAccess(workspace=membership.workspace, membership=membership)
+
+
+def require_role(access: WorkspaceAccess, minimum: str, doing: str) -> None:
+    if not access.can(minimum):
+        raise PermissionDenied(
+            f"You are a {access.role} in {access.workspace.name}; "
+            f"{doing} needs the {Role(minimum).label.lower()} role."
+        )
+
+
+ViewFunc = Callable[..., HttpResponse]
+
+
+def workspace_view(minimum: str = Role.READER, doing: str = "this") -> Callable[[ViewFunc], ViewFunc]:
+    """Decorate a view taking `slug`: resolve access, enforce the role, pass `access` on."""
+
+    def decorate(view: ViewFunc) -> ViewFunc:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+            access = get_access(request.user, slug)
+            require_role(access, minimum, doing)
+            request.workspace_access = access
+            return view(request, access, *args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,181 @@
+"""Service layer for workspaces: one function per user-visible operation.
+
+Each checks the actor's role, validates, changes state inside one transaction and writes
+an Activity row, so the log and the state can never disagree.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from workspace.access import WorkspaceAccess, require_role
+from workspace.models import Activity, Membership, Role, Workspace
+
+
+def record(workspace: Workspace, actor: AbstractBaseUser | None, verb: str, message: str) -> None:
+    Activity.objects.create(workspace=workspace, actor=actor, verb=verb, message=message)
+
+
+def create_workspace(
+    user: AbstractBaseUser, *, name: str, slug: str, description: str = ""
+) -> Workspace:
+    """Create a workspace; its creator becomes its first admin."""
+    workspace = Workspace(name=name, slug=slug, description=description, created_by=user)
+    workspace.full_clean()
+    try:
+        with transaction.atomic():
+            workspace.save()
+            Membership.objects.create(
+                workspace=workspace, user=user, role=Role.ADMIN, added_by=user
+            )
+            record(workspace, user, Activity.Verb.WORKSPACE_CREATED, f"{user} created {name}")
+    except IntegrityError:
+        # Two tabs submitting the same name at once: the loser gets the form error.
+        raise ValidationError({"slug": "A workspace with this name or slug already exists."})
+    return workspace
+
+
+def update_workspace(access: WorkspaceAccess, *, name: str, description: str) -> Workspace:
+    require_role(access, Role.ADMIN, "changing the workspace settings")
+    workspace = Workspace.objects.get(pk=access.workspace.pk)
+    changes = []
+    if workspace.name != name:
+        changes.append(f"renamed it from {workspace.name} to {name}")
+    if workspace.description != description:
+        changes.append("changed the description")
+    if not changes:
+        return workspace
+    workspace.name, workspace.description = name, description
+    workspace.full_clean()
+    try:
+        with transaction.atomic():
+            workspace.save(update_fields=["name", "description"])
+            record(
+                workspace,
+                access.membership.user,
+                Activity.Verb.WORKSPACE_UPDATED,
+                f"{access.membership.user} {' and '.join(changes)}",
+            )
+    except IntegrityError:
+        raise ValidationError({"name": "Another workspace already has this name."})
+    return workspace
+
+
+def find_user(identifier: str) -> AbstractBaseUser:
+    """A user by exact username, or by email when exactly one account has it."""
+    User = get_user_model()
+    identifier = identifier.strip()
+    if not identifier:
+        raise ValidationError("Enter a username or an email address.")
+    matches = list(
+        User.objects.filter(
+            Q(username__iexact=identifier) | Q(email__iexact=identifier), is_active=True
+        )[:2]
+    )
+    by_username = [user for user in matches if user.username.lower() == identifier.lower()]
+    if by_username:
+        return by_username[0]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ValidationError(
+            f"Several accounts use the email {identifier}; add the member by username."
+        )
+    raise ValidationError(f"No active user has the username or email “{identifier}”.")
+
+
+def add_member(access: WorkspaceAccess, *, identifier: str, role: str) -> Membership:
+    require_role(access, Role.ADMIN, "adding members")
+    role = Role(role)
+    user = find_user(identifier)
+    workspace = access.workspace
+    actor = access.membership.user
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(
+                workspace=workspace, user=user, role=role, added_by=actor
+            )
+            record(
+                workspace,
+                actor,
+                Activity.Verb.MEMBER_ADDED,
+                f"{actor} added {user} as {role.label.lower()}",
+            )
+    except IntegrityError:
+        raise ValidationError(f"{user} is already a member of {workspace.name}.")
+    return membership
+
+
+def _lock_admins(workspace: Workspace) -> list[int]:
+    """Lock the workspace's admin rows so two admins cannot demote each other at once."""
+    return list(
+        Membership.objects.select_for_update()
+        .filter(workspace=workspace, role=Role.ADMIN)
+        .values_list("pk", flat=True)
+    )
+
+
+def change_role(access: WorkspaceAccess, *, membership_id: int, role: str) -> Membership:
+    require_role(access, Role.ADMIN, "changing roles")
+    role = Role(role)
+    actor = access.membership.user
+    with transaction.atomic():
+        admins = _lock_admins(access.workspace)
+        membership = (
+            Membership.objects.select_related("user")
+            .filter(workspace=access.workspace, pk=membership_id)
+            .first()
+        )
+        if membership is None:
+            raise ValidationError("That person is no longer a member.")
+        if membership.role == role:
+            return membership
+        if membership.pk in admins and len(admins) == 1:
+            raise ValidationError(
+                f"{membership.user} is the last admin of {access.workspace.name}; "
+                "make someone else an admin first."
+            )
+        old = Role(membership.role)
+        updated = Membership.objects.filter(pk=membership.pk, role=old).update(role=role)
+        if not updated:
+            raise ValidationError(f"{membership.user}'s role changed meanwhile; try again.")
+        record(
+            access.workspace,
+            actor,
+            Activity.Verb.MEMBER_ROLE_CHANGED,
+            f"{actor} changed {membership.user} from {old.label.lower()} to {role.label.lower()}",
+        )
+    membership.role = role
+    return membership
+
+
+def remove_member(access: WorkspaceAccess, *, membership_id: int) -> Membership:
+    """Admins remove anyone; any member may remove themselves (leave)."""
+    actor = access.membership.user
+    if membership_id != access.membership.pk:
+        require_role(access, Role.ADMIN, "removing members")
+    with transaction.atomic():
+        admins = _lock_admins(access.workspace)
+        membership = (
+            Membership.objects.select_related("user")
+            .filter(workspace=access.workspace, pk=membership_id)
+            .first()
+        )
+        if membership is None:
+            raise ValidationError("That person is no longer a member.")
+        if membership.pk in admins and len(admins) == 1:
+            raise ValidationError(
+                f"{membership.user} is the last admin of {access.workspace.name}; "
+                "make someone else an admin first."
+            )
+        membership.delete()
+        if membership.user_id == actor.pk:
+            message = f"{actor} left the workspace"
+        else:
+            message = f"{actor} removed {membership.user}"
+        record(access.workspace, actor, Activity.Verb.MEMBER_REMOVED, message)
+    return membership

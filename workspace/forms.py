@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from django import forms
+from django.utils.text import slugify
+
+from workspace.models import Role, Workspace
+
+
+def style_fields(form: forms.BaseForm) -> None:
+    """Give every widget Bootstrap's classes, marking the invalid ones."""
+    for name, field in form.fields.items():
+        widget = field.widget
+        base = "form-select" if isinstance(widget, forms.Select) else "form-control"
+        classes = [base, widget.attrs.get("class", "")]
+        if form.is_bound and name in form.errors:
+            classes.append("is-invalid")
+        widget.attrs["class"] = " ".join(c for c in classes if c)
+
+
+class StyledForm:
+    def full_clean(self) -> None:
+        super().full_clean()
+        style_fields(self)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        style_fields(self)
+
+
+class WorkspaceCreateForm(StyledForm, forms.ModelForm):
+    class Meta:
+        model = Workspace
+        fields = ["name", "slug", "description"]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 3}),
+        }
+        help_texts = {
+            "slug": "Used in URLs; leave empty to derive it from the name. Cannot be changed later.",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["slug"].required = False
+        self.fields["name"].widget.attrs.update(autofocus=True, placeholder="e.g. Vision team")
+        self.fields["slug"].widget.attrs.update(placeholder="vision-team")
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if not name:
+            raise forms.ValidationError("Enter a name.")
+        return name
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not cleaned.get("slug") and cleaned.get("name"):
+            derived = slugify(cleaned["name"])[:40].strip("-")
+            if not derived:
+                self.add_error("slug", "Choose a slug: the name has no letters or digits to use.")
+            cleaned["slug"] = derived
+            self.instance.slug = derived
+        return cleaned
+
+
+class WorkspaceSettingsForm(StyledForm, forms.ModelForm):
+    class Meta:
+        model = Workspace
+        fields = ["name", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 4})}
+
+    def clean_name(self) -> str:
+        return " ".join(self.cleaned_data["name"].split())
+
+
+class AddMemberForm(StyledForm, forms.Form):
+    identifier = forms.CharField(
+        label="Username or email",
+        max_length=254,
+        widget=forms.TextInput(attrs={"placeholder": "bob or bob@example.com"}),
+    )
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.CONTRIBUTOR)
+
+
+class ChangeRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

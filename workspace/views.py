@@ -1,0 +1,205 @@
+"""Workspace pages. Every view resolves the workspace through workspace.access."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_POST
+
+from workspace import actions
+from workspace.access import WorkspaceAccess, workspace_view, workspaces_for
+from workspace.forms import AddMemberForm, ChangeRoleForm, WorkspaceCreateForm, WorkspaceSettingsForm
+from workspace.models import Membership, Role
+
+ACTIVITY_PAGE_SIZE = 25
+
+
+def report(request: HttpRequest, error: ValidationError) -> None:
+    for message in error.messages:
+        messages.error(request, message)
+
+
+@login_required
+def workspace_list(request: HttpRequest) -> HttpResponse:
+    workspaces = (
+        workspaces_for(request.user)
+        .annotate(member_count=Count("memberships", distinct=True))
+        .order_by("name")
+    )
+    roles = dict(
+        Membership.objects.filter(user=request.user).values_list("workspace_id", "role")
+    )
+    rows = [(workspace, Role(roles[workspace.pk])) for workspace in workspaces]
+    return render(request, "workspace/list.html", {"rows": rows})
+
+
+@login_required
+def workspace_create(request: HttpRequest) -> HttpResponse:
+    form = WorkspaceCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            workspace = actions.create_workspace(request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Created {workspace.name}. You are its admin.")
+            return redirect(workspace)
+    return render(request, "workspace/create.html", {"form": form})
+
+
+@workspace_view()
+def overview(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    workspace = access.workspace
+    role_counts = dict(
+        workspace.memberships.values_list("role").annotate(n=Count("id")).values_list("role", "n")
+    )
+    activity = workspace.activity.select_related("actor")[:15]
+    return render(
+        request,
+        "workspace/overview.html",
+        {
+            "access": access,
+            "workspace": workspace,
+            "role_counts": [(Role(r).label, role_counts.get(r, 0)) for r in reversed(Role.values)],
+            "member_total": sum(role_counts.values()),
+            "activity": activity,
+            "role_description": Role.describe(access.role),
+        },
+    )
+
+
+@workspace_view()
+def activity(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    paginator = Paginator(access.workspace.activity.select_related("actor"), ACTIVITY_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(
+        request,
+        "workspace/activity.html",
+        {"access": access, "workspace": access.workspace, "page": page},
+    )
+
+
+@workspace_view(Role.ADMIN, "changing the workspace settings")
+def workspace_settings(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    form = WorkspaceSettingsForm(request.POST or None, instance=access.workspace)
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.update_workspace(access, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "Workspace settings saved.")
+            return redirect("workspace:overview", access.workspace.slug)
+    return render(
+        request,
+        "workspace/settings.html",
+        {"access": access, "workspace": access.workspace, "form": form},
+    )
+
+
+def members_page(request: HttpRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None) -> HttpResponse:
+    """The members page, or only its table when htmx asked (one view, two renders)."""
+    memberships = access.workspace.memberships.select_related("user", "added_by").order_by(
+        "user__username"
+    )
+    admin_count = sum(1 for m in memberships if m.role == Role.ADMIN)
+    template = "workspace/members.html"
+    if request.htmx:
+        template += "#members-panel"
+    response = render(
+        request,
+        template,
+        {
+            "access": access,
+            "workspace": access.workspace,
+            "memberships": memberships,
+            "admin_count": admin_count,
+            "add_form": add_form or AddMemberForm(),
+            "roles": [(Role(r), Role.describe(r)) for r in reversed(Role.values)],
+            "role_choices": Role.choices,
+        },
+    )
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+@workspace_view()
+def members(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    return members_page(request, access)
+
+
+def after_member_change(request: HttpRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None) -> HttpResponse:
+    if request.htmx:
+        return members_page(request, access, add_form)
+    if add_form is not None and add_form.errors:
+        return members_page(request, access, add_form)
+    return redirect("workspace:members", access.workspace.slug)
+
+
+@workspace_view(Role.ADMIN, "adding members")
+@require_POST
+def member_add(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    form = AddMemberForm(request.POST)
+    if form.is_valid():
+        try:
+            membership = actions.add_member(access, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error("identifier", error)
+        else:
+            messages.success(
+                request,
+                f"Added {membership.user} as {Role(membership.role).label.lower()}.",
+            )
+            form = AddMemberForm()
+    return after_member_change(request, access, form)
+
+
+@workspace_view(Role.ADMIN, "changing roles")
+@require_POST
+def member_role(request: HttpRequest, access: WorkspaceAccess, membership_id: int) -> HttpResponse:
+    form = ChangeRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the roles: admin, contributor or reader.")
+        return after_member_change(request, access)
+    try:
+        membership = actions.change_role(access, membership_id=membership_id, **form.cleaned_data)
+    except ValidationError as error:
+        report(request, error)
+    else:
+        messages.success(request, f"{membership.user} is now {Role(membership.role).label.lower()}.")
+    return after_member_change(request, access)
+
+
+@workspace_view(Role.READER, "leaving")
+@require_POST
+def member_remove(request: HttpRequest, access: WorkspaceAccess, membership_id: int) -> HttpResponse:
+    try:
+        removed = actions.remove_member(access, membership_id=membership_id)
+    except ValidationError as error:
+        report(request, error)
+        return after_member_change(request, access)
+    if removed.user_id == request.user.pk:
+        messages.success(request, f"You left {access.workspace.name}.")
+        response = HttpResponse(status=204)
+        target = reverse("workspace:list")
+        if request.htmx:
+            response["HX-Redirect"] = target
+            return response
+        return redirect(target)
+    messages.success(request, f"Removed {removed.user} from {access.workspace.name}.")
+    return after_member_change(request, access)
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect("login")
+    return redirect("workspace:list")
+
+
