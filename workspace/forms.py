@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.text import slugify
 
-from workspace.models import Role, Workspace
+from workspace.models import SLUG_RULE, Role, Workspace
 
 
 def style_fields(form: forms.BaseForm) -> None:
@@ -28,19 +28,22 @@ class StyledForm:
 
 
 class WorkspaceCreateForm(StyledForm, forms.ModelForm):
+    slug = forms.CharField(
+        max_length=40,
+        required=False,
+        validators=[SLUG_RULE],
+        help_text="Used in URLs; leave empty to derive it from the name. Cannot be changed later.",
+    )
+
     class Meta:
         model = Workspace
         fields = ["name", "slug", "description"]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 3}),
         }
-        help_texts = {
-            "slug": "Used in URLs; leave empty to derive it from the name. Cannot be changed later.",
-        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["slug"].required = False
         self.fields["name"].widget.attrs.update(autofocus=True, placeholder="e.g. Vision team")
         self.fields["slug"].widget.attrs.update(placeholder="vision-team")
 

@@ -1,0 +1,32 @@
+# Hangar: `make run` serves the dashboard, `make test` runs the whole suite.
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: run test test-only lint format bench clean
+
+run:
+	@bash scripts/run.sh
+
+test:
+	@bash scripts/test-setup.sh
+	$(MAKE) --no-print-directory test-only
+
+# The suite alone, when the services are already up.
+test-only:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check .
+
+format:
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+bench:
+	@bash scripts/test-setup.sh
+	$(PY) -m bench
+
+clean:
+	rm -rf .local/staticfiles .pytest_cache .ruff_cache

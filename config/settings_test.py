@@ -1,0 +1,20 @@
+"""Settings for the test suite: config.settings with isolated Redis and queue names.
+
+A `make run` on the same machine uses Redis db 0 and the queue "hangar"; tests use db 15
+and their own queue so the two never take each other's tasks.
+"""
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_QUEUE", "hangar-test")
+
+from config.settings import *  # noqa: E402,F403
+
+# A worker in another process must open the same test database: SQLite tests use a file.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(LOCAL_DIR / "test.sqlite3")}  # noqa: F405
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+HANGAR_HEALTH_CACHE_SECONDS = 0
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

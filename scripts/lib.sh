@@ -1,0 +1,83 @@
+# Shared helpers for run.sh and test-setup.sh. Sourced, not executed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL="$ROOT/.local"
+mkdir -p "$LOCAL"
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+APT_UPDATED=0
+# apt_install PKG...: install Debian packages that are missing (root only).
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  is_root || die "missing Debian packages: ${missing[*]}. Install them (sudo apt-get install ${missing[*]}) or run as root."
+  say "installing Debian packages: ${missing[*]}"
+  if [ "$APT_UPDATED" = 0 ]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+redis_up() {
+  "$ROOT/.venv/bin/python" - "$1" <<'PY' >/dev/null 2>&1
+import sys, redis
+redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
+PY
+}
+
+# ensure_redis URL: use a Redis that answers, else start the system's redis-server.
+ensure_redis() {
+  local url="$1"
+  redis_up "$url" && return 0
+  if ! command -v redis-server >/dev/null; then apt_install redis-server; fi
+  local port
+  port=$(python3 -c "from urllib.parse import urlparse; print(urlparse('$url').port or 6379)")
+  say "starting redis-server on 127.0.0.1:$port"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --dir "$LOCAL" --logfile "$LOCAL/redis.log" --pidfile "$LOCAL/redis.pid"
+  for _ in $(seq 50); do redis_up "$url" && return 0; sleep 0.1; done
+  die "redis-server did not answer on port $port; see $LOCAL/redis.log"
+}
+
+docker_up() { docker version >/dev/null 2>&1; }
+
+# ensure_dockerd: start the Docker engine without a bridge (containers use none/host).
+ensure_dockerd() {
+  docker_up && return 0
+  apt_install docker.io
+  say "starting dockerd (no bridge, no iptables)"
+  nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$LOCAL/dockerd.log" 2>&1 &
+  for _ in $(seq 100); do docker_up && return 0; sleep 0.2; done
+  die "dockerd did not start; see $LOCAL/dockerd.log"
+}
+
+# ensure_postgres: start the local cluster when DATABASE_URL points at one that is down.
+ensure_postgres() {
+  case "${DATABASE_URL:-}" in postgres*) ;; *) return 0 ;; esac
+  "$ROOT/.venv/bin/python" - <<'PY' >/dev/null 2>&1 && return 0
+import os, psycopg
+from urllib.parse import urlparse
+u = urlparse(os.environ["DATABASE_URL"])
+psycopg.connect(host=u.hostname, port=u.port or 5432, user=u.username, password=u.password, dbname="postgres", connect_timeout=2).close()
+PY
+  if command -v pg_ctlcluster >/dev/null && is_root; then
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    sleep 1
+  fi
+}
+
+# ensure_venv REQUIREMENTS: create .venv and install when the requirements changed.
+ensure_venv() {
+  local req="$1" stamp="$ROOT/.venv/.installed-$(basename "$1")"
+  [ -x "$ROOT/.venv/bin/python" ] || { say "creating .venv"; python3.11 -m venv "$ROOT/.venv" 2>/dev/null || python3 -m venv "$ROOT/.venv"; }
+  if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+    say "installing Python packages from $(basename "$req")"
+    "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" 2> >(grep -v "is ignored: it is neither" >&2)
+    touch "$stamp"
+  fi
+}

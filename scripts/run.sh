@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# make run: everything the dashboard needs, then web + worker + beat under honcho.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_venv "$ROOT/requirements.txt"
+export PATH="$ROOT/.venv/bin:$PATH"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+ensure_redis "$REDIS_URL"
+
+if [ -z "${HANGAR_DRIVER:-}" ]; then
+  if docker_up; then export HANGAR_DRIVER=docker; else export HANGAR_DRIVER=local; fi
+fi
+say "node driver: $HANGAR_DRIVER"
+
+python manage.py migrate --noinput >/dev/null
+python manage.py seed_demo
+say "Hangar on http://127.0.0.1:${PORT:-8000}  (Ctrl-C stops web, worker and beat)"
+rm -f "$LOCAL/celerybeat.pid"
+exec honcho start -f "$ROOT/Procfile"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# make test, part one: the packages and services the suite needs, on a fresh machine too.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+apt_install chromium docker.io
+ensure_venv "$ROOT/requirements-dev.txt"
+ensure_redis "${REDIS_URL:-redis://127.0.0.1:6379/15}"
+ensure_dockerd
+ensure_postgres
