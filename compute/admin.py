@@ -12,12 +12,29 @@ class GpuArchitectureAdmin(admin.ModelAdmin):
 class VmSizeInline(admin.TabularInline):
     model = VmSize
     extra = 0
-    fields = ["name", "vcpus", "memory_gib", "gpus", "gpu_model", "isolated", "rdma", "price_dedicated", "price_low_priority"]
+    fields = [
+        "name",
+        "vcpus",
+        "memory_gib",
+        "gpus",
+        "gpu_model",
+        "isolated",
+        "rdma",
+        "price_dedicated",
+        "price_low_priority",
+    ]
 
 
 @admin.register(VmFamily)
 class VmFamilyAdmin(admin.ModelAdmin):
-    list_display = ["name", "category", "restricted", "gpu_architecture", "serves_clusters", "serves_instances"]
+    list_display = [
+        "name",
+        "category",
+        "restricted",
+        "gpu_architecture",
+        "serves_clusters",
+        "serves_instances",
+    ]
     list_filter = ["category", "restricted", "gpu_architecture"]
     search_fields = ["name"]
     inlines = [VmSizeInline]
@@ -25,7 +42,18 @@ class VmFamilyAdmin(admin.ModelAdmin):
 
 @admin.register(VmSize)
 class VmSizeAdmin(admin.ModelAdmin):
-    list_display = ["name", "family", "vcpus", "memory_gib", "gpus", "gpu_model", "isolated", "rdma", "price_dedicated", "price_low_priority"]
+    list_display = [
+        "name",
+        "family",
+        "vcpus",
+        "memory_gib",
+        "gpus",
+        "gpu_model",
+        "isolated",
+        "rdma",
+        "price_dedicated",
+        "price_low_priority",
+    ]
     list_filter = ["family__category", "family__restricted", "isolated", "rdma", "family"]
     search_fields = ["name", "gpu_model", "family__name"]
     list_select_related = ["family"]

@@ -24,9 +24,7 @@ class CatalogFilterForm(StyledForm, forms.Form):
         choices=[("", "All categories"), *Category.choices], required=False
     )
     gpu = forms.ChoiceField(label="GPU", choices=ANY_YES_NO, required=False)
-    restricted = forms.ChoiceField(
-        label="Needs approval", choices=ANY_YES_NO, required=False
-    )
+    restricted = forms.ChoiceField(label="Needs approval", choices=ANY_YES_NO, required=False)
     isolated = forms.ChoiceField(choices=ANY_YES_NO, required=False)
     min_vcpus = forms.IntegerField(label="Min vCPUs", required=False, min_value=0, max_value=1000)
     min_memory = forms.DecimalField(

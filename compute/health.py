@@ -49,8 +49,15 @@ def probe(timeout: float = 0.5) -> WorkerHealth:
         return WorkerHealth(broker_up=False, workers=[], queued=0, error=str(exc))
     finally:
         client.close()
-    replies = app.control.ping(timeout=timeout) or []
-    workers = sorted(name for reply in replies for name in reply)
+    # Only workers that consume our queue count: another project's worker on the same
+    # Redis answers pings too, but would never run a Hangar task.
+    replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    workers = sorted(
+        worker
+        for worker, queues in replies.items()
+        if any(q.get("name") == queue for q in queues or [])
+    )
     return WorkerHealth(broker_up=True, workers=workers, queued=queued)
 
 

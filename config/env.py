@@ -111,9 +111,7 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
             "Use sqlite:////abs/path.sqlite3 or postgres://user@host:5432/dbname."
         ) from None
     if config.get("ENGINE") not in SUPPORTED_DATABASE_ENGINES:
-        raise ImproperlyConfigured(
-            f"{name}={raw!r}: only SQLite and PostgreSQL are supported."
-        )
+        raise ImproperlyConfigured(f"{name}={raw!r}: only SQLite and PostgreSQL are supported.")
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{name}={raw!r} names no database.")
     if config["ENGINE"] == "django.db.backends.sqlite3":
@@ -125,9 +123,7 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
 def env_redis_url(name: str, default: str) -> str:
     raw = env_str(name, default) or default
     if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise ImproperlyConfigured(
-            f"{name}={raw!r} is not a Redis URL: use redis://host:port/db."
-        )
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a Redis URL: use redis://host:port/db.")
     return raw
 
 

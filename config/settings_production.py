@@ -15,8 +15,8 @@ for required in ("SECRET_KEY", "HANGAR_SECRET_KEYS", "ALLOWED_HOSTS"):
         raise ImproperlyConfigured(f"{required} must be set in production.")
 os.environ.setdefault("DEBUG", "false")
 
-from config.settings import *  # noqa: E402,F403
 from config.env import env_bool, env_int  # noqa: E402
+from config.settings import *  # noqa: E402,F403
 
 PRODUCTION = True
 if DEBUG:  # noqa: F405

@@ -79,7 +79,9 @@ def require_role(access: WorkspaceAccess, minimum: str, doing: str) -> None:
 ViewFunc = Callable[..., HttpResponse]
 
 
-def workspace_view(minimum: str = Role.READER, doing: str = "this") -> Callable[[ViewFunc], ViewFunc]:
+def workspace_view(
+    minimum: str = Role.READER, doing: str = "this"
+) -> Callable[[ViewFunc], ViewFunc]:
     """Decorate a view taking `slug`: resolve access, enforce the role, pass `access` on."""
 
     def decorate(view: ViewFunc) -> ViewFunc:

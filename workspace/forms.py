@@ -11,10 +11,11 @@ def style_fields(form: forms.BaseForm) -> None:
     for name, field in form.fields.items():
         widget = field.widget
         base = "form-select" if isinstance(widget, forms.Select) else "form-control"
-        classes = [base, widget.attrs.get("class", "")]
-        if form.is_bound and name in form.errors:
+        classes = widget.attrs.get("class", "").split()
+        classes += [c for c in (base,) if c not in classes]
+        if form.is_bound and name in form.errors and "is-invalid" not in classes:
             classes.append("is-invalid")
-        widget.attrs["class"] = " ".join(c for c in classes if c)
+        widget.attrs["class"] = " ".join(classes)
 
 
 class StyledForm:

@@ -15,7 +15,12 @@ from django.views.decorators.http import require_POST
 
 from workspace import actions
 from workspace.access import WorkspaceAccess, workspace_view, workspaces_for
-from workspace.forms import AddMemberForm, ChangeRoleForm, WorkspaceCreateForm, WorkspaceSettingsForm
+from workspace.forms import (
+    AddMemberForm,
+    ChangeRoleForm,
+    WorkspaceCreateForm,
+    WorkspaceSettingsForm,
+)
 from workspace.models import Membership, Role
 
 ACTIVITY_PAGE_SIZE = 25
@@ -33,9 +38,7 @@ def workspace_list(request: HttpRequest) -> HttpResponse:
         .annotate(member_count=Count("memberships", distinct=True))
         .order_by("name")
     )
-    roles = dict(
-        Membership.objects.filter(user=request.user).values_list("workspace_id", "role")
-    )
+    roles = dict(Membership.objects.filter(user=request.user).values_list("workspace_id", "role"))
     rows = [(workspace, Role(roles[workspace.pk])) for workspace in workspaces]
     return render(request, "workspace/list.html", {"rows": rows})
 
@@ -65,6 +68,7 @@ def overview(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
         request,
         "workspace/overview.html",
         {
+            "nav": "overview",
             "access": access,
             "workspace": workspace,
             "role_counts": [(Role(r).label, role_counts.get(r, 0)) for r in reversed(Role.values)],
@@ -104,7 +108,9 @@ def workspace_settings(request: HttpRequest, access: WorkspaceAccess) -> HttpRes
     )
 
 
-def members_page(request: HttpRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None) -> HttpResponse:
+def members_page(
+    request: HttpRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None
+) -> HttpResponse:
     """The members page, or only its table when htmx asked (one view, two renders)."""
     memberships = access.workspace.memberships.select_related("user", "added_by").order_by(
         "user__username"
@@ -117,6 +123,7 @@ def members_page(request: HttpRequest, access: WorkspaceAccess, add_form: AddMem
         request,
         template,
         {
+            "nav": "members",
             "access": access,
             "workspace": access.workspace,
             "memberships": memberships,
@@ -135,7 +142,9 @@ def members(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
     return members_page(request, access)
 
 
-def after_member_change(request: HttpRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None) -> HttpResponse:
+def after_member_change(
+    request: HttpRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None
+) -> HttpResponse:
     if request.htmx:
         return members_page(request, access, add_form)
     if add_form is not None and add_form.errors:
@@ -173,13 +182,17 @@ def member_role(request: HttpRequest, access: WorkspaceAccess, membership_id: in
     except ValidationError as error:
         report(request, error)
     else:
-        messages.success(request, f"{membership.user} is now {Role(membership.role).label.lower()}.")
+        messages.success(
+            request, f"{membership.user} is now {Role(membership.role).label.lower()}."
+        )
     return after_member_change(request, access)
 
 
 @workspace_view(Role.READER, "leaving")
 @require_POST
-def member_remove(request: HttpRequest, access: WorkspaceAccess, membership_id: int) -> HttpResponse:
+def member_remove(
+    request: HttpRequest, access: WorkspaceAccess, membership_id: int
+) -> HttpResponse:
     try:
         removed = actions.remove_member(access, membership_id=membership_id)
     except ValidationError as error:
@@ -201,5 +214,3 @@ def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect("login")
     return redirect("workspace:list")
-
-

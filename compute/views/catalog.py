@@ -30,6 +30,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
         form.is_bound and form.is_valid() and form.cleaned_data.get("gpu") == "yes"
     )
     context = {
+        "nav": "catalog",
         "form": form,
         "page": page,
         "query": query.urlencode(),

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("value", ["maybe", "2", "Tru"])
 def test_bad_booleans_name_the_variable(monkeypatch, value):
     monkeypatch.setenv("DEBUG", value)
-    with pytest.raises(ImproperlyConfigured, match="DEBUG=.* is not a boolean"):
+    with pytest.raises(ImproperlyConfigured, match=r"DEBUG=.* is not a boolean"):
         env.env_bool("DEBUG", True)
 
 
@@ -79,7 +79,9 @@ def test_local_secret_is_generated_once_and_kept(tmp_path):
 
 
 def manage(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    # The browser tests' DJANGO_ALLOW_ASYNC_UNSAFE must not leak into a deployment check.
+    inherited = ("DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    environment = {k: v for k, v in os.environ.items() if k not in inherited}
     environment.update(extra_env)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
