@@ -5,7 +5,7 @@ PY := .venv/bin/python
 .PHONY: run test test-only lint format bench clean
 
 run:
-	@bash scripts/run.sh
+	@bash scripts/run.sh || [ $$? -eq 130 ]  # 130: stopped with Ctrl-C
 
 test:
 	@bash scripts/test-setup.sh

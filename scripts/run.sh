@@ -15,6 +15,6 @@ say "node driver: $HANGAR_DRIVER"
 
 python manage.py migrate --noinput >/dev/null
 python manage.py seed_demo
-say "Hangar on http://127.0.0.1:${PORT:-8000}  (Ctrl-C stops web, worker and beat)"
+say "Hangar on http://127.0.0.1:${HANGAR_PORT:-8000}  (Ctrl-C stops web, worker and beat)"
 rm -f "$LOCAL/celerybeat.pid"
 exec honcho start -f "$ROOT/Procfile"

@@ -110,13 +110,20 @@ def add_member(access: WorkspaceAccess, *, identifier: str, role: str) -> Member
     return membership
 
 
-def _lock_admins(workspace: Workspace) -> list[int]:
-    """Lock the workspace's admin rows so two admins cannot demote each other at once."""
-    return list(
+def _lock_admins(access: WorkspaceAccess, *, actor_must_be_admin: bool = True) -> list[int]:
+    """Lock the workspace's admin rows so two admins cannot demote each other at once.
+
+    The actor's role was read before the lock; re-check it under the lock, so an admin
+    demoted a moment ago by another tab cannot act on the stale page.
+    """
+    admins = list(
         Membership.objects.select_for_update()
-        .filter(workspace=workspace, role=Role.ADMIN)
+        .filter(workspace=access.workspace, role=Role.ADMIN)
         .values_list("pk", flat=True)
     )
+    if actor_must_be_admin and access.membership.pk not in admins:
+        raise ValidationError(f"You are no longer an admin of {access.workspace.name}.")
+    return admins
 
 
 def change_role(access: WorkspaceAccess, *, membership_id: int, role: str) -> Membership:
@@ -124,7 +131,7 @@ def change_role(access: WorkspaceAccess, *, membership_id: int, role: str) -> Me
     role = Role(role)
     actor = access.membership.user
     with transaction.atomic():
-        admins = _lock_admins(access.workspace)
+        admins = _lock_admins(access)
         membership = (
             Membership.objects.select_related("user")
             .filter(workspace=access.workspace, pk=membership_id)
@@ -156,10 +163,11 @@ def change_role(access: WorkspaceAccess, *, membership_id: int, role: str) -> Me
 def remove_member(access: WorkspaceAccess, *, membership_id: int) -> Membership:
     """Admins remove anyone; any member may remove themselves (leave)."""
     actor = access.membership.user
-    if membership_id != access.membership.pk:
+    leaving = membership_id == access.membership.pk
+    if not leaving:
         require_role(access, Role.ADMIN, "removing members")
     with transaction.atomic():
-        admins = _lock_admins(access.workspace)
+        admins = _lock_admins(access, actor_must_be_admin=not leaving)
         membership = (
             Membership.objects.select_related("user")
             .filter(workspace=access.workspace, pk=membership_id)

@@ -1,0 +1,111 @@
+"""`make bench`: latency figures for the pages and the Celery round trip.
+
+Not a test: it prints numbers for closing notes. It uses a throwaway test database and a
+Celery worker of its own on the test Redis database, so it never touches `make run` data.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+
+from config.celery import app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(label: str, runs: int, call: Callable[[], object]) -> None:
+    call()  # warm caches and connections
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - start) * 1000)
+    timings.sort()
+    p95 = timings[int(len(timings) * 0.95) - 1]
+    print(
+        f"{label:<44} n={runs:<4} p50={statistics.median(timings):7.2f} ms  "
+        f"p95={p95:7.2f} ms  max={timings[-1]:7.2f} ms"
+    )
+
+
+def bench_pages() -> None:
+    from django.core.management import call_command
+
+    call_command("seed_demo", quiet_logins=True)
+    client = Client()
+    client.login(username="alice", password="hangar-alice")
+    htmx = {"HTTP_HX_REQUEST": "true"}
+
+    def get(url: str, **extra: str) -> None:
+        assert client.get(url, **extra).status_code == 200
+
+    measure("workspace list (full page)", 200, lambda: get("/w/"))
+    measure("workspace overview (full page)", 200, lambda: get("/w/vision-team/"))
+    measure("members panel (htmx partial)", 200, lambda: get("/w/vision-team/members/", **htmx))
+    measure("catalog, all sizes (full page)", 200, lambda: get("/catalog/"))
+    measure("catalog filter gpu=yes (htmx partial)", 200, lambda: get("/catalog/?gpu=yes", **htmx))
+
+
+def bench_celery() -> None:
+    from compute.tasks import ping
+
+    queue = f"hangar-bench-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    name = f"bench-{queue}@localhost"
+    worker = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=threads",
+            "--concurrency=2", f"--queues={queue}", f"--hostname={name}",
+            "--without-gossip", "--without-mingle", "--loglevel=WARNING",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "CELERY_QUEUE": queue, "REDIS_URL": settings.REDIS_URL},
+    )  # fmt: skip
+    try:
+        started = time.perf_counter()
+        while not app.control.ping(destination=[name], timeout=0.5):
+            if worker.poll() is not None or time.perf_counter() - started > 30:
+                raise SystemExit("bench worker did not start")
+        print(f"{'celery worker ready after':<44} {time.perf_counter() - started:.2f} s")
+        measure(
+            "ping task round trip (Redis + worker)",
+            200,
+            lambda: ping.delay(time.time()).get(timeout=10),
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+
+
+def main() -> None:
+    setup_test_environment()
+    old_name = connection.settings_dict["NAME"]
+    engine = connection.settings_dict["ENGINE"].rsplit(".", 1)[-1]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    print(f"Hangar bench · database {engine} · {os.cpu_count()} cores · {time.strftime('%F %T')}")
+    try:
+        bench_pages()
+        bench_celery()
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Two admins acting at once must never leave a workspace without an admin."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+
+from tests.conftest import make_team
+from workspace import actions
+from workspace.access import get_access
+from workspace.models import Membership, Role
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def run_together(*calls) -> list[object]:
+    """Start every call at the same instant, each on its own database connection."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def worker(index: int, call) -> None:
+        try:
+            barrier.wait()
+            results[index] = call()
+        except Exception as error:  # the losers' errors are what the test inspects
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=pair) for pair in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_admins_demoting_each_other_leave_one_admin(attempt):
+    team = make_team(f"race{attempt}")
+    Membership.objects.filter(workspace=team.workspace, user=team.contributor).update(
+        role=Role.ADMIN
+    )
+    first = Membership.objects.get(workspace=team.workspace, user=team.admin)
+    second = Membership.objects.get(workspace=team.workspace, user=team.contributor)
+    slug = team.workspace.slug
+
+    results = run_together(
+        lambda: actions.change_role(
+            get_access(team.admin, slug), membership_id=second.pk, role=Role.READER
+        ),
+        lambda: actions.change_role(
+            get_access(team.contributor, slug), membership_id=first.pk, role=Role.READER
+        ),
+    )
+    # The first demotion wins; the second actor is no longer an admin and is refused.
+    assert Membership.objects.filter(workspace=team.workspace, role=Role.ADMIN).count() == 1
+    errors = [r for r in results if isinstance(r, ValidationError)]
+    assert len(errors) == 1
+    assert "no longer an admin" in str(errors[0]) or "last admin" in str(errors[0])
+
+
+def test_two_admins_removing_each_other_leave_one_admin():
+    team = make_team("removal")
+    Membership.objects.filter(workspace=team.workspace, user=team.contributor).update(
+        role=Role.ADMIN
+    )
+    first = Membership.objects.get(workspace=team.workspace, user=team.admin)
+    second = Membership.objects.get(workspace=team.workspace, user=team.contributor)
+    slug = team.workspace.slug
+    run_together(
+        lambda: actions.remove_member(get_access(team.admin, slug), membership_id=second.pk),
+        lambda: actions.remove_member(get_access(team.contributor, slug), membership_id=first.pk),
+    )
+    assert Membership.objects.filter(workspace=team.workspace, role=Role.ADMIN).count() == 1

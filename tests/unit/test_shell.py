@@ -1,0 +1,113 @@
+"""The web shell: error pages in Hangar's style, the admin, demo data, double submits."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.test import RequestFactory
+from django.urls import reverse
+from django.views.defaults import server_error
+
+from workspace import actions
+from workspace.access import get_access
+from workspace.models import Activity, Membership, Role, Workspace
+
+pytestmark = pytest.mark.django_db
+
+
+def test_404_and_403_pages_are_styled_and_explain(client, team):
+    client.force_login(team.outsider)
+    response = client.get(reverse("workspace:overview", args=[team.workspace.slug]))
+    body = response.content.decode()
+    assert response.status_code == 404
+    assert "Nothing here" in body and "Hangar" in body and "Back to your workspaces" in body
+    client.force_login(team.reader)
+    response = client.get(reverse("workspace:settings", args=[team.workspace.slug]))
+    body = response.content.decode()
+    assert response.status_code == 403
+    assert "You are a reader in Vision" in body and "needs the admin role" in body
+
+
+def test_500_page_is_styled_without_needing_the_database():
+    response = server_error(RequestFactory().get("/"))
+    assert response.status_code == 500
+    assert b"Something went wrong on our side" in response.content
+
+
+def test_login_logout_round_trip(client, team):
+    response = client.post(
+        reverse("login"), {"username": team.admin.username, "password": "correct-horse-battery"}
+    )
+    assert response["Location"] == reverse("workspace:list")
+    assert client.post(reverse("logout")).status_code == 302
+    assert client.get(reverse("workspace:list")).status_code == 302
+
+
+def test_bad_login_says_so(client, team):
+    response = client.post(reverse("login"), {"username": "vision-admin", "password": "nope"})
+    assert "Please enter a correct username and password" in response.content.decode()
+
+
+def test_pages_carry_the_csrf_header_for_htmx(client, team):
+    client.force_login(team.admin)
+    body = client.get(reverse("workspace:overview", args=[team.workspace.slug])).content.decode()
+    assert "hx-headers='{\"X-CSRFToken\": \"" in body
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "admin:workspace_workspace_changelist",
+        "admin:workspace_membership_changelist",
+        "admin:workspace_activity_changelist",
+        "admin:compute_vmfamily_changelist",
+        "admin:compute_vmsize_changelist",
+        "admin:compute_gpuarchitecture_changelist",
+    ],
+)
+def test_admin_changelists_with_filters_and_search(client, team, url):
+    superuser = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(superuser)
+    assert client.get(reverse(url)).status_code == 200
+    assert client.get(reverse(url), {"q": "v"}).status_code == 200
+
+
+def test_admin_filters_restricted_gpu_sizes(client, db):
+    superuser = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(superuser)
+    response = client.get(
+        reverse("admin:compute_vmsize_changelist"),
+        {"family__restricted__exact": "1", "family__category__exact": "gpu"},
+    )
+    names = {size.name for size in response.context["cl"].result_list}
+    assert "Standard_NC6s_v3" in names and "Standard_NC6" not in names
+
+
+def test_seed_demo_is_idempotent(db, capsys):
+    call_command("seed_demo")
+    call_command("seed_demo")
+    output = capsys.readouterr().out
+    assert "alice  / hangar-alice" in output
+    workspace = Workspace.objects.get(slug="vision-team")
+    roles = dict(workspace.memberships.values_list("user__username", "role"))
+    assert roles == {"alice": Role.ADMIN, "bob": Role.CONTRIBUTOR, "carol": Role.READER}
+    assert workspace.activity.count() == 3
+    assert get_user_model().objects.get(username="admin").is_superuser
+
+
+def test_double_submit_of_the_same_workspace_creates_one(team):
+    actions.create_workspace(team.admin, name="Twice", slug="twice")
+    with pytest.raises(ValidationError, match="already exists"):
+        actions.create_workspace(team.admin, name="Twice", slug="twice")
+    assert Workspace.objects.filter(slug="twice").count() == 1
+
+
+def test_adding_the_same_member_twice_adds_once(team):
+    access = get_access(team.admin, team.workspace.slug)
+    actions.add_member(access, identifier=team.outsider.username, role=Role.READER)
+    with pytest.raises(ValidationError, match="already a member"):
+        actions.add_member(access, identifier=team.outsider.username, role=Role.ADMIN)
+    assert Membership.objects.filter(workspace=team.workspace, user=team.outsider).count() == 1
+    assert Activity.objects.filter(verb=Activity.Verb.MEMBER_ADDED).count() == 1
