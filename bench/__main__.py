@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
-import django  # noqa: E402
+import django
 
 django.setup()
 

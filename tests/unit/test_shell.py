@@ -53,7 +53,7 @@ def test_bad_login_says_so(client, team):
 def test_pages_carry_the_csrf_header_for_htmx(client, team):
     client.force_login(team.admin)
     body = client.get(reverse("workspace:overview", args=[team.workspace.slug])).content.decode()
-    assert "hx-headers='{\"X-CSRFToken\": \"" in body
+    assert 'hx-headers=\'{"X-CSRFToken": "' in body
 
 
 @pytest.mark.parametrize(
