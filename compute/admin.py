@@ -9,20 +9,22 @@ class GpuArchitectureAdmin(admin.ModelAdmin):
     search_fields = ["name", "series"]
 
 
+SIZE_COLUMNS = [
+    "vcpus",
+    "memory_gib",
+    "gpus",
+    "gpu_model",
+    "isolated",
+    "rdma",
+    "price_dedicated",
+    "price_low_priority",
+]
+
+
 class VmSizeInline(admin.TabularInline):
     model = VmSize
     extra = 0
-    fields = [
-        "name",
-        "vcpus",
-        "memory_gib",
-        "gpus",
-        "gpu_model",
-        "isolated",
-        "rdma",
-        "price_dedicated",
-        "price_low_priority",
-    ]
+    fields = ["name", *SIZE_COLUMNS]
 
 
 @admin.register(VmFamily)
@@ -42,18 +44,7 @@ class VmFamilyAdmin(admin.ModelAdmin):
 
 @admin.register(VmSize)
 class VmSizeAdmin(admin.ModelAdmin):
-    list_display = [
-        "name",
-        "family",
-        "vcpus",
-        "memory_gib",
-        "gpus",
-        "gpu_model",
-        "isolated",
-        "rdma",
-        "price_dedicated",
-        "price_low_priority",
-    ]
+    list_display = ["name", "family", *SIZE_COLUMNS]
     list_filter = ["family__category", "family__restricted", "isolated", "rdma", "family"]
     search_fields = ["name", "gpu_model", "family__name"]
     list_select_related = ["family"]
