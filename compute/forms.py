@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 
-from compute.models import Category, VmSize
+from compute.models import Category, Compute, Tier, VmSize
+from compute.models.compute import COMPUTE_NAME_RULE
 from workspace.forms import StyledForm
+from workspace.models import Workspace
 
 ANY_YES_NO = [("", "Any"), ("yes", "Yes"), ("no", "No")]
 SORTS = {
@@ -61,3 +65,137 @@ class CatalogFilterForm(StyledForm, forms.Form):
         if data.get("min_memory") is not None:
             sizes = sizes.filter(memory_gib__gte=data["min_memory"])
         return sizes.order_by(*SORTS[data.get("sort") or "family"])
+
+
+def size_label(size: VmSize) -> str:
+    gpu = f", {size.gpus} × {size.gpu_model}" if size.gpus else ""
+    approval = " · needs approval" if size.family.restricted else ""
+    return (
+        f"{size.name} — {size.vcpus} vCPU, {size.memory_gib:g} GiB{gpu}, "
+        f"~${size.price_dedicated}/h{approval}"
+    )
+
+
+def size_choices() -> list:
+    """The VM size picker: sizes grouped by family, as in the catalog."""
+    groups: dict[str, list] = {}
+    for size in VmSize.objects.select_related("family").order_by("family__name", "vcpus", "name"):
+        title = f"{size.family.name} · {size.family.get_category_display()}"
+        groups.setdefault(title, []).append((str(size.pk), size_label(size)))
+    return [("", "Choose a VM size…"), *groups.items()]
+
+
+class ComputeForm(StyledForm, forms.Form):
+    name = forms.CharField(
+        max_length=24,
+        validators=[COMPUTE_NAME_RULE],
+        help_text="3–24 letters, digits and hyphens, starting with a letter; unique here.",
+    )
+    vm_size = forms.ChoiceField(label="VM size")
+
+    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+        self.fields["vm_size"].choices = size_choices()
+        self.fields["name"].widget.attrs.update(autofocus=True, autocomplete="off")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        taken = (
+            Compute.objects.filter(workspace=self.workspace, name__iexact=name)
+            .exclude(state="deleted")
+            .exists()
+        )
+        if taken:
+            raise forms.ValidationError(
+                f"{self.workspace.name} already has a compute named {name}."
+            )
+        return name
+
+    def clean_vm_size(self) -> VmSize:
+        size = (
+            VmSize.objects.select_related("family").filter(pk=self.cleaned_data["vm_size"]).first()
+        )
+        if size is None:
+            raise forms.ValidationError("Choose a VM size from the list.")
+        return size
+
+
+class InstanceForm(ComputeForm):
+    assigned_to = forms.ChoiceField(
+        label="Assigned to",
+        required=False,
+        help_text="Admins may create an instance on behalf of a member.",
+    )
+    idle_shutdown_minutes = forms.IntegerField(
+        label="Idle shutdown (minutes)",
+        required=False,
+        min_value=15,
+        max_value=3 * 24 * 60,
+        help_text="Stop it after this long without activity (15 min to 3 days). Empty: never.",
+    )
+    setup_script = forms.CharField(
+        required=False,
+        max_length=20000,
+        widget=forms.Textarea(attrs={"rows": 4, "class": "font-monospace", "spellcheck": "false"}),
+        help_text="Runs once when the instance is created.",
+    )
+
+    def __init__(
+        self, *args, members: list | None = None, can_assign: bool = False, **kwargs
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.members = {str(user.pk): user for user in members or []}
+        if can_assign:
+            self.fields["assigned_to"].choices = [
+                ("", "Me"),
+                *((pk, str(u)) for pk, u in self.members.items()),
+            ]
+        else:
+            del self.fields["assigned_to"]
+
+    def clean_assigned_to(self):
+        value = self.cleaned_data.get("assigned_to")
+        return self.members.get(value) if value else None
+
+
+class ClusterBoundsForm(StyledForm, forms.Form):
+    min_nodes = forms.IntegerField(
+        label="Min nodes", min_value=0, initial=0, help_text="0 lets it cost nothing when idle."
+    )
+    max_nodes = forms.IntegerField(label="Max nodes", min_value=1, initial=1)
+    idle_seconds_before_scaledown = forms.IntegerField(
+        label="Idle seconds before scale-down", min_value=0, max_value=7 * 24 * 3600, initial=120
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        limit = settings.HANGAR_MAX_NODES_LIMIT
+        for name in ("min_nodes", "max_nodes"):
+            self.fields[name].validators.append(MaxValueValidator(limit))
+            self.fields[name].widget.attrs["max"] = limit
+        self.fields["max_nodes"].help_text = f"Up to {limit} on this Hangar."
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        low, high = cleaned.get("min_nodes"), cleaned.get("max_nodes")
+        if low is not None and high is not None and low > high:
+            self.add_error("min_nodes", f"Min nodes ({low}) cannot exceed max nodes ({high}).")
+        return cleaned
+
+
+class ClusterForm(ComputeForm, ClusterBoundsForm):
+    tier = forms.ChoiceField(
+        choices=Tier.choices,
+        initial=Tier.DEDICATED,
+        help_text="Low-priority nodes cost less but can be preempted.",
+    )
+
+    field_order = [
+        "name",
+        "vm_size",
+        "tier",
+        "min_nodes",
+        "max_nodes",
+        "idle_seconds_before_scaledown",
+    ]

@@ -6,9 +6,33 @@ import socket
 import time
 
 from celery import shared_task
+from django.db import transaction
+
+from compute.controllers.reconcile import reconcile
+from compute.controllers.sweep import sweep
 
 
 @shared_task(name="hangar.health.ping")
 def ping(sent_at: float) -> dict:
     """Round trip through the broker and a worker: proves the wiring, measures latency."""
     return {"pong": True, "worker": socket.gethostname(), "sent_at": sent_at, "at": time.time()}
+
+
+@shared_task(name="hangar.reconcile", ignore_result=True)
+def reconcile_compute(compute_id: int) -> dict:
+    """Bring one compute's nodes in line. A gone compute is a quiet no-op."""
+    outcome = reconcile(compute_id)
+    return {"skipped": outcome.skipped, "state": outcome.state, "error": outcome.error}
+
+
+@shared_task(name="hangar.sweep", ignore_result=True)
+def reconcile_sweep() -> dict:
+    report = sweep()
+    for compute_id in report.due:
+        reconcile_compute.delay(compute_id)
+    return {"due": report.due, "strays_removed": report.strays_removed}
+
+
+def enqueue_reconcile(compute_id: int) -> None:
+    """From an action: only once the transaction that changed the compute has committed."""
+    transaction.on_commit(lambda: reconcile_compute.delay(compute_id))

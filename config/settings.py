@@ -6,6 +6,8 @@ Development defaults need no environment at all: secrets are generated into the 
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -157,11 +159,38 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # How long the worker-health indicator trusts its last answer.
 HANGAR_HEALTH_CACHE_SECONDS = env_int("HANGAR_HEALTH_CACHE_SECONDS", 5, minimum=0)
-# Where nodes live: "docker" or "local" (the managed-compute issue uses it).
+# Where nodes live: "docker" or "local" (make run picks docker when an engine answers).
 HANGAR_DRIVER = env_choice("HANGAR_DRIVER", "local", ("docker", "local"))
+# Labels every container of this installation, so two Hangars (or a test run) sharing one
+# Docker engine never adopt or remove each other's containers.
+HANGAR_SITE = env_str("HANGAR_SITE") or (
+    "dev" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:6]
+)
+if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", HANGAR_SITE):
+    raise ImproperlyConfigured(
+        f"HANGAR_SITE={HANGAR_SITE!r}: use up to 31 lowercase letters, digits, -."
+    )
+HANGAR_DOCKER_URL = env_str("HANGAR_DOCKER_URL", "")  # empty: DOCKER_HOST or the local socket
+HANGAR_NODE_IMAGE = env_str("HANGAR_NODE_IMAGE", "hangar/node:latest")
+HANGAR_NODE_NETWORK = env_choice("HANGAR_NODE_NETWORK", "none", ("none", "host"))
+# What a node runs while it waits for work; init=True makes it stop promptly.
+HANGAR_NODE_COMMAND = ("sleep", "2147483647")
+HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / "nodes"
 # One host stands in for many VMs: a VM size's vCPUs and memory are scaled by these.
 HANGAR_CPU_SCALE = env_float("HANGAR_CPU_SCALE", 0.05)
 HANGAR_MEMORY_SCALE = env_float("HANGAR_MEMORY_SCALE", 0.02)
+HANGAR_MAX_NODES_LIMIT = env_int("HANGAR_MAX_NODES_LIMIT", 16, minimum=1, maximum=1000)
+# A reconciler holds a compute for this long at most; a dead worker's hold expires.
+HANGAR_RECONCILE_LEASE_SECONDS = env_float("HANGAR_RECONCILE_LEASE_SECONDS", 10.0, minimum=1.0)
+HANGAR_SWEEP_SECONDS = env_float("HANGAR_SWEEP_SECONDS", 2.0, minimum=0.2)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-sweep": {
+        "task": "hangar.sweep",
+        "schedule": HANGAR_SWEEP_SECONDS,
+        # A sweep older than a few periods is stale: the next one covers it.
+        "options": {"expires": HANGAR_SWEEP_SECONDS * 3},
+    },
+}
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hangar@localhost")

@@ -1,0 +1,249 @@
+"""The service layer of compute: one function per user-visible operation.
+
+Each checks the role, validates, changes state by compare-and-set inside one transaction,
+writes an event saying who did what, and enqueues the reconciler on commit.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from compute.events import record
+from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
+from compute.tasks import enqueue_reconcile
+from workspace.access import WorkspaceAccess, require_role
+from workspace.models import Membership, Role
+
+S = ComputeState
+
+
+def _check_size(vm_size: VmSize, kind: str) -> None:
+    family = vm_size.family
+    serves = family.serves_instances if kind == ComputeKind.INSTANCE else family.serves_clusters
+    if not serves:
+        what = "compute instances" if kind == ComputeKind.INSTANCE else "compute clusters"
+        raise ValidationError({"vm_size": f"The {family.name} family cannot be used for {what}."})
+
+
+def _save_new(compute: Compute, actor: AbstractBaseUser, message: str) -> Compute:
+    compute.full_clean()
+    try:
+        with transaction.atomic():
+            compute.save()
+            record(compute, "compute.created", message, actor=actor)
+            enqueue_reconcile(compute.pk)
+    except IntegrityError:
+        # Two tabs creating the same name at once: the loser gets the form's message.
+        raise ValidationError({"name": "A compute with this name already exists here."})
+    return compute
+
+
+def create_instance(
+    access: WorkspaceAccess,
+    *,
+    name: str,
+    vm_size: VmSize,
+    assigned_to: AbstractBaseUser | None = None,
+    idle_shutdown_minutes: int | None = None,
+    setup_script: str = "",
+) -> Compute:
+    require_role(access, Role.CONTRIBUTOR, "creating compute")
+    actor = access.membership.user
+    assignee = assigned_to or actor
+    if assignee.pk != actor.pk:
+        require_role(access, Role.ADMIN, "creating an instance on behalf of someone else")
+        if not Membership.objects.filter(workspace=access.workspace, user=assignee).exists():
+            raise ValidationError({"assigned_to": f"{assignee} is not a member of this workspace."})
+    _check_size(vm_size, ComputeKind.INSTANCE)
+    compute = Compute(
+        workspace=access.workspace,
+        name=name,
+        kind=ComputeKind.INSTANCE,
+        vm_size=vm_size,
+        created_by=actor,
+        assigned_to=assignee,
+        idle_shutdown_minutes=idle_shutdown_minutes,
+        setup_script=setup_script,
+        max_nodes=1,
+    )
+    on_behalf = f" for {assignee}" if assignee.pk != actor.pk else ""
+    return _save_new(
+        compute, actor, f"{actor} created instance {name} ({vm_size.name}){on_behalf}."
+    )
+
+
+def validate_cluster_bounds(min_nodes: int, max_nodes: int) -> None:
+    limit = settings.HANGAR_MAX_NODES_LIMIT
+    errors = {}
+    if max_nodes < 1:
+        errors["max_nodes"] = "Max nodes must be at least 1."
+    elif max_nodes > limit:
+        errors["max_nodes"] = f"Max nodes can be at most {limit} on this Hangar."
+    if min_nodes > max_nodes:
+        errors["min_nodes"] = f"Min nodes ({min_nodes}) cannot exceed max nodes ({max_nodes})."
+    if errors:
+        raise ValidationError(errors)
+
+
+def create_cluster(
+    access: WorkspaceAccess,
+    *,
+    name: str,
+    vm_size: VmSize,
+    tier: str = Tier.DEDICATED,
+    min_nodes: int = 0,
+    max_nodes: int = 1,
+    idle_seconds_before_scaledown: int = 120,
+) -> Compute:
+    require_role(access, Role.CONTRIBUTOR, "creating compute")
+    validate_cluster_bounds(min_nodes, max_nodes)
+    _check_size(vm_size, ComputeKind.CLUSTER)
+    actor = access.membership.user
+    compute = Compute(
+        workspace=access.workspace,
+        name=name,
+        kind=ComputeKind.CLUSTER,
+        vm_size=vm_size,
+        created_by=actor,
+        tier=tier,
+        min_nodes=min_nodes,
+        max_nodes=max_nodes,
+        idle_seconds_before_scaledown=idle_seconds_before_scaledown,
+    )
+    return _save_new(
+        compute,
+        actor,
+        f"{actor} created cluster {name} ({vm_size.name}, {Tier(tier).label.lower()}, "
+        f"{min_nodes}–{max_nodes} nodes).",
+    )
+
+
+def _locked(access: WorkspaceAccess, compute_id: int) -> Compute:
+    compute = (
+        Compute.objects.select_for_update()
+        .filter(workspace=access.workspace, pk=compute_id)
+        .exclude(state=S.DELETED)
+        .first()
+    )
+    if compute is None:
+        raise ValidationError("This compute no longer exists.")
+    return compute
+
+
+def update_cluster(
+    access: WorkspaceAccess,
+    compute_id: int,
+    *,
+    min_nodes: int,
+    max_nodes: int,
+    idle_seconds_before_scaledown: int,
+) -> Compute:
+    require_role(access, Role.CONTRIBUTOR, "changing compute")
+    validate_cluster_bounds(min_nodes, max_nodes)
+    actor = access.membership.user
+    with transaction.atomic():
+        compute = _locked(access, compute_id)
+        if not compute.is_cluster:
+            raise ValidationError("Only clusters have node bounds.")
+        if compute.state not in (S.CREATING, S.STEADY, S.RESIZING, S.FAILED):
+            raise ValidationError(f"{compute.name} is {compute.state}; it cannot be resized now.")
+        old = (compute.min_nodes, compute.max_nodes, compute.idle_seconds_before_scaledown)
+        new = (min_nodes, max_nodes, idle_seconds_before_scaledown)
+        if old == new:
+            return compute
+        Compute.objects.filter(pk=compute.pk).update(
+            min_nodes=min_nodes,
+            max_nodes=max_nodes,
+            idle_seconds_before_scaledown=idle_seconds_before_scaledown,
+            last_error="",
+        )
+        compute.min_nodes, compute.max_nodes = min_nodes, max_nodes
+        compute.idle_seconds_before_scaledown = idle_seconds_before_scaledown
+        if compute.state in (S.STEADY, S.FAILED):
+            compute.transition(compute.state, S.RESIZING)
+        record(
+            compute,
+            "compute.updated",
+            f"{actor} changed nodes {old[0]}–{old[1]} → {min_nodes}–{max_nodes}, "
+            f"idle before scale-down {old[2]} s → {idle_seconds_before_scaledown} s.",
+            actor=actor,
+        )
+        enqueue_reconcile(compute.pk)
+    return compute
+
+
+# Instance verbs: (from states, to state, past tense for the event, role needed)
+VERBS = {
+    "start": ((S.STOPPED, S.FAILED), S.STARTING, "started", Role.CONTRIBUTOR),
+    "stop": (
+        (S.RUNNING, S.CREATING, S.STARTING, S.RESTARTING),
+        S.STOPPING,
+        "stopped",
+        Role.CONTRIBUTOR,
+    ),
+    "restart": ((S.RUNNING,), S.RESTARTING, "restarted", Role.CONTRIBUTOR),
+}
+
+
+def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Compute:
+    sources, target, past, role = VERBS[verb]
+    require_role(
+        access, role, f"{verb}ing an instance" if verb != "stop" else "stopping an instance"
+    )
+    actor = access.membership.user
+    with transaction.atomic():
+        compute = _locked(access, compute_id)
+        if not compute.is_instance:
+            raise ValidationError(
+                f"Only compute instances can be {past}; {compute.name} is a cluster."
+            )
+        if compute.state not in sources or not compute.transition(compute.state, target):
+            raise ValidationError(_refusal(compute, verb))
+        if verb == "restart":
+            # The reconciler removes leaving nodes and brings up a fresh one.
+            compute.nodes.filter(state__in=(NodeState.IDLE, NodeState.PREPARING)).update(
+                state=NodeState.LEAVING
+            )
+        if verb == "start" and compute.last_error:
+            Compute.objects.filter(pk=compute.pk).update(last_error="")
+        record(compute, f"compute.{verb}", f"{actor} {past} {compute.name}.", actor=actor)
+        enqueue_reconcile(compute.pk)
+    return compute
+
+
+def _refusal(compute: Compute, verb: str) -> str:
+    state = compute.get_state_display().lower()
+    if verb == "start" and compute.state in (S.RUNNING, S.STARTING, S.CREATING, S.RESTARTING):
+        return f"{compute.name} is already {state}."
+    if verb == "stop" and compute.state in (S.STOPPED, S.STOPPING):
+        return f"{compute.name} is already {state}."
+    if verb == "start":
+        return f"{compute.name} is {state}; only a stopped instance can be started."
+    return f"{compute.name} is {state}; it cannot be {VERBS[verb][2]} now."
+
+
+def delete_compute(access: WorkspaceAccess, compute_id: int) -> Compute:
+    require_role(access, Role.ADMIN, "deleting compute")
+    actor = access.membership.user
+    with transaction.atomic():
+        compute = (
+            Compute.objects.select_for_update()
+            .filter(workspace=access.workspace, pk=compute_id)
+            .first()
+        )
+        if compute is None:
+            raise ValidationError("This compute no longer exists.")
+        if compute.state in (S.DELETING, S.DELETED):
+            raise ValidationError(
+                f"{compute.name} is already {compute.get_state_display().lower()}."
+            )
+        compute.transition(compute.state, S.DELETING)
+        Node.objects.filter(
+            compute=compute, state__in=(NodeState.PREPARING, NodeState.IDLE)
+        ).update(state=NodeState.LEAVING)
+        record(compute, "compute.delete", f"{actor} deleted {compute.name}.", actor=actor)
+        enqueue_reconcile(compute.pk)
+    return compute

@@ -1,0 +1,111 @@
+"""The one small interface every driver implements.
+
+A driver knows nothing of Django models: it is handed plain `NodeSpec`s and answers with
+plain `NodeObservation`s. Every call is idempotent, so a controller may repeat it after a
+crash without doubling anything.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+LABEL_SITE = "hangar.site"
+LABEL_WORKSPACE = "hangar.workspace"
+LABEL_COMPUTE = "hangar.compute"
+LABEL_NODE = "hangar.node"
+LABEL_NODE_NAME = "hangar.node-name"
+
+
+class DriverUnavailable(Exception):
+    """The place nodes live cannot be reached right now; retrying later may succeed."""
+
+
+class NodeStartError(Exception):
+    """A node cannot be started as specified (missing image, bad limits): retrying won't help."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    site: str
+    workspace: str
+    compute_id: int
+    node_id: int
+    node_name: str
+    image: str
+    cpus: float
+    memory_bytes: int
+    network: str
+    command: tuple[str, ...]
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def container_name(self) -> str:
+        # Deterministic: the same node row always maps to the same container, so a retry
+        # after a crash finds (adopts) the container instead of making a second one.
+        return container_name(self.site, self.compute_id, self.node_id)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_SITE: self.site,
+            LABEL_WORKSPACE: self.workspace,
+            LABEL_COMPUTE: str(self.compute_id),
+            LABEL_NODE: str(self.node_id),
+            LABEL_NODE_NAME: self.node_name,
+        }
+
+
+def container_name(site: str, compute_id: int, node_id: int) -> str:
+    return f"hangar-{site}-c{compute_id}-n{node_id}"
+
+
+@dataclass(frozen=True)
+class NodeObservation:
+    name: str
+    ref: str
+    compute_id: int
+    node_id: int
+    running: bool
+    status: str
+    exit_code: int | None = None
+
+    @property
+    def describe(self) -> str:
+        if self.running:
+            return "running"
+        if self.exit_code is not None:
+            return f"exited with code {self.exit_code}"
+        return self.status
+
+
+class Driver(abc.ABC):
+    name: str = ""
+    label: str = ""  # what users call the place nodes live, for messages
+
+    def __init__(self, site: str) -> None:
+        self.site = site
+
+    @abc.abstractmethod
+    def ensure_node(self, spec: NodeSpec) -> NodeObservation:
+        """Create and start the node's container unless it already exists; adopt it if so."""
+
+    @abc.abstractmethod
+    def remove_node(self, name: str) -> bool:
+        """Stop and remove a container by name; True if something was removed."""
+
+    @abc.abstractmethod
+    def list_nodes(self, compute_id: int | None = None) -> list[NodeObservation]:
+        """Every container of this site (or of one compute), running or not."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise DriverUnavailable if the driver cannot work right now."""
+
+
+def parse_labels(labels: dict[str, str]) -> tuple[int, int] | None:
+    """(compute id, node id) from a container's labels, or None if they are not ours."""
+    try:
+        return int(labels[LABEL_COMPUTE]), int(labels[LABEL_NODE])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,198 @@
+"""Computes (instances and clusters), their nodes, and the event log that explains them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from compute.models.catalog import VmSize
+from compute.models.states import (
+    LIVE_NODE_STATES,
+    STEADY,
+    TRANSITIONS,
+    WANTS_NODES,
+    ComputeKind,
+    ComputeState,
+    NodeState,
+)
+from workspace.models import Workspace
+
+COMPUTE_NAME_RULE = RegexValidator(
+    r"^[A-Za-z][A-Za-z0-9-]{2,23}$",
+    "Use 3 to 24 letters, digits and hyphens, starting with a letter.",
+)
+
+
+class Tier(models.TextChoices):
+    DEDICATED = "dedicated", "Dedicated"
+    LOW_PRIORITY = "low_priority", "Low priority"
+
+
+class Compute(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="computes")
+    name = models.CharField(max_length=24, validators=[COMPUTE_NAME_RULE])
+    kind = models.CharField(max_length=16, choices=ComputeKind.choices)
+    state = models.CharField(
+        max_length=16, choices=ComputeState.choices, default=ComputeState.CREATING
+    )
+    last_error = models.TextField(blank=True)
+    vm_size = models.ForeignKey(VmSize, on_delete=models.PROTECT, related_name="computes")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    # Instance
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_instances",
+    )
+    idle_shutdown_minutes = models.PositiveIntegerField(null=True, blank=True)
+    setup_script = models.TextField(blank=True)
+    # Cluster
+    tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.DEDICATED)
+    min_nodes = models.PositiveSmallIntegerField(default=0)
+    max_nodes = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    idle_seconds_before_scaledown = models.PositiveIntegerField(
+        default=120, validators=[MinValueValidator(0), MaxValueValidator(7 * 24 * 3600)]
+    )
+    # Nodes are numbered n-1, n-2, ... never reusing a number, so events stay unambiguous.
+    next_node_index = models.PositiveIntegerField(default=1)
+    # The reconciler's lease: one worker at a time per compute; expires if it dies.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # A deleted compute keeps its row (and history) but frees its name.
+            models.UniqueConstraint(
+                fields=["workspace", "name"],
+                condition=~Q(state="deleted"),
+                name="compute_name_unique_live",
+                violation_error_message="A compute with this name already exists here.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_nodes__lte=F("max_nodes")), name="compute_min_le_max"
+            ),
+        ]
+        indexes = [
+            # The reconcile sweep reads every compute that is not deleted (controllers/sweep.py).
+            models.Index(fields=["state"], name="compute_live_idx", condition=~Q(state="deleted")),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("compute:detail", args=[self.workspace.slug, self.pk])
+
+    @property
+    def is_instance(self) -> bool:
+        return self.kind == ComputeKind.INSTANCE
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.kind == ComputeKind.CLUSTER
+
+    @property
+    def is_steady(self) -> bool:
+        return self.state in STEADY
+
+    def can_move(self, new_state: str) -> bool:
+        return new_state in TRANSITIONS[ComputeKind(self.kind)][ComputeState(self.state)]
+
+    def transition(self, expected: str, new: str, **fields: object) -> bool:
+        """Compare-and-set the state; True only for the caller that made the change."""
+        if new not in TRANSITIONS[ComputeKind(self.kind)][ComputeState(expected)]:
+            raise ValueError(f"{self.kind} cannot go from {expected} to {new}")
+        changed = Compute.objects.filter(pk=self.pk, state=expected).update(
+            state=new, state_changed_at=timezone.now(), **fields
+        )
+        if changed:
+            self.state = new
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(changed)
+
+    def desired_node_count(self) -> int:
+        """How many live nodes the compute should have in its current state.
+
+        Clusters keep `min_nodes` until jobs exist to scale for (autoscaling comes with jobs).
+        """
+        if self.state not in WANTS_NODES:
+            return 0
+        if self.is_instance:
+            return 1
+        return min(self.min_nodes, self.max_nodes)
+
+
+class Node(models.Model):
+    compute = models.ForeignKey(Compute, on_delete=models.CASCADE, related_name="nodes")
+    index = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.PREPARING)
+    container_ref = models.CharField(max_length=128, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_busy_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["compute", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["compute", "index"], name="node_index_unique"),
+        ]
+        indexes = [
+            # The sweep loads every live node of every compute at once (controllers/sweep.py).
+            models.Index(
+                fields=["compute", "state"],
+                name="node_live_idx",
+                condition=Q(state__in=["preparing", "idle", "running", "leaving"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        return f"n-{self.index}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE_NODE_STATES
+
+
+class Event(models.Model):
+    """What happened to a compute, who or what did it, and why."""
+
+    compute = models.ForeignKey(Compute, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    verb = models.CharField(max_length=40)
+    message = models.CharField(max_length=1000)
+    level = models.CharField(
+        max_length=8,
+        default="info",
+        choices=[("info", "info"), ("warning", "warning"), ("error", "error")],
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def who(self) -> str:
+        return str(self.actor) if self.actor_id else "Hangar"

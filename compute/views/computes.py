@@ -1,0 +1,207 @@
+"""Compute pages: the list with its tabs, create forms, the live detail page, actions."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
+from django_htmx.http import HttpResponseStopPolling
+
+from compute import actions
+from compute.forms import ClusterBoundsForm, ClusterForm, InstanceForm
+from compute.models import Compute, ComputeKind, ComputeState
+from compute.models.states import LIVE_NODE_STATES
+from workspace.access import WorkspaceAccess, require_role, workspace_view
+from workspace.models import Role
+
+TABS = {"instances": ComputeKind.INSTANCE, "clusters": ComputeKind.CLUSTER}
+PAGE_SIZE = 25
+EVENTS_ON_PAGE = 30
+
+
+def computes_of(access: WorkspaceAccess):
+    """Every compute of the workspace, through the access layer's workspace."""
+    return Compute.objects.filter(workspace=access.workspace)
+
+
+def with_polling(request: HttpRequest, response: HttpResponse, steady: bool) -> HttpResponse:
+    """A polled fragment answers 286 once steady: htmx swaps it and stops polling."""
+    patch_vary_headers(response, ("HX-Request",))
+    if request.htmx and steady:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+@workspace_view()
+def compute_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    tab = request.GET.get("tab", "instances")
+    if tab not in TABS:
+        tab = "instances"
+    computes = (
+        computes_of(access)
+        .filter(kind=TABS[tab])
+        .exclude(state=ComputeState.DELETED)
+        .select_related("vm_size", "created_by", "assigned_to")
+        .annotate(live_nodes=Count("nodes", filter=Q(nodes__state__in=LIVE_NODE_STATES)))
+        .order_by("name")
+    )
+    page = Paginator(computes, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = dict(
+        computes_of(access)
+        .exclude(state=ComputeState.DELETED)
+        .values_list("kind")
+        .annotate(n=Count("id"))
+        .values_list("kind", "n")
+    )
+    steady = all(compute.is_steady for compute in page)
+    template = "compute/list.html" + ("#compute-table" if request.htmx else "")
+    response = render(
+        request,
+        template,
+        {
+            "nav": "compute",
+            "access": access,
+            "workspace": access.workspace,
+            "tab": tab,
+            "page": page,
+            "query": f"tab={tab}",
+            "steady": steady,
+            "instance_count": counts.get(ComputeKind.INSTANCE, 0),
+            "cluster_count": counts.get(ComputeKind.CLUSTER, 0),
+        },
+    )
+    return with_polling(request, response, steady)
+
+
+def _members(access: WorkspaceAccess) -> list:
+    return [
+        m.user
+        for m in access.workspace.memberships.select_related("user").order_by("user__username")
+    ]
+
+
+@workspace_view(Role.CONTRIBUTOR, "creating compute")
+def compute_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
+    if kind not in ("instance", "cluster"):
+        raise Http404("No such kind of compute.")
+    data = request.POST if request.method == "POST" else None
+    if kind == "instance":
+        form = InstanceForm(
+            data, workspace=access.workspace, members=_members(access), can_assign=access.is_admin
+        )
+        create = actions.create_instance
+    else:
+        form = ClusterForm(data, workspace=access.workspace)
+        create = actions.create_cluster
+    if data is not None and form.is_valid():
+        try:
+            compute = create(access, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Creating {compute.name}…")
+            return redirect(compute)
+    return render(
+        request,
+        "compute/create.html",
+        {
+            "nav": "compute",
+            "access": access,
+            "workspace": access.workspace,
+            "form": form,
+            "kind": kind,
+        },
+    )
+
+
+def add_errors(form, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
+
+
+def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
+    return {
+        "nav": "compute",
+        "access": access,
+        "workspace": access.workspace,
+        "compute": compute,
+        "nodes": compute.nodes.order_by("-index")[:50],
+        "live_nodes": compute.nodes.filter(state__in=LIVE_NODE_STATES).count(),
+        "events": compute.events.select_related("actor")[:EVENTS_ON_PAGE],
+        "can_act": access.is_contributor,
+        "can_delete": access.is_admin,
+    }
+
+
+@workspace_view()
+def compute_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    compute = get_object_or_404(
+        computes_of(access).select_related("vm_size__family", "created_by", "assigned_to"), pk=pk
+    )
+    template = "compute/detail.html" + ("#live" if request.htmx else "")
+    response = render(request, template, _detail_context(access, compute))
+    return with_polling(request, response, compute.is_steady)
+
+
+@workspace_view(Role.CONTRIBUTOR, "changing compute")
+def compute_action(
+    request: HttpRequest, access: WorkspaceAccess, pk: int, verb: str
+) -> HttpResponse:
+    if verb not in ("start", "stop", "restart", "delete"):
+        raise Http404("No such action.")
+    compute = get_object_or_404(computes_of(access), pk=pk)
+    if request.method != "POST":
+        return redirect(compute)
+    try:
+        if verb == "delete":
+            require_role(access, Role.ADMIN, "deleting compute")
+            actions.delete_compute(access, compute.pk)
+            messages.success(request, f"Deleting {compute.name}: its nodes are being removed.")
+        else:
+            actions.instance_verb(access, compute.pk, verb)
+            messages.success(request, f"{compute.name}: {verb} requested.")
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    if request.htmx:
+        compute.refresh_from_db()
+        response = render(request, "compute/detail.html#live", _detail_context(access, compute))
+        return with_polling(request, response, False)
+    return redirect(compute)
+
+
+@workspace_view(Role.CONTRIBUTOR, "changing compute")
+def cluster_update(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    compute = get_object_or_404(computes_of(access).filter(kind=ComputeKind.CLUSTER), pk=pk)
+    initial = {
+        "min_nodes": compute.min_nodes,
+        "max_nodes": compute.max_nodes,
+        "idle_seconds_before_scaledown": compute.idle_seconds_before_scaledown,
+    }
+    form = ClusterBoundsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.update_cluster(access, compute.pk, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"{compute.name}: resizing to the new bounds.")
+            return redirect(compute)
+    return render(
+        request,
+        "compute/cluster_update.html",
+        {
+            "nav": "compute",
+            "access": access,
+            "workspace": access.workspace,
+            "compute": compute,
+            "form": form,
+        },
+    )
