@@ -13,7 +13,8 @@ def style_fields(form: forms.BaseForm) -> None:
         base = "form-select" if isinstance(widget, forms.Select) else "form-control"
         classes = widget.attrs.get("class", "").split()
         classes += [c for c in (base,) if c not in classes]
-        if form.is_bound and name in form.errors and "is-invalid" not in classes:
+        # _errors, not errors: reading .errors here would validate before __init__ ends.
+        if name in (form._errors or {}) and "is-invalid" not in classes:
             classes.append("is-invalid")
         widget.attrs["class"] = " ".join(classes)
 
