@@ -103,6 +103,9 @@ def main() -> None:
     try:
         bench_pages()
         bench_celery()
+        from bench import compute as compute_bench
+
+        compute_bench.run()
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

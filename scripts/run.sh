@@ -12,6 +12,17 @@ if [ -z "${HANGAR_DRIVER:-}" ]; then
   if docker_up; then export HANGAR_DRIVER=docker; else export HANGAR_DRIVER=local; fi
 fi
 say "node driver: $HANGAR_DRIVER"
+if [ "$HANGAR_DRIVER" = docker ] && [ -z "${HANGAR_NODE_IMAGE:-}" ]; then
+  # Hangar never pulls: the node image is built here, once (about half a minute).
+  if ! python manage.py build_node_image --if-missing; then
+    if is_root && apt_install mmdebstrap && python manage.py build_node_image --if-missing; then :; else
+      say "could not build the Python node image; using the busybox image instead"
+      apt_install busybox-static || true
+      python manage.py build_node_image --tiny --if-missing
+      export HANGAR_NODE_IMAGE=hangar/node-tiny:latest
+    fi
+  fi
+fi
 
 python manage.py migrate --noinput >/dev/null
 python manage.py seed_demo
