@@ -164,13 +164,12 @@ def update_cluster(
         compute.idle_seconds_before_scaledown = idle_seconds_before_scaledown
         if compute.state in (S.STEADY, S.FAILED):
             compute.transition(compute.state, S.RESIZING)
-        record(
-            compute,
-            "compute.updated",
-            f"{actor} changed nodes {old[0]}–{old[1]} → {min_nodes}–{max_nodes}, "
-            f"idle before scale-down {old[2]} s → {idle_seconds_before_scaledown} s.",
-            actor=actor,
-        )
+        changes = []
+        if old[:2] != new[:2]:
+            changes.append(f"nodes {old[0]}–{old[1]} → {min_nodes}–{max_nodes}")
+        if old[2] != new[2]:
+            changes.append(f"idle before scale-down {old[2]} s → {new[2]} s")
+        record(compute, "compute.updated", f"{actor} changed {', '.join(changes)}.", actor=actor)
         enqueue_reconcile(compute.pk)
     return compute
 

@@ -1,12 +1,21 @@
-"""Fixtures shared by the whole suite: named users per role, as in healthchecks' hc/test.py."""
+"""Fixtures shared by the whole suite: named users per role (as in healthchecks' hc/test.py),
+and the real components: a Celery worker process on the test database, the node image."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.conf import settings
 
+from compute import images
+from compute.drivers import build_driver
+from config.celery import app
+from tests.catalog import ensure_catalog
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from tests.worker import Worker
 from workspace.models import Role, Workspace
 
 
@@ -39,3 +48,71 @@ def make_team(slug: str = "vision") -> Team:
 @pytest.fixture
 def team(db) -> Team:
     return make_team()
+
+
+@pytest.fixture(scope="session")
+def celery_queue() -> str:
+    """A queue of this test session's own, so a parallel run never steals its tasks."""
+    queue = f"hangar-test-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    return queue
+
+
+class WorkerPool:
+    """Keeps one worker per configuration for the session; tests may kill and restart."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.current: Worker | None = None
+
+    def get(self, driver: str = "docker", **extra_env: str) -> Worker:
+        current = self.current
+        alive = current and current.process and current.process.poll() is None
+        if alive and current.driver == driver and current.extra_env == extra_env:
+            return current
+        self.stop()
+        self.current = Worker(self.queue, driver, extra_env).start()
+        return self.current
+
+    def stop(self) -> None:
+        if self.current:
+            self.current.stop()
+            self.current = None
+
+
+@pytest.fixture(scope="session")
+def workers(celery_queue: str, django_db_setup, django_db_blocker) -> Iterator[WorkerPool]:
+    pool = WorkerPool(celery_queue)
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def celery_worker(workers: WorkerPool, settings) -> str:
+    settings.HANGAR_DRIVER = "local"
+    return workers.get("local").name
+
+
+@pytest.fixture(scope="session")
+def node_image() -> str:
+    """The busybox test image, built locally in about a second if it is missing."""
+    import docker
+
+    client = docker.from_env()
+    if not images.image_exists(client, settings.HANGAR_NODE_IMAGE):
+        images.build_tiny(client, settings.HANGAR_NODE_IMAGE)
+    return settings.HANGAR_NODE_IMAGE
+
+
+@pytest.fixture
+def catalog(transactional_db) -> None:
+    ensure_catalog()
+
+
+def remove_all_nodes() -> None:
+    """Whatever a test left, no container of the test site survives it."""
+    for name in ("docker", "local"):
+        driver = build_driver(name, settings.HANGAR_SITE)
+        for observation in driver.list_nodes():
+            driver.remove_node(observation.name)

@@ -6,8 +6,7 @@ import pytest
 
 from compute import actions
 from compute.models import ComputeState, VmSize
-from tests.conftest import make_team
-from tests.integration.conftest import remove_all_nodes
+from tests.conftest import make_team, remove_all_nodes
 from tests.integration.docker_proxy import DockerRelay
 from tests.integration.helpers import converged, driver_named, wait_for
 from workspace.access import get_access

@@ -14,8 +14,7 @@ from django.db import connection
 from compute import actions
 from compute.drivers.base import LABEL_COMPUTE, LABEL_NODE, LABEL_SITE, LABEL_WORKSPACE
 from compute.models import ComputeState, VmSize
-from tests.conftest import make_team
-from tests.integration.conftest import remove_all_nodes
+from tests.conftest import make_team, remove_all_nodes
 from tests.integration.helpers import converged, driver_named, wait_for
 from workspace.access import get_access
 
