@@ -51,3 +51,35 @@ def test_unreachable_engine_is_a_clear_error_and_converges_when_back(
         workers.stop()
         relay.stop()
         remove_all_nodes()
+
+
+def test_a_missing_image_fails_the_compute_clearly_and_never_pulls(
+    workers, catalog, node_image, settings
+):
+    import docker
+
+    settings.HANGAR_DRIVER = "docker"
+    missing = "hangar/not-built-here:1"
+    client = docker.from_env()
+    before = {image.id for image in client.images.list()}
+    workers.get("docker", HANGAR_NODE_IMAGE=missing)
+    team = make_team("imageless")
+    access = get_access(team.admin, team.workspace.slug)
+    try:
+        instance = actions.create_instance(
+            access, name="no-image", vm_size=VmSize.objects.get(name="Standard_D2s_v3")
+        )
+
+        def failed() -> bool:
+            instance.refresh_from_db()
+            return instance.state == ComputeState.FAILED
+
+        wait_for(failed, what="failed state")
+        assert f"Image {missing} is not on this Docker engine" in instance.last_error
+        assert "build_node_image" in instance.last_error
+        assert instance.nodes.get().state == "unusable"
+        assert driver_named("docker").list_nodes(instance.pk) == []
+        assert {image.id for image in client.images.list()} == before  # nothing pulled
+    finally:
+        workers.stop()
+        remove_all_nodes()
