@@ -138,7 +138,8 @@ class InstanceForm(ComputeForm):
         required=False,
         max_length=20000,
         widget=forms.Textarea(attrs={"rows": 4, "class": "font-monospace", "spellcheck": "false"}),
-        help_text="Runs once when the instance is created.",
+        help_text="Runs in the node's working folder each time its node starts; "
+        "the output goes to setup.log there.",
     )
 
     def __init__(

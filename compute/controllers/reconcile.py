@@ -269,6 +269,13 @@ class Pass:
 
     def spec(self, node: Node) -> NodeSpec:
         size = self.compute.vm_size
+        environment = {
+            "HANGAR_COMPUTE": self.compute.name,
+            "HANGAR_NODE": node.name,
+            "HANGAR_VM_SIZE": size.name,
+        }
+        if self.compute.setup_script:
+            environment["HANGAR_SETUP_SCRIPT"] = self.compute.setup_script
         return NodeSpec(
             site=settings.HANGAR_SITE,
             workspace=self.compute.workspace.slug,
@@ -279,12 +286,8 @@ class Pass:
             cpus=size.vcpus * settings.HANGAR_CPU_SCALE,
             memory_bytes=int(float(size.memory_gib) * settings.HANGAR_MEMORY_SCALE * GIB),
             network=settings.HANGAR_NODE_NETWORK,
-            command=tuple(settings.HANGAR_NODE_COMMAND),
-            environment={
-                "HANGAR_COMPUTE": self.compute.name,
-                "HANGAR_NODE": node.name,
-                "HANGAR_VM_SIZE": size.name,
-            },
+            command=node_command(self.compute.setup_script),
+            environment=environment,
         )
 
     def keep_lease(self) -> None:
@@ -309,6 +312,21 @@ class Pass:
             record(compute, "compute.failed", f"Failed: {message}", level="error")
         self.outcome.error = message
         self.outcome.state = compute.state
+
+
+# The setup script arrives in an environment variable (never interpolated into the shell
+# line), runs once in the node's working folder, and leaves setup.log and setup.exit there.
+SETUP_THEN_WAIT = (
+    'printf "%s\\n" "$HANGAR_SETUP_SCRIPT" > setup.sh; sh setup.sh > setup.log 2>&1; '
+    'echo $? > setup.exit; exec "$@"'
+)
+
+
+def node_command(setup_script: str) -> tuple[str, ...]:
+    wait = tuple(settings.HANGAR_NODE_COMMAND)
+    if not setup_script:
+        return wait
+    return ("sh", "-c", SETUP_THEN_WAIT, "hangar-setup", *wait)
 
 
 class LostLease(Exception):

@@ -194,3 +194,22 @@ def test_a_worker_killed_mid_flight_leaves_no_orphan_and_no_double(lifecycle, wo
         assert len(names) == len(set(names)) == 3
     else:
         wait_for(lambda: converged(driver, cluster, 0, S.DELETED), timeout=30, what="deleted")
+
+
+def test_setup_script_runs_on_the_instance_node(lifecycle):
+    driver, access = lifecycle["driver"], lifecycle["access"]
+    script = "echo \"ready on $HANGAR_NODE\" > marker.txt\necho 'quotes $(are) kept'"
+    instance = actions.create_instance(access, name="scripted", vm_size=ds3(), setup_script=script)
+    wait_for(lambda: converged(driver, instance, 1, S.RUNNING), what="running")
+    container = driver.list_nodes(instance.pk)[0].name
+
+    def node_file(name: str) -> str:
+        if lifecycle["name"] == "docker":
+            result = docker.from_env().containers.get(container).exec_run(["cat", name])
+            return result.output.decode() if result.exit_code == 0 else ""
+        path = settings.HANGAR_LOCAL_NODES_DIR / container / name
+        return path.read_text() if path.exists() else ""
+
+    wait_for(lambda: node_file("setup.exit").strip() == "0", what="setup finished")
+    assert node_file("marker.txt") == "ready on n-1\n"
+    assert node_file("setup.log") == "quotes $(are) kept\n"
