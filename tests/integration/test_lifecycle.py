@@ -10,6 +10,8 @@ import docker
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 
 from compute import actions
 from compute.drivers.base import LABEL_COMPUTE, LABEL_NODE, LABEL_SITE, LABEL_WORKSPACE
@@ -93,10 +95,19 @@ def test_instance_stop_start_and_a_double_clicked_start(lifecycle):
     wait_for(lambda: converged(driver, instance, 0, S.STOPPED), what="stopped")
 
     # Two tabs press Start at the same moment: one wins, the other is told, one container.
-    results = both_at_once(lambda: actions.instance_verb(access, instance.pk, "start"))
-    refused = [r for r in results if isinstance(r, Exception)]
-    assert len(refused) == 1 and "already starting" in str(refused[0])
+    start = reverse("compute:action", args=[access.workspace.slug, instance.pk, "start"])
+
+    def click() -> list[str]:
+        browser_tab = Client()
+        browser_tab.force_login(lifecycle["team"].contributor)
+        response = browser_tab.post(start, follow=True)
+        return [str(m) for m in response.context["messages"]]
+
+    said = sorted(m for messages in both_at_once(click) for m in messages)
+    assert len(said) == 2 and said[1] == "notebook: start requested."
+    assert said[0] in ("notebook is already starting.", "notebook is already running.")
     wait_for(lambda: converged(driver, instance, 1, S.RUNNING), what="running again")
+    assert instance.events.filter(verb="compute.start").count() == 1
 
     actions.instance_verb(access, instance.pk, "restart")
     old = {o.node_id for o in driver.list_nodes(instance.pk)}
