@@ -160,7 +160,7 @@ CELERY_TIMEZONE = TIME_ZONE
 # How long the worker-health indicator trusts its last answer.
 HANGAR_HEALTH_CACHE_SECONDS = env_int("HANGAR_HEALTH_CACHE_SECONDS", 5, minimum=0)
 # Where nodes live: "docker" or "local" (make run picks docker when an engine answers).
-HANGAR_DRIVER = env_choice("HANGAR_DRIVER", "local", ("docker", "local"))
+HANGAR_DRIVER = env_choice("HANGAR_DRIVER", "local", ("docker", "local", "noop"))
 # Labels every container of this installation, so two Hangars (or a test run) sharing one
 # Docker engine never adopt or remove each other's containers.
 HANGAR_SITE = env_str("HANGAR_SITE") or (
@@ -176,13 +176,21 @@ HANGAR_NODE_NETWORK = env_choice("HANGAR_NODE_NETWORK", "none", ("none", "host")
 # What a node runs while it waits for work; init=True makes it stop promptly.
 HANGAR_NODE_COMMAND = ("sleep", "2147483647")
 HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / "nodes"
+# Job code snapshots (read-only in nodes) and job output, exit codes, pids.
+HANGAR_JOBS_DIR = Path(env_str("HANGAR_JOBS_DIR") or LOCAL_DIR / "jobs")
+# A job whose node is preempted goes back to the queue this many times at most.
+HANGAR_JOB_MAX_RETRIES = env_int("HANGAR_JOB_MAX_RETRIES", 3, minimum=0, maximum=100)
+# Demo only: chance per node-hour that the sweep preempts a low-priority node.
+HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR = env_float("HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR", 0.0)
 # One host stands in for many VMs: a VM size's vCPUs and memory are scaled by these.
 HANGAR_CPU_SCALE = env_float("HANGAR_CPU_SCALE", 0.05)
 HANGAR_MEMORY_SCALE = env_float("HANGAR_MEMORY_SCALE", 0.02)
 HANGAR_MAX_NODES_LIMIT = env_int("HANGAR_MAX_NODES_LIMIT", 16, minimum=1, maximum=1000)
 # A reconciler holds a compute for this long at most; a dead worker's hold expires.
 HANGAR_RECONCILE_LEASE_SECONDS = env_float("HANGAR_RECONCILE_LEASE_SECONDS", 10.0, minimum=1.0)
-HANGAR_SWEEP_SECONDS = env_float("HANGAR_SWEEP_SECONDS", 2.0, minimum=0.2)
+# Beat's sweep enforces idle deadlines and collects finished jobs: its period bounds how
+# late a scale-down or a job's completion can be noticed.
+HANGAR_SWEEP_SECONDS = env_float("HANGAR_SWEEP_SECONDS", 1.0, minimum=0.2)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-sweep": {
         "task": "hangar.sweep",

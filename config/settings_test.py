@@ -24,4 +24,5 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 HANGAR_SITE = os.environ.get("HANGAR_TEST_SITE") or "t" + HANGAR_SITE  # noqa: F405
 HANGAR_NODE_IMAGE = os.environ.get("HANGAR_NODE_IMAGE", "hangar/node-tiny:latest")
 HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / "test-nodes"  # noqa: F405
+HANGAR_JOBS_DIR = LOCAL_DIR / "test-jobs"  # noqa: F405
 HANGAR_RECONCILE_LEASE_SECONDS = float(os.environ.get("HANGAR_RECONCILE_LEASE_SECONDS", "3"))

@@ -1,9 +1,10 @@
-"""The reconciler: make one compute's nodes match what its state asks for.
+"""The reconciler: make one compute's nodes and jobs match what its state asks for.
 
 Level-triggered: it reads the desired state from the database, observes the containers
 through the driver, and closes the difference. Running it twice, concurrently (the lease
 turns the second away) or after a crash does no harm: node rows are written before their
-containers, and containers have deterministic names, so a half-done step is adopted.
+containers, and containers have deterministic names, so a half-done step is adopted; job
+output and exit codes are files on disk, collected whenever a pass comes by.
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from compute import jobfiles
+from compute.controllers import jobs as job_steps
 from compute.controllers import lease
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
 from compute.drivers import get_driver as default_driver
 from compute.events import record
-from compute.models import Compute, ComputeState, Node, NodeState
+from compute.models import Compute, ComputeSample, ComputeState, Job, Node, NodeState
 from compute.models.states import LIVE_NODE_STATES
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
 S = ComputeState
 MAX_PASSES = 3
+PLACES_JOBS = (S.RUNNING, S.STEADY, S.RESIZING, S.CREATING)
 
 # Where a transitional state goes once the nodes match.
 SETTLES_TO = {
@@ -49,6 +53,7 @@ class Outcome:
     removed: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    jobs: job_steps.JobReport = field(default_factory=job_steps.JobReport)
     state: str = ""
     error: str = ""
 
@@ -81,6 +86,7 @@ class Pass:
         self.driver = driver
         self.owner = owner
         self.outcome = outcome
+        self.lost: dict[int, str] = {}  # node id -> why its jobs must move
 
     def run(self) -> bool:
         """Returns True if the state moved and another pass should look again."""
@@ -92,15 +98,23 @@ class Pass:
         try:
             observed = {o.node_id: o for o in self.driver.list_nodes(compute.pk)}
             nodes = list(
-                compute.nodes.filter(state__in=(*LIVE_NODE_STATES, NodeState.LEAVING)).order_by(
-                    "index"
-                )
+                compute.nodes.filter(
+                    state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
+                    ended_at__isnull=True,
+                ).order_by("index")
             )
+            nodes = self.release_preempted(observed, nodes)
             self.remove_orphans(observed, nodes)
             nodes = self.replace_dead(observed, nodes)
+            job_steps.requeue_lost(compute, self.driver, self.lost, self.outcome.jobs)
+            if compute.state in (S.STOPPING, S.DELETING):
+                job_steps.cancel_dropped(compute, self.why_removed().capitalize() + ".")
+            job_steps.collect(compute, self.driver, self.outcome.jobs)
             nodes = self.remove_leaving(observed, nodes)
             nodes = self.scale(nodes)
             self.start_preparing(observed, nodes)
+            if compute.state in PLACES_JOBS:
+                job_steps.place(compute, self.driver, self.outcome.jobs)
         except DriverUnavailable as exc:
             self.set_error(f"{exc}. Hangar retries automatically; nothing is lost.")
             return False
@@ -110,10 +124,34 @@ class Pass:
         except LostLease:
             return False
         self.settle()
+        if compute.is_cluster:
+            self.sample()
         self.outcome.state = self.compute.state
         return self.compute.state != started_state and self.compute.state in SETTLES_TO
 
-    # Steps ---------------------------------------------------------------------------
+    # Node steps ----------------------------------------------------------------------
+
+    def release_preempted(
+        self, observed: dict[int, NodeObservation], nodes: list[Node]
+    ) -> list[Node]:
+        """A preempted node's container goes; its jobs are requeued by the job step."""
+        kept = []
+        for node in nodes:
+            if node.state != NodeState.PREEMPTED:
+                kept.append(node)
+                continue
+            observation = observed.pop(node.pk, None)
+            if observation is not None:
+                self.driver.remove_node(observation.name)
+            Node.objects.filter(pk=node.pk).update(ended_at=timezone.now())
+            self.lost[node.pk] = f"node {node.name} was preempted"
+            record(
+                self.compute,
+                "node.preempted",
+                f"Node {node.name} was preempted; its container is gone.",
+                level="warning",
+            )
+        return kept
 
     def remove_orphans(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
         expected = {node.pk for node in nodes}
@@ -147,6 +185,7 @@ class Pass:
                     if observation is not None:
                         self.driver.remove_node(observation.name)
                     self.outcome.replaced.append(node.name)
+                    self.lost[node.pk] = f"node {node.name}'s {what}"
                     record(
                         self.compute,
                         "node.unusable",
@@ -163,15 +202,15 @@ class Pass:
             if node.state != NodeState.LEAVING:
                 staying.append(node)
                 continue
-            self.remove(node, observed.get(node.pk))
+            self.remove(node, observed.get(node.pk), self.why_removed())
         return staying
 
-    def remove(self, node: Node, observation: NodeObservation | None) -> None:
+    def remove(self, node: Node, observation: NodeObservation | None, why: str) -> None:
         name = observation.name if observation else self.spec(node).container_name
         self.driver.remove_node(name)
         Node.objects.filter(pk=node.pk).delete()
         self.outcome.removed.append(node.name)
-        record(self.compute, "node.removed", f"Node {node.name} removed ({self.why_removed()}).")
+        record(self.compute, "node.removed", f"Node {node.name} removed: {why}.")
         self.keep_lease()
 
     def why_removed(self) -> str:
@@ -182,22 +221,75 @@ class Pass:
         }.get(self.compute.state, f"min nodes is {self.compute.min_nodes}")
 
     def scale(self, nodes: list[Node]) -> list[Node]:
-        desired = self.compute.desired_node_count()
-        if len(nodes) > desired:
-            # Newest first. A busy node is never removed to resize, only to stop or delete.
-            going_away = self.compute.state in (S.STOPPING, S.DELETING)
-            spare = [n for n in reversed(nodes) if going_away or n.state != NodeState.RUNNING]
-            for node in spare[: len(nodes) - desired]:
-                if Node.objects.filter(pk=node.pk, state=node.state).update(
-                    state=NodeState.LEAVING
-                ):
-                    self.remove(node, None)
+        """Instances keep one node while they run; clusters follow the autoscaler."""
+        compute = self.compute
+        nodes = [n for n in nodes if n.state in LIVE_NODE_STATES]
+        going_away = compute.state in (S.STOPPING, S.DELETING)
+        if going_away or compute.is_instance:
+            desired = compute.desired_node_count()
+            for node in list(reversed(nodes))[: max(0, len(nodes) - desired)]:
+                if going_away or node.state != NodeState.RUNNING:
+                    self.remove(node, None, self.why_removed())
                     nodes.remove(node)
-        elif len(nodes) < desired:
-            nodes = nodes + self.add_nodes(desired - len(nodes), desired)
+            if len(nodes) < desired:
+                nodes += self.add_nodes(desired - len(nodes), "instance starting")
+            return nodes
+        return self.autoscale(nodes)
+
+    def autoscale(self, nodes: list[Node]) -> list[Node]:
+        compute = self.compute
+        busy = sum(1 for n in nodes if n.state == NodeState.RUNNING)
+        need, queued = job_steps.demand(compute)
+        desired = compute.desired_node_count(busy, need)
+        live = len(nodes)
+        if live < desired:
+            if need:
+                jobs = "job" if queued == 1 else "jobs"
+                reason = f"{queued} {jobs} queued need {need} node(s), {busy} busy"
+            else:
+                reason = f"min nodes is {compute.min_nodes}"
+            self.note(f"Scaled {live} → {desired}: {reason} (max {compute.max_nodes}).", force=True)
+            return nodes + self.add_nodes(desired - live, reason)
+        if live > desired:
+            nodes = self.scale_down(nodes, live - desired)
+        elif need and live >= compute.max_nodes and need > live - busy:
+            waiting = "job waits" if queued == 1 else "jobs wait"
+            self.note(f"Not scaling: at max_nodes ({compute.max_nodes}); {queued} {waiting}.")
         return nodes
 
-    def add_nodes(self, count: int, desired: int) -> list[Node]:
+    def scale_down(self, nodes: list[Node], surplus: int) -> list[Node]:
+        """Remove idle nodes past their idle deadline (or above max): never a busy one."""
+        compute = self.compute
+        now = timezone.now()
+        above_max = max(0, len(nodes) - compute.max_nodes)
+        idle = sorted(
+            (n for n in nodes if n.state == NodeState.IDLE),
+            key=lambda n: n.last_busy_at or n.created_at,
+        )
+        for node in idle[:surplus]:
+            idle_for = (now - (node.last_busy_at or node.created_at)).total_seconds()
+            if above_max > 0:
+                why = f"above max_nodes ({compute.max_nodes})"
+                above_max -= 1
+            elif idle_for >= compute.idle_seconds_before_scaledown:
+                why = f"idle {idle_for:.0f} s ≥ {compute.idle_seconds_before_scaledown} s"
+            else:
+                continue
+            if Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
+                state=NodeState.LEAVING
+            ):
+                self.remove(node, None, why)
+                nodes.remove(node)
+        return nodes
+
+    def note(self, message: str, force: bool = False) -> None:
+        """An autoscaler decision, written once while it stands."""
+        if force or message != self.compute.autoscale_note:
+            Compute.objects.filter(pk=self.compute.pk).update(autoscale_note=message)
+            self.compute.autoscale_note = message
+            record(self.compute, "autoscale", message)
+
+    def add_nodes(self, count: int, reason: str) -> list[Node]:
         with transaction.atomic():
             Compute.objects.filter(pk=self.compute.pk).update(
                 next_node_index=F("next_node_index") + count
@@ -206,10 +298,6 @@ class Pass:
             new = Node.objects.bulk_create(
                 [Node(compute=self.compute, index=i) for i in range(end - count, end)]
             )
-        if self.compute.is_instance:
-            reason = "instance starting"
-        else:
-            reason = f"min nodes is {desired}"
         names = ", ".join(node.name for node in new)
         record(self.compute, "node.adding", f"Adding {names} ({reason}).")
         return list(
@@ -237,15 +325,19 @@ class Pass:
                 record(self.compute, "node.ready", f"Node {node.name} is up and idle{adopted}.")
             self.keep_lease()
 
+    # State ---------------------------------------------------------------------------
+
     def settle(self) -> None:
         compute = self.compute
         target = SETTLES_TO.get(compute.state, {}).get(compute.kind)
         live = list(compute.nodes.filter(state__in=LIVE_NODE_STATES))
-        converged = len(live) == compute.desired_node_count() and all(
-            n.state != NodeState.PREPARING for n in live
-        )
+        ready = all(n.state != NodeState.PREPARING for n in live)
         if compute.state == S.DELETING:
             converged = not live and not self.driver.list_nodes(compute.pk)
+        elif compute.is_cluster and compute.state in (S.CREATING, S.RESIZING, S.STEADY):
+            converged = ready and compute.min_nodes <= len(live) <= compute.max_nodes
+        else:
+            converged = ready and len(live) == compute.desired_node_count()
         if not converged:
             return
         if compute.last_error:
@@ -253,17 +345,25 @@ class Pass:
             compute.last_error = ""
             record(compute, "compute.recovered", "Recovered: the nodes match again.")
         if target and compute.transition(compute.state, target):
-            record(compute, f"compute.{target}", self.settled_message(target))
+            record(compute, f"compute.{target}", self.settled_message(target, len(live)))
 
-    def settled_message(self, state: str) -> str:
+    def settled_message(self, state: str, nodes: int) -> str:
         compute = self.compute
         if state == S.STEADY:
-            return f"Cluster steady at {compute.desired_node_count()} node(s)."
+            return f"Cluster steady at {nodes} node(s)."
         return {
             S.RUNNING: "Instance running.",
             S.STOPPED: "Instance stopped: it holds no node and costs nothing.",
             S.DELETED: f"{compute.get_kind_display()} deleted: every node is gone.",
         }[state]
+
+    def sample(self) -> None:
+        """A point for the cluster chart, whenever node count or queue length changed."""
+        nodes = self.compute.nodes.filter(state__in=LIVE_NODE_STATES).count()
+        queued = Job.objects.filter(compute=self.compute, status="queued").count()
+        last = self.compute.samples.order_by("-at").values_list("nodes", "queued").first()
+        if last != (nodes, queued):
+            ComputeSample.objects.create(compute=self.compute, nodes=nodes, queued=queued)
 
     # Helpers -------------------------------------------------------------------------
 
@@ -288,6 +388,7 @@ class Pass:
             network=settings.HANGAR_NODE_NETWORK,
             command=node_command(self.compute.setup_script),
             environment=environment,
+            mounts=node_mounts(),
         )
 
     def keep_lease(self) -> None:
@@ -312,6 +413,13 @@ class Pass:
             record(compute, "compute.failed", f"Failed: {message}", level="error")
         self.outcome.error = message
         self.outcome.state = compute.state
+
+
+def node_mounts() -> tuple[tuple[str, str, bool], ...]:
+    runs, code = jobfiles.runs_root(), jobfiles.code_root()
+    runs.mkdir(parents=True, exist_ok=True)
+    code.mkdir(parents=True, exist_ok=True)
+    return ((str(runs), jobfiles.NODE_RUNS, False), (str(code), jobfiles.NODE_CODE, True))
 
 
 # The setup script arrives in an environment variable (never interpolated into the shell

@@ -1,20 +1,27 @@
-"""The periodic sweep: find every compute whose world drifted or whose transition stalled.
+"""The periodic sweep: find every compute whose world drifted, whose transition stalled,
+whose jobs need placing or collecting, or whose idle nodes reached their deadline.
 
-It reads all live computes and nodes in two queries and lists the containers in one
-driver call, then compares them in memory: a constant number of queries however many
-computes there are. It returns the computes that need a reconcile; the task enqueues them.
+It reads all live computes, nodes and job counts in three queries and lists the
+containers in one driver call, then compares in memory: a constant number of queries
+however many computes there are. It returns the computes that need a reconcile.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import random
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
 
 from compute.drivers import Driver, DriverUnavailable
 from compute.drivers import get_driver as default_driver
-from compute.models import Compute, ComputeState, Node, NodeState
-from compute.models.states import LIVE_NODE_STATES, TRANSITIONAL, WANTS_NODES
+from compute.models import Compute, ComputeState, Job, Node, NodeState, Tier
+from compute.models.compute import desired_count
+from compute.models.states import LIVE_NODE_STATES, TRANSITIONAL
 
 log = logging.getLogger(__name__)
 
@@ -24,30 +31,33 @@ class SweepReport:
     due: list[int] = field(default_factory=list)
     reasons: dict[int, str] = field(default_factory=dict)
     strays_removed: list[str] = field(default_factory=list)
+    preempted: list[int] = field(default_factory=list)
     driver_error: str = ""
-
-
-def desired_count(kind: str, state: str, min_nodes: int, max_nodes: int) -> int:
-    """Same rule as Compute.desired_node_count, on plain values (no model per row)."""
-    if state not in WANTS_NODES:
-        return 0
-    return 1 if kind == "instance" else min(min_nodes, max_nodes)
 
 
 def sweep(driver: Driver | None = None) -> SweepReport:
     driver = driver or default_driver()
     report = SweepReport()
-    # Served by compute_live_idx and node_live_idx.
+    now = timezone.now()
+    # Served by compute_live_idx, node_live_idx and job_active_idx.
     computes = list(
         Compute.objects.exclude(state=ComputeState.DELETED).values_list(
-            "pk", "kind", "state", "min_nodes", "max_nodes"
+            "pk", "kind", "state", "min_nodes", "max_nodes", "idle_seconds_before_scaledown", "tier"
         )
     )
     nodes = list(
-        Node.objects.filter(state__in=(*LIVE_NODE_STATES, NodeState.LEAVING)).values_list(
-            "pk", "compute_id", "state"
-        )
+        Node.objects.filter(
+            state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
+            ended_at__isnull=True,
+        ).values_list("pk", "compute_id", "state", "last_busy_at")
     )
+    jobs = Counter()
+    for compute_id, status, count in (
+        Job.objects.filter(status__in=("queued", "preparing", "running"))
+        .values_list("compute_id", "status")
+        .annotate(n=Count("id"))
+    ):
+        jobs[compute_id, status] = count
     try:
         observed = {o.node_id: o for o in driver.list_nodes()}
     except DriverUnavailable as exc:
@@ -57,18 +67,38 @@ def sweep(driver: Driver | None = None) -> SweepReport:
     def due(compute_id: int, reason: str) -> None:
         report.reasons.setdefault(compute_id, reason)
 
-    live_per_compute = Counter(cid for _, cid, state in nodes if state in LIVE_NODE_STATES)
-    known_computes = set()
-    for pk, kind, state, min_nodes, max_nodes in computes:
-        known_computes.add(pk)
+    by_compute = defaultdict(list)
+    for pk, compute_id, state, last_busy_at in nodes:
+        by_compute[compute_id].append((pk, state, last_busy_at))
+    known = set()
+    for pk, kind, state, min_nodes, max_nodes, idle_seconds, tier in computes:
+        known.add(pk)
+        mine = by_compute[pk]
+        live = [n for n in mine if n[1] in LIVE_NODE_STATES]
+        busy = sum(1 for n in live if n[1] == NodeState.RUNNING)
         if state in TRANSITIONAL:
             due(pk, f"{state} in progress")
-        elif live_per_compute[pk] != desired_count(kind, state, min_nodes, max_nodes):
-            if state != ComputeState.FAILED:
+        elif state == ComputeState.FAILED:
+            continue
+        elif jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"]:
+            due(pk, "jobs to place or collect")
+        elif any(n[1] in (NodeState.LEAVING, NodeState.PREEMPTED) for n in mine):
+            due(pk, "nodes to remove")
+        elif len(live) != desired_count(kind, state, min_nodes, max_nodes, busy):
+            if kind == "instance" or len(live) < min_nodes or len(live) > max_nodes:
                 due(pk, "node count differs from desired")
+            elif any(
+                n[1] == NodeState.IDLE
+                and n[2] is not None
+                and (now - n[2]).total_seconds() >= idle_seconds
+                for n in live
+            ):
+                due(pk, "an idle node reached its scale-down deadline")
+        if tier == Tier.LOW_PRIORITY and settings.HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR:
+            simulate_preemptions(live, report, pk)
     if observed is not None:
-        node_rows = {pk: (cid, state) for pk, cid, state in nodes}
-        for pk, cid, state in nodes:
+        node_rows = {pk: (cid, state) for pk, cid, state, _ in nodes}
+        for pk, cid, state, _ in nodes:
             observation = observed.get(pk)
             started = state in (NodeState.IDLE, NodeState.RUNNING)
             if started and (observation is None or not observation.running):
@@ -76,7 +106,7 @@ def sweep(driver: Driver | None = None) -> SweepReport:
         for node_id, observation in observed.items():
             if node_id in node_rows:
                 continue
-            if observation.compute_id in known_computes:
+            if observation.compute_id in known:
                 due(observation.compute_id, f"container {observation.name} has no node")
             else:
                 # Its compute is deleted or never existed here: nobody will reconcile it.
@@ -85,3 +115,13 @@ def sweep(driver: Driver | None = None) -> SweepReport:
                 log.warning("removed stray container %s", observation.name)
     report.due = sorted(report.reasons)
     return report
+
+
+def simulate_preemptions(live: list[tuple], report: SweepReport, compute_id: int) -> None:
+    """Demo only: preempt low-priority nodes at HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR."""
+    chance = settings.HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR * settings.HANGAR_SWEEP_SECONDS / 3600
+    for pk, state, _ in live:
+        if state in (NodeState.IDLE, NodeState.RUNNING) and random.random() < chance:  # noqa: S311
+            if Node.objects.filter(pk=pk, state=state).update(state=NodeState.PREEMPTED):
+                report.preempted.append(pk)
+                report.reasons.setdefault(compute_id, "simulated preemption")

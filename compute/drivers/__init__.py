@@ -9,6 +9,7 @@ from django.conf import settings
 from compute.drivers.base import (
     Driver,
     DriverUnavailable,
+    JobLaunch,
     NodeObservation,
     NodeSpec,
     NodeStartError,
@@ -17,6 +18,7 @@ from compute.drivers.base import (
 __all__ = [
     "Driver",
     "DriverUnavailable",
+    "JobLaunch",
     "NodeObservation",
     "NodeSpec",
     "NodeStartError",
@@ -26,6 +28,10 @@ __all__ = [
 
 @cache
 def build_driver(name: str, site: str) -> Driver:
+    if name == "noop":
+        from compute.drivers.noop import NoopDriver
+
+        return NoopDriver(site)
     if name == "docker":
         from compute.drivers.docker import DockerDriver
 

@@ -38,6 +38,8 @@ class NodeSpec:
     network: str
     command: tuple[str, ...]
     environment: dict[str, str] = field(default_factory=dict)
+    # (path on this machine, path in the node, read-only): job code and output folders.
+    mounts: tuple[tuple[str, str, bool], ...] = ()
 
     @property
     def container_name(self) -> str:
@@ -79,6 +81,17 @@ class NodeObservation:
         return self.status
 
 
+@dataclass(frozen=True)
+class JobLaunch:
+    """One rank of a job to start, detached, on a node."""
+
+    container: str
+    run_key: str
+    command: str
+    environment: dict[str, str]
+    code_job_id: int | None = None
+
+
 class Driver(abc.ABC):
     name: str = ""
     label: str = ""  # what users call the place nodes live, for messages
@@ -101,6 +114,20 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise DriverUnavailable if the driver cannot work right now."""
+
+    @abc.abstractmethod
+    def start_job(self, launch: JobLaunch) -> None:
+        """Start one rank detached: it must outlive the worker that started it."""
+
+    @abc.abstractmethod
+    def cancel_job(self, container: str, run_key: str) -> None:
+        """Stop a rank promptly: TERM to its process group, KILL a second later."""
+
+    def job_state(self, run_key: str):
+        """Started? Exit code? Read from the run folder, which outlives any worker."""
+        from compute import jobfiles
+
+        return jobfiles.read_run(run_key)
 
 
 def parse_labels(labels: dict[str, str]) -> tuple[int, int] | None:

@@ -9,11 +9,13 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from requests.exceptions import RequestException
 
+from compute import jobfiles
 from compute.drivers.base import (
     LABEL_COMPUTE,
     LABEL_SITE,
     Driver,
     DriverUnavailable,
+    JobLaunch,
     NodeObservation,
     NodeSpec,
     NodeStartError,
@@ -99,12 +101,40 @@ class DockerDriver(Driver):
                 mem_limit=max(spec.memory_bytes, MIN_MEMORY),
                 init=True,
                 network_mode=spec.network,
+                volumes={
+                    host: {"bind": inside, "mode": "ro" if read_only else "rw"}
+                    for host, inside, read_only in spec.mounts
+                },
                 detach=True,
             )
         except APIError as exc:
             if exc.status_code == 409:  # another worker created it a moment ago: adopt it
                 return self.client.containers.get(spec.container_name)
             raise
+
+    def start_job(self, launch: JobLaunch) -> None:
+        environment = dict(launch.environment)
+        if launch.code_job_id is not None:
+            environment["HANGAR_WORKDIR"] = f"{jobfiles.NODE_CODE}/{launch.code_job_id}"
+        run = f"{jobfiles.NODE_RUNS}/{launch.run_key}"
+        self._exec(
+            launch.container, ["sh", "-c", jobfiles.JOB_WRAPPER, "hangar-job", run], environment
+        )
+
+    def cancel_job(self, container: str, run_key: str) -> None:
+        run = f"{jobfiles.NODE_RUNS}/{run_key}"
+        self._exec(container, ["sh", "-c", jobfiles.JOB_CANCEL, "hangar-cancel", run], {})
+
+    def _exec(self, container: str, command: list[str], environment: dict[str, str]) -> None:
+        try:
+            # detach: the exec returns at once; the process lives in the node, not here.
+            self.client.containers.get(container).exec_run(
+                command, environment=environment, detach=True
+            )
+        except NotFound:
+            raise NodeStartError(f"Node container {container} is gone.") from None
+        except (DockerException, RequestException) as exc:
+            raise self._unavailable(exc) from None
 
     def remove_node(self, name: str) -> bool:
         try:

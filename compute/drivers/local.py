@@ -17,8 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from compute import jobfiles
 from compute.drivers.base import (
     Driver,
+    JobLaunch,
     NodeObservation,
     NodeSpec,
     NodeStartError,
@@ -98,6 +100,32 @@ class LocalDriver(Driver):
     def _clear_run_files(node_dir: Path) -> None:
         for name in ("pid", "exit_code"):
             (node_dir / name).unlink(missing_ok=True)
+
+    def start_job(self, launch: JobLaunch) -> None:
+        node_dir = self._dir(launch.container)
+        if self._observe(node_dir) is None:
+            raise NodeStartError(f"Local node {launch.container} is gone.")
+        environment = {**os.environ, **launch.environment}
+        if launch.code_job_id is not None:
+            environment["HANGAR_WORKDIR"] = str(jobfiles.code_dir(launch.code_job_id))
+        run = str(jobfiles.run_dir(launch.run_key))
+        self._detached(jobfiles.JOB_WRAPPER, run, environment, cwd=node_dir)
+
+    def cancel_job(self, container: str, run_key: str) -> None:
+        run = str(jobfiles.run_dir(run_key))
+        self._detached(jobfiles.JOB_CANCEL, run, dict(os.environ), cwd=self.root)
+
+    @staticmethod
+    def _detached(script: str, run: str, environment: dict[str, str], cwd: Path) -> None:
+        """Run a script in the background of a shell that exits at once, so the script is
+        adopted by init: it outlives the worker and never becomes its zombie."""
+        subprocess.run(
+            ["sh", "-c", 'sh -c "$0" hangar "$1" < /dev/null > /dev/null 2>&1 &', script, run],
+            cwd=cwd,
+            env=environment,
+            check=True,
+            timeout=START_TIMEOUT,
+        )
 
     def remove_node(self, name: str) -> bool:
         node_dir = self._dir(name)

@@ -1,14 +1,20 @@
 from compute.models.catalog import Category, GpuArchitecture, VmFamily, VmSize
 from compute.models.compute import Compute, Event, Node, Tier
+from compute.models.jobs import CodeKind, ComputeSample, Job, JobRun, JobStatus
 from compute.models.states import ComputeKind, ComputeState, NodeState
 
 __all__ = [
     "Category",
+    "CodeKind",
     "Compute",
     "ComputeKind",
+    "ComputeSample",
     "ComputeState",
     "Event",
     "GpuArchitecture",
+    "Job",
+    "JobRun",
+    "JobStatus",
     "Node",
     "NodeState",
     "Tier",

@@ -63,6 +63,8 @@ class Compute(models.Model):
     idle_seconds_before_scaledown = models.PositiveIntegerField(
         default=120, validators=[MinValueValidator(0), MaxValueValidator(7 * 24 * 3600)]
     )
+    # The autoscaler's last word, so a standing reason ("at max_nodes") is written once.
+    autoscale_note = models.CharField(max_length=300, blank=True)
     # Nodes are numbered n-1, n-2, ... never reusing a number, so events stay unambiguous.
     next_node_index = models.PositiveIntegerField(default=1)
     # The reconciler's lease: one worker at a time per compute; expires if it dies.
@@ -122,16 +124,23 @@ class Compute(models.Model):
                 setattr(self, name, value)
         return bool(changed)
 
-    def desired_node_count(self) -> int:
-        """How many live nodes the compute should have in its current state.
+    def desired_node_count(self, busy: int = 0, queued_demand: int = 0) -> int:
+        """How many live nodes the compute should have: an instance one while it runs; a
+        cluster what its busy nodes and queued jobs need, within min_nodes..max_nodes."""
+        return desired_count(
+            self.kind, self.state, self.min_nodes, self.max_nodes, busy, queued_demand
+        )
 
-        Clusters keep `min_nodes` until jobs exist to scale for (autoscaling comes with jobs).
-        """
-        if self.state not in WANTS_NODES:
-            return 0
-        if self.is_instance:
-            return 1
-        return min(self.min_nodes, self.max_nodes)
+
+def desired_count(
+    kind: str, state: str, min_nodes: int, max_nodes: int, busy: int = 0, demand: int = 0
+) -> int:
+    """The one rule for node counts, on plain values (the sweep has no model per row)."""
+    if state not in WANTS_NODES:
+        return 0
+    if kind == ComputeKind.INSTANCE:
+        return 1
+    return max(min_nodes, min(busy + demand, max_nodes))
 
 
 class Node(models.Model):

@@ -1,0 +1,265 @@
+"""Job steps of a reconcile pass: collect finished runs, deliver cancels, requeue the jobs
+of lost nodes, and place queued jobs onto idle nodes (FIFO, all nodes of a job at once).
+
+Placement and collection work in batches (a handful of queries per pass, not per job), so
+a queue of thousands moves at thousands of placements per second.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Count, F, Sum
+from django.utils import timezone
+
+from compute import jobfiles
+from compute.drivers import Driver, JobLaunch, NodeStartError
+from compute.events import record
+from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
+from compute.models.jobs import CodeKind
+
+J = JobStatus
+PLACE_BATCH = 500
+RELAUNCH_AFTER = timedelta(seconds=5)
+
+
+@dataclass
+class JobReport:
+    placed: list[int] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+
+
+def free_port() -> int:
+    """A port for MASTER_PORT: free on this machine now (nodes share its loopback)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def current_runs(jobs: list[Job]) -> dict[int, list[JobRun]]:
+    runs: dict[int, list[JobRun]] = defaultdict(list)
+    attempts = {job.pk: job.retries for job in jobs}
+    for run in JobRun.objects.filter(job__in=attempts).order_by("rank"):
+        if run.attempt == attempts[run.job_id]:
+            runs[run.job_id].append(run)
+    return runs
+
+
+def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
+    """Finished runs become finished jobs; their nodes go back to idle."""
+    active = list(Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)))
+    if not active:
+        return
+    runs = current_runs(active)
+    now = timezone.now()
+    completed, freed_nodes, finished_runs = [], [], []
+    for job in active:
+        job_runs = runs.get(job.pk, [])
+        states = [driver.job_state(run.key) for run in job_runs]
+        if job.cancel_requested_at and any(s.exit_code is None for s in states):
+            for run, state in zip(job_runs, states, strict=True):
+                if state.exit_code is None:
+                    driver.cancel_job(run.container, run.key)
+            continue
+        if job.status == J.PREPARING and job_runs and not any(s.started for s in states):
+            if job.preparing_at and now - job.preparing_at > RELAUNCH_AFTER:
+                launch(compute, driver, job, job_runs)  # the worker died before launching
+            continue
+        if not job_runs or any(s.exit_code is None for s in states):
+            continue
+        for run, state in zip(job_runs, states, strict=True):
+            run.exit_code, run.finished_at = state.exit_code, now
+            finished_runs.append(run)
+        freed_nodes += [run.node_id for run in job_runs if run.node_id]
+        codes = [s.exit_code for s in states]
+        if job.cancel_requested_at:
+            finish(job, J.CANCELED, next((c for c in codes if c), 0), "Canceled.", now)
+        elif all(code == 0 for code in codes):
+            completed.append(job.pk)
+        else:
+            rank, code = next((r, c) for r, c in enumerate(codes) if c != 0)
+            finish(job, J.FAILED, code, f"Rank {rank} exited with code {code}.", now)
+        report.finished.append(job.pk)
+    with transaction.atomic():
+        if completed:
+            Job.objects.filter(pk__in=completed, status__in=(J.PREPARING, J.RUNNING)).update(
+                status=J.COMPLETED, exit_code=0, finished_at=now
+            )
+        if finished_runs:
+            JobRun.objects.bulk_update(finished_runs, ["exit_code", "finished_at"])
+        if freed_nodes:
+            Node.objects.filter(pk__in=freed_nodes, state=NodeState.RUNNING).update(
+                state=NodeState.IDLE, last_busy_at=now
+            )
+
+
+def finish(job: Job, status: str, exit_code: int | None, error: str, now) -> None:
+    Job.objects.filter(pk=job.pk, status__in=(J.QUEUED, J.PREPARING, J.RUNNING)).update(
+        status=status, exit_code=exit_code, error=error, finished_at=now
+    )
+
+
+def requeue_lost(compute: Compute, driver: Driver, lost: dict[int, str], report: JobReport) -> None:
+    """Jobs that ran on lost nodes (preempted or dead) go back to the queue, up to a limit."""
+    if not lost:
+        return
+    now = timezone.now()
+    hit = Job.objects.filter(
+        compute=compute,
+        status__in=(J.PREPARING, J.RUNNING),
+        runs__node_id__in=list(lost),
+    ).distinct()
+    for job in hit:
+        job_runs = current_runs([job]).get(job.pk, [])
+        why = next((lost[r.node_id] for r in job_runs if r.node_id in lost), "its node was lost")
+        for run in job_runs:  # the other ranks cannot finish alone
+            if run.node_id not in lost:
+                driver.cancel_job(run.container, run.key)
+        survivors = [r.node_id for r in job_runs if r.node_id and r.node_id not in lost]
+        with transaction.atomic():
+            Node.objects.filter(pk__in=survivors, state=NodeState.RUNNING).update(
+                state=NodeState.IDLE, last_busy_at=now
+            )
+            if job.retries < job.max_retries:
+                Job.objects.filter(pk=job.pk, status=job.status).update(
+                    status=J.QUEUED,
+                    retries=F("retries") + 1,
+                    preparing_at=None,
+                    running_at=None,
+                    error=f"Requeued: {why}.",
+                )
+                message = (
+                    f"Job {job.name} (#{job.pk}) requeued: {why} "
+                    f"(retry {job.retries + 1} of {job.max_retries})."
+                )
+                report.requeued.append(job.pk)
+            else:
+                finish(job, J.FAILED, None, f"{why}; gave up after {job.max_retries} retries.", now)
+                message = f"Job {job.name} (#{job.pk}) failed: {why}, retries exhausted."
+            record(compute, "job.requeued", message, level="warning")
+
+
+def cancel_dropped(compute: Compute, reason: str) -> None:
+    """A stopping or deleted compute takes its queued and running jobs with it."""
+    now = timezone.now()
+    Job.objects.filter(compute=compute, status__in=(J.QUEUED, J.PREPARING, J.RUNNING)).update(
+        status=J.CANCELED, error=reason, finished_at=now, cancel_requested_at=now
+    )
+
+
+def place(compute: Compute, driver: Driver, report: JobReport) -> None:
+    """FIFO: the head of the queue takes the idle nodes it needs, or everyone waits."""
+    idle = list(
+        Node.objects.filter(compute=compute, state=NodeState.IDLE)
+        .exclude(container_ref="")
+        .order_by("index")
+    )
+    if not idle:
+        return
+    queue = list(
+        Job.objects.filter(compute=compute, status=J.QUEUED).order_by("queued_at", "id")[
+            : min(PLACE_BATCH, len(idle))
+        ]
+    )
+    assignments: list[tuple[Job, list[Node]]] = []
+    for job in queue:
+        if job.node_count > len(idle):
+            break
+        assignments.append((job, idle[: job.node_count]))
+        idle = idle[job.node_count :]
+    if not assignments:
+        return
+    now = timezone.now()
+    node_ids = [node.pk for _, nodes in assignments for node in nodes]
+    job_ids = [job.pk for job, _ in assignments]
+    with transaction.atomic():
+        claimed = Node.objects.filter(pk__in=node_ids, state=NodeState.IDLE).update(
+            state=NodeState.RUNNING, last_busy_at=now
+        )
+        moved = Job.objects.filter(pk__in=job_ids, status=J.QUEUED).update(
+            status=J.PREPARING, preparing_at=now
+        )
+        if claimed != len(node_ids) or moved != len(job_ids):
+            # A cancel or another placement got there first: undo, look again next pass.
+            transaction.set_rollback(True)
+            return
+        runs = JobRun.objects.bulk_create(
+            JobRun(
+                job=job,
+                attempt=job.retries,
+                rank=rank,
+                node=node,
+                node_name=node.name,
+                container=node_container(compute, node),
+            )
+            for job, nodes in assignments
+            for rank, node in enumerate(nodes)
+        )
+    by_job: dict[int, list[JobRun]] = defaultdict(list)
+    for run in runs:
+        by_job[run.job_id].append(run)
+    started = []
+    for job, _ in assignments:
+        job.status = J.PREPARING
+        try:
+            launch(compute, driver, job, by_job[job.pk])
+        except NodeStartError as exc:
+            finish(job, J.FAILED, None, str(exc), timezone.now())
+            continue
+        started.append(job.pk)
+    now = timezone.now()
+    Job.objects.filter(pk__in=started, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+    JobRun.objects.filter(job_id__in=started, started_at__isnull=True).update(started_at=now)
+    report.placed += started
+
+
+def node_container(compute: Compute, node: Node) -> str:
+    from django.conf import settings
+
+    from compute.drivers.base import container_name
+
+    return container_name(settings.HANGAR_SITE, compute.pk, node.pk)
+
+
+def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> None:
+    port = job.master_port or free_port()
+    if not job.master_port:
+        Job.objects.filter(pk=job.pk).update(master_port=port)
+        job.master_port = port
+    world = len(runs)
+    for run in runs:
+        jobfiles.prepare_run_dir(run.key)
+        environment = {
+            **{str(k): str(v) for k, v in (job.environment or {}).items()},
+            "HANGAR_COMMAND": job.command,
+            "HANGAR_JOB_ID": str(job.pk),
+            "HANGAR_JOB_NAME": job.name,
+            "RANK": str(run.rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": "0",
+            "NODE_RANK": str(run.rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        driver.start_job(
+            JobLaunch(
+                container=run.container,
+                run_key=run.key,
+                command=job.command,
+                environment=environment,
+                code_job_id=job.pk if job.code_kind != CodeKind.NONE else None,
+            )
+        )
+
+
+def demand(compute: Compute) -> tuple[int, int]:
+    """(nodes the queue needs, queued jobs) for the autoscaler, in one query."""
+    totals = Job.objects.filter(compute=compute, status=J.QUEUED).aggregate(
+        nodes=Sum("node_count"), jobs=Count("id")
+    )
+    return totals["nodes"] or 0, totals["jobs"]

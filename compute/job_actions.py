@@ -1,0 +1,194 @@
+"""The service layer of jobs: submit, cancel, and preempt a low-priority node."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from compute import jobfiles
+from compute.events import record
+from compute.models import (
+    CodeKind,
+    Compute,
+    ComputeState,
+    Job,
+    JobStatus,
+    Node,
+    NodeState,
+    Tier,
+)
+from compute.tasks import enqueue_reconcile
+from workspace.access import WorkspaceAccess, require_role
+from workspace.models import Role
+
+S = ComputeState
+J = JobStatus
+REFUSING_JOBS = {
+    S.STOPPED: "is stopped; start it first",
+    S.STOPPING: "is stopping",
+    S.DELETING: "is being deleted",
+    S.DELETED: "is deleted",
+    S.FAILED: "has failed; fix it or retry first",
+}
+
+
+@dataclass(frozen=True)
+class Code:
+    """A code snapshot from the submit form."""
+
+    kind: str
+    name: str
+    data: bytes
+
+
+def submit_job(
+    access: WorkspaceAccess,
+    *,
+    compute_id: int,
+    name: str,
+    command: str,
+    node_count: int = 1,
+    environment: dict[str, str] | None = None,
+    code: Code | None = None,
+) -> Job:
+    require_role(access, Role.CONTRIBUTOR, "submitting jobs")
+    actor = access.membership.user
+    command = command.strip()
+    if not command:
+        raise ValidationError({"command": "Enter the command to run."})
+    compute = (
+        Compute.objects.filter(workspace=access.workspace, pk=compute_id)
+        .exclude(state=S.DELETED)
+        .first()
+    )
+    if compute is None:
+        raise ValidationError({"compute": "Choose a compute of this workspace."})
+    if compute.state in REFUSING_JOBS:
+        raise ValidationError({"compute": f"{compute.name} {REFUSING_JOBS[compute.state]}."})
+    check_node_count(compute, node_count)
+    with transaction.atomic():
+        job = Job.objects.create(
+            workspace=access.workspace,
+            compute=compute,
+            name=name.strip() or command.split()[0][:80],
+            command=command,
+            environment=environment or {},
+            image=settings.HANGAR_NODE_IMAGE,
+            node_count=node_count,
+            submitted_by=actor,
+            max_retries=settings.HANGAR_JOB_MAX_RETRIES,
+            code_kind=code.kind if code else CodeKind.NONE,
+            code_name=code.name if code else "",
+        )
+        if code:
+            store_code(job, code)
+        nodes = "1 node" if node_count == 1 else f"{node_count} nodes"
+        record(
+            compute,
+            "job.submitted",
+            f"{actor} submitted job {job.name} (#{job.pk}) needing {nodes}.",
+            actor=actor,
+        )
+        enqueue_reconcile(compute.pk)
+    return job
+
+
+def check_node_count(compute: Compute, node_count: int) -> None:
+    if compute.is_instance and node_count != 1:
+        raise ValidationError({"node_count": "A compute instance runs one-node jobs only."})
+    if node_count < 1 or node_count > compute.max_nodes:
+        raise ValidationError(
+            {"node_count": f"{compute.name} takes 1 to {compute.max_nodes} nodes per job."}
+        )
+    if node_count > 1 and settings.HANGAR_DRIVER == "docker":
+        if settings.HANGAR_NODE_NETWORK == "none":
+            raise ValidationError(
+                {
+                    "node_count": "Multi-node jobs need nodes that reach each other: this "
+                    "Hangar isolates nodes (HANGAR_NODE_NETWORK=none); ask an admin to set host."
+                }
+            )
+
+
+def store_code(job: Job, code: Code) -> None:
+    try:
+        if code.kind == CodeKind.ZIP:
+            jobfiles.store_zip(job.pk, code.data)
+        elif code.kind == CodeKind.SCRIPT:
+            jobfiles.store_script(job.pk, code.name, code.data.decode())
+        else:
+            jobfiles.store_file(job.pk, code.name, code.data)
+    except jobfiles.CodeError as exc:
+        remove_code(job.pk)
+        raise ValidationError({"code": str(exc)}) from None
+
+
+def remove_code(job_id: int) -> None:
+    folder = jobfiles.code_dir(job_id)
+    if folder.exists():
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def cancel_job(access: WorkspaceAccess, job_id: int) -> Job:
+    require_role(access, Role.CONTRIBUTOR, "canceling jobs")
+    actor = access.membership.user
+    job = Job.objects.filter(workspace=access.workspace, pk=job_id).first()
+    if job is None:
+        raise ValidationError("This job does not exist.")
+    now = timezone.now()
+    with transaction.atomic():
+        if Job.objects.filter(pk=job.pk, status=J.QUEUED).update(
+            status=J.CANCELED,
+            cancel_requested_at=now,
+            finished_at=now,
+            error=f"Canceled by {actor}.",
+        ):
+            job.status = J.CANCELED
+        elif Job.objects.filter(
+            pk=job.pk, status__in=(J.PREPARING, J.RUNNING), cancel_requested_at__isnull=True
+        ).update(cancel_requested_at=now, error=f"Canceled by {actor}."):
+            enqueue_reconcile(job.compute_id)
+        else:
+            job.refresh_from_db()
+            if job.cancel_requested_at and not job.is_terminal:
+                raise ValidationError(f"{job.name} is already being canceled.")
+            raise ValidationError(f"{job.name} is already {job.get_status_display().lower()}.")
+        record(
+            job.compute, "job.cancel", f"{actor} canceled job {job.name} (#{job.pk}).", actor=actor
+        )
+    return job
+
+
+def preempt_node(access: WorkspaceAccess, node_id: int) -> Node:
+    """What a cloud does to a low-priority VM at any moment, on demand (admins, demos)."""
+    require_role(access, Role.ADMIN, "preempting nodes")
+    actor = access.membership.user
+    node = (
+        Node.objects.select_related("compute")
+        .filter(compute__workspace=access.workspace, pk=node_id)
+        .first()
+    )
+    if node is None:
+        raise ValidationError("This node does not exist.")
+    if node.compute.tier != Tier.LOW_PRIORITY or not node.compute.is_cluster:
+        raise ValidationError("Only nodes of low-priority clusters can be preempted.")
+    with transaction.atomic():
+        if not Node.objects.filter(
+            pk=node.pk, state__in=(NodeState.IDLE, NodeState.RUNNING)
+        ).update(state=NodeState.PREEMPTED):
+            raise ValidationError(f"Node {node.name} is {node.get_state_display().lower()}.")
+        record(
+            node.compute,
+            "node.preempt",
+            f"{actor} preempted node {node.name} (as the cloud may do to low-priority nodes).",
+            actor=actor,
+        )
+        enqueue_reconcile(node.compute_id)
+    return node

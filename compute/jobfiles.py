@@ -1,0 +1,172 @@
+"""Where a job's code and output live on this machine, and how a node runs a job.
+
+Runs write to HANGAR_JOBS_DIR/runs/<job>/a<attempt>-r<rank>/ (output.log, pid, exit_code);
+code snapshots sit read-only in HANGAR_JOBS_DIR/code/<job>/. Docker nodes see these two
+folders at /hangar/runs (read-write) and /hangar/code (read-only); local nodes use them as
+they are. Because output and exit code land on disk, a worker that dies loses nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+NODE_RUNS = "/hangar/runs"
+NODE_CODE = "/hangar/code"
+MAX_ZIP_BYTES = 200 * 1024 * 1024
+MAX_ZIP_FILES = 10_000
+
+# Runs the job's command in its own process group (so cancel reaches every child), with
+# output to output.log, and records the exit code atomically. "$1" is the run folder.
+JOB_WRAPPER = r"""
+run="$1"
+cd "${HANGAR_WORKDIR:-$run}" || cd "$run"
+setsid sh -c "$HANGAR_COMMAND" > "$run/output.log" 2>&1 < /dev/null &
+echo $! > "$run/pid"
+wait $!
+echo $? > "$run/exit_code.tmp" && mv "$run/exit_code.tmp" "$run/exit_code"
+"""
+
+# TERM to the job's process group, KILL a second later for whatever ignored it.
+JOB_CANCEL = r"""
+p=$(cat "$1/pid" 2>/dev/null) || exit 0
+kill -TERM -"$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
+( sleep 1; kill -KILL -"$p" 2>/dev/null ) > /dev/null 2>&1 &
+"""
+
+
+def jobs_root() -> Path:
+    return Path(settings.HANGAR_JOBS_DIR)
+
+
+def runs_root() -> Path:
+    return jobs_root() / "runs"
+
+
+def code_root() -> Path:
+    return jobs_root() / "code"
+
+
+def run_dir(run_key: str) -> Path:
+    return runs_root() / run_key
+
+
+def code_dir(job_id: int) -> Path:
+    return code_root() / str(job_id)
+
+
+def prepare_run_dir(run_key: str) -> Path:
+    path = run_dir(run_key)
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)  # the job may run as another user inside its node
+    for stale in ("exit_code", "pid", "output.log"):
+        (path / stale).unlink(missing_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class RunState:
+    started: bool
+    exit_code: int | None
+
+
+def read_run(run_key: str) -> RunState:
+    path = run_dir(run_key)
+    try:
+        exit_code = int((path / "exit_code").read_text().strip())
+    except (OSError, ValueError):
+        exit_code = None
+    return RunState(started=(path / "pid").exists(), exit_code=exit_code)
+
+
+def output_path(run_key: str) -> Path:
+    return run_dir(run_key) / "output.log"
+
+
+def read_output(run_key: str, limit: int = 200_000) -> str:
+    """The end of a run's output (the page shows the tail; the download has it all)."""
+    path = output_path(run_key)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            handle.seek(max(0, size - limit))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return text if size <= limit else "…" + text.split("\n", 1)[-1]
+
+
+# Code snapshots ----------------------------------------------------------------------
+
+
+class CodeError(ValueError):
+    pass
+
+
+def safe_name(name: str) -> str:
+    base = os.path.basename(name.replace("\\", "/")).strip()
+    if not base or base in (".", "..") or base.startswith("."):
+        raise CodeError(f"“{name}” is not a usable file name.")
+    return base
+
+
+def store_script(job_id: int, filename: str, text: str) -> None:
+    target = _fresh_code_dir(job_id)
+    (target / safe_name(filename)).write_text(text)
+    _freeze(target)
+
+
+def store_file(job_id: int, filename: str, data: bytes) -> None:
+    target = _fresh_code_dir(job_id)
+    (target / safe_name(filename)).write_bytes(data)
+    _freeze(target)
+
+
+def check_zip(data: bytes) -> None:
+    """Refuse archives that escape their folder or would fill the disk, before storing."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise CodeError("The uploaded file is not a valid zip archive.") from None
+    members = archive.infolist()
+    if len(members) > MAX_ZIP_FILES:
+        raise CodeError(f"The zip holds {len(members)} files; the limit is {MAX_ZIP_FILES}.")
+    if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+        raise CodeError("The zip expands to more than 200 MiB.")
+    for member in members:
+        parts = Path(member.filename).parts
+        if member.filename.startswith("/") or ".." in parts:
+            raise CodeError(f"The zip entry “{member.filename}” points outside its folder.")
+
+
+def store_zip(job_id: int, data: bytes) -> None:
+    check_zip(data)
+    target = _fresh_code_dir(job_id)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for member in archive.infolist():
+            if member.is_dir() or stat.S_ISLNK(member.external_attr >> 16):
+                continue  # folders are made as needed; links could point anywhere
+            destination = target / member.filename
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(archive.read(member))
+    _freeze(target)
+
+
+def _fresh_code_dir(job_id: int) -> Path:
+    target = code_dir(job_id)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _freeze(target: Path) -> None:
+    """Read-only for everyone: the snapshot is what ran, whatever the job tries."""
+    for path in sorted(target.rglob("*"), reverse=True):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    target.chmod(0o555)

@@ -1,0 +1,159 @@
+"""Training jobs, where they run (one row per rank), and samples for the cluster chart."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from compute.models.compute import Compute, Node
+from workspace.models import Workspace
+
+
+class JobStatus(models.TextChoices):
+    """queued → preparing → running → completed | failed | canceled; preempted → queued."""
+
+    QUEUED = "queued", "Queued"
+    PREPARING = "preparing", "Preparing"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+    PREEMPTED = "preempted", "Preempted"
+
+
+J = JobStatus
+JOB_TRANSITIONS: dict[str, set[str]] = {
+    J.QUEUED: {J.PREPARING, J.CANCELED},
+    J.PREPARING: {J.RUNNING, J.FAILED, J.CANCELED, J.PREEMPTED, J.QUEUED},
+    J.RUNNING: {J.COMPLETED, J.FAILED, J.CANCELED, J.PREEMPTED},
+    J.PREEMPTED: {J.QUEUED, J.FAILED},
+    J.COMPLETED: set(),
+    J.FAILED: set(),
+    J.CANCELED: set(),
+}
+JOB_TERMINAL = (J.COMPLETED, J.FAILED, J.CANCELED)
+JOB_ACTIVE = (J.PREPARING, J.RUNNING)
+
+
+class CodeKind(models.TextChoices):
+    NONE = "", "No code"
+    SCRIPT = "script", "Typed script"
+    FILE = "file", "Uploaded file"
+    ZIP = "zip", "Uploaded zip"
+
+
+class Job(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="jobs")
+    compute = models.ForeignKey(Compute, on_delete=models.PROTECT, related_name="jobs")
+    name = models.CharField(max_length=80)
+    command = models.TextField()
+    environment = models.JSONField(default=dict, blank=True)
+    image = models.CharField(max_length=200, blank=True)
+    node_count = models.PositiveSmallIntegerField(default=1)
+    code_kind = models.CharField(max_length=8, choices=CodeKind.choices, blank=True, default="")
+    code_name = models.CharField(max_length=200, blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    master_port = models.PositiveIntegerField(null=True, blank=True)
+    retries = models.PositiveSmallIntegerField(default=0)
+    max_retries = models.PositiveSmallIntegerField(default=3)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    preparing_at = models.DateTimeField(null=True, blank=True)
+    running_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        indexes = [
+            # Placement reads each compute's queue in FIFO order (controllers/placement.py).
+            models.Index(
+                fields=["compute", "queued_at", "id"],
+                name="job_queue_idx",
+                condition=Q(status="queued"),
+            ),
+            # The sweep counts queued and active jobs per compute (controllers/sweep.py).
+            models.Index(
+                fields=["compute", "status"],
+                name="job_active_idx",
+                condition=Q(status__in=["queued", "preparing", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("compute:job", args=[self.workspace.slug, self.pk])
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in JOB_TERMINAL
+
+    @property
+    def queued_for(self):
+        end = self.preparing_at or (None if self.status == J.QUEUED else self.finished_at)
+        return (end or timezone.now()) - self.queued_at
+
+    @property
+    def preparing_for(self):
+        if not self.preparing_at:
+            return None
+        return (self.running_at or self.finished_at or timezone.now()) - self.preparing_at
+
+    @property
+    def running_for(self):
+        if not self.running_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.running_at
+
+
+class JobRun(models.Model):
+    """One rank of one attempt of a job, on one node."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs")
+    attempt = models.PositiveSmallIntegerField(default=0)
+    rank = models.PositiveSmallIntegerField()
+    node = models.ForeignKey(Node, null=True, on_delete=models.SET_NULL, related_name="runs")
+    node_name = models.CharField(max_length=32)
+    container = models.CharField(max_length=128)
+    exit_code = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "attempt", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt", "rank"], name="jobrun_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} rank {self.rank} on {self.node_name}"
+
+    @property
+    def key(self) -> str:
+        """The folder of this run's output and exit code, under HANGAR_JOBS_DIR/runs."""
+        return f"{self.job_id}/a{self.attempt}-r{self.rank}"
+
+
+class ComputeSample(models.Model):
+    """Node count and queue length when they change, for the cluster chart."""
+
+    compute = models.ForeignKey(Compute, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField(default=timezone.now)
+    nodes = models.PositiveSmallIntegerField()
+    queued = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["compute", "at"]
+        indexes = [models.Index(fields=["compute", "at"], name="sample_compute_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.compute_id} at {self.at}: {self.nodes} nodes, {self.queued} queued"

@@ -1,0 +1,202 @@
+"""Jobs on real nodes with a real worker: autoscaling, ranks, failure, cancel, crashes,
+concurrency, preemption."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from compute import actions, jobfiles
+from compute.job_actions import cancel_job, preempt_node, submit_job
+from compute.models import Compute, ComputeState, Job, JobStatus, Node, NodeState, VmSize
+from tests.conftest import make_team, remove_all_nodes
+from tests.integration.helpers import driver_named, wait_for
+from workspace.access import get_access
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+J = JobStatus
+
+
+@pytest.fixture
+def docker_jobs(workers, catalog, node_image, settings):
+    settings.HANGAR_DRIVER = "docker"
+    settings.HANGAR_NODE_NETWORK = "host"
+    worker = workers.get("docker", HANGAR_NODE_NETWORK="host")
+    team = make_team("jobs")
+    yield {
+        "access": get_access(team.admin, team.workspace.slug),
+        "team": team,
+        "worker": worker,
+        "driver": driver_named("docker"),
+    }
+    remove_all_nodes()
+
+
+def cluster(access, name="trainers", **bounds) -> Compute:
+    values = {"min_nodes": 0, "max_nodes": 2, "idle_seconds_before_scaledown": 2, **bounds}
+    made = actions.create_cluster(
+        access, name=name, vm_size=VmSize.objects.get(name="Standard_DS3_v2"), **values
+    )
+    wait_for(lambda: Compute.objects.get(pk=made.pk).state == ComputeState.STEADY, what="steady")
+    return made
+
+
+def live_nodes(compute: Compute) -> int:
+    return Node.objects.filter(compute=compute, state__in=("preparing", "idle", "running")).count()
+
+
+def output(job: Job, rank: int = 0) -> str:
+    run = job.runs.get(rank=rank, attempt=job.retries)
+    return jobfiles.read_output(run.key)
+
+
+def status(job: Job) -> str:
+    job.refresh_from_db()
+    return job.status
+
+
+def test_three_jobs_scale_a_cluster_up_and_back_to_zero(docker_jobs):
+    access, driver = docker_jobs["access"], docker_jobs["driver"]
+    trainers = cluster(access)
+    peak = []
+    with transaction.atomic():  # one click on "submit 3": the autoscaler sees them together
+        jobs = [
+            submit_job(
+                access, compute_id=trainers.pk, name=f"train-{i}", command=f"sleep 1; echo done {i}"
+            )
+            for i in range(3)
+        ]
+
+    def all_done() -> bool:
+        peak.append(live_nodes(trainers))
+        return all(status(job) == J.COMPLETED for job in jobs)
+
+    wait_for(all_done, timeout=30, what="3 jobs completed")
+    finished = max(job.finished_at for job in jobs)
+    assert max(peak) == 2
+    for i, job in enumerate(jobs):
+        assert job.exit_code == 0
+        assert output(job) == f"done {i}\n"
+    wait_for(lambda: live_nodes(trainers) == 0 and not driver.list_nodes(trainers.pk), timeout=8)
+    from django.utils import timezone
+
+    assert (timezone.now() - finished).total_seconds() <= 2 + 2 + 1  # idle + 2 s (+ polling)
+    messages = list(trainers.events.order_by("created_at").values_list("message", flat=True))
+    assert any(m.startswith("Scaled 0 → 2: 3 jobs queued need 3 node(s)") for m in messages)
+    assert any("removed: idle" in m and "≥ 2 s" in m for m in messages)
+
+
+def test_a_two_node_job_gets_ranks_and_its_nodes_reach_each_other(docker_jobs):
+    access = docker_jobs["access"]
+    trainers = cluster(access, name="pair")
+    command = (
+        'echo "rank=$RANK world=$WORLD_SIZE local=$LOCAL_RANK job=$HANGAR_JOB_ID"; '
+        'if [ "$RANK" = 0 ]; then nc -l -p "$MASTER_PORT"; '
+        'else for i in $(seq 50); do echo "hello from rank 1" | nc "$MASTER_ADDR" "$MASTER_PORT" '
+        "&& break; sleep 0.1; done; fi"
+    )
+    job = submit_job(access, compute_id=trainers.pk, name="ddp", command=command, node_count=2)
+    wait_for(lambda: status(job) in (J.COMPLETED, J.FAILED), timeout=30, what="finished")
+    assert job.status == J.COMPLETED, job.error
+    assert output(job, 0) == f"rank=0 world=2 local=0 job={job.pk}\nhello from rank 1\n"
+    assert output(job, 1).startswith(f"rank=1 world=2 local=0 job={job.pk}\n")
+    assert len({run.node_id for run in job.runs.all()}) == 2
+
+
+def test_a_failing_command_keeps_its_exit_code_and_stderr(docker_jobs):
+    access = docker_jobs["access"]
+    trainers = cluster(access, name="failing", max_nodes=1)
+    job = submit_job(
+        access,
+        compute_id=trainers.pk,
+        name="oops",
+        command="echo out; echo 'bad thing' >&2; exit 3",
+    )
+    wait_for(lambda: status(job) == J.FAILED, timeout=20, what="failed")
+    assert job.exit_code == 3
+    assert "Rank 0 exited with code 3." in job.error
+    assert output(job) == "out\nbad thing\n"
+
+
+def test_cancel_stops_a_running_job_within_two_seconds(docker_jobs):
+    access = docker_jobs["access"]
+    trainers = cluster(access, name="cancel", max_nodes=1)
+    job = submit_job(
+        access, compute_id=trainers.pk, name="long", command="echo started; sleep 300; echo never"
+    )
+    wait_for(lambda: status(job) == J.RUNNING and "started" in output(job), timeout=20)
+    asked = time.monotonic()
+    cancel_job(access, job.pk)
+    wait_for(lambda: status(job) == J.CANCELED, timeout=5, what="canceled")
+    assert time.monotonic() - asked <= 2.0
+    node = job.runs.get().node
+    assert Node.objects.get(pk=node.pk).state == NodeState.IDLE
+    assert "never" not in output(job)
+
+
+def test_a_job_outlives_a_killed_worker_and_its_result_is_collected(docker_jobs, workers):
+    access = docker_jobs["access"]
+    trainers = cluster(access, name="survivor", max_nodes=1)
+    job = submit_job(
+        access, compute_id=trainers.pk, name="steady", command="echo begin; sleep 3; echo end"
+    )
+    wait_for(lambda: status(job) == J.RUNNING, timeout=20, what="running")
+    docker_jobs["worker"].kill()
+    time.sleep(4)  # the job finishes while no worker is alive
+    assert status(job) == J.RUNNING
+    workers.get("docker", HANGAR_NODE_NETWORK="host")
+    wait_for(lambda: status(job) == J.COMPLETED, timeout=20, what="collected")
+    assert job.exit_code == 0 and output(job) == "begin\nend\n"
+
+
+def test_twenty_concurrent_submissions_never_exceed_max_nodes(docker_jobs):
+    access = docker_jobs["access"]
+    trainers = cluster(access, name="crowd", max_nodes=3)
+    barrier = threading.Barrier(20)
+    submitted: list[Job] = []
+
+    def submit(i: int) -> None:
+        try:
+            barrier.wait()
+            submitted.append(
+                submit_job(access, compute_id=trainers.pk, name=f"j{i}", command="sleep 0.5")
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    peak = 0
+
+    def all_done() -> bool:
+        nonlocal peak
+        peak = max(peak, live_nodes(trainers), len(docker_jobs["driver"].list_nodes(trainers.pk)))
+        return len(submitted) == 20 and all(status(job) == J.COMPLETED for job in submitted)
+
+    wait_for(all_done, timeout=60, what="20 jobs")
+    for thread in threads:
+        thread.join()
+    assert peak == 3
+
+
+def test_a_preempted_node_requeues_its_job_which_completes_elsewhere(docker_jobs):
+    access = docker_jobs["access"]
+    trainers = cluster(access, name="cheap", tier="low_priority", min_nodes=2, max_nodes=2)
+    wait_for(lambda: live_nodes(trainers) == 2, what="2 nodes")
+    job = submit_job(
+        access, compute_id=trainers.pk, name="resilient", command="echo try; sleep 2; echo ok"
+    )
+    wait_for(lambda: status(job) == J.RUNNING, timeout=20)
+    first = job.runs.get().node
+    preempt_node(access, first.pk)
+    wait_for(lambda: status(job) == J.COMPLETED, timeout=30, what="completed after requeue")
+    assert job.retries == 1
+    second = job.runs.get(attempt=1).node_id
+    assert second != first.pk
+    assert output(job) == "try\nok\n"
+    assert trainers.events.filter(message__contains="requeued: node").exists()
+    assert Node.objects.get(pk=first.pk).state == NodeState.PREEMPTED
