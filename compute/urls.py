@@ -1,6 +1,6 @@
 from django.urls import path
 
-from compute.views import catalog, computes, health
+from compute.views import catalog, computes, health, jobs
 
 app_name = "compute"
 
@@ -15,6 +15,16 @@ urlpatterns = [
     ),
     path("w/<slug:slug>/compute/<int:pk>/", computes.compute_detail, name="detail"),
     path("w/<slug:slug>/compute/<int:pk>/resize/", computes.cluster_update, name="resize"),
+    path(
+        "w/<slug:slug>/compute/<int:pk>/nodes/<int:node_id>/preempt/",
+        jobs.node_preempt,
+        name="node-preempt",
+    ),
+    path("w/<slug:slug>/jobs/", jobs.job_list, name="jobs"),
+    path("w/<slug:slug>/jobs/new/", jobs.job_submit, name="job-submit"),
+    path("w/<slug:slug>/jobs/<int:pk>/", jobs.job_detail, name="job"),
+    path("w/<slug:slug>/jobs/<int:pk>/cancel/", jobs.job_cancel, name="job-cancel"),
+    path("w/<slug:slug>/jobs/<int:pk>/log/<int:rank>/", jobs.job_log, name="job-log"),
     path(
         "w/<slug:slug>/compute/<int:pk>/<str:verb>/",
         computes.compute_action,

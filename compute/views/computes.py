@@ -12,8 +12,9 @@ from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from compute import actions
+from compute.charts import cluster_chart
 from compute.forms import ClusterBoundsForm, ClusterForm, InstanceForm
-from compute.models import Compute, ComputeKind, ComputeState
+from compute.models import Compute, ComputeKind, ComputeState, Tier
 from compute.models.states import LIVE_NODE_STATES
 from workspace.access import WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
@@ -46,7 +47,13 @@ def compute_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
         .filter(kind=TABS[tab])
         .exclude(state=ComputeState.DELETED)
         .select_related("vm_size", "created_by", "assigned_to")
-        .annotate(live_nodes=Count("nodes", filter=Q(nodes__state__in=LIVE_NODE_STATES)))
+        .annotate(
+            live_nodes=Count("nodes", filter=Q(nodes__state__in=LIVE_NODE_STATES), distinct=True),
+            queued_jobs=Count("jobs", filter=Q(jobs__status="queued"), distinct=True),
+            running_jobs=Count(
+                "jobs", filter=Q(jobs__status__in=("preparing", "running")), distinct=True
+            ),
+        )
         .order_by("name")
     )
     page = Paginator(computes, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -127,7 +134,14 @@ def add_errors(form, error: ValidationError) -> None:
 
 
 def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
+    # Jobs at work or nodes coming and going keep the page live even in a steady state.
+    busy = compute.jobs.filter(status__in=("queued", "preparing", "running")).exists()
+    changing = compute.nodes.filter(state__in=("preparing", "leaving")).exists()
     return {
+        "steady": compute.is_steady and not busy and not changing,
+        "chart": cluster_chart(compute) if compute.is_cluster else None,
+        "recent_jobs": compute.jobs.select_related("submitted_by").order_by("-queued_at")[:8],
+        "can_preempt": access.is_admin and compute.tier == Tier.LOW_PRIORITY and compute.is_cluster,
         "nav": "compute",
         "access": access,
         "workspace": access.workspace,
@@ -146,8 +160,9 @@ def compute_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Ht
         computes_of(access).select_related("vm_size__family", "created_by", "assigned_to"), pk=pk
     )
     template = "compute/detail.html" + ("#live" if request.htmx else "")
-    response = render(request, template, _detail_context(access, compute))
-    return with_polling(request, response, compute.is_steady)
+    context = _detail_context(access, compute)
+    response = render(request, template, context)
+    return with_polling(request, response, context["steady"])
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")

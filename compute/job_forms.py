@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import re
+
+from django import forms
+
+from compute.job_actions import Code
+from compute.models import CodeKind, Compute, ComputeState, JobStatus
+from workspace.forms import StyledForm
+from workspace.models import Workspace
+
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"}
+MAX_UPLOAD = 50 * 1024 * 1024
+
+
+class JobSubmitForm(StyledForm, forms.Form):
+    compute = forms.TypedChoiceField(coerce=int, label="Compute target")
+    name = forms.CharField(
+        max_length=80, required=False, help_text="Shown in lists; defaults to the command."
+    )
+    command = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "class": "font-monospace", "spellcheck": "false"}),
+        max_length=10_000,
+        help_text="Runs with sh in the code folder (or an empty folder without code).",
+    )
+    node_count = forms.IntegerField(
+        label="Nodes", min_value=1, initial=1, help_text="A multi-node job gets all nodes at once."
+    )
+    environment = forms.CharField(
+        label="Environment variables",
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 2, "class": "font-monospace", "placeholder": "EPOCHS=3\nLR=0.01"}
+        ),
+        help_text="One KEY=value per line.",
+    )
+    script = forms.CharField(
+        label="Script (optional)",
+        required=False,
+        max_length=1_000_000,
+        widget=forms.Textarea(attrs={"rows": 5, "class": "font-monospace", "spellcheck": "false"}),
+        help_text="Saved as the file named below, read-only in the node.",
+    )
+    script_name = forms.CharField(label="Script file name", required=False, initial="train.py")
+    upload = forms.FileField(
+        label="Or upload code (a file, or a .zip of a folder)",
+        required=False,
+        help_text="Up to 50 MiB; a zip is unpacked. Mounted read-only in the node.",
+    )
+
+    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        computes = (
+            Compute.objects.filter(workspace=workspace)
+            .exclude(state=ComputeState.DELETED)
+            .order_by("kind", "name")
+        )
+        self.fields["compute"].choices = [("", "Choose a compute…")] + [
+            (c.pk, f"{c.name} · {c.get_kind_display().lower()} · {c.get_state_display().lower()}")
+            for c in computes
+        ]
+
+    def clean_environment(self) -> dict[str, str]:
+        result = {}
+        for number, line in enumerate(self.cleaned_data["environment"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            key = key.strip()
+            if not sep or not ENV_KEY.match(key):
+                raise forms.ValidationError(f"Line {number}: write KEY=value, e.g. EPOCHS=3.")
+            if key in RESERVED or key.startswith("HANGAR_"):
+                raise forms.ValidationError(f"Line {number}: {key} is set by Hangar for each node.")
+            result[key] = value
+        return result
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        script, upload = cleaned.get("script"), cleaned.get("upload")
+        if script and upload:
+            raise forms.ValidationError("Give code as a script or as an upload, not both.")
+        if script and not (cleaned.get("script_name") or "").strip():
+            self.add_error("script_name", "Name the script file, e.g. train.py.")
+        if upload and upload.size > MAX_UPLOAD:
+            self.add_error("upload", "The upload is larger than 50 MiB.")
+        return cleaned
+
+    def code(self) -> Code | None:
+        data = self.cleaned_data
+        if data.get("script"):
+            return Code(CodeKind.SCRIPT, data["script_name"].strip(), data["script"].encode())
+        upload = data.get("upload")
+        if upload:
+            kind = CodeKind.ZIP if upload.name.lower().endswith(".zip") else CodeKind.FILE
+            return Code(kind, upload.name, upload.read())
+        return None
+
+
+class JobFilterForm(StyledForm, forms.Form):
+    status = forms.ChoiceField(choices=[("", "Any status"), *JobStatus.choices], required=False)
+    compute = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    submitter = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+
+    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["compute"].choices = [
+            ("", "Any compute"),
+            *Compute.objects.filter(workspace=workspace).order_by("name").values_list("pk", "name"),
+        ]
+        self.fields["submitter"].choices = [("", "Anyone")] + [
+            (m.user_id, m.user.username)
+            for m in workspace.memberships.select_related("user").order_by("user__username")
+        ]

@@ -1,0 +1,157 @@
+"""Job pages: the workspace's jobs with filters, submit, the live job page, logs, cancel."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from compute import jobfiles
+from compute.job_actions import cancel_job, preempt_node, submit_job
+from compute.job_forms import JobFilterForm, JobSubmitForm
+from compute.models import Job, JobRun, Node
+from compute.views.computes import add_errors, with_polling
+from workspace.access import WorkspaceAccess, workspace_view
+from workspace.models import Role
+
+PAGE_SIZE = 25
+
+
+def jobs_of(access: WorkspaceAccess):
+    return Job.objects.filter(workspace=access.workspace)
+
+
+@workspace_view()
+def job_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    form = JobFilterForm(request.GET or None, workspace=access.workspace)
+    jobs = jobs_of(access).select_related("compute", "submitted_by")
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        if data.get("status"):
+            jobs = jobs.filter(status=data["status"])
+        if data.get("compute"):
+            jobs = jobs.filter(compute_id=data["compute"])
+        if data.get("submitter"):
+            jobs = jobs.filter(submitted_by_id=data["submitter"])
+    elif form.is_bound:
+        jobs = jobs.none()
+    page = Paginator(jobs.order_by("-queued_at", "-id"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    steady = all(job.is_terminal for job in page)
+    template = "compute/jobs.html" + ("#job-table" if request.htmx else "")
+    response = render(
+        request,
+        template,
+        {
+            "nav": "jobs",
+            "access": access,
+            "workspace": access.workspace,
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "steady": steady,
+        },
+    )
+    return with_polling(request, response, steady)
+
+
+@workspace_view(Role.CONTRIBUTOR, "submitting jobs")
+def job_submit(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    initial = {"compute": request.GET.get("compute")}
+    form = JobSubmitForm(
+        request.POST or None, request.FILES or None, workspace=access.workspace, initial=initial
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            job = submit_job(
+                access,
+                compute_id=data["compute"],
+                name=data["name"],
+                command=data["command"],
+                node_count=data["node_count"],
+                environment=data["environment"],
+                code=form.code(),
+            )
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Submitted {job.name}.")
+            return redirect(job)
+    return render(
+        request,
+        "compute/job_submit.html",
+        {"nav": "jobs", "access": access, "workspace": access.workspace, "form": form},
+    )
+
+
+def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:
+    runs = list(job.runs.filter(attempt=job.retries).order_by("rank"))
+    shown = next((run for run in runs if run.rank == rank), runs[0] if runs else None)
+    return {
+        "nav": "jobs",
+        "access": access,
+        "workspace": access.workspace,
+        "job": job,
+        "runs": runs,
+        "shown": shown,
+        "log": jobfiles.read_output(shown.key) if shown else "",
+        "can_cancel": access.is_contributor and not job.is_terminal and not job.cancel_requested_at,
+    }
+
+
+@workspace_view()
+def job_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    job = get_object_or_404(jobs_of(access).select_related("compute", "submitted_by"), pk=pk)
+    rank = int(request.GET.get("rank", "0")) if request.GET.get("rank", "0").isdigit() else 0
+    template = "compute/job.html" + ("#live" if request.htmx else "")
+    response = render(request, template, _job_context(access, job, rank))
+    return with_polling(request, response, job.is_terminal)
+
+
+@workspace_view()
+def job_log(request: HttpRequest, access: WorkspaceAccess, pk: int, rank: int) -> HttpResponse:
+    job = get_object_or_404(jobs_of(access), pk=pk)
+    run = JobRun.objects.filter(job=job, attempt=job.retries, rank=rank).first()
+    path = jobfiles.output_path(run.key) if run else None
+    if path is None or not path.exists():
+        raise Http404("This run has no output yet.")
+    return FileResponse(
+        path.open("rb"), as_attachment=True, filename=f"job-{job.pk}-rank-{rank}.log"
+    )
+
+
+@workspace_view(Role.CONTRIBUTOR, "canceling jobs")
+@require_POST
+def job_cancel(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    job = get_object_or_404(jobs_of(access), pk=pk)
+    try:
+        cancel_job(access, job.pk)
+        messages.success(request, f"Canceling {job.name}…")
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    return redirect(job)
+
+
+@workspace_view(Role.ADMIN, "preempting nodes")
+@require_POST
+def node_preempt(
+    request: HttpRequest, access: WorkspaceAccess, pk: int, node_id: int
+) -> HttpResponse:
+    node = get_object_or_404(
+        Node.objects.filter(compute__workspace=access.workspace, compute_id=pk), pk=node_id
+    )
+    try:
+        preempt_node(access, node.pk)
+        messages.success(request, f"Node {node.name} preempted; its jobs go back to the queue.")
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    return redirect(node.compute)

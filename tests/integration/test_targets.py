@@ -1,0 +1,63 @@
+"""The same job, unchanged, on a cluster, an instance, and the local computer."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute import actions, jobfiles
+from compute.job_actions import Code, submit_job
+from compute.models import CodeKind, Compute, ComputeState, JobStatus, VmSize
+from tests.conftest import make_team, remove_all_nodes
+from tests.integration.helpers import wait_for
+from workspace.access import get_access
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+SCRIPT = """echo "epochs=$EPOCHS rank=$RANK/$WORLD_SIZE"
+echo "code: $(cat train.sh | wc -l) lines"
+if (echo nope > train.sh) 2>/dev/null; then echo "code is writable"
+else echo "code is read-only"; fi
+"""
+
+
+@pytest.mark.parametrize(
+    ("driver", "kind"), [("docker", "cluster"), ("docker", "instance"), ("local", "cluster")]
+)
+def test_the_same_job_runs_unchanged_on_every_target(
+    workers, catalog, node_image, settings, driver, kind
+):
+    settings.HANGAR_DRIVER = driver
+    workers.get(driver)
+    team = make_team(f"{driver}-{kind}")
+    access = get_access(team.admin, team.workspace.slug)
+    size = VmSize.objects.get(name="Standard_D2s_v3")
+    try:
+        if kind == "cluster":
+            target = actions.create_cluster(access, name="target", vm_size=size, max_nodes=1)
+        else:
+            target = actions.create_instance(access, name="target", vm_size=size)
+        job = submit_job(
+            access,
+            compute_id=target.pk,
+            name="portable",
+            command="sh train.sh",
+            environment={"EPOCHS": "3"},
+            code=Code(CodeKind.SCRIPT, "train.sh", SCRIPT.encode()),
+        )
+
+        def done() -> bool:
+            job.refresh_from_db()
+            return job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+        wait_for(done, timeout=30, what="job finished")
+        assert job.status == JobStatus.COMPLETED, job.error
+        run = job.runs.get()
+        # Docker mounts the code read-only; a local job running as root could write to
+        # it (file modes do not bind root), so there only the content is checked.
+        protection = "code is read-only\n" if driver == "docker" else ""
+        output = jobfiles.read_output(run.key)
+        assert output.startswith("epochs=3 rank=0/1\ncode: 4 lines\n" + protection)
+        if kind == "instance":
+            assert Compute.objects.get(pk=target.pk).state == ComputeState.RUNNING
+    finally:
+        remove_all_nodes()
