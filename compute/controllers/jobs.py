@@ -228,7 +228,8 @@ def node_container(compute: Compute, node: Node) -> str:
 
 def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> None:
     port = job.master_port or free_port()
-    if not job.master_port:
+    if not job.master_port and job.node_count > 1:
+        # Kept so a relaunch after a crash gives every rank the same rendezvous port.
         Job.objects.filter(pk=job.pk).update(master_port=port)
         job.master_port = port
     world = len(runs)

@@ -137,6 +137,9 @@ def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
     # Jobs at work or nodes coming and going keep the page live even in a steady state.
     busy = compute.jobs.filter(status__in=("queued", "preparing", "running")).exists()
     changing = compute.nodes.filter(state__in=("preparing", "leaving")).exists()
+    if compute.is_cluster and not changing:  # idle nodes above min will scale down soon
+        live = compute.nodes.filter(state__in=LIVE_NODE_STATES).count()
+        changing = live > compute.min_nodes
     return {
         "steady": compute.is_steady and not busy and not changing,
         "chart": cluster_chart(compute) if compute.is_cluster else None,
