@@ -104,8 +104,10 @@ def main() -> None:
         bench_pages()
         bench_celery()
         from bench import compute as compute_bench
+        from bench import jobs as jobs_bench
 
         compute_bench.run()
+        jobs_bench.run()
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

@@ -16,7 +16,6 @@ from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from compute import jobfiles
 from compute.drivers import Driver, JobLaunch, NodeStartError
 from compute.events import record
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
@@ -90,8 +89,12 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
             Job.objects.filter(pk__in=completed, status__in=(J.PREPARING, J.RUNNING)).update(
                 status=J.COMPLETED, exit_code=0, finished_at=now
             )
-        if finished_runs:
-            JobRun.objects.bulk_update(finished_runs, ["exit_code", "finished_at"])
+        # One UPDATE per distinct exit code (almost always just 0), not one per run.
+        by_code: dict[int, list[int]] = defaultdict(list)
+        for run in finished_runs:
+            by_code[run.exit_code].append(run.pk)
+        for code, run_ids in by_code.items():
+            JobRun.objects.filter(pk__in=run_ids).update(exit_code=code, finished_at=now)
         if freed_nodes:
             Node.objects.filter(pk__in=freed_nodes, state=NodeState.RUNNING).update(
                 state=NodeState.IDLE, last_busy_at=now
@@ -234,7 +237,6 @@ def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> No
         job.master_port = port
     world = len(runs)
     for run in runs:
-        jobfiles.prepare_run_dir(run.key)
         environment = {
             **{str(k): str(v) for k, v in (job.environment or {}).items()},
             "HANGAR_COMMAND": job.command,

@@ -116,6 +116,7 @@ class DockerDriver(Driver):
         environment = dict(launch.environment)
         if launch.code_job_id is not None:
             environment["HANGAR_WORKDIR"] = f"{jobfiles.NODE_CODE}/{launch.code_job_id}"
+        jobfiles.prepare_run_dir(launch.run_key)  # on this machine, mounted into the node
         run = f"{jobfiles.NODE_RUNS}/{launch.run_key}"
         self._exec(
             launch.container, ["sh", "-c", jobfiles.JOB_WRAPPER, "hangar-job", run], environment

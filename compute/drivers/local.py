@@ -108,7 +108,7 @@ class LocalDriver(Driver):
         environment = {**os.environ, **launch.environment}
         if launch.code_job_id is not None:
             environment["HANGAR_WORKDIR"] = str(jobfiles.code_dir(launch.code_job_id))
-        run = str(jobfiles.run_dir(launch.run_key))
+        run = str(jobfiles.prepare_run_dir(launch.run_key))
         self._detached(jobfiles.JOB_WRAPPER, run, environment, cwd=node_dir)
 
     def cancel_job(self, container: str, run_key: str) -> None:

@@ -1,0 +1,199 @@
+"""Job figures: cold and warm start against the Docker SDK floor, scale-down lateness,
+and placement throughput on the no-op driver."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+import uuid
+
+import docker
+from django.conf import settings
+from django.utils import timezone
+
+from compute import actions, jobfiles
+from compute.controllers.reconcile import reconcile
+from compute.drivers import build_driver
+from compute.drivers.base import container_name
+from compute.job_actions import submit_job
+from compute.models import Compute, ComputeState, Job, JobStatus, Node, NodeState, VmSize
+from config.celery import app
+from tests.conftest import make_team
+from tests.worker import Worker
+from workspace.access import get_access
+
+MARKER = "echo started; sleep 30"
+ROUNDS = 7
+
+
+def wait(predicate, timeout: float = 60, step: float = 0.002):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: timed out")
+        time.sleep(step)
+    return value
+
+
+def started(job: Job) -> bool:
+    run = job.runs.filter(attempt=0, rank=0).first()
+    return bool(run) and jobfiles.read_output(run.key).startswith("started")
+
+
+def floor_start(client: docker.DockerClient, size: VmSize) -> float:
+    """create + start + exec of the same command, straight through the SDK, to output."""
+    name = f"hangar-bench-floor-{uuid.uuid4().hex[:6]}"
+    key = f"floor/{name}"
+    run = jobfiles.prepare_run_dir(key)
+    began = time.perf_counter()
+    container = client.containers.create(
+        settings.HANGAR_NODE_IMAGE,
+        command=list(settings.HANGAR_NODE_COMMAND),
+        name=name,
+        nano_cpus=int(size.vcpus * settings.HANGAR_CPU_SCALE * 1e9),
+        mem_limit=int(float(size.memory_gib) * settings.HANGAR_MEMORY_SCALE * 1024**3),
+        init=True,
+        network_mode="none",
+        volumes={str(jobfiles.runs_root()): {"bind": jobfiles.NODE_RUNS, "mode": "rw"}},
+        detach=True,
+    )
+    container.start()
+    container.exec_run(
+        ["sh", "-c", f"({MARKER}) > {jobfiles.NODE_RUNS}/{key}/output.log"], detach=True
+    )
+    wait(lambda: (run / "output.log").exists() and (run / "output.log").read_text())
+    elapsed = time.perf_counter() - began
+    container.remove(force=True)
+    return elapsed
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def bench_starts() -> None:
+    client = docker.from_env()
+    queue = f"hangar-bench-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    settings.HANGAR_DRIVER = "docker"
+    worker = Worker(queue, "docker", {"HANGAR_SWEEP_SECONDS": "1"}).start()
+    team = make_team("jobbench")
+    access = get_access(team.admin, team.workspace.slug)
+    size = VmSize.objects.get(name="Standard_DS3_v2")
+    try:
+        cold, warm, floors, lateness = [], [], [], []
+        for round_ in range(ROUNDS):
+            floors.append(floor_start(client, size))
+            cluster = actions.create_cluster(
+                access,
+                name=f"cold-{round_}",
+                vm_size=size,
+                max_nodes=1,
+                idle_seconds_before_scaledown=1,
+            )
+            wait(lambda c=cluster: Compute.objects.get(pk=c.pk).state == ComputeState.STEADY)
+            began = time.perf_counter()
+            job = submit_job(access, compute_id=cluster.pk, name="cold", command=MARKER)
+            wait(lambda j=job: started(j))
+            cold.append(time.perf_counter() - began)
+            cancel_and_idle(access, job)
+            began = time.perf_counter()
+            job = submit_job(access, compute_id=cluster.pk, name="warm", command=MARKER)
+            wait(lambda j=job: started(j))
+            warm.append(time.perf_counter() - began)
+            cancel_and_idle(access, job)
+            lateness.append(scale_down_lateness(client, cluster))
+            actions.delete_compute(access, cluster.pk)
+            wait(lambda c=cluster: Compute.objects.get(pk=c.pk).state == ComputeState.DELETED)
+    finally:
+        worker.stop()
+    floor = statistics.median(floors)
+    cold_ms, floor_ms = statistics.median(cold) * 1000, floor * 1000
+    print(
+        f"{'cold start: submit → process running':<44} hangar p50={cold_ms:6.0f} ms  "
+        f"floor p50={floor_ms:6.0f} ms  over floor={cold_ms - floor_ms:+5.0f} ms (goal ≤ +300 ms)"
+    )
+    print(
+        f"{'warm start: submit → process running':<44} "
+        f"p50={statistics.median(warm) * 1000:6.0f} ms  "
+        f"p95={percentile(warm, 0.95) * 1000:6.0f} ms (goal p50 ≤ 150 ms)"
+    )
+    print(
+        f"{'scale-down lateness: deadline → gone':<44} "
+        f"p50={statistics.median(lateness):5.2f} s  "
+        f"p95={percentile(lateness, 0.95):5.2f} s (goal p95 ≤ 1.5 s)"
+    )
+
+
+def cancel_and_idle(access, job: Job) -> None:
+    from compute.job_actions import cancel_job
+
+    cancel_job(access, job.pk)
+    wait(lambda: Job.objects.get(pk=job.pk).status == JobStatus.CANCELED)
+
+
+def scale_down_lateness(client: docker.DockerClient, cluster: Compute) -> float:
+    node = wait(lambda: Node.objects.filter(compute=cluster, state=NodeState.IDLE).first())
+    deadline = node.last_busy_at.timestamp() + cluster.idle_seconds_before_scaledown
+    name = container_name(settings.HANGAR_SITE, cluster.pk, node.pk)
+
+    def gone() -> bool:
+        try:
+            client.containers.get(name)
+            return False
+        except docker.errors.NotFound:
+            return True
+
+    wait(gone, step=0.01)
+    return time.time() - deadline
+
+
+def bench_placement(total: int = 10_000, nodes: int = 100) -> None:
+    settings.HANGAR_DRIVER = "noop"
+    settings.HANGAR_MAX_NODES_LIMIT = nodes  # a bench-sized site
+    driver = build_driver("noop", settings.HANGAR_SITE)
+    team = make_team("placement")
+    access = get_access(team.admin, team.workspace.slug)
+    size = VmSize.objects.get(name="Standard_D2s_v3")
+    cluster = actions.create_cluster(
+        access, name="wide", vm_size=size, min_nodes=nodes, max_nodes=nodes
+    )
+    reconcile(cluster.pk, driver)
+    assert Node.objects.filter(compute=cluster, state=NodeState.IDLE).count() == nodes
+    now = timezone.now()
+    Job.objects.bulk_create(
+        Job(
+            workspace=team.workspace,
+            compute=cluster,
+            name=f"j{i}",
+            command="true",
+            queued_at=now,
+            submitted_by=team.admin,
+        )
+        for i in range(total)
+    )
+    began = time.perf_counter()
+    passes = placed = 0
+    outcome = None
+    while placed < total or (outcome and outcome.jobs.finished):
+        outcome = reconcile(cluster.pk, driver)
+        placed += len(outcome.jobs.placed)
+        passes += 1
+        if passes > total:
+            raise SystemExit("placement did not finish")
+    elapsed = time.perf_counter() - began
+    assert Job.objects.filter(compute=cluster, status=JobStatus.COMPLETED).count() == total
+    label = f"placement: {total} jobs on {nodes} idle nodes (no-op)"
+    print(
+        f"{label:<44} {total / elapsed:7.0f} placements/s  "
+        f"({elapsed:.2f} s, {passes} passes; goal ≥ 1,000/s)"
+    )
+    for job_id in Job.objects.filter(compute=cluster).values_list("pk", flat=True):
+        shutil.rmtree(jobfiles.runs_root() / str(job_id), ignore_errors=True)
+
+
+def run() -> None:
+    bench_starts()
+    bench_placement()
