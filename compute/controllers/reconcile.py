@@ -62,16 +62,23 @@ def reconcile(compute_id: int, driver: Driver | None = None) -> Outcome:
     driver = driver or default_driver()
     owner = lease.new_owner()
     if not lease.take(compute_id, owner):
+        Compute.objects.filter(pk=compute_id).update(rerun_requested=True)
         return Outcome(compute_id, skipped=True)
     try:
         outcome = Outcome(compute_id)
-        for _ in range(MAX_PASSES):
+        passes = 0
+        while passes < MAX_PASSES * 3:
+            passes += 1
             compute = (
                 Compute.objects.select_related("workspace", "vm_size").filter(pk=compute_id).first()
             )
             if compute is None:
                 return outcome
-            if not Pass(compute, driver, owner, outcome).run():
+            moved = Pass(compute, driver, owner, outcome).run()
+            asked = Compute.objects.filter(pk=compute_id, rerun_requested=True).update(
+                rerun_requested=False
+            )
+            if not moved and not asked:
                 break
         return outcome
     finally:

@@ -70,6 +70,9 @@ class Compute(models.Model):
     # The reconciler's lease: one worker at a time per compute; expires if it dies.
     lease_until = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True)
+    # Set by a reconcile that found the lease taken: the holder looks once more before
+    # letting go, so a request arriving mid-pass is never left for the next sweep.
+    rerun_requested = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
