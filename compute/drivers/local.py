@@ -109,6 +109,10 @@ class LocalDriver(Driver):
         if launch.code_job_id is not None:
             environment["HANGAR_WORKDIR"] = str(jobfiles.code_dir(launch.code_job_id))
         run = str(jobfiles.prepare_run_dir(launch.run_key))
+        # Remember the run: removing the node must stop its jobs too (they are not in the
+        # node's process group, since they outlive the worker that started them).
+        with open(node_dir / "runs.txt", "a") as runs:
+            runs.write(run + "\n")
         self._detached(jobfiles.JOB_WRAPPER, run, environment, cwd=node_dir)
 
     def cancel_job(self, container: str, run_key: str) -> None:
@@ -131,6 +135,7 @@ class LocalDriver(Driver):
         node_dir = self._dir(name)
         if not node_dir.exists():
             return False
+        self._stop_jobs(node_dir)
         pid = self._pid(node_dir)
         if pid is not None and self._alive(pid, node_dir):
             self._signal_group(pid, signal.SIGTERM)
@@ -141,6 +146,19 @@ class LocalDriver(Driver):
                 self._signal_group(pid, signal.SIGKILL)
         shutil.rmtree(node_dir, ignore_errors=True)
         return True
+
+    def _stop_jobs(self, node_dir: Path) -> None:
+        try:
+            runs = (node_dir / "runs.txt").read_text().split()
+        except OSError:
+            return
+        for run in runs:
+            try:
+                pid = int((Path(run) / "pid").read_text())
+            except (OSError, ValueError):
+                continue
+            if not (Path(run) / "exit_code").exists():
+                self._signal_group(pid, signal.SIGKILL)
 
     def list_nodes(self, compute_id: int | None = None) -> list[NodeObservation]:
         if not self.root.exists():

@@ -61,3 +61,36 @@ def test_the_same_job_runs_unchanged_on_every_target(
             assert Compute.objects.get(pk=target.pk).state == ComputeState.RUNNING
     finally:
         remove_all_nodes()
+
+
+@pytest.mark.parametrize("driver", ["docker", "local"])
+def test_stopping_an_instance_cancels_its_job_and_leaves_no_process(
+    workers, catalog, node_image, settings, driver
+):
+    import os
+
+    settings.HANGAR_DRIVER = driver
+    workers.get(driver)
+    team = make_team(f"stop-{driver}")
+    access = get_access(team.admin, team.workspace.slug)
+    try:
+        box = actions.create_instance(
+            access, name="box", vm_size=VmSize.objects.get(name="Standard_D2s_v3")
+        )
+        job = submit_job(access, compute_id=box.pk, name="endless", command="sleep 600")
+
+        def running() -> bool:
+            job.refresh_from_db()
+            run = job.runs.first()
+            return job.status == JobStatus.RUNNING and run and jobfiles.read_run(run.key).started
+
+        wait_for(running, timeout=30, what="job running")
+        pid = int((jobfiles.run_dir(job.runs.get().key) / "pid").read_text())
+        actions.instance_verb(access, box.pk, "stop")
+        wait_for(lambda: Compute.objects.get(pk=box.pk).state == ComputeState.STOPPED, timeout=20)
+        job.refresh_from_db()
+        assert job.status == JobStatus.CANCELED and "instance stopping" in job.error.lower()
+        if driver == "local":  # a container's processes die with it; check the local ones
+            wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=5, what="job gone")
+    finally:
+        remove_all_nodes()
