@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from compute.events import record
+from compute.idle_actions import check_idle_minutes
 from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
 from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
@@ -58,6 +59,7 @@ def create_instance(
         if not Membership.objects.filter(workspace=access.workspace, user=assignee).exists():
             raise ValidationError({"assigned_to": f"{assignee} is not a member of this workspace."})
     _check_size(vm_size, ComputeKind.INSTANCE)
+    check_idle_minutes(access.workspace, idle_shutdown_minutes)
     compute = Compute(
         workspace=access.workspace,
         name=name,
@@ -201,6 +203,10 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
             )
         if compute.state not in sources or not compute.transition(compute.state, target):
             raise ValidationError(_refusal(compute, verb))
+        if verb in ("stop", "restart"):
+            Compute.objects.filter(pk=compute.pk).update(
+                idle_deadline=None, idle_next_check_at=None
+            )
         if verb == "restart":
             # The reconciler removes leaving nodes and brings up a fresh one.
             compute.nodes.filter(state__in=(NodeState.IDLE, NodeState.PREPARING)).update(

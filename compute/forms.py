@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 
@@ -130,9 +131,8 @@ class InstanceForm(ComputeForm):
     idle_shutdown_minutes = forms.IntegerField(
         label="Idle shutdown (minutes)",
         required=False,
-        min_value=15,
-        max_value=3 * 24 * 60,
-        help_text="Stop it after this long without activity (15 min to 3 days). Empty: never.",
+        min_value=1,
+        help_text="Stop it after this long without activity. Empty: never.",
     )
     setup_script = forms.CharField(
         required=False,
@@ -155,9 +155,78 @@ class InstanceForm(ComputeForm):
         else:
             del self.fields["assigned_to"]
 
+    def clean_idle_shutdown_minutes(self) -> int | None:
+        from compute.idle_actions import check_idle_minutes
+
+        value = self.cleaned_data.get("idle_shutdown_minutes")
+        try:
+            check_idle_minutes(self.workspace, value)
+        except ValidationError as error:
+            raise forms.ValidationError(error.message_dict["idle_shutdown_minutes"]) from None
+        return value
+
     def clean_assigned_to(self):
         value = self.cleaned_data.get("assigned_to")
         return self.members.get(value) if value else None
+
+
+class IdleSettingsForm(StyledForm, forms.Form):
+    idle_shutdown_minutes = forms.IntegerField(
+        label="Idle shutdown (minutes)", required=False, min_value=1
+    )
+
+    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+
+    def clean_idle_shutdown_minutes(self) -> int | None:
+        return InstanceForm.clean_idle_shutdown_minutes(self)
+
+
+class ScheduleForm(StyledForm, forms.Form):
+    action = forms.ChoiceField(choices=[("stop", "Stop"), ("start", "Start")])
+    mode = forms.ChoiceField(
+        choices=[("weekly", "Weekly"), ("cron", "Cron expression")], initial="weekly"
+    )
+    days = forms.MultipleChoiceField(
+        choices=[], required=False, widget=forms.CheckboxSelectMultiple
+    )
+    at = forms.TimeField(
+        label="Time",
+        required=False,
+        initial="19:00",
+        widget=forms.TimeInput(attrs={"type": "time"}),
+    )
+    cron = forms.CharField(
+        required=False, max_length=100, help_text="minute hour day month weekday"
+    )
+    timezone = forms.CharField(max_length=64, initial="UTC", help_text="e.g. Europe/Berlin")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from compute.idle import DAYS
+
+        self.fields["days"].choices = DAYS
+        self.fields["days"].widget.attrs.pop("class", None)
+
+    def clean(self) -> dict:
+        from compute import idle
+
+        cleaned = super().clean()
+        try:
+            if cleaned.get("timezone"):
+                idle.zone(cleaned["timezone"].strip())
+            if cleaned.get("mode") == "cron":
+                cleaned["expression"] = idle.check_cron(cleaned.get("cron") or "")
+            elif cleaned.get("mode") == "weekly":
+                if not cleaned.get("at"):
+                    raise idle.ScheduleError("Pick a time.")
+                cleaned["expression"] = idle.weekly_cron(
+                    cleaned.get("days") or [], cleaned["at"].strftime("%H:%M")
+                )
+        except idle.ScheduleError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return cleaned
 
 
 class ClusterBoundsForm(StyledForm, forms.Form):

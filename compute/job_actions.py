@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compute import jobfiles
+from compute import idle, jobfiles
 from compute.events import record
 from compute.models import (
     CodeKind,
@@ -95,6 +95,8 @@ def submit_job(
             actor=actor,
         )
         enqueue_reconcile(compute.pk)
+    if compute.is_instance:
+        idle.record_activity(compute.pk, f"job {job.name} submitted by {actor}")
     return job
 
 

@@ -27,10 +27,18 @@ def reconcile_compute(compute_id: int) -> dict:
 
 @shared_task(name="hangar.sweep", ignore_result=True)
 def reconcile_sweep() -> dict:
+    from compute.controllers.idle import idle_sweep
+
+    idle_report = idle_sweep()
     report = sweep()
     for compute_id in report.due:
         reconcile_compute.delay(compute_id)
-    return {"due": report.due, "strays_removed": report.strays_removed}
+    return {
+        "due": report.due,
+        "strays_removed": report.strays_removed,
+        "idle_stopped": idle_report.stopped,
+        "schedules_fired": idle_report.fired,
+    }
 
 
 def enqueue_reconcile(compute_id: int) -> None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from compute.views import catalog, computes, health, jobs
+from compute.views import catalog, computes, health, idle, jobs
 
 app_name = "compute"
 
@@ -20,6 +20,17 @@ urlpatterns = [
         jobs.node_preempt,
         name="node-preempt",
     ),
+    path("w/<slug:slug>/compute/burning/", idle.burning, name="burning"),
+    path("w/<slug:slug>/compute/<int:pk>/keep-running/", idle.keep_running, name="keep-running"),
+    path("w/<slug:slug>/compute/<int:pk>/idle/", idle.idle_settings, name="idle"),
+    path("w/<slug:slug>/compute/<int:pk>/schedules/", idle.schedule_add, name="schedule-add"),
+    path(
+        "w/<slug:slug>/compute/<int:pk>/schedules/<int:schedule_id>/delete/",
+        idle.schedule_delete,
+        name="schedule-delete",
+    ),
+    path("w/<slug:slug>/compute/<int:pk>/token/", idle.token_rotate, name="token"),
+    path("api/instances/<int:pk>/activity/", idle.activity_endpoint, name="activity"),
     path("w/<slug:slug>/jobs/", jobs.job_list, name="jobs"),
     path("w/<slug:slug>/jobs/new/", jobs.job_submit, name="job-submit"),
     path("w/<slug:slug>/jobs/<int:pk>/", jobs.job_detail, name="job"),

@@ -200,6 +200,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Idle shutdown counts in minutes; tests and demos shrink a "minute" to see it happen.
+HANGAR_SECONDS_PER_IDLE_MINUTE = env_float("HANGAR_SECONDS_PER_IDLE_MINUTE", 60.0, minimum=0.01)
+# Absolute links in reminder emails point here.
+HANGAR_BASE_URL = env_str("HANGAR_BASE_URL", "http://127.0.0.1:8000") or "http://127.0.0.1:8000"
+# Calls a node may make to the activity endpoint per instance and minute.
+HANGAR_ACTIVITY_RATE_PER_MINUTE = env_int("HANGAR_ACTIVITY_RATE_PER_MINUTE", 30, minimum=1)
+
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hangar@localhost")
 

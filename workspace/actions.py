@@ -187,3 +187,36 @@ def remove_member(access: WorkspaceAccess, *, membership_id: int) -> Membership:
             message = f"{actor} removed {membership.user}"
         record(access.workspace, actor, Activity.Verb.MEMBER_REMOVED, message)
     return membership
+
+
+POLICY_FIELDS = (
+    "idle_min_minutes",
+    "idle_max_minutes",
+    "idle_default_minutes",
+    "idle_required",
+    "reminder_leads",
+    "keep_running_minutes",
+    "missed_start_window_minutes",
+)
+
+
+def update_idle_policy(access: WorkspaceAccess, **values: object) -> Workspace:
+    """Admins set the idle-shutdown policy; the form has validated the values."""
+    require_role(access, Role.ADMIN, "changing the idle-shutdown policy")
+    workspace = Workspace.objects.get(pk=access.workspace.pk)
+    changed = [f for f in POLICY_FIELDS if getattr(workspace, f) != values[f]]
+    if not changed:
+        return workspace
+    for field in changed:
+        setattr(workspace, field, values[field])
+    with transaction.atomic():
+        workspace.save(update_fields=changed)
+        actor = access.membership.user
+        summary = ", ".join(f"{f.replace('_', ' ')} → {values[f]}" for f in changed)
+        record(
+            workspace,
+            actor,
+            Activity.Verb.WORKSPACE_UPDATED,
+            f"{actor} set the idle policy: {summary}",
+        )
+    return workspace

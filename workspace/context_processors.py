@@ -12,6 +12,7 @@ def workspace_switcher(request: HttpRequest) -> dict:
         return {}
     access = getattr(request, "workspace_access", None)
     return {
+        "unread_notifications": user.notifications.filter(read_at__isnull=True).count(),
         "switcher_workspaces": workspaces_for(user).only("name", "slug")[:50],
         "current_access": access,
         "current_workspace": access.workspace if access else None,

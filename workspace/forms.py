@@ -87,3 +87,59 @@ class AddMemberForm(StyledForm, forms.Form):
 
 class ChangeRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class IdlePolicyForm(StyledForm, forms.ModelForm):
+    class Meta:
+        model = Workspace
+        fields = [
+            "idle_min_minutes",
+            "idle_max_minutes",
+            "idle_default_minutes",
+            "idle_required",
+            "reminder_leads",
+            "keep_running_minutes",
+            "missed_start_window_minutes",
+        ]
+        labels = {
+            "idle_min_minutes": "Shortest idle shutdown (min)",
+            "idle_max_minutes": "Longest idle shutdown (min)",
+            "idle_default_minutes": "Default for new instances (min; empty: off)",
+            "idle_required": "Every instance must have idle shutdown",
+            "reminder_leads": "Remind this many minutes before a stop",
+            "keep_running_minutes": "“Keep running” adds (min)",
+            "missed_start_window_minutes": "Run a missed scheduled start up to this late (min)",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["idle_required"].widget.attrs["class"] = "form-check-input"
+
+    def clean_reminder_leads(self) -> str:
+        raw = self.cleaned_data["reminder_leads"]
+        try:
+            leads = sorted({int(x) for x in raw.split(",") if x.strip()}, reverse=True)
+        except ValueError:
+            raise forms.ValidationError("Write minutes separated by commas, e.g. 30,5.") from None
+        if not leads or any(not 1 <= lead <= 1440 for lead in leads) or len(leads) > 5:
+            raise forms.ValidationError("Give 1 to 5 lead times, each 1 to 1440 minutes.")
+        return ",".join(str(lead) for lead in leads)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        low, high = cleaned.get("idle_min_minutes"), cleaned.get("idle_max_minutes")
+        default = cleaned.get("idle_default_minutes")
+        if low is not None and high is not None:
+            if low < 1 or high > 7 * 24 * 60:
+                self.add_error("idle_max_minutes", "Idle limits go from 1 minute to 7 days.")
+            elif low > high:
+                self.add_error("idle_min_minutes", "The shortest cannot exceed the longest.")
+            elif default is not None and not low <= default <= high:
+                self.add_error("idle_default_minutes", f"Choose a default from {low} to {high}.")
+        if cleaned.get("idle_required") and default is None:
+            self.add_error("idle_default_minutes", "A required idle shutdown needs a default.")
+        for name, top in (("keep_running_minutes", 1440), ("missed_start_window_minutes", 1440)):
+            value = cleaned.get(name)
+            if value is not None and not 1 <= value <= top:
+                self.add_error(name, f"Choose 1 to {top} minutes.")
+        return cleaned

@@ -55,6 +55,18 @@ class Workspace(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Idle-shutdown policy for the workspace's compute instances (minutes).
+    idle_min_minutes = models.PositiveIntegerField(default=15)
+    idle_max_minutes = models.PositiveIntegerField(default=3 * 24 * 60)
+    idle_default_minutes = models.PositiveIntegerField(null=True, blank=True, default=60)
+    idle_required = models.BooleanField(
+        default=False, help_text="Every instance must have idle shutdown."
+    )
+    reminder_leads = models.CharField(
+        max_length=60, default="30,5", help_text="Minutes before a stop to remind, comma-separated."
+    )
+    keep_running_minutes = models.PositiveIntegerField(default=60)
+    missed_start_window_minutes = models.PositiveIntegerField(default=30)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         through="Membership",
@@ -77,6 +89,11 @@ class Workspace(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("workspace:overview", args=[self.slug])
+
+    @property
+    def leads(self) -> list[int]:
+        """Reminder lead times in minutes, largest first."""
+        return sorted({int(x) for x in self.reminder_leads.split(",") if x.strip()}, reverse=True)
 
 
 class Membership(models.Model):
@@ -101,6 +118,36 @@ class Membership(models.Model):
 
     def has_role(self, minimum: str) -> bool:
         return Role.rank(self.role) >= Role.rank(minimum)
+
+
+class Notification(models.Model):
+    """The in-app inbox: the bell in the navigation counts the unread ones."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    workspace = models.ForeignKey(
+        Workspace, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=500, blank=True)
+    # [{"label": ..., "url": ..., "method": "post" | "get"}]: one-click buttons.
+    actions = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The bell counts unread notifications on every page (context_processors.py).
+            models.Index(
+                fields=["user"], name="notification_unread_idx", condition=models.Q(read_at=None)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
 
 
 class Activity(models.Model):

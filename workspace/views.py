@@ -10,6 +10,7 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
@@ -18,10 +19,11 @@ from workspace.access import WorkspaceAccess, workspace_view, workspaces_for
 from workspace.forms import (
     AddMemberForm,
     ChangeRoleForm,
+    IdlePolicyForm,
     WorkspaceCreateForm,
     WorkspaceSettingsForm,
 )
-from workspace.models import Membership, Role
+from workspace.models import Membership, Notification, Role
 
 ACTIVITY_PAGE_SIZE = 25
 
@@ -92,8 +94,20 @@ def activity(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
 
 @workspace_view(Role.ADMIN, "changing the workspace settings")
 def workspace_settings(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
-    form = WorkspaceSettingsForm(request.POST or None, instance=access.workspace)
-    if request.method == "POST" and form.is_valid():
+    posted_policy = request.method == "POST" and "idle_min_minutes" in request.POST
+    form = WorkspaceSettingsForm(
+        None if posted_policy else request.POST or None, instance=access.workspace
+    )
+    policy = IdlePolicyForm(request.POST if posted_policy else None, instance=access.workspace)
+    if posted_policy and policy.is_valid():
+        actions.update_idle_policy(
+            access, **{f: policy.cleaned_data[f] for f in actions.POLICY_FIELDS}
+        )
+        messages.success(request, "Idle-shutdown policy saved.")
+        return redirect("workspace:settings", access.workspace.slug)
+    if posted_policy:
+        access.workspace.refresh_from_db()  # the ModelForm wrote bad values onto it
+    if request.method == "POST" and not posted_policy and form.is_valid():
         try:
             actions.update_workspace(access, **form.cleaned_data)
         except ValidationError as error:
@@ -104,7 +118,7 @@ def workspace_settings(request: HttpRequest, access: WorkspaceAccess) -> HttpRes
     return render(
         request,
         "workspace/settings.html",
-        {"access": access, "workspace": access.workspace, "form": form},
+        {"access": access, "workspace": access.workspace, "form": form, "policy": policy},
     )
 
 
@@ -208,6 +222,25 @@ def member_remove(
         return redirect(target)
     messages.success(request, f"Removed {removed.user} from {access.workspace.name}.")
     return after_member_change(request, access)
+
+
+@login_required
+def notifications(request: HttpRequest) -> HttpResponse:
+    inbox = Notification.objects.filter(user=request.user).select_related("workspace")
+    page = Paginator(inbox, 30).get_page(request.GET.get("page"))
+    return render(request, "workspace/notifications.html", {"page": page, "nav": "notifications"})
+
+
+@login_required
+@require_POST
+def notifications_read(request: HttpRequest) -> HttpResponse:
+    """Mark one (id given) or all of the user's notifications read."""
+    unread = Notification.objects.filter(user=request.user, read_at__isnull=True)
+    if request.POST.get("id", "").isdigit():
+        unread = unread.filter(pk=int(request.POST["id"]))
+    unread.update(read_at=timezone.now())
+    target = request.POST.get("next") or reverse("notifications")
+    return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
 
 
 def home(request: HttpRequest) -> HttpResponse:

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
+from compute import idle
 from compute.drivers import Driver, JobLaunch, NodeStartError
 from compute.events import record
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
@@ -56,7 +57,7 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
         return
     runs = current_runs(active)
     now = timezone.now()
-    completed, freed_nodes, finished_runs = [], [], []
+    completed, freed_nodes, finished_runs, finished_here = [], [], [], []
     for job in active:
         job_runs = runs.get(job.pk, [])
         states = [driver.job_state(run.key) for run in job_runs]
@@ -84,11 +85,14 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
             rank, code = next((r, c) for r, c in enumerate(codes) if c != 0)
             finish(job, J.FAILED, code, f"Rank {rank} exited with code {code}.", now)
         report.finished.append(job.pk)
+        finished_here.append(job)
     with transaction.atomic():
         if completed:
             Job.objects.filter(pk__in=completed, status__in=(J.PREPARING, J.RUNNING)).update(
                 status=J.COMPLETED, exit_code=0, finished_at=now
             )
+        if compute.is_instance and finished_here:
+            idle.record_activity(compute.pk, f"job {finished_here[-1].name} finished", now)
         # One UPDATE per distinct exit code (almost always just 0), not one per run.
         by_code: dict[int, list[int]] = defaultdict(list)
         for run in finished_runs:
@@ -217,6 +221,9 @@ def place(compute: Compute, driver: Driver, report: JobReport) -> None:
         started.append(job.pk)
     now = timezone.now()
     Job.objects.filter(pk__in=started, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+    if compute.is_instance and started:
+        # A running job is activity that lasts: no idle deadline until it ends.
+        idle.record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
     JobRun.objects.filter(job_id__in=started, started_at__isnull=True).update(started_at=now)
     report.placed += started
 

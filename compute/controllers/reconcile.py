@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from compute import jobfiles
+from compute import idle, jobfiles
 from compute.controllers import jobs as job_steps
 from compute.controllers import lease
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
@@ -353,6 +353,8 @@ class Pass:
             record(compute, "compute.recovered", "Recovered: the nodes match again.")
         if target and compute.transition(compute.state, target):
             record(compute, f"compute.{target}", self.settled_message(target, len(live)))
+            if target == S.RUNNING:
+                idle.record_activity(compute.pk, "instance started")
 
     def settled_message(self, state: str, nodes: int) -> str:
         compute = self.compute

@@ -1,5 +1,6 @@
 from compute.models.catalog import Category, GpuArchitecture, VmFamily, VmSize
 from compute.models.compute import Compute, Event, Node, Tier
+from compute.models.idle import Reminder, Schedule, ScheduleAction
 from compute.models.jobs import CodeKind, ComputeSample, Job, JobRun, JobStatus
 from compute.models.states import ComputeKind, ComputeState, NodeState
 
@@ -17,6 +18,9 @@ __all__ = [
     "JobStatus",
     "Node",
     "NodeState",
+    "Reminder",
+    "Schedule",
+    "ScheduleAction",
     "Tier",
     "VmFamily",
     "VmSize",

@@ -56,6 +56,15 @@ class Compute(models.Model):
     )
     idle_shutdown_minutes = models.PositiveIntegerField(null=True, blank=True)
     setup_script = models.TextField(blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    last_activity = models.CharField(max_length=200, blank=True)
+    # "Keep running" pushes the idle deadline to at least this moment.
+    keep_running_until = models.DateTimeField(null=True, blank=True)
+    # When the idle sweep stops this instance: None while off, busy, or not running.
+    idle_deadline = models.DateTimeField(null=True, blank=True)
+    # The next moment the idle sweep must look: a reminder's lead time or the deadline.
+    idle_next_check_at = models.DateTimeField(null=True, blank=True)
+    activity_token_hash = models.CharField(max_length=64, blank=True)
     # Cluster
     tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.DEDICATED)
     min_nodes = models.PositiveSmallIntegerField(default=0)

@@ -102,8 +102,8 @@ def test_contributor_acts_but_only_admins_delete(client, team, instance):
         ({"name": "BOX-1"}, "name", "already has a compute named BOX-1"),
         ({"vm_size": ""}, "vm_size", "This field is required."),
         ({"vm_size": "999999"}, "vm_size", "Select a valid choice"),
-        ({"idle_shutdown_minutes": "5"}, "idle_shutdown_minutes", "greater than or equal to 15"),
-        ({"idle_shutdown_minutes": "99999"}, "idle_shutdown_minutes", "less than or equal to"),
+        ({"idle_shutdown_minutes": "5"}, "idle_shutdown_minutes", "allows 15 to 4320 minutes"),
+        ({"idle_shutdown_minutes": "99999"}, "idle_shutdown_minutes", "allows 15 to 4320"),
         ({"idle_shutdown_minutes": "soon"}, "idle_shutdown_minutes", "Enter a whole number."),
     ],
 )

@@ -1,0 +1,202 @@
+"""The idle and schedule sweep: stop idle instances, fire schedules, send reminders.
+
+It reads only what is due (`idle_next_check_at` / `next_check_at` ≤ now, two indexed
+queries), so with 5,000 running instances and nothing due it costs two empty queries.
+Every action is a compare-and-set and every reminder a unique row, so two sweeps at once
+never stop twice, fire twice, or remind twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from compute import idle
+from compute.events import record
+from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction
+from compute.tasks import enqueue_reconcile
+from workspace.notify import notify
+
+log = logging.getLogger(__name__)
+S = ComputeState
+
+
+@dataclass
+class IdleReport:
+    stopped: list[int] = field(default_factory=list)
+    reminded: list[tuple[int, str, int]] = field(default_factory=list)
+    fired: list[tuple[int, str]] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+
+
+def idle_sweep(now: datetime | None = None) -> IdleReport:
+    now = now or timezone.now()
+    report = IdleReport()
+    due = Compute.objects.filter(
+        state=S.RUNNING, idle_next_check_at__isnull=False, idle_next_check_at__lte=now
+    ).select_related("workspace", "assigned_to", "created_by", "vm_size")
+    for compute in due:
+        if compute.idle_deadline is None:
+            continue
+        if compute.idle_deadline <= now:
+            stop_idle(compute, now, report)
+        else:
+            remind(compute, "idle", compute.idle_deadline, now, report)
+            Compute.objects.filter(pk=compute.pk, idle_deadline=compute.idle_deadline).update(
+                idle_next_check_at=idle.next_check(
+                    compute.idle_deadline, compute.workspace.leads, now
+                )
+            )
+    schedules = Schedule.objects.filter(
+        enabled=True, next_check_at__isnull=False, next_check_at__lte=now
+    ).select_related("compute__workspace", "compute__assigned_to", "compute__created_by")
+    for schedule in schedules:
+        run_at = schedule.effective_run_at
+        if run_at <= now:
+            fire(schedule, run_at, now, report)
+        else:
+            remind(schedule.compute, "schedule", run_at, now, report)
+            Schedule.objects.filter(pk=schedule.pk, next_check_at=schedule.next_check_at).update(
+                next_check_at=idle.schedule_next_check(
+                    schedule, schedule.compute.workspace.leads, now
+                )
+            )
+    return report
+
+
+def owner_of(compute: Compute):
+    return compute.assigned_to or compute.created_by
+
+
+def stop_idle(compute: Compute, now: datetime, report: IdleReport) -> None:
+    with transaction.atomic():
+        won = Compute.objects.filter(
+            pk=compute.pk, state=S.RUNNING, idle_deadline=compute.idle_deadline
+        ).update(
+            state=S.STOPPING, state_changed_at=now, idle_deadline=None, idle_next_check_at=None
+        )
+        if not won:
+            return  # activity moved the deadline, or another sweep got here first
+        last = compute.last_activity or "none recorded"
+        when = (compute.last_activity_at or compute.state_changed_at).strftime("%H:%M UTC")
+        reason = (
+            f"Stopped after {compute.idle_shutdown_minutes} min idle; "
+            f"last activity: {last} at {when}."
+        )
+        record(compute, "compute.idle_stop", reason)
+        enqueue_reconcile(compute.pk)
+    report.stopped.append(compute.pk)
+    user = owner_of(compute)
+    if user:
+        notify(
+            user,
+            workspace=compute.workspace,
+            title=f"{compute.name} was stopped after {compute.idle_shutdown_minutes} min idle",
+            body=reason + " Start it again whenever you need it.",
+            url=compute.get_absolute_url(),
+        )
+
+
+def remind(
+    compute: Compute, kind: str, deadline: datetime, now: datetime, report: IdleReport
+) -> None:
+    """Send every reminder whose lead time has come, each exactly once per deadline."""
+    user = owner_of(compute)
+    for lead in compute.workspace.leads:
+        if deadline - idle.minutes(lead) > now:
+            continue
+        try:
+            with transaction.atomic():
+                Reminder.objects.create(
+                    compute=compute, kind=kind, deadline=deadline, lead_minutes=lead
+                )
+        except IntegrityError:
+            continue  # already sent, by this sweep earlier or by another one now
+        report.reminded.append((compute.pk, kind, lead))
+        if user is None:
+            continue
+        what = "an idle shutdown" if kind == "idle" else "a scheduled stop"
+        slug = compute.workspace.slug
+        keep = reverse("compute:keep-running", args=[slug, compute.pk]) + f"?kind={kind}"
+        stop = reverse("compute:action", args=[slug, compute.pk, "stop"])
+        left = max(1, round((deadline - now).total_seconds() / 60))
+        notify(
+            user,
+            workspace=compute.workspace,
+            title=f"{compute.name} stops in about {lead} min ({what})",
+            body=(
+                f"{compute.name} will be stopped at {deadline:%H:%M} UTC (in about {left} min) "
+                f"unless you keep it running. Last activity: {compute.last_activity or 'none'}."
+            ),
+            url=compute.get_absolute_url(),
+            actions=[
+                {"label": "Keep running", "url": keep, "method": "post", "email_url": keep},
+                {
+                    "label": "Stop now",
+                    "url": stop,
+                    "method": "post",
+                    "email_url": compute.get_absolute_url(),
+                },
+            ],
+        )
+        record(compute, "compute.reminder", f"Reminded {user} {lead} min before {what}.")
+
+
+def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport) -> None:
+    compute = schedule.compute
+    following = idle.next_run(schedule, max(now, run_at))
+    with transaction.atomic():
+        won = Schedule.objects.filter(
+            pk=schedule.pk, next_run_at=schedule.next_run_at, postponed_to=schedule.postponed_to
+        ).update(next_run_at=following, postponed_to=None, last_fired_at=now)
+        if not won:
+            return  # another sweep fired this occurrence
+        schedule.next_run_at, schedule.postponed_to = following, None
+        Schedule.objects.filter(pk=schedule.pk).update(
+            next_check_at=idle.schedule_next_check(schedule, compute.workspace.leads, now)
+        )
+        late = now - run_at
+        policy_window = compute.workspace.missed_start_window_minutes
+        at = f"{run_at:%a %H:%M} UTC"
+        if schedule.action == ScheduleAction.START and late > idle.minutes(policy_window):
+            record(
+                compute,
+                "schedule.skipped",
+                f"Skipped the scheduled start of {at}: missed by "
+                f"{late.total_seconds() / 60:.0f} min (while Hangar was down), more than "
+                f"the {policy_window} min window.",
+                level="warning",
+            )
+            report.skipped.append(schedule.pk)
+            return
+        moved = system_verb(compute, schedule.action, now)
+        missed = " (missed while Hangar was down)" if late.total_seconds() > 60 else ""
+        done = "started" if schedule.action == ScheduleAction.START else "stopped"
+        if moved:
+            message = f"Scheduled {schedule.action} ({schedule.cron}, {schedule.timezone}) "
+            message += f"{done} {compute.name} for {at}{missed}."
+            record(compute, f"schedule.{schedule.action}", message)
+        else:
+            state = compute.get_state_display().lower()
+            record(compute, "schedule.noop", f"Schedule for {at}: {compute.name} was {state}.")
+    report.fired.append((schedule.pk, schedule.action))
+
+
+def system_verb(compute: Compute, action: str, now: datetime) -> bool:
+    """Start or stop on Hangar's own authority (a schedule), by compare-and-set."""
+    sources = (
+        (S.STOPPED,) if action == ScheduleAction.START else (S.RUNNING, S.CREATING, S.STARTING)
+    )
+    target = S.STARTING if action == ScheduleAction.START else S.STOPPING
+    for source in sources:
+        if Compute.objects.filter(pk=compute.pk, state=source).update(
+            state=target, state_changed_at=now, idle_deadline=None, idle_next_check_at=None
+        ):
+            enqueue_reconcile(compute.pk)
+            return True
+    return False

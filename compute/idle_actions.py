@@ -1,0 +1,179 @@
+"""Service layer of idle shutdown: keep running, tokens, idle settings, schedules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from compute import idle
+from compute.events import record
+from compute.models import Compute, ComputeKind, ComputeState, Schedule, ScheduleAction
+from workspace.access import WorkspaceAccess, require_role
+from workspace.models import Role, Workspace
+
+MAX_SCHEDULES = 4
+
+
+def check_idle_minutes(workspace: Workspace, value: int | None) -> None:
+    """Idle minutes must sit inside the workspace policy; 'off' only if not required."""
+    low, high = workspace.idle_min_minutes, workspace.idle_max_minutes
+    if value is None:
+        if workspace.idle_required:
+            raise ValidationError(
+                {
+                    "idle_shutdown_minutes": f"{workspace.name} requires idle shutdown: "
+                    f"choose {low} to {high} minutes."
+                }
+            )
+        return
+    if not low <= value <= high:
+        raise ValidationError(
+            {
+                "idle_shutdown_minutes": f"{workspace.name} allows {low} to {high} minutes of "
+                "idle time before shutdown."
+            }
+        )
+
+
+def instance_of(access: WorkspaceAccess, compute_id: int) -> Compute:
+    compute = (
+        Compute.objects.select_related("workspace")
+        .filter(workspace=access.workspace, pk=compute_id, kind=ComputeKind.INSTANCE)
+        .exclude(state=ComputeState.DELETED)
+        .first()
+    )
+    if compute is None:
+        raise ValidationError("This instance does not exist.")
+    return compute
+
+
+def set_idle_minutes(access: WorkspaceAccess, compute_id: int, value: int | None) -> Compute:
+    require_role(access, Role.CONTRIBUTOR, "changing idle shutdown")
+    compute = instance_of(access, compute_id)
+    check_idle_minutes(access.workspace, value)
+    actor = access.membership.user
+    if compute.idle_shutdown_minutes == value:
+        return compute
+    with transaction.atomic():
+        old = compute.idle_shutdown_minutes
+        compute.idle_shutdown_minutes = value
+        Compute.objects.filter(pk=compute.pk).update(idle_shutdown_minutes=value)
+        idle.refresh_deadline(compute)
+        describe = lambda v: f"{v} min" if v else "off"  # noqa: E731
+        record(
+            compute,
+            "compute.idle_settings",
+            f"{actor} changed idle shutdown from {describe(old)} to {describe(value)}.",
+            actor=actor,
+        )
+    return compute
+
+
+def keep_running(access: WorkspaceAccess, compute_id: int, kind: str = "idle") -> datetime:
+    """Push the coming stop back by the workspace's keep-running time, within the policy."""
+    require_role(access, Role.CONTRIBUTOR, "keeping an instance running")
+    compute = instance_of(access, compute_id)
+    if compute.state != ComputeState.RUNNING:
+        raise ValidationError(f"{compute.name} is {compute.get_state_display().lower()}.")
+    actor = access.membership.user
+    workspace = access.workspace
+    now = timezone.now()
+    extra = idle.minutes(workspace.keep_running_minutes)
+    with transaction.atomic():
+        if kind == "schedule":
+            return postpone_scheduled_stop(compute, actor, now, extra)
+        current = compute.idle_deadline or now
+        until = min(max(current, now) + extra, now + idle.minutes(workspace.idle_max_minutes))
+        Compute.objects.filter(pk=compute.pk).update(keep_running_until=until)
+        compute.keep_running_until = until
+        idle.record_activity(compute.pk, f"{actor} chose keep running", now)
+        compute.refresh_from_db()
+        record(
+            compute,
+            "compute.keep_running",
+            f"{actor} kept {compute.name} running: idle shutdown moved to "
+            f"{compute.idle_deadline:%H:%M} UTC."
+            if compute.idle_deadline
+            else f"{actor} kept {compute.name} running.",
+            actor=actor,
+        )
+        return compute.idle_deadline or until
+
+
+def postpone_scheduled_stop(compute: Compute, actor, now: datetime, extra) -> datetime:
+    horizon = now + idle.minutes(max(compute.workspace.leads or [0]) + 1)
+    upcoming = [
+        s
+        for s in compute.schedules.filter(enabled=True, action=ScheduleAction.STOP)
+        if s.effective_run_at and s.effective_run_at <= horizon
+    ]
+    if not upcoming:
+        raise ValidationError(f"No scheduled stop of {compute.name} is coming up.")
+    for schedule in upcoming:
+        schedule.postponed_to = schedule.effective_run_at + extra
+        schedule.next_check_at = idle.schedule_next_check(schedule, compute.workspace.leads, now)
+        schedule.save(update_fields=["postponed_to", "next_check_at"])
+    moved = min(s.postponed_to for s in upcoming)
+    record(
+        compute,
+        "schedule.postponed",
+        f"{actor} postponed the scheduled stop of {compute.name} to {moved:%H:%M} UTC.",
+        actor=actor,
+    )
+    idle.record_activity(compute.pk, f"{actor} chose keep running", now)
+    return moved
+
+
+def rotate_token(access: WorkspaceAccess, compute_id: int) -> str:
+    """A new activity token; the old one stops working at once. Returned once, never stored."""
+    require_role(access, Role.CONTRIBUTOR, "managing activity tokens")
+    compute = instance_of(access, compute_id)
+    token, digest = idle.new_token()
+    Compute.objects.filter(pk=compute.pk).update(activity_token_hash=digest)
+    actor = access.membership.user
+    record(compute, "compute.token", f"{actor} issued a new activity token.", actor=actor)
+    return token
+
+
+def add_schedule(
+    access: WorkspaceAccess, compute_id: int, *, action: str, cron: str, tz: str
+) -> Schedule:
+    require_role(access, Role.CONTRIBUTOR, "scheduling")
+    compute = instance_of(access, compute_id)
+    try:
+        cron = idle.check_cron(cron)
+        idle.zone(tz)
+    except idle.ScheduleError as exc:
+        raise ValidationError(str(exc)) from None
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Compute.objects.select_for_update().get(pk=compute.pk)
+        if locked.schedules.count() >= MAX_SCHEDULES:
+            raise ValidationError(f"An instance has at most {MAX_SCHEDULES} schedules.")
+        schedule = Schedule(compute=compute, action=action, cron=cron, timezone=tz)
+        schedule.next_run_at = idle.next_run(schedule, now)
+        schedule.next_check_at = idle.schedule_next_check(schedule, access.workspace.leads, now)
+        schedule.save()
+        actor = access.membership.user
+        record(
+            compute,
+            "schedule.added",
+            f"{actor} added a schedule: {action} at “{cron}” ({tz}); "
+            f"next {schedule.next_run_at:%a %d %b %H:%M} UTC.",
+            actor=actor,
+        )
+    return schedule
+
+
+def delete_schedule(access: WorkspaceAccess, compute_id: int, schedule_id: int) -> None:
+    require_role(access, Role.CONTRIBUTOR, "scheduling")
+    compute = instance_of(access, compute_id)
+    schedule = compute.schedules.filter(pk=schedule_id).first()
+    if schedule is None:
+        raise ValidationError("This schedule no longer exists.")
+    schedule.delete()
+    actor = access.membership.user
+    record(compute, "schedule.deleted", f"{actor} removed the schedule {schedule}.", actor=actor)

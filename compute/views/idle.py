@@ -1,0 +1,244 @@
+"""Idle shutdown pages: keep running, the activity endpoint and its token, idle settings,
+schedules, and the workspace's "what is burning" overview."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from compute import idle, idle_actions
+from compute.forms import IdleSettingsForm, ScheduleForm
+from compute.models import Compute, ComputeKind, ComputeState
+from compute.views.computes import add_errors
+from workspace.access import WorkspaceAccess, workspace_view
+from workspace.models import Role
+
+
+def instance_or_404(access: WorkspaceAccess, pk: int) -> Compute:
+    return get_object_or_404(
+        Compute.objects.filter(workspace=access.workspace, kind=ComputeKind.INSTANCE), pk=pk
+    )
+
+
+def back(request: HttpRequest, compute: Compute) -> HttpResponse:
+    target = request.POST.get("next") or ""
+    return redirect(target if target.startswith("/") and not target.startswith("//") else compute)
+
+
+@workspace_view(Role.CONTRIBUTOR, "keeping an instance running")
+def keep_running(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    """GET (an email link) asks for one click; POST (that click, or the bell) does it."""
+    compute = instance_or_404(access, pk)
+    kind = "schedule" if request.GET.get("kind") == "schedule" else "idle"
+    if request.method != "POST":
+        return render(
+            request,
+            "compute/keep_running.html",
+            {"access": access, "workspace": access.workspace, "compute": compute, "kind": kind},
+        )
+    try:
+        until = idle_actions.keep_running(access, compute.pk, kind)
+        messages.success(request, f"{compute.name} keeps running; next stop at {until:%H:%M} UTC.")
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    return back(request, compute)
+
+
+@workspace_view(Role.CONTRIBUTOR, "changing idle shutdown")
+def idle_settings(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    compute = instance_or_404(access, pk)
+    form = IdleSettingsForm(
+        request.POST or None,
+        workspace=access.workspace,
+        initial={"idle_shutdown_minutes": compute.idle_shutdown_minutes},
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            idle_actions.set_idle_minutes(
+                access, compute.pk, form.cleaned_data["idle_shutdown_minutes"]
+            )
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, "Idle shutdown saved.")
+            return redirect(compute)
+    return render(
+        request,
+        "compute/idle_settings.html",
+        {
+            "nav": "compute",
+            "access": access,
+            "workspace": access.workspace,
+            "compute": compute,
+            "form": form,
+            "schedule_form": ScheduleForm(initial={"timezone": settings.TIME_ZONE}),
+            "schedules": schedules_with_runs(compute),
+        },
+    )
+
+
+def schedules_with_runs(compute: Compute) -> list[tuple]:
+    now = timezone.now()
+    return [
+        (schedule, idle.occurrences(schedule.cron, schedule.timezone, now, 3))
+        for schedule in compute.schedules.all()
+    ]
+
+
+@workspace_view(Role.CONTRIBUTOR, "scheduling")
+@require_POST
+def schedule_add(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    compute = instance_or_404(access, pk)
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        try:
+            idle_actions.add_schedule(
+                access,
+                compute.pk,
+                action=form.cleaned_data["action"],
+                cron=form.cleaned_data["expression"],
+                tz=form.cleaned_data["timezone"].strip(),
+            )
+            messages.success(request, "Schedule added.")
+            return redirect("compute:idle", access.workspace.slug, compute.pk)
+        except ValidationError as error:
+            add_errors(form, error)
+    return render(
+        request,
+        "compute/idle_settings.html",
+        {
+            "nav": "compute",
+            "access": access,
+            "workspace": access.workspace,
+            "compute": compute,
+            "form": IdleSettingsForm(
+                workspace=access.workspace,
+                initial={"idle_shutdown_minutes": compute.idle_shutdown_minutes},
+            ),
+            "schedule_form": form,
+            "schedules": schedules_with_runs(compute),
+        },
+    )
+
+
+@workspace_view(Role.CONTRIBUTOR, "scheduling")
+@require_POST
+def schedule_delete(
+    request: HttpRequest, access: WorkspaceAccess, pk: int, schedule_id: int
+) -> HttpResponse:
+    compute = instance_or_404(access, pk)
+    try:
+        idle_actions.delete_schedule(access, compute.pk, schedule_id)
+        messages.success(request, "Schedule removed.")
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    return redirect("compute:idle", access.workspace.slug, compute.pk)
+
+
+@workspace_view(Role.CONTRIBUTOR, "managing activity tokens")
+@require_POST
+def token_rotate(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    compute = instance_or_404(access, pk)
+    token = idle_actions.rotate_token(access, compute.pk)
+    endpoint = request.build_absolute_uri(f"/api/instances/{compute.pk}/activity/")
+    response = render(
+        request,
+        "compute/token.html",
+        {
+            "access": access,
+            "workspace": access.workspace,
+            "compute": compute,
+            "token": token,
+            "endpoint": endpoint,
+        },
+    )
+    response["Cache-Control"] = "no-store"  # shown once: never from a cache
+    return response
+
+
+@csrf_exempt
+@require_POST
+def activity_endpoint(request: HttpRequest, pk: int) -> JsonResponse:
+    """A kernel, IDE or script on the node says "still busy", with the instance's token."""
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    compute = (
+        Compute.objects.select_related("workspace").filter(pk=pk, kind=ComputeKind.INSTANCE).first()
+    )
+    if compute is None or not token or not idle.token_matches(compute, token):
+        return JsonResponse({"error": "unknown instance or wrong token"}, status=401)
+    window = int(time.time() // 60)
+    key = f"activity-rate:{pk}:{window}"
+    calls = cache.get_or_set(key, 0, 120)
+    if calls >= settings.HANGAR_ACTIVITY_RATE_PER_MINUTE:
+        return JsonResponse({"error": "too many calls; try again in a minute"}, status=429)
+    cache.incr(key)
+    if compute.state != ComputeState.RUNNING:
+        return JsonResponse({"error": f"{compute.name} is {compute.state}"}, status=409)
+    try:
+        source = json.loads(request.body or b"{}").get("source", "")
+    except (ValueError, AttributeError):
+        source = ""
+    what = f"activity from {str(source)[:60]}" if source else "activity reported from the node"
+    idle.record_activity(compute.pk, what)
+    compute.refresh_from_db()
+    deadline = compute.idle_deadline.isoformat() if compute.idle_deadline else None
+    return JsonResponse({"ok": True, "idle_deadline": deadline})
+
+
+@workspace_view()
+def burning(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    """Running instances, most idle first, with today's cost and the idle waste ahead."""
+    now = timezone.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = []
+    instances = Compute.objects.filter(
+        workspace=access.workspace, kind=ComputeKind.INSTANCE, state=ComputeState.RUNNING
+    ).select_related("vm_size", "assigned_to", "created_by")
+    for compute in instances:
+        since = compute.last_activity_at or compute.state_changed_at
+        idle_for = now - since
+        price = float(compute.vm_size.price_dedicated)
+        running_today = (now - max(today, compute.state_changed_at)).total_seconds() / 3600
+        if compute.idle_deadline:
+            ahead = max(0.0, (compute.idle_deadline - now).total_seconds() / 3600)
+            waste_note = f"until idle shutdown at {compute.idle_deadline:%H:%M} UTC"
+        else:
+            end_of_day = today + timezone.timedelta(days=1)
+            ahead = (end_of_day - now).total_seconds() / 3600
+            waste_note = "no idle shutdown: until midnight at least"
+        rows.append(
+            {
+                "compute": compute,
+                "idle_for": idle_for,
+                "idle_minutes": idle_for.total_seconds() / 60,
+                "cost_today": running_today * price,
+                "waste": (idle_for.total_seconds() / 3600 + ahead) * price,
+                "waste_note": waste_note,
+            }
+        )
+    rows.sort(key=lambda row: row["idle_for"], reverse=True)
+    return render(
+        request,
+        "compute/burning.html",
+        {
+            "nav": "compute",
+            "access": access,
+            "workspace": access.workspace,
+            "rows": rows,
+            "total_today": sum(r["cost_today"] for r in rows),
+            "total_waste": sum(r["waste"] for r in rows),
+        },
+    )
