@@ -8,14 +8,13 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.cache import patch_vary_headers
-from django_htmx.http import HttpResponseStopPolling
 
 from compute import actions
 from compute.charts import cluster_chart
 from compute.forms import ClusterBoundsForm, ClusterForm, InstanceForm
 from compute.models import Compute, ComputeKind, ComputeState, Tier
 from compute.models.states import LIVE_NODE_STATES
+from compute.views.common import add_errors, back, with_polling
 from workspace.access import WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
 
@@ -27,14 +26,6 @@ EVENTS_ON_PAGE = 30
 def computes_of(access: WorkspaceAccess):
     """Every compute of the workspace, through the access layer's workspace."""
     return Compute.objects.filter(workspace=access.workspace)
-
-
-def with_polling(request: HttpRequest, response: HttpResponse, steady: bool) -> HttpResponse:
-    """A polled fragment answers 286 once steady: htmx swaps it and stops polling."""
-    patch_vary_headers(response, ("HX-Request",))
-    if request.htmx and steady:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
 
 
 @workspace_view()
@@ -125,14 +116,6 @@ def compute_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> 
     )
 
 
-def add_errors(form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error)
-
-
 def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
     # Jobs at work or nodes coming and going keep the page live even in a steady state.
     busy = compute.jobs.filter(status__in=("queued", "preparing", "running")).exists()
@@ -192,7 +175,7 @@ def compute_action(
         compute.refresh_from_db()
         response = render(request, "compute/detail.html#live", _detail_context(access, compute))
         return with_polling(request, response, False)
-    return redirect(compute)
+    return back(request, compute)  # "Stop now" from the inbox returns there
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from compute import idle, idle_actions
 from compute.forms import IdleSettingsForm, ScheduleForm
 from compute.models import Compute, ComputeKind, ComputeState
-from compute.views.computes import add_errors
+from compute.views.common import add_errors, back
 from workspace.access import WorkspaceAccess, workspace_view
 from workspace.models import Role
 
@@ -28,11 +28,6 @@ def instance_or_404(access: WorkspaceAccess, pk: int) -> Compute:
     return get_object_or_404(
         Compute.objects.filter(workspace=access.workspace, kind=ComputeKind.INSTANCE), pk=pk
     )
-
-
-def back(request: HttpRequest, compute: Compute) -> HttpResponse:
-    target = request.POST.get("next") or ""
-    return redirect(target if target.startswith("/") and not target.startswith("//") else compute)
 
 
 @workspace_view(Role.CONTRIBUTOR, "keeping an instance running")

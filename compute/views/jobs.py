@@ -13,7 +13,7 @@ from compute import jobfiles
 from compute.job_actions import cancel_job, preempt_node, submit_job
 from compute.job_forms import JobFilterForm, JobSubmitForm
 from compute.models import Job, JobRun, Node
-from compute.views.computes import add_errors, with_polling
+from compute.views.common import add_errors, with_polling
 from workspace.access import WorkspaceAccess, workspace_view
 from workspace.models import Role
 

@@ -1,0 +1,38 @@
+"""Small helpers the compute views share."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django_htmx.http import HttpResponseStopPolling
+
+from compute.models import Compute
+from workspace.models import Notification
+
+
+def with_polling(request: HttpRequest, response: HttpResponse, steady: bool) -> HttpResponse:
+    """A polled fragment answers 286 once steady: htmx swaps it and stops polling."""
+    patch_vary_headers(response, ("HX-Request",))
+    if request.htmx and steady:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+def add_errors(form, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
+
+
+def back(request: HttpRequest, compute: Compute) -> HttpResponse:
+    """Where a one-click action from the inbox returns; acting on a notification reads it."""
+    note = request.POST.get("notification", "")
+    if note.isdigit():
+        Notification.objects.filter(user=request.user, pk=int(note)).update(read_at=timezone.now())
+    target = request.POST.get("next") or ""
+    return redirect(target if target.startswith("/") and not target.startswith("//") else compute)
