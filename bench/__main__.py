@@ -104,10 +104,12 @@ def main() -> None:
         bench_pages()
         bench_celery()
         from bench import compute as compute_bench
+        from bench import idle as idle_bench
         from bench import jobs as jobs_bench
 
         compute_bench.run()
         jobs_bench.run()
+        idle_bench.run()
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
