@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from compute import quota
 from compute.events import record
 from compute.idle_actions import check_idle_minutes
 from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
@@ -29,10 +30,25 @@ def _check_size(vm_size: VmSize, kind: str) -> None:
         raise ValidationError({"vm_size": f"The {family.name} family cannot be used for {what}."})
 
 
+def _check_quota(compute: Compute) -> None:
+    """Inside the creating transaction: the compute count, and for an instance its cores
+    (it holds a node from the start). Row locks keep concurrent creations honest."""
+    workspace, size = compute.workspace, compute.vm_size
+    pool = quota.pool_row(workspace, lock=True)
+    if quota.compute_count(workspace) >= pool.max_computes:
+        raise ValidationError(
+            f"{workspace.name} has reached its limit of {pool.max_computes} computes."
+        )
+    cores = quota.check(workspace, size, 1 if compute.is_instance else 0, Tier.DEDICATED, lock=True)
+    if cores.restricted_unapproved or (compute.is_instance and not cores.fits):
+        raise ValidationError({"vm_size": cores.message})
+
+
 def _save_new(compute: Compute, actor: AbstractBaseUser, message: str) -> Compute:
     compute.full_clean()
     try:
         with transaction.atomic():
+            _check_quota(compute)
             compute.save()
             record(compute, "compute.created", message, actor=actor)
             enqueue_reconcile(compute.pk)
@@ -201,6 +217,11 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
             raise ValidationError(
                 f"Only compute instances can be {past}; {compute.name} is a cluster."
             )
+        if verb == "start" and compute.state in sources:
+            # Checked before the move: a starting instance already counts as holding cores.
+            cores = quota.check(access.workspace, compute.vm_size, 1, Tier.DEDICATED, lock=True)
+            if not cores.fits:
+                raise ValidationError(f"Cannot start {compute.name}: {cores.message}")
         if compute.state not in sources or not compute.transition(compute.state, target):
             raise ValidationError(_refusal(compute, verb))
         if verb in ("stop", "restart"):

@@ -1,6 +1,19 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
 
-from compute.models import Compute, Event, GpuArchitecture, Node, VmFamily, VmSize
+from compute import quota, quota_actions
+from compute.models import (
+    Compute,
+    Event,
+    FamilyQuota,
+    GpuArchitecture,
+    Node,
+    QuotaRequest,
+    VmFamily,
+    VmSize,
+    WorkspaceQuota,
+)
 
 
 @admin.register(GpuArchitecture)
@@ -110,3 +123,109 @@ class EventAdmin(ReadMostlyAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(QuotaRequest)
+class QuotaRequestAdmin(admin.ModelAdmin):
+    """Where site admins decide: filter, search, and approve or reject with a reason."""
+
+    list_display = [
+        "__str__",
+        "workspace",
+        "target",
+        "requested_limit",
+        "current_limit",
+        "current_usage",
+        "status",
+        "requested_by",
+        "created_at",
+    ]
+    list_filter = ["status", "workspace", "family", "family__restricted"]
+    search_fields = [
+        "workspace__name",
+        "workspace__slug",
+        "family__name",
+        "justification",
+        "requested_by__username",
+    ]
+    list_select_related = ["workspace", "family", "requested_by"]
+    readonly_fields = [
+        "workspace",
+        "family",
+        "requested_limit",
+        "justification",
+        "requested_by",
+        "created_at",
+        "status",
+        "decided_by",
+        "decided_at",
+        "reason",
+        "current_limit",
+        "current_usage",
+    ]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_staff  # read-only fields: decisions go through the actions
+
+    @admin.display(description="current limit")
+    def current_limit(self, obj: QuotaRequest) -> int:
+        if obj.family_id:
+            return quota.family_row(obj.workspace, obj.family).limit
+        return quota.pool_row(obj.workspace).low_priority_limit
+
+    @admin.display(description="in use now")
+    def current_usage(self, obj: QuotaRequest) -> int:
+        if obj.family_id:
+            return quota.dedicated_used(obj.workspace, obj.family)
+        return quota.low_priority_used(obj.workspace)
+
+    @admin.action(description="Approve selected requests…")
+    def approve(self, request, queryset):
+        return self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject selected requests…")
+    def reject(self, request, queryset):
+        return self._decide(request, queryset, approve=False)
+
+    def _decide(self, request, queryset, approve: bool):
+        """First call shows a page asking for the reason; the confirmation decides."""
+        if "apply" not in request.POST:
+            return TemplateResponse(
+                request,
+                "admin/compute/quotarequest/decide.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Approve quota requests" if approve else "Reject quota requests",
+                    "requests": queryset,
+                    "approve": approve,
+                    "action": "approve" if approve else "reject",
+                    "opts": self.model._meta,
+                },
+            )
+        reason = request.POST.get("reason", "")
+        for item in queryset:
+            try:
+                quota_actions.decide(item.pk, approve=approve, admin=request.user, reason=reason)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), level=messages.ERROR)
+            else:
+                verb = "Approved" if approve else "Rejected"
+                self.message_user(request, f"{verb} request #{item.pk}.", level=messages.SUCCESS)
+        return None
+
+
+@admin.register(FamilyQuota)
+class FamilyQuotaAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "family", "limit", "approved"]
+    list_filter = ["family__restricted", "family", "workspace"]
+    search_fields = ["workspace__name", "family__name"]
+
+
+@admin.register(WorkspaceQuota)
+class WorkspaceQuotaAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "low_priority_limit", "low_priority_approved", "max_computes"]
+    search_fields = ["workspace__name"]

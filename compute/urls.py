@@ -1,6 +1,6 @@
 from django.urls import path
 
-from compute.views import catalog, computes, health, idle, jobs
+from compute.views import catalog, computes, health, idle, jobs, quota
 
 app_name = "compute"
 
@@ -31,6 +31,9 @@ urlpatterns = [
     ),
     path("w/<slug:slug>/compute/<int:pk>/token/", idle.token_rotate, name="token"),
     path("api/instances/<int:pk>/activity/", idle.activity_endpoint, name="activity"),
+    path("w/<slug:slug>/quota/", quota.quota_page, name="quota"),
+    path("w/<slug:slug>/quota/request/", quota.quota_request, name="quota-request"),
+    path("w/<slug:slug>/quota/what-if/", quota.what_if, name="what-if"),
     path("w/<slug:slug>/jobs/", jobs.job_list, name="jobs"),
     path("w/<slug:slug>/jobs/new/", jobs.job_submit, name="job-submit"),
     path("w/<slug:slug>/jobs/<int:pk>/", jobs.job_detail, name="job"),

@@ -207,6 +207,11 @@ HANGAR_BASE_URL = env_str("HANGAR_BASE_URL", "http://127.0.0.1:8000") or "http:/
 # Calls a node may make to the activity endpoint per instance and minute.
 HANGAR_ACTIVITY_RATE_PER_MINUTE = env_int("HANGAR_ACTIVITY_RATE_PER_MINUTE", 30, minimum=1)
 
+# Quota defaults for a workspace without its own limits; restricted families start at 0.
+HANGAR_DEFAULT_FAMILY_CORES = env_int("HANGAR_DEFAULT_FAMILY_CORES", 96, minimum=0)
+HANGAR_DEFAULT_LOW_PRIORITY_CORES = env_int("HANGAR_DEFAULT_LOW_PRIORITY_CORES", 96, minimum=0)
+HANGAR_DEFAULT_MAX_COMPUTES = env_int("HANGAR_DEFAULT_MAX_COMPUTES", 50, minimum=1)
+
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hangar@localhost")
 

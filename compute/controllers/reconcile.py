@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from compute import idle, jobfiles
+from compute import idle, jobfiles, quota
 from compute.controllers import jobs as job_steps
 from compute.controllers import lease
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
@@ -255,8 +255,21 @@ class Pass:
                 reason = f"{queued} {jobs} queued need {need} node(s), {busy} busy"
             else:
                 reason = f"min nodes is {compute.min_nodes}"
-            self.note(f"Scaled {live} → {desired}: {reason} (max {compute.max_nodes}).", force=True)
-            return nodes + self.add_nodes(desired - live, reason)
+            with transaction.atomic():  # the quota row stays locked until the rows exist
+                fit, cores = quota.nodes_that_fit(
+                    compute.workspace, compute.vm_size, desired - live, compute.tier
+                )
+                if fit < desired - live:
+                    self.note(
+                        f"Not scaling to {desired}: {cores.message}"
+                        + (f" Scaling to {live + fit} instead." if fit else "")
+                    )
+                if not fit:
+                    return nodes
+                if fit == desired - live:
+                    message = f"Scaled {live} → {desired}: {reason} (max {compute.max_nodes})."
+                    self.note(message, force=True)
+                return nodes + self.add_nodes(fit, reason)
         if live > desired:
             nodes = self.scale_down(nodes, live - desired)
         elif need and live >= compute.max_nodes and need > live - busy:

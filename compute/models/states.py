@@ -33,12 +33,12 @@ S = ComputeState
 # Who may move where. Actions move a compute into a transitional state; the reconciler
 # moves it out once the world matches. Any live state may go to DELETING or FAILED.
 INSTANCE_TRANSITIONS: dict[str, set[str]] = {
-    S.CREATING: {S.RUNNING, S.FAILED, S.DELETING},
+    S.CREATING: {S.RUNNING, S.STOPPING, S.FAILED, S.DELETING},
     S.RUNNING: {S.STOPPING, S.RESTARTING, S.DELETING, S.FAILED},
     S.STOPPING: {S.STOPPED, S.FAILED, S.DELETING},
     S.STOPPED: {S.STARTING, S.DELETING},
-    S.STARTING: {S.RUNNING, S.FAILED, S.DELETING},
-    S.RESTARTING: {S.RUNNING, S.FAILED, S.DELETING},
+    S.STARTING: {S.RUNNING, S.STOPPING, S.FAILED, S.DELETING},
+    S.RESTARTING: {S.RUNNING, S.STOPPING, S.FAILED, S.DELETING},
     S.FAILED: {S.STARTING, S.DELETING},  # start = retry
     S.DELETING: {S.DELETED},
     S.DELETED: set(),

@@ -21,7 +21,8 @@ from workspace.models import Membership
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_bell_reminder_and_keep_running(page, django_capture_on_commit_callbacks):
+def test_bell_reminder_and_keep_running(page, workers, django_capture_on_commit_callbacks):
+    workers.stop()  # this test plays the sweep itself; a live worker's beat would race it
     call_command("seed_demo", quiet_logins=True)
     bob = Membership.objects.get(user__username="bob").user
     with django_capture_on_commit_callbacks():  # no worker here: the row plays the node

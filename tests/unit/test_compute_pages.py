@@ -267,3 +267,10 @@ def test_compute_list_queries_do_not_grow_with_computes(
     with django_assert_max_num_queries(10):
         body = client.get(url(team, "list"), {"tab": "clusters"}).content.decode()
     assert body.count('data-compute="pool-') == 12
+
+
+@pytest.mark.parametrize("state", [S.CREATING, S.STARTING, S.RESTARTING])
+def test_an_instance_can_be_stopped_while_it_is_still_coming_up(team, instance, state):
+    Compute.objects.filter(pk=instance.pk).update(state=state)
+    actions.instance_verb(get_access(team.admin, team.workspace.slug), instance.pk, "stop")
+    assert Compute.objects.get(pk=instance.pk).state == S.STOPPING

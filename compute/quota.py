@@ -1,0 +1,199 @@
+"""Quota rules: limits (rows or site defaults), usage, and the check every change of
+cores goes through, under a row lock so concurrent changes never overshoot a limit.
+
+Usage is the cores of nodes that exist (preparing, idle, running) plus instances that
+hold a node or are about to (creating, starting, running, restarting). A stopped instance
+or a cluster at zero nodes holds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.urls import reverse
+
+from compute.models import (
+    Compute,
+    ComputeKind,
+    ComputeState,
+    FamilyQuota,
+    Node,
+    Tier,
+    VmFamily,
+    VmSize,
+    WorkspaceQuota,
+)
+from compute.models.states import LIVE_NODE_STATES
+from workspace.models import Workspace
+
+S = ComputeState
+HOLDING_INSTANCE = (S.CREATING, S.STARTING, S.RUNNING, S.RESTARTING)
+
+
+def default_family_limit(family: VmFamily) -> int:
+    return 0 if family.restricted else settings.HANGAR_DEFAULT_FAMILY_CORES
+
+
+def family_row(workspace: Workspace, family: VmFamily, lock: bool = False) -> FamilyQuota:
+    default = default_family_limit(family)
+    row, _ = FamilyQuota.objects.get_or_create(
+        workspace=workspace, family=family, defaults={"limit": default, "approved": default}
+    )
+    if lock:
+        row = FamilyQuota.objects.select_for_update().get(pk=row.pk)
+    return row
+
+
+def pool_row(workspace: Workspace, lock: bool = False) -> WorkspaceQuota:
+    row, _ = WorkspaceQuota.objects.get_or_create(
+        workspace=workspace,
+        defaults={
+            "low_priority_limit": settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES,
+            "low_priority_approved": settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES,
+            "max_computes": settings.HANGAR_DEFAULT_MAX_COMPUTES,
+        },
+    )
+    if lock:
+        row = WorkspaceQuota.objects.select_for_update().get(pk=row.pk)
+    return row
+
+
+def dedicated_used(workspace: Workspace, family: VmFamily) -> int:
+    nodes = Node.objects.filter(
+        compute__workspace=workspace,
+        compute__kind=ComputeKind.CLUSTER,
+        compute__tier=Tier.DEDICATED,
+        compute__vm_size__family=family,
+        state__in=LIVE_NODE_STATES,
+    ).aggregate(cores=Sum("compute__vm_size__vcpus"))["cores"]
+    instances = Compute.objects.filter(
+        workspace=workspace,
+        kind=ComputeKind.INSTANCE,
+        vm_size__family=family,
+        state__in=HOLDING_INSTANCE,
+    ).aggregate(cores=Sum("vm_size__vcpus"))["cores"]
+    return (nodes or 0) + (instances or 0)
+
+
+def low_priority_used(workspace: Workspace) -> int:
+    return (
+        Node.objects.filter(
+            compute__workspace=workspace,
+            compute__tier=Tier.LOW_PRIORITY,
+            state__in=LIVE_NODE_STATES,
+        ).aggregate(cores=Sum("compute__vm_size__vcpus"))["cores"]
+        or 0
+    )
+
+
+def compute_count(workspace: Workspace) -> int:
+    return Compute.objects.filter(workspace=workspace).exclude(state=S.DELETED).count()
+
+
+@dataclass(frozen=True)
+class Check:
+    """How a change of cores sits against the limit: words for users, numbers for code."""
+
+    pool: str  # "DSv2" or "low-priority"
+    need: int
+    limit: int
+    used: int
+    restricted_unapproved: bool = False
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - self.used)
+
+    @property
+    def short(self) -> int:
+        return max(0, self.need - self.free)
+
+    @property
+    def fits(self) -> bool:
+        return self.short == 0
+
+    @property
+    def message(self) -> str:
+        if self.restricted_unapproved:
+            return (
+                f"{self.pool} is a restricted family: it needs an approved quota before "
+                "first use. Request cores for it."
+            )
+        if self.fits:
+            return f"Uses {self.need} of your {self.free} free {self.pool} cores."
+        return (
+            f"Short {self.short} cores: needs {self.need} {self.pool} cores, "
+            f"limit {self.limit}, used {self.used}."
+        )
+
+
+def check(workspace: Workspace, size: VmSize, count: int, tier: str, lock: bool = False) -> Check:
+    """Whether `count` nodes of `size` fit now. With lock=True (inside a transaction) the
+    quota row stays locked until commit, so whoever checks next sees this change."""
+    need = size.vcpus * count
+    if tier == Tier.LOW_PRIORITY:
+        row = pool_row(workspace, lock)
+        return Check("low-priority", need, row.low_priority_limit, low_priority_used(workspace))
+    family = size.family
+    row = family_row(workspace, family, lock)
+    return Check(
+        family.name,
+        need,
+        row.limit,
+        dedicated_used(workspace, family),
+        restricted_unapproved=family.restricted and row.approved == 0,
+    )
+
+
+def nodes_that_fit(workspace: Workspace, size: VmSize, wanted: int, tier: str) -> tuple[int, Check]:
+    """For a scale-up (call inside a transaction): how many of `wanted` nodes fit."""
+    result = check(workspace, size, wanted, tier, lock=True)
+    if result.restricted_unapproved:
+        return 0, result
+    return min(wanted, result.free // max(1, size.vcpus)), result
+
+
+def request_url(workspace: Workspace, result: Check, family: VmFamily | None) -> str:
+    url = reverse("compute:quota-request", args=[workspace.slug])
+    wanted = result.limit + result.short if result.short else result.limit
+    if family is not None and result.pool != "low-priority":
+        return f"{url}?family={family.pk}&cores={wanted}"
+    return f"{url}?cores={wanted}"
+
+
+def overview(workspace: Workspace) -> dict:
+    """The quota page: every family in use or with a limit, the pool, the compute count."""
+    rows = {row.family_id: row for row in FamilyQuota.objects.filter(workspace=workspace)}
+    in_use = set(
+        Compute.objects.filter(workspace=workspace)
+        .exclude(state=S.DELETED)
+        .values_list("vm_size__family_id", flat=True)
+    )
+    families = VmFamily.objects.filter(Q(pk__in=in_use) | Q(pk__in=rows)).order_by("name")
+    bars = []
+    for family in families:
+        row = rows.get(family.pk)
+        limit = row.limit if row else default_family_limit(family)
+        approved = row.approved if row else limit
+        used = dedicated_used(workspace, family)
+        bars.append(
+            {
+                "family": family,
+                "limit": limit,
+                "approved": approved,
+                "used": used,
+                "percent": min(100, round(100 * used / limit)) if limit else (100 if used else 0),
+            }
+        )
+    pool = pool_row(workspace)
+    return {
+        "bars": bars,
+        "pool": pool,
+        "pool_used": low_priority_used(workspace),
+        "computes": compute_count(workspace),
+        "stopped_holding": Compute.objects.filter(workspace=workspace, state=S.STOPPED).aggregate(
+            n=Count("id")
+        )["n"],
+    }

@@ -1,0 +1,115 @@
+"""Quota pages: usage against limits, requests, and the live what-if for forms."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from compute import quota
+from compute.models import Compute, QuotaRequest, Tier, VmFamily, VmSize
+from compute.quota_actions import lower_limit, request_quota
+from compute.views.common import add_errors
+from workspace.access import WorkspaceAccess, workspace_view
+from workspace.forms import StyledForm
+from workspace.models import Role
+
+
+class QuotaRequestForm(StyledForm, forms.Form):
+    family = forms.ModelChoiceField(
+        queryset=VmFamily.objects.order_by("name"),
+        required=False,
+        empty_label="Low-priority pool (any family)",
+        label="For",
+    )
+    cores = forms.IntegerField(label="New limit (cores)", min_value=1, max_value=100_000)
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
+        help_text="What the cores are for, for how long: site admins decide on this.",
+    )
+
+
+@workspace_view()
+def quota_page(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    if request.method == "POST":
+        if not access.is_admin:
+            from workspace.access import require_role
+
+            require_role(access, Role.ADMIN, "changing quota limits")
+        family = VmFamily.objects.filter(pk=request.POST.get("family")).first()
+        raw = request.POST.get("limit", "")
+        try:
+            if family is None or not raw.isdigit():
+                raise ValidationError("Choose a family and a whole number of cores.")
+            lower_limit(access, family, int(raw))
+            messages.success(request, f"{family.name} limit set to {raw} cores.")
+        except ValidationError as error:
+            for message in error.messages:
+                messages.error(request, message)
+        return redirect("compute:quota", access.workspace.slug)
+    requests = QuotaRequest.objects.filter(workspace=access.workspace).select_related(
+        "family", "requested_by", "decided_by"
+    )[:50]
+    return render(
+        request,
+        "compute/quota.html",
+        {
+            "nav": "quota",
+            "access": access,
+            "workspace": access.workspace,
+            "requests": requests,
+            **quota.overview(access.workspace),
+        },
+    )
+
+
+@workspace_view(Role.CONTRIBUTOR, "requesting quota")
+def quota_request(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    initial = {"family": request.GET.get("family"), "cores": request.GET.get("cores")}
+    form = QuotaRequestForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            made = request_quota(access, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(
+                request, f"Requested {made.requested_limit} {made.target}; site admins decide."
+            )
+            return redirect("compute:quota", access.workspace.slug)
+    return render(
+        request,
+        "compute/quota_request.html",
+        {"nav": "quota", "access": access, "workspace": access.workspace, "form": form},
+    )
+
+
+@workspace_view()
+def what_if(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    """The quota line under a create or submit form, re-rendered as the form changes."""
+    params = request.GET
+    size = VmSize.objects.select_related("family").filter(pk=params.get("vm_size") or 0).first()
+    tier = Tier.LOW_PRIORITY if params.get("tier") == Tier.LOW_PRIORITY else Tier.DEDICATED
+    count_raw = params.get("node_count") or params.get("min_nodes") or "1"
+    target = (
+        Compute.objects.filter(
+            workspace=access.workspace,
+            pk=params.get("compute") if str(params.get("compute")).isdigit() else 0,
+        )
+        .select_related("vm_size__family")
+        .first()
+    )
+    if target is not None:  # the job form: the target's size and tier
+        size, tier = target.vm_size, target.tier
+    count = int(count_raw) if count_raw.isdigit() else 1
+    count = max(count, 1)
+    result = quota.check(access.workspace, size, count, tier) if size and count else None
+    link = quota.request_url(access.workspace, result, size.family) if result else ""
+    return render(
+        request,
+        "compute/partials/what_if.html",
+        {"result": result, "link": link, "count": count},
+    )
