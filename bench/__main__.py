@@ -106,10 +106,12 @@ def main() -> None:
         from bench import compute as compute_bench
         from bench import idle as idle_bench
         from bench import jobs as jobs_bench
+        from bench import quota as quota_bench
 
         compute_bench.run()
         jobs_bench.run()
         idle_bench.run()
+        quota_bench.run()
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

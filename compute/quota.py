@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.urls import reverse
 
 from compute.models import (
     Compute,
-    ComputeKind,
     ComputeState,
     FamilyQuota,
     Node,
@@ -37,12 +37,16 @@ def default_family_limit(family: VmFamily) -> int:
 
 
 def family_row(workspace: Workspace, family: VmFamily, lock: bool = False) -> FamilyQuota:
-    default = default_family_limit(family)
-    row, _ = FamilyQuota.objects.get_or_create(
-        workspace=workspace, family=family, defaults={"limit": default, "approved": default}
-    )
-    if lock:
-        row = FamilyQuota.objects.select_for_update().get(pk=row.pk)
+    """The row (made with the site default when missing); locked until commit if asked."""
+    rows = FamilyQuota.objects.filter(workspace=workspace, family=family)
+    row = (rows.select_for_update() if lock else rows).first()
+    if row is None:
+        default = default_family_limit(family)
+        row, _ = FamilyQuota.objects.get_or_create(
+            workspace=workspace, family=family, defaults={"limit": default, "approved": default}
+        )
+        if lock:
+            row = FamilyQuota.objects.select_for_update().get(pk=row.pk)
     return row
 
 
@@ -60,21 +64,28 @@ def pool_row(workspace: Workspace, lock: bool = False) -> WorkspaceQuota:
     return row
 
 
+# One round trip for both halves of a family's usage: this runs under the quota row lock
+# on every scale-up, so its cost is everyone's waiting time.
+DEDICATED_USED_SQL = """
+SELECT COALESCE((
+    SELECT SUM(s.vcpus) FROM compute_node n
+    JOIN compute_compute c ON n.compute_id = c.id
+    JOIN compute_vmsize s ON c.vm_size_id = s.id
+    WHERE c.workspace_id = %s AND s.family_id = %s AND c.kind = 'cluster'
+      AND c.tier = 'dedicated' AND n.state IN ('preparing', 'idle', 'running')
+), 0) + COALESCE((
+    SELECT SUM(s.vcpus) FROM compute_compute c
+    JOIN compute_vmsize s ON c.vm_size_id = s.id
+    WHERE c.workspace_id = %s AND s.family_id = %s AND c.kind = 'instance'
+      AND c.state IN ('creating', 'starting', 'running', 'restarting')
+), 0)
+"""
+
+
 def dedicated_used(workspace: Workspace, family: VmFamily) -> int:
-    nodes = Node.objects.filter(
-        compute__workspace=workspace,
-        compute__kind=ComputeKind.CLUSTER,
-        compute__tier=Tier.DEDICATED,
-        compute__vm_size__family=family,
-        state__in=LIVE_NODE_STATES,
-    ).aggregate(cores=Sum("compute__vm_size__vcpus"))["cores"]
-    instances = Compute.objects.filter(
-        workspace=workspace,
-        kind=ComputeKind.INSTANCE,
-        vm_size__family=family,
-        state__in=HOLDING_INSTANCE,
-    ).aggregate(cores=Sum("vm_size__vcpus"))["cores"]
-    return (nodes or 0) + (instances or 0)
+    with connection.cursor() as cursor:
+        cursor.execute(DEDICATED_USED_SQL, [workspace.pk, family.pk, workspace.pk, family.pk])
+        return int(cursor.fetchone()[0])
 
 
 def low_priority_used(workspace: Workspace) -> int:

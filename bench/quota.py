@@ -1,0 +1,79 @@
+"""Quota figure: the latency a locked quota check adds to a scale-up, under 50 concurrent
+scale-ups (meaningful on PostgreSQL: `DATABASE_URL=postgres://... make bench`).
+
+Each scale-up is a transaction that writes its node row, as the autoscaler's does. The
+same 50-way burst runs without and with the quota check; the difference is what the check
+costs, lock waits included.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+
+from django.db import connection, transaction
+
+from bench.jobs import percentile
+from compute import actions, quota
+from compute.models import FamilyQuota, Node, Tier, VmFamily, VmSize
+from tests.conftest import make_team
+from workspace.access import get_access
+
+
+def burst(clusters: list, size: VmSize, with_check: bool) -> list[float]:
+    """One process per scale-up, as web and worker processes are."""
+    connection.close()
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(len(clusters)), context.Queue()
+
+    def scale_up(cluster) -> None:
+        connection.ensure_connection()
+        barrier.wait()
+        began = time.perf_counter()
+        with transaction.atomic():
+            if with_check:
+                quota.nodes_that_fit(cluster.workspace, size, 1, Tier.DEDICATED)
+            Node.objects.create(compute=cluster, index=int(time.time_ns() % 1_000_000_000))
+        results.put((time.perf_counter() - began) * 1000)
+        connection.close()
+
+    processes = [context.Process(target=scale_up, args=(c,)) for c in clusters]
+    for process in processes:
+        process.start()
+    timings = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join()
+    return timings
+
+
+def bench_quota_check(requests: int = 50, workspaces: int = 10) -> None:
+    size = VmSize.objects.get(name="Standard_DS3_v2")
+    clusters = []
+    for i in range(workspaces):
+        team = make_team(f"q{i}")
+        FamilyQuota.objects.create(
+            workspace=team.workspace,
+            family=VmFamily.objects.get(name="DSv2"),
+            limit=10_000,
+            approved=10_000,
+        )
+        access = get_access(team.admin, team.workspace.slug)
+        for j in range(requests // workspaces):
+            clusters.append(
+                actions.create_cluster(access, name=f"pool-{j}", vm_size=size, max_nodes=16)
+            )
+    baseline = burst(clusters, size, with_check=False)
+    checked = burst(clusters, size, with_check=True)
+    added_p50 = statistics.median(checked) - statistics.median(baseline)
+    added_p95 = percentile(checked, 0.95) - percentile(baseline, 0.95)
+    print(
+        f"{f'quota check added to {requests} scale-ups at once':<44} "
+        f"p50 {added_p50:+6.2f} ms  p95 {added_p95:+6.2f} ms "
+        f"(scale-up p95 {percentile(baseline, 0.95):.1f} → {percentile(checked, 0.95):.1f} ms; "
+        f"{connection.vendor}; goal p95 ≤ 20 ms)"
+    )
+
+
+def run() -> None:
+    bench_quota_check()
