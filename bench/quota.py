@@ -29,6 +29,10 @@ def burst(clusters: list, size: VmSize, with_check: bool) -> list[float]:
 
     def scale_up(cluster) -> None:
         connection.ensure_connection()
+        with transaction.atomic():  # warm up, as a serving process is: then roll back
+            quota.nodes_that_fit(cluster.workspace, size, 1, Tier.DEDICATED)
+            Node.objects.create(compute=cluster, index=0)
+            transaction.set_rollback(True)
         barrier.wait()
         began = time.perf_counter()
         with transaction.atomic():
@@ -47,11 +51,11 @@ def burst(clusters: list, size: VmSize, with_check: bool) -> list[float]:
     return timings
 
 
-def bench_quota_check(requests: int = 50, workspaces: int = 10) -> None:
-    size = VmSize.objects.get(name="Standard_DS3_v2")
+def bench_quota_check(requests: int = 50, workspaces: int = 10, rounds: int = 7) -> None:
+    size = VmSize.objects.select_related("family").get(name="Standard_DS3_v2")
     clusters = []
     for i in range(workspaces):
-        team = make_team(f"q{i}")
+        team = make_team(f"q{workspaces}-{i}")
         FamilyQuota.objects.create(
             workspace=team.workspace,
             family=VmFamily.objects.get(name="DSv2"),
@@ -63,17 +67,25 @@ def bench_quota_check(requests: int = 50, workspaces: int = 10) -> None:
             clusters.append(
                 actions.create_cluster(access, name=f"pool-{j}", vm_size=size, max_nodes=16)
             )
-    baseline = burst(clusters, size, with_check=False)
-    checked = burst(clusters, size, with_check=True)
-    added_p50 = statistics.median(checked) - statistics.median(baseline)
-    added_p95 = percentile(checked, 0.95) - percentile(baseline, 0.95)
+    # Bursts on 2 cores are noisy: alternate the two kinds and compare the medians.
+    base_p95, checked_p95, base_p50, checked_p50 = [], [], [], []
+    for _ in range(rounds):
+        baseline = burst(clusters, size, with_check=False)
+        checked = burst(clusters, size, with_check=True)
+        base_p95.append(percentile(baseline, 0.95))
+        checked_p95.append(percentile(checked, 0.95))
+        base_p50.append(statistics.median(baseline))
+        checked_p50.append(statistics.median(checked))
+    p95_before, p95_after = statistics.median(base_p95), statistics.median(checked_p95)
+    added_p50 = statistics.median(checked_p50) - statistics.median(base_p50)
     print(
-        f"{f'quota check added to {requests} scale-ups at once':<44} "
-        f"p50 {added_p50:+6.2f} ms  p95 {added_p95:+6.2f} ms "
-        f"(scale-up p95 {percentile(baseline, 0.95):.1f} → {percentile(checked, 0.95):.1f} ms; "
+        f"{f'quota check, {requests} scale-ups at once, {workspaces} rows':<44} "
+        f"p50 {added_p50:+6.2f} ms  p95 {p95_after - p95_before:+6.2f} ms "
+        f"(scale-up p95 {p95_before:.1f} → {p95_after:.1f} ms, median of {rounds} bursts; "
         f"{connection.vendor}; goal p95 ≤ 20 ms)"
     )
 
 
 def run() -> None:
-    bench_quota_check()
+    bench_quota_check(workspaces=50)  # 50 quota rows: each scale-up checks its own
+    bench_quota_check(workspaces=10)  # 10 rows: 5 scale-ups wait for each row's lock

@@ -148,14 +148,32 @@ def check(workspace: Workspace, size: VmSize, count: int, tier: str, lock: bool 
         row = pool_row(workspace, lock)
         return Check("low-priority", need, row.low_priority_limit, low_priority_used(workspace))
     family = size.family
-    row = family_row(workspace, family, lock)
+    if lock and connection.vendor == "postgresql":
+        limit, approved, used = locked_family_usage(workspace, family)
+    else:
+        row = family_row(workspace, family, lock)
+        limit, approved, used = row.limit, row.approved, dedicated_used(workspace, family)
     return Check(
         family.name,
         need,
-        row.limit,
-        dedicated_used(workspace, family),
-        restricted_unapproved=family.restricted and row.approved == 0,
+        limit,
+        used,
+        restricted_unapproved=family.restricted and approved == 0,
     )
+
+
+def locked_family_usage(workspace: Workspace, family: VmFamily) -> tuple[int, int, int]:
+    """Lock the row and read its usage in one round trip (migration 0007's function)."""
+    for _ in range(2):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT * FROM hangar_lock_family_quota(%s, %s)", [workspace.pk, family.pk]
+            )
+            found = cursor.fetchone()
+        if found:
+            return int(found[0]), int(found[1]), int(found[2])
+        family_row(workspace, family)  # first use of this family: make the row, then lock it
+    raise RuntimeError("quota row vanished")
 
 
 def nodes_that_fit(workspace: Workspace, size: VmSize, wanted: int, tier: str) -> tuple[int, Check]:
