@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bench.jobs import percentile, wait
+from bench.jobs import container_gone, percentile, wait
 from compute import actions
 from compute.controllers.idle import idle_sweep
 from compute.drivers.base import container_name
@@ -81,15 +81,7 @@ def bench_shutdown_lateness(rounds: int = 7) -> None:
             deadline = wait(lambda b=box: Compute.objects.get(pk=b.pk).idle_deadline)
             node = Node.objects.get(compute=box)
             name = container_name(settings.HANGAR_SITE, box.pk, node.pk)
-
-            def gone(name: str = name) -> bool:
-                try:
-                    client.containers.get(name)
-                    return False
-                except docker.errors.NotFound:
-                    return True
-
-            wait(gone, step=0.01)
+            wait(lambda n=name: container_gone(client, n), step=0.01)
             lateness.append(time.time() - deadline.timestamp())
     finally:
         worker.stop()

@@ -138,16 +138,16 @@ def scale_down_lateness(client: docker.DockerClient, cluster: Compute) -> float:
     node = wait(lambda: Node.objects.filter(compute=cluster, state=NodeState.IDLE).first())
     deadline = node.last_busy_at.timestamp() + cluster.idle_seconds_before_scaledown
     name = container_name(settings.HANGAR_SITE, cluster.pk, node.pk)
-
-    def gone() -> bool:
-        try:
-            client.containers.get(name)
-            return False
-        except docker.errors.NotFound:
-            return True
-
-    wait(gone, step=0.01)
+    wait(lambda: container_gone(client, name), step=0.01)
     return time.time() - deadline
+
+
+def container_gone(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.containers.get(name)
+        return False
+    except docker.errors.NotFound:
+        return True
 
 
 def bench_placement(total: int = 10_000, nodes: int = 100) -> None:

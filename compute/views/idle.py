@@ -68,6 +68,17 @@ def idle_settings(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Htt
         else:
             messages.success(request, "Idle shutdown saved.")
             return redirect(compute)
+    return idle_page(request, access, compute, idle_form=form)
+
+
+def idle_page(
+    request: HttpRequest,
+    access: WorkspaceAccess,
+    compute: Compute,
+    idle_form: IdleSettingsForm | None = None,
+    schedule_form: ScheduleForm | None = None,
+) -> HttpResponse:
+    """The idle-shutdown and schedules page, with whichever of its two forms was posted."""
     return render(
         request,
         "compute/idle_settings.html",
@@ -76,8 +87,13 @@ def idle_settings(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Htt
             "access": access,
             "workspace": access.workspace,
             "compute": compute,
-            "form": form,
-            "schedule_form": ScheduleForm(initial={"timezone": settings.TIME_ZONE}),
+            "form": idle_form
+            or IdleSettingsForm(
+                workspace=access.workspace,
+                initial={"idle_shutdown_minutes": compute.idle_shutdown_minutes},
+            ),
+            "schedule_form": schedule_form
+            or ScheduleForm(initial={"timezone": settings.TIME_ZONE}),
             "schedules": schedules_with_runs(compute),
         },
     )
@@ -109,22 +125,7 @@ def schedule_add(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Http
             return redirect("compute:idle", access.workspace.slug, compute.pk)
         except ValidationError as error:
             add_errors(form, error)
-    return render(
-        request,
-        "compute/idle_settings.html",
-        {
-            "nav": "compute",
-            "access": access,
-            "workspace": access.workspace,
-            "compute": compute,
-            "form": IdleSettingsForm(
-                workspace=access.workspace,
-                initial={"idle_shutdown_minutes": compute.idle_shutdown_minutes},
-            ),
-            "schedule_form": form,
-            "schedules": schedules_with_runs(compute),
-        },
-    )
+    return idle_page(request, access, compute, schedule_form=form)
 
 
 @workspace_view(Role.CONTRIBUTOR, "scheduling")
