@@ -17,7 +17,16 @@ from compute.controllers.reconcile import reconcile
 from compute.drivers import build_driver
 from compute.drivers.base import container_name
 from compute.job_actions import submit_job
-from compute.models import Compute, ComputeState, Job, JobStatus, Node, NodeState, VmSize
+from compute.models import (
+    Compute,
+    ComputeState,
+    FamilyQuota,
+    Job,
+    JobStatus,
+    Node,
+    NodeState,
+    VmSize,
+)
 from config.celery import app
 from tests.conftest import make_team
 from tests.worker import Worker
@@ -157,6 +166,9 @@ def bench_placement(total: int = 10_000, nodes: int = 100) -> None:
     team = make_team("placement")
     access = get_access(team.admin, team.workspace.slug)
     size = VmSize.objects.get(name="Standard_D2s_v3")
+    FamilyQuota.objects.create(  # room for the whole bench-sized cluster
+        workspace=team.workspace, family=size.family, limit=10_000, approved=10_000
+    )
     cluster = actions.create_cluster(
         access, name="wide", vm_size=size, min_nodes=nodes, max_nodes=nodes
     )
