@@ -161,24 +161,24 @@ def cancel_dropped(compute: Compute, reason: str) -> None:
 
 def place(compute: Compute, driver: Driver, report: JobReport) -> None:
     """FIFO: the head of the queue takes the idle nodes it needs, or everyone waits."""
-    idle = list(
+    free = list(
         Node.objects.filter(compute=compute, state=NodeState.IDLE)
         .exclude(container_ref="")
         .order_by("index")
     )
-    if not idle:
+    if not free:
         return
     queue = list(
         Job.objects.filter(compute=compute, status=J.QUEUED).order_by("queued_at", "id")[
-            : min(PLACE_BATCH, len(idle))
+            : min(PLACE_BATCH, len(free))
         ]
     )
     assignments: list[tuple[Job, list[Node]]] = []
     for job in queue:
-        if job.node_count > len(idle):
+        if job.node_count > len(free):
             break
-        assignments.append((job, idle[: job.node_count]))
-        idle = idle[job.node_count :]
+        assignments.append((job, free[: job.node_count]))
+        free = free[job.node_count :]
     if not assignments:
         return
     now = timezone.now()

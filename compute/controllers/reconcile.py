@@ -366,7 +366,9 @@ class Pass:
             record(compute, "compute.recovered", "Recovered: the nodes match again.")
         if target and compute.transition(compute.state, target):
             record(compute, f"compute.{target}", self.settled_message(target, len(live)))
-            if target == S.RUNNING:
+            if target == S.RUNNING and idle.is_busy(compute):
+                idle.refresh_deadline(compute)  # a job already runs: that is the activity
+            elif target == S.RUNNING:
                 idle.record_activity(compute.pk, "instance started")
 
     def settled_message(self, state: str, nodes: int) -> str:

@@ -57,8 +57,12 @@ def test_the_same_job_runs_unchanged_on_every_target(
         protection = "code is read-only\n" if driver == "docker" else ""
         output = jobfiles.read_output(run.key)
         assert output.startswith("epochs=3 rank=0/1\ncode: 4 lines\n" + protection)
-        if kind == "instance":
-            assert Compute.objects.get(pk=target.pk).state == ComputeState.RUNNING
+        if kind == "instance":  # the state settles on the reconciler's next look
+            wait_for(
+                lambda: Compute.objects.get(pk=target.pk).state == ComputeState.RUNNING,
+                timeout=10,
+                what="instance running",
+            )
     finally:
         remove_all_nodes()
 
@@ -85,6 +89,13 @@ def test_stopping_an_instance_cancels_its_job_and_leaves_no_process(
             return job.status == JobStatus.RUNNING and run and jobfiles.read_run(run.key).started
 
         wait_for(running, timeout=30, what="job running")
+        # A running job is lasting activity: no idle deadline while it runs.
+        wait_for(
+            lambda: Compute.objects.get(pk=box.pk).last_activity == "job endless started",
+            timeout=10,
+            what="activity recorded",
+        )
+        assert Compute.objects.get(pk=box.pk).idle_deadline is None
         pid = int((jobfiles.run_dir(job.runs.get().key) / "pid").read_text())
         actions.instance_verb(access, box.pk, "stop")
         wait_for(lambda: Compute.objects.get(pk=box.pk).state == ComputeState.STOPPED, timeout=20)
