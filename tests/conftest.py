@@ -106,8 +106,12 @@ def node_image() -> str:
 
 
 @pytest.fixture
-def catalog(transactional_db) -> None:
+def catalog(transactional_db, workers) -> Iterator[None]:
     ensure_catalog()
+    yield
+    # Before the database is flushed (TRUNCATE) for the next test, no worker may hold a
+    # row lock in it: a sweep racing the flush deadlocks on PostgreSQL.
+    workers.stop()
 
 
 def remove_all_nodes() -> None:
