@@ -147,7 +147,7 @@ def both_at_once(call) -> list[object]:
     return results
 
 
-def test_sweep_replaces_a_vanished_node_and_removes_a_stray(lifecycle):
+def test_sweep_replaces_a_vanished_node_and_removes_a_stray(lifecycle, workers):
     driver, access = lifecycle["driver"], lifecycle["access"]
     cluster = actions.create_cluster(access, name="drift", vm_size=ds3(), min_nodes=2, max_nodes=2)
     wait_for(lambda: converged(driver, cluster, 2, S.STEADY), what="2 nodes")
@@ -164,7 +164,7 @@ def test_sweep_replaces_a_vanished_node_and_removes_a_stray(lifecycle):
     assert cluster.events.filter(verb="node.unusable").exists()
 
     # A container with our labels that no row expects is removed.
-    from compute.drivers import NodeSpec, NodeStartError
+    from compute.drivers import NodeSpec
 
     stray = NodeSpec(
         site=settings.HANGAR_SITE,
@@ -178,10 +178,11 @@ def test_sweep_replaces_a_vanished_node_and_removes_a_stray(lifecycle):
         network="none",
         command=tuple(settings.HANGAR_NODE_COMMAND),
     )
-    try:
-        driver.ensure_node(stray)
-    except NodeStartError:
-        pass  # the worker's sweep removed it while it was still starting: fine
+    # Made while no worker runs (as after a crash), so the sweep finds it whole.
+    workers.stop()
+    driver.ensure_node(stray)
+    assert 999_999 in {o.node_id for o in driver.list_nodes(cluster.pk)}
+    workers.get(lifecycle["name"])
     wait_for(
         lambda: 999_999 not in {o.node_id for o in driver.list_nodes(cluster.pk)},
         what="stray removed",
