@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from workspace.access import WorkspaceAccess, require_role
-from workspace.models import Activity, Membership, Role, Workspace
+from workspace.models import IDLE_POLICY_FIELDS, Activity, Membership, Role, Workspace
 
 
 def record(workspace: Workspace, actor: AbstractBaseUser | None, verb: str, message: str) -> None:
@@ -189,22 +189,11 @@ def remove_member(access: WorkspaceAccess, *, membership_id: int) -> Membership:
     return membership
 
 
-POLICY_FIELDS = (
-    "idle_min_minutes",
-    "idle_max_minutes",
-    "idle_default_minutes",
-    "idle_required",
-    "reminder_leads",
-    "keep_running_minutes",
-    "missed_start_window_minutes",
-)
-
-
 def update_idle_policy(access: WorkspaceAccess, **values: object) -> Workspace:
     """Admins set the idle-shutdown policy; the form has validated the values."""
     require_role(access, Role.ADMIN, "changing the idle-shutdown policy")
     workspace = Workspace.objects.get(pk=access.workspace.pk)
-    changed = [f for f in POLICY_FIELDS if getattr(workspace, f) != values[f]]
+    changed = [f for f in IDLE_POLICY_FIELDS if getattr(workspace, f) != values[f]]
     if not changed:
         return workspace
     for field in changed:

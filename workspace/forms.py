@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.text import slugify
 
-from workspace.models import SLUG_RULE, Role, Workspace
+from workspace.models import IDLE_POLICY_FIELDS, SLUG_RULE, Role, Workspace
 
 
 def style_fields(form: forms.BaseForm) -> None:
@@ -92,15 +92,7 @@ class ChangeRoleForm(forms.Form):
 class IdlePolicyForm(StyledForm, forms.ModelForm):
     class Meta:
         model = Workspace
-        fields = [
-            "idle_min_minutes",
-            "idle_max_minutes",
-            "idle_default_minutes",
-            "idle_required",
-            "reminder_leads",
-            "keep_running_minutes",
-            "missed_start_window_minutes",
-        ]
+        fields = list(IDLE_POLICY_FIELDS)
         labels = {
             "idle_min_minutes": "Shortest idle shutdown (min)",
             "idle_max_minutes": "Longest idle shutdown (min)",

@@ -18,6 +18,18 @@ NAME_RULE = RegexValidator(
 )
 
 
+# The idle-shutdown policy of a workspace: set together by its admins (forms, actions).
+IDLE_POLICY_FIELDS = (
+    "idle_min_minutes",
+    "idle_max_minutes",
+    "idle_default_minutes",
+    "idle_required",
+    "reminder_leads",
+    "keep_running_minutes",
+    "missed_start_window_minutes",
+)
+
+
 class Role(models.TextChoices):
     """What a member may do. Ordered: each role includes the ones below it."""
 

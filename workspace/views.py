@@ -23,7 +23,7 @@ from workspace.forms import (
     WorkspaceCreateForm,
     WorkspaceSettingsForm,
 )
-from workspace.models import Membership, Notification, Role
+from workspace.models import IDLE_POLICY_FIELDS, Membership, Notification, Role
 
 ACTIVITY_PAGE_SIZE = 25
 
@@ -101,7 +101,7 @@ def workspace_settings(request: HttpRequest, access: WorkspaceAccess) -> HttpRes
     policy = IdlePolicyForm(request.POST if posted_policy else None, instance=access.workspace)
     if posted_policy and policy.is_valid():
         actions.update_idle_policy(
-            access, **{f: policy.cleaned_data[f] for f in actions.POLICY_FIELDS}
+            access, **{f: policy.cleaned_data[f] for f in IDLE_POLICY_FIELDS}
         )
         messages.success(request, "Idle-shutdown policy saved.")
         return redirect("workspace:settings", access.workspace.slug)

@@ -12,7 +12,7 @@ from compute import quota
 from compute.models import Compute, QuotaRequest, Tier, VmFamily, VmSize
 from compute.quota_actions import lower_limit, request_quota
 from compute.views.common import add_errors
-from workspace.access import WorkspaceAccess, workspace_view
+from workspace.access import WorkspaceAccess, require_role, workspace_view
 from workspace.forms import StyledForm
 from workspace.models import Role
 
@@ -35,10 +35,7 @@ class QuotaRequestForm(StyledForm, forms.Form):
 @workspace_view()
 def quota_page(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
     if request.method == "POST":
-        if not access.is_admin:
-            from workspace.access import require_role
-
-            require_role(access, Role.ADMIN, "changing quota limits")
+        require_role(access, Role.ADMIN, "changing quota limits")
         family = VmFamily.objects.filter(pk=request.POST.get("family")).first()
         raw = request.POST.get("limit", "")
         try:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import connection
 
 from compute.drivers import Driver, build_driver
 from compute.models import Compute, Node, NodeState
@@ -55,3 +57,26 @@ def converged(driver: Driver, compute: Compute, count: int, state: str) -> bool:
         and {o.node_id for o in observed if o.running} == idle
         and len(observed) == count
     )
+
+
+def run_together(*calls: Callable[[], object]) -> list[object]:
+    """Start every call at the same instant, each on its own thread and database
+    connection; a call's exception is returned in its place, for the test to inspect."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = calls[index]()
+        except Exception as error:
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results

@@ -4,12 +4,10 @@ worker — the same cases for the docker and the local driver."""
 from __future__ import annotations
 
 import json
-import threading
 
 import docker
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -17,7 +15,7 @@ from compute import actions
 from compute.drivers.base import LABEL_COMPUTE, LABEL_NODE, LABEL_SITE, LABEL_WORKSPACE
 from compute.models import ComputeState, VmSize
 from tests.conftest import make_team, remove_all_nodes
-from tests.integration.helpers import converged, driver_named, wait_for
+from tests.integration.helpers import converged, driver_named, run_together, wait_for
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -107,7 +105,7 @@ def test_instance_stop_start_and_a_double_clicked_start(lifecycle):
     # reads its own message afterwards, one at a time.
     said = sorted(
         str(message)
-        for tab in both_at_once(click)
+        for tab in run_together(click, click)
         for message in tab.get(reverse("workspace:list")).context["messages"]
     )
     assert len(said) == 2 and said[1] == "notebook: start requested.", said
@@ -124,27 +122,6 @@ def test_instance_stop_start_and_a_double_clicked_start(lifecycle):
         ),
         what="restarted on a fresh node",
     )
-
-
-def both_at_once(call) -> list[object]:
-    barrier = threading.Barrier(2)
-    results: list[object] = [None, None]
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = call()
-        except Exception as error:
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
 
 
 def test_sweep_replaces_a_vanished_node_and_removes_a_stray(lifecycle, workers):

@@ -3,12 +3,9 @@ admin's own views."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.urls import reverse
 
 from compute import actions, quota
@@ -26,7 +23,7 @@ from compute.models import (
     WorkspaceQuota,
 )
 from tests.conftest import make_team, remove_all_nodes
-from tests.integration.helpers import driver_named
+from tests.integration.helpers import driver_named, run_together
 from workspace.access import get_access
 from workspace.models import Notification
 
@@ -40,27 +37,6 @@ def set_limit(workspace, family_name: str, cores: int) -> None:
     )
 
 
-def all_at_once(calls) -> list[object]:
-    barrier = threading.Barrier(len(calls))
-    results: list[object] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = calls[index]()
-        except Exception as error:  # the refusals are what the test counts
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
-
-
 def test_fifty_concurrent_creations_against_a_quota_for_ten(catalog, workers):
     workers.stop()  # creations only: no worker needed, none racing
     team = make_team("fifty")
@@ -70,8 +46,8 @@ def test_fifty_concurrent_creations_against_a_quota_for_ten(catalog, workers):
     set_limit(team.workspace, "DSv2", 40)  # Standard_DS3_v2 has 4 cores: 10 fit
     access = get_access(team.admin, team.workspace.slug)
     size = VmSize.objects.get(name="Standard_DS3_v2")
-    results = all_at_once(
-        [
+    results = run_together(
+        *[
             (lambda i=i: actions.create_instance(access, name=f"box-{i}", vm_size=size))
             for i in range(50)
         ]
@@ -105,7 +81,7 @@ def test_two_clusters_sharing_a_family_quota_never_exceed_it(catalog, workers, s
                 submit_job(
                     access, compute_id=cluster.pk, name=f"{cluster.name}-{i}", command="sleep 30"
                 )
-        all_at_once([(lambda c=c: reconcile(c.pk, driver)) for c in clusters])
+        run_together(*[(lambda c=c: reconcile(c.pk, driver)) for c in clusters])
         live = Node.objects.filter(compute__in=clusters, state__in=("preparing", "idle", "running"))
         assert live.count() == 6
         assert quota.dedicated_used(team.workspace, size.family) == 24
