@@ -26,7 +26,7 @@ format:
 
 bench:
 	@bash scripts/test-setup.sh
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf .local/staticfiles .pytest_cache .ruff_cache

@@ -94,24 +94,34 @@ def bench_celery() -> None:
         worker.wait(timeout=15)
 
 
+def section(module: str) -> Callable[[], None]:
+    def run() -> None:
+        __import__(f"bench.{module}", fromlist=["run"]).run()
+
+    return run
+
+
+SECTIONS: dict[str, Callable[[], None]] = {
+    "pages": bench_pages,
+    "celery": bench_celery,
+    **{name: section(name) for name in ("compute", "jobs", "idle", "quota")},
+}
+
+
 def main() -> None:
+    # `python -m bench quota jobs` runs just those sections; no argument runs them all.
+    sections = sys.argv[1:] or list(SECTIONS)
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        sys.exit(f"unknown bench section(s): {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     setup_test_environment()
     old_name = connection.settings_dict["NAME"]
     engine = connection.settings_dict["ENGINE"].rsplit(".", 1)[-1]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     print(f"Hangar bench · database {engine} · {os.cpu_count()} cores · {time.strftime('%F %T')}")
     try:
-        bench_pages()
-        bench_celery()
-        from bench import compute as compute_bench
-        from bench import idle as idle_bench
-        from bench import jobs as jobs_bench
-        from bench import quota as quota_bench
-
-        compute_bench.run()
-        jobs_bench.run()
-        idle_bench.run()
-        quota_bench.run()
+        for name in sections:
+            SECTIONS[name]()
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

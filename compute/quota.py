@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.urls import reverse
 
@@ -182,6 +182,41 @@ def nodes_that_fit(workspace: Workspace, size: VmSize, wanted: int, tier: str) -
     if result.restricted_unapproved:
         return 0, result
     return min(wanted, result.free // max(1, size.vcpus)), result
+
+
+def claim_nodes(cluster: Compute, wanted: int) -> tuple[int, int, Check]:
+    """A scale-up: insert the rows of as many of `wanted` nodes as the quota allows.
+
+    Returns (nodes added, first new node number, the check). Call it outside a
+    transaction: on PostgreSQL a dedicated claim is one statement (migration 0008) that
+    commits on the server, so the quota row is never held across a client round trip.
+    """
+    workspace, size = cluster.workspace, cluster.vm_size
+    if cluster.tier == Tier.DEDICATED and connection.vendor == "postgresql":
+        family = size.family
+        for _ in range(2):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT * FROM hangar_claim_nodes(%s, %s, %s, %s, %s, %s)",
+                    [workspace.pk, family.pk, cluster.pk, wanted, size.vcpus, family.restricted],
+                )
+                found = cursor.fetchone()
+            if found:
+                fit, limit, approved, used, first = found
+                result = Check(
+                    family.name,
+                    size.vcpus * wanted,
+                    limit,
+                    int(used),
+                    restricted_unapproved=family.restricted and approved == 0,
+                )
+                return fit, first, result
+            family_row(workspace, family)  # first use of this family: make the row
+        raise RuntimeError("quota row vanished")
+    with transaction.atomic():  # the quota row stays locked until the rows exist
+        fit, result = nodes_that_fit(workspace, size, wanted, cluster.tier)
+        first = cluster.add_node_rows(fit) if fit else 0
+    return fit, first, result
 
 
 def request_url(workspace: Workspace, result: Check, family: VmFamily | None) -> str:

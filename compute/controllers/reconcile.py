@@ -13,8 +13,6 @@ import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from compute import idle, jobfiles, quota
@@ -255,21 +253,18 @@ class Pass:
                 reason = f"{queued} {jobs} queued need {need} node(s), {busy} busy"
             else:
                 reason = f"min nodes is {compute.min_nodes}"
-            with transaction.atomic():  # the quota row stays locked until the rows exist
-                fit, cores = quota.nodes_that_fit(
-                    compute.workspace, compute.vm_size, desired - live, compute.tier
+            fit, first, cores = quota.claim_nodes(compute, desired - live)
+            if fit < desired - live:
+                self.note(
+                    f"Not scaling to {desired}: {cores.message}"
+                    + (f" Scaling to {live + fit} instead." if fit else "")
                 )
-                if fit < desired - live:
-                    self.note(
-                        f"Not scaling to {desired}: {cores.message}"
-                        + (f" Scaling to {live + fit} instead." if fit else "")
-                    )
-                if not fit:
-                    return nodes
-                if fit == desired - live:
-                    message = f"Scaled {live} → {desired}: {reason} (max {compute.max_nodes})."
-                    self.note(message, force=True)
-                return nodes + self.add_nodes(fit, reason)
+            if not fit:
+                return nodes
+            if fit == desired - live:
+                message = f"Scaled {live} → {desired}: {reason} (max {compute.max_nodes})."
+                self.note(message, force=True)
+            return nodes + self.announce_nodes(first, fit, reason)
         if live > desired:
             nodes = self.scale_down(nodes, live - desired)
         elif need and live >= compute.max_nodes and need > live - busy:
@@ -310,19 +305,14 @@ class Pass:
             record(self.compute, "autoscale", message)
 
     def add_nodes(self, count: int, reason: str) -> list[Node]:
-        with transaction.atomic():
-            Compute.objects.filter(pk=self.compute.pk).update(
-                next_node_index=F("next_node_index") + count
-            )
-            end = Compute.objects.values_list("next_node_index", flat=True).get(pk=self.compute.pk)
-            new = Node.objects.bulk_create(
-                [Node(compute=self.compute, index=i) for i in range(end - count, end)]
-            )
-        names = ", ".join(node.name for node in new)
+        """Nodes outside the autoscaler (an instance's one): its quota was taken on start."""
+        return self.announce_nodes(self.compute.add_node_rows(count), count, reason)
+
+    def announce_nodes(self, first: int, count: int, reason: str) -> list[Node]:
+        """Record the new rows and hand them on for their containers."""
+        names = ", ".join(f"n-{i}" for i in range(first, first + count))
         record(self.compute, "node.adding", f"Adding {names} ({reason}).")
-        return list(
-            Node.objects.filter(compute=self.compute, index__gte=end - count).order_by("index")
-        )
+        return list(Node.objects.filter(compute=self.compute, index__gte=first).order_by("index"))
 
     def start_preparing(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
         for node in nodes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -135,6 +135,15 @@ class Compute(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(changed)
+
+    def add_node_rows(self, count: int) -> int:
+        """Insert `count` preparing node rows under fresh numbers; returns the first number.
+        (PostgreSQL's dedicated scale-up does the same inside hangar_claim_nodes.)"""
+        with transaction.atomic():
+            Compute.objects.filter(pk=self.pk).update(next_node_index=F("next_node_index") + count)
+            end = Compute.objects.values_list("next_node_index", flat=True).get(pk=self.pk)
+            Node.objects.bulk_create([Node(compute=self, index=i) for i in range(end - count, end)])
+        return end - count
 
     def desired_node_count(self, busy: int = 0, queued_demand: int = 0) -> int:
         """How many live nodes the compute should have: an instance one while it runs; a

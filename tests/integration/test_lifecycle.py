@@ -160,11 +160,14 @@ def test_sweep_replaces_a_vanished_node_and_removes_a_stray(lifecycle, workers):
     driver.ensure_node(stray)
     assert 999_999 in {o.node_id for o in driver.list_nodes(cluster.pk)}
     workers.get(lifecycle["name"])
+    # The event is written just after the container goes: wait for both.
     wait_for(
-        lambda: 999_999 not in {o.node_id for o in driver.list_nodes(cluster.pk)},
-        what="stray removed",
+        lambda: (
+            999_999 not in {o.node_id for o in driver.list_nodes(cluster.pk)}
+            and cluster.events.filter(verb="node.orphan_removed").exists()
+        ),
+        what="stray removed, with its event",
     )
-    assert cluster.events.filter(verb="node.orphan_removed").exists()
     assert converged(driver, cluster, 2, S.STEADY)
 
 

@@ -53,3 +53,24 @@ def test_quota_page_shows_bars_and_admins_cannot_raise_above_approved(client, te
     assert FamilyQuota.objects.get(family=dsv2.family).limit == 4
     client.force_login(team.contributor)
     assert client.post(url, {"family": dsv2.family.pk, "limit": "8"}).status_code == 403
+
+
+def test_a_scale_up_claims_only_what_fits(team, dsv2):
+    """The autoscaler's claim (one SQL function on PostgreSQL) at its boundaries."""
+    from compute import quota
+
+    access = get_access(team.admin, team.workspace.slug)
+    cluster = actions.create_cluster(access, name="pool", vm_size=dsv2, max_nodes=4)
+    fit, first, result = quota.claim_nodes(cluster, 3)  # 12 cores wanted, 8 allowed
+    assert (fit, result.limit, result.used, result.short) == (2, 8, 0, 4)
+    assert sorted(cluster.nodes.values_list("index", flat=True)) == [first, first + 1]
+    assert cluster.nodes.filter(state="preparing").count() == 2
+    fit, _, result = quota.claim_nodes(cluster, 1)  # exactly full now
+    assert (fit, result.used, result.message) == (
+        0,
+        8,
+        "Short 4 cores: needs 4 DSv2 cores, limit 8, used 8.",
+    )
+    cluster.nodes.filter(index=first).update(state="leaving")  # cores freed
+    fit, then, _ = quota.claim_nodes(cluster, 1)
+    assert (fit, then) == (1, first + 2)  # numbers are never reused
