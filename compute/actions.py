@@ -34,11 +34,7 @@ def _check_quota(compute: Compute) -> None:
     """Inside the creating transaction: the compute count, and for an instance its cores
     (it holds a node from the start). Row locks keep concurrent creations honest."""
     workspace, size = compute.workspace, compute.vm_size
-    pool = quota.pool_row(workspace, lock=True)
-    if quota.compute_count(workspace) >= pool.max_computes:
-        raise ValidationError(
-            f"{workspace.name} has reached its limit of {pool.max_computes} computes."
-        )
+    quota.ensure_room_for_a_compute(workspace)
     cores = quota.check(workspace, size, 1 if compute.is_instance else 0, Tier.DEDICATED, lock=True)
     if cores.restricted_unapproved or (compute.is_instance and not cores.fits):
         raise ValidationError({"vm_size": cores.message})

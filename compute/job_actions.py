@@ -103,6 +103,8 @@ def submit_job(
 def check_node_count(compute: Compute, node_count: int) -> None:
     if compute.is_instance and node_count != 1:
         raise ValidationError({"node_count": "A compute instance runs one-node jobs only."})
+    if compute.is_attached and node_count != 1:
+        raise ValidationError({"node_count": "An attached compute runs one-node jobs only."})
     if node_count < 1 or node_count > compute.max_nodes:
         raise ValidationError(
             {"node_count": f"{compute.name} takes 1 to {compute.max_nodes} nodes per job."}

@@ -57,7 +57,7 @@ class JobSubmitForm(StyledForm, forms.Form):
             .order_by("kind", "name")
         )
         self.fields["compute"].choices = [("", "Choose a compute…")] + [
-            (c.pk, f"{c.name} · {c.get_kind_display().lower()} · {c.get_state_display().lower()}")
+            (c.pk, f"{c.name} · {c.get_kind_display().lower()} · {c.state_label.lower()}")
             for c in computes
         ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.urls import reverse
@@ -101,6 +102,16 @@ def low_priority_used(workspace: Workspace) -> int:
 
 def compute_count(workspace: Workspace) -> int:
     return Compute.objects.filter(workspace=workspace).exclude(state=S.DELETED).count()
+
+
+def ensure_room_for_a_compute(workspace: Workspace) -> None:
+    """Inside the creating transaction: the pool row stays locked, so two creations at
+    once cannot both take the last place."""
+    pool = pool_row(workspace, lock=True)
+    if compute_count(workspace) >= pool.max_computes:
+        raise ValidationError(
+            f"{workspace.name} has reached its limit of {pool.max_computes} computes."
+        )
 
 
 @dataclass(frozen=True)

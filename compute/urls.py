@@ -1,6 +1,6 @@
 from django.urls import path
 
-from compute.views import catalog, computes, health, idle, jobs, quota
+from compute.views import attached, catalog, computes, health, idle, jobs, quota
 
 app_name = "compute"
 
@@ -13,7 +13,15 @@ urlpatterns = [
         computes.compute_create,
         name="create",
     ),
+    path("w/<slug:slug>/compute/attach/", attached.attach_pick, name="attach"),
+    path("w/<slug:slug>/compute/attach/<str:kind>/", attached.attach_create, name="attach-kind"),
     path("w/<slug:slug>/compute/<int:pk>/", computes.compute_detail, name="detail"),
+    path("w/<slug:slug>/compute/<int:pk>/connection/", attached.attach_edit, name="attach-edit"),
+    path(
+        "w/<slug:slug>/compute/<int:pk>/attached/<str:verb>/",
+        attached.attached_action,
+        name="attached-action",
+    ),
     path("w/<slug:slug>/compute/<int:pk>/resize/", computes.cluster_update, name="resize"),
     path(
         "w/<slug:slug>/compute/<int:pk>/nodes/<int:node_id>/preempt/",

@@ -186,6 +186,11 @@ HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR = env_float("HANGAR_SIMULATED_PREEMPTIONS_
 HANGAR_CPU_SCALE = env_float("HANGAR_CPU_SCALE", 0.05)
 HANGAR_MEMORY_SCALE = env_float("HANGAR_MEMORY_SCALE", 0.02)
 HANGAR_MAX_NODES_LIMIT = env_int("HANGAR_MAX_NODES_LIMIT", 16, minimum=1, maximum=1000)
+# Attached computes: jobs at once per target, and how often an idle target is checked.
+HANGAR_ATTACHED_JOBS_PER_TARGET = env_int(
+    "HANGAR_ATTACHED_JOBS_PER_TARGET", 1, minimum=1, maximum=64
+)
+HANGAR_ATTACHED_HEALTH_SECONDS = env_float("HANGAR_ATTACHED_HEALTH_SECONDS", 30.0, minimum=1.0)
 # A reconciler holds a compute for this long at most; a dead worker's hold expires.
 HANGAR_RECONCILE_LEASE_SECONDS = env_float("HANGAR_RECONCILE_LEASE_SECONDS", 10.0, minimum=1.0)
 # Beat's sweep enforces idle deadlines and collects finished jobs: its period bounds how

@@ -17,7 +17,7 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from compute import idle
-from compute.drivers import Driver, JobLaunch, NodeStartError
+from compute.drivers import Driver, DriverUnavailable, JobLaunch, NodeStartError
 from compute.events import record
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.jobs import CodeKind
@@ -226,6 +226,46 @@ def place(compute: Compute, driver: Driver, report: JobReport) -> None:
         idle.record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
     JobRun.objects.filter(job_id__in=started, started_at__isnull=True).update(started_at=now)
     report.placed += started
+
+
+def place_on_target(compute: Compute, runner: Driver, slots: int, report: JobReport) -> None:
+    """Attached computes: FIFO, one rank per job, at most `slots` jobs at once, no nodes.
+    The reconcile lease makes this pass the only one placing on this compute."""
+    active = Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)).count()
+    if active >= slots:
+        return
+    queue = Job.objects.filter(compute=compute, status=J.QUEUED).order_by("queued_at", "id")
+    for job in queue[: slots - active]:
+        with transaction.atomic():
+            if not Job.objects.filter(pk=job.pk, status=J.QUEUED).update(
+                status=J.PREPARING, preparing_at=timezone.now()
+            ):
+                continue  # canceled meanwhile
+            run = JobRun.objects.create(
+                job=job,
+                attempt=job.retries,
+                rank=0,
+                node_name=compute.name,
+                container=compute.name,
+            )
+        job.status = J.PREPARING
+        try:
+            launch(compute, runner, job, [run])
+        except NodeStartError as exc:
+            finish(job, J.FAILED, None, str(exc), timezone.now())
+            continue
+        except DriverUnavailable:
+            # Nothing started over there: back to the head of the queue, as it was.
+            with transaction.atomic():
+                run.delete()
+                Job.objects.filter(pk=job.pk, status=J.PREPARING).update(
+                    status=J.QUEUED, preparing_at=None
+                )
+            raise
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+        JobRun.objects.filter(pk=run.pk).update(started_at=now)
+        report.placed.append(job.pk)
 
 
 def node_container(compute: Compute, node: Node) -> str:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from compute import idle, jobfiles, quota
 from compute.controllers import jobs as job_steps
 from compute.controllers import lease
+from compute.controllers.attached import AttachedPass
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
 from compute.drivers import get_driver as default_driver
 from compute.events import record
@@ -68,11 +69,16 @@ def reconcile(compute_id: int, driver: Driver | None = None) -> Outcome:
         while passes < MAX_PASSES * 3:
             passes += 1
             compute = (
-                Compute.objects.select_related("workspace", "vm_size").filter(pk=compute_id).first()
+                Compute.objects.select_related("workspace", "vm_size", "attachment")
+                .filter(pk=compute_id)
+                .first()
             )
             if compute is None:
                 return outcome
-            moved = Pass(compute, driver, owner, outcome).run()
+            if compute.is_attached:
+                moved = AttachedPass(compute, outcome).run()
+            else:
+                moved = Pass(compute, driver, owner, outcome).run()
             asked = Compute.objects.filter(pk=compute_id, rerun_requested=True).update(
                 rerun_requested=False
             )

@@ -1,7 +1,7 @@
 """The periodic sweep: find every compute whose world drifted, whose transition stalled,
 whose jobs need placing or collecting, or whose idle nodes reached their deadline.
 
-It reads all live computes, nodes and job counts in three queries and lists the
+It reads all live computes, nodes, job counts and due health checks in four queries and lists the
 containers in one driver call, then compares in memory: a constant number of queries
 however many computes there are. It returns the computes that need a reconcile.
 """
@@ -12,14 +12,24 @@ import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from compute.drivers import Driver, DriverUnavailable
 from compute.drivers import get_driver as default_driver
-from compute.models import Compute, ComputeState, Job, Node, NodeState, Tier
+from compute.models import (
+    Attachment,
+    Compute,
+    ComputeKind,
+    ComputeState,
+    Job,
+    Node,
+    NodeState,
+    Tier,
+)
 from compute.models.compute import desired_count
 from compute.models.states import LIVE_NODE_STATES, TRANSITIONAL
 
@@ -64,6 +74,14 @@ def sweep(driver: Driver | None = None) -> SweepReport:
         observed = None
         report.driver_error = str(exc)
 
+    # Ready attached computes whose health check is due (attachment_health_idx).
+    stale = now - timedelta(seconds=settings.HANGAR_ATTACHED_HEALTH_SECONDS)
+    health_due = set(
+        Attachment.objects.filter(compute__state=ComputeState.STEADY)
+        .filter(Q(health_checked_at__isnull=True) | Q(health_checked_at__lt=stale))
+        .values_list("compute_id", flat=True)
+    )
+
     def due(compute_id: int, reason: str) -> None:
         report.reasons.setdefault(compute_id, reason)
 
@@ -79,6 +97,13 @@ def sweep(driver: Driver | None = None) -> SweepReport:
         if state in TRANSITIONAL:
             due(pk, f"{state} in progress")
         elif state == ComputeState.FAILED:
+            continue
+        elif kind == ComputeKind.ATTACHED:
+            # No nodes or containers: only jobs and health checks bring it here.
+            if jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"]:
+                due(pk, "jobs to place or collect")
+            elif pk in health_due:
+                due(pk, "health check due")
             continue
         elif jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"]:
             due(pk, "jobs to place or collect")

@@ -121,15 +121,7 @@ class LocalDriver(Driver):
 
     @staticmethod
     def _detached(script: str, run: str, environment: dict[str, str], cwd: Path) -> None:
-        """Run a script in the background of a shell that exits at once, so the script is
-        adopted by init: it outlives the worker and never becomes its zombie."""
-        subprocess.run(
-            ["sh", "-c", 'sh -c "$0" hangar "$1" < /dev/null > /dev/null 2>&1 &', script, run],
-            cwd=cwd,
-            env=environment,
-            check=True,
-            timeout=START_TIMEOUT,
-        )
+        run_detached(script, run, environment, cwd)
 
     def remove_node(self, name: str) -> bool:
         node_dir = self._dir(name)
@@ -225,3 +217,15 @@ class LocalDriver(Driver):
             os.killpg(pid, signum)
         except ProcessLookupError:
             pass
+
+
+def run_detached(script: str, run: str, environment: dict[str, str], cwd: Path) -> None:
+    """Run a script in the background of a shell that exits at once, so the script is
+    adopted by init: it outlives the worker and never becomes its zombie."""
+    subprocess.run(
+        ["sh", "-c", 'sh -c "$0" hangar "$1" < /dev/null > /dev/null 2>&1 &', script, run],
+        cwd=cwd,
+        env=environment,
+        check=True,
+        timeout=START_TIMEOUT,
+    )

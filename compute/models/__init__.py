@@ -1,3 +1,4 @@
+from compute.models.attached import Attachment, SecretKind, TargetKind
 from compute.models.catalog import Category, GpuArchitecture, VmFamily, VmSize
 from compute.models.compute import Compute, Event, Node, Tier
 from compute.models.idle import Reminder, Schedule, ScheduleAction
@@ -6,6 +7,7 @@ from compute.models.quota import FamilyQuota, QuotaRequest, RequestStatus, Works
 from compute.models.states import ComputeKind, ComputeState, NodeState
 
 __all__ = [
+    "Attachment",
     "Category",
     "CodeKind",
     "Compute",
@@ -25,6 +27,8 @@ __all__ = [
     "RequestStatus",
     "Schedule",
     "ScheduleAction",
+    "SecretKind",
+    "TargetKind",
     "Tier",
     "VmFamily",
     "VmSize",

@@ -27,6 +27,15 @@ COMPUTE_NAME_RULE = RegexValidator(
 )
 
 
+ATTACHED_STATE_LABELS = {
+    ComputeState.CREATING: "Validating",
+    ComputeState.STEADY: "Ready",
+    ComputeState.FAILED: "Error",
+    ComputeState.DELETING: "Detaching",
+    ComputeState.DELETED: "Detached",
+}
+
+
 class Tier(models.TextChoices):
     DEDICATED = "dedicated", "Dedicated"
     LOW_PRIORITY = "low_priority", "Low priority"
@@ -40,7 +49,10 @@ class Compute(models.Model):
         max_length=16, choices=ComputeState.choices, default=ComputeState.CREATING
     )
     last_error = models.TextField(blank=True)
-    vm_size = models.ForeignKey(VmSize, on_delete=models.PROTECT, related_name="computes")
+    # None only for attached computes: their machine is whatever it is.
+    vm_size = models.ForeignKey(
+        VmSize, null=True, blank=True, on_delete=models.PROTECT, related_name="computes"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -115,6 +127,17 @@ class Compute(models.Model):
     @property
     def is_cluster(self) -> bool:
         return self.kind == ComputeKind.CLUSTER
+
+    @property
+    def is_attached(self) -> bool:
+        return self.kind == ComputeKind.ATTACHED
+
+    @property
+    def state_label(self) -> str:
+        """What users call the state: an attached target validates and is ready."""
+        if self.is_attached:
+            return ATTACHED_STATE_LABELS.get(self.state, self.get_state_display())
+        return self.get_state_display()
 
     @property
     def is_steady(self) -> bool:

@@ -12,6 +12,7 @@ from django.db import models
 class ComputeKind(models.TextChoices):
     INSTANCE = "instance", "Compute instance"
     CLUSTER = "cluster", "Compute cluster"
+    ATTACHED = "attached", "Attached compute"
 
 
 class ComputeState(models.TextChoices):
@@ -51,7 +52,20 @@ CLUSTER_TRANSITIONS: dict[str, set[str]] = {
     S.DELETING: {S.DELETED},
     S.DELETED: set(),
 }
-TRANSITIONS = {ComputeKind.INSTANCE: INSTANCE_TRANSITIONS, ComputeKind.CLUSTER: CLUSTER_TRANSITIONS}
+# Attached: creating = validating the connection, steady = ready for jobs, failed =
+# validation failed (retry goes back to creating), deleting = detaching.
+ATTACHED_TRANSITIONS: dict[str, set[str]] = {
+    S.CREATING: {S.STEADY, S.FAILED, S.DELETING},
+    S.STEADY: {S.CREATING, S.FAILED, S.DELETING},
+    S.FAILED: {S.CREATING, S.DELETING},
+    S.DELETING: {S.DELETED},
+    S.DELETED: set(),
+}
+TRANSITIONS = {
+    ComputeKind.INSTANCE: INSTANCE_TRANSITIONS,
+    ComputeKind.CLUSTER: CLUSTER_TRANSITIONS,
+    ComputeKind.ATTACHED: ATTACHED_TRANSITIONS,
+}
 
 # Nothing to do until someone acts; the page stops polling.
 STEADY = (S.RUNNING, S.STOPPED, S.STEADY, S.FAILED, S.DELETED)

@@ -14,11 +14,16 @@ from compute.charts import cluster_chart
 from compute.forms import ClusterBoundsForm, ClusterForm, InstanceForm
 from compute.models import Compute, ComputeKind, ComputeState, Tier
 from compute.models.states import LIVE_NODE_STATES
+from compute.views.attached import attached_detail
 from compute.views.common import add_errors, back, with_polling
 from workspace.access import WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
 
-TABS = {"instances": ComputeKind.INSTANCE, "clusters": ComputeKind.CLUSTER}
+TABS = {
+    "instances": ComputeKind.INSTANCE,
+    "clusters": ComputeKind.CLUSTER,
+    "attached": ComputeKind.ATTACHED,
+}
 PAGE_SIZE = 25
 EVENTS_ON_PAGE = 30
 
@@ -37,7 +42,7 @@ def compute_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
         computes_of(access)
         .filter(kind=TABS[tab])
         .exclude(state=ComputeState.DELETED)
-        .select_related("vm_size", "created_by", "assigned_to")
+        .select_related("vm_size", "created_by", "assigned_to", "attachment")
         .annotate(
             live_nodes=Count("nodes", filter=Q(nodes__state__in=LIVE_NODE_STATES), distinct=True),
             queued_jobs=Count("jobs", filter=Q(jobs__status="queued"), distinct=True),
@@ -70,6 +75,7 @@ def compute_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
             "steady": steady,
             "instance_count": counts.get(ComputeKind.INSTANCE, 0),
             "cluster_count": counts.get(ComputeKind.CLUSTER, 0),
+            "attached_count": counts.get(ComputeKind.ATTACHED, 0),
         },
     )
     return with_polling(request, response, steady)
@@ -145,6 +151,8 @@ def compute_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Ht
     compute = get_object_or_404(
         computes_of(access).select_related("vm_size__family", "created_by", "assigned_to"), pk=pk
     )
+    if compute.is_attached and compute.state != ComputeState.DELETED:
+        return attached_detail(request, access, compute)
     template = "compute/detail.html" + ("#live" if request.htmx else "")
     context = _detail_context(access, compute)
     response = render(request, template, context)

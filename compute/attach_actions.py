@@ -1,0 +1,165 @@
+"""The service layer of attached computes: attach, change the connection, validate again,
+detach. Contributors and admins only; secrets are encrypted before they reach a row and
+never go into a task message (tasks take the compute id)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from compute import quota, secrets
+from compute.events import record
+from compute.models import Attachment, Compute, ComputeKind, ComputeState
+from compute.targets import kind_of
+from compute.tasks import enqueue_reconcile
+from workspace.access import WorkspaceAccess, require_role
+from workspace.models import Role
+
+S = ComputeState
+CONNECTION_FIELDS = ("host", "port", "username", "secret_kind")
+
+
+def attach(
+    access: WorkspaceAccess,
+    *,
+    target_kind: str,
+    name: str,
+    max_concurrent_jobs: int,
+    host: str = "",
+    port: int = 22,
+    username: str = "",
+    secret_kind: str = "",
+    secret: str = "",
+) -> Compute:
+    """Attach a machine Hangar did not create; a worker validates it right after."""
+    require_role(access, Role.CONTRIBUTOR, "attaching compute")
+    kind = kind_of(target_kind)
+    if kind is None:
+        raise ValidationError("Choose a kind of compute to attach.")
+    if not kind.runnable:
+        raise ValidationError(f"{kind.label} targets are coming soon: they cannot be attached yet.")
+    actor = access.membership.user
+    compute = Compute(
+        workspace=access.workspace,
+        name=name,
+        kind=ComputeKind.ATTACHED,
+        created_by=actor,
+        max_nodes=1,
+    )
+    compute.full_clean(exclude=["vm_size"])
+    try:
+        with transaction.atomic():
+            quota.ensure_room_for_a_compute(access.workspace)
+            compute.save()
+            Attachment.objects.create(
+                compute=compute,
+                target_kind=kind.key,
+                host=host if kind.connects_over_ssh else "",
+                port=port if kind.connects_over_ssh else 22,
+                username=username if kind.connects_over_ssh else "",
+                secret_kind=secret_kind if kind.connects_over_ssh else "",
+                secret=secrets.encrypt(secret) if kind.connects_over_ssh else "",
+                max_concurrent_jobs=max_concurrent_jobs,
+            )
+            where = f" ({username}@{host}:{port})" if kind.connects_over_ssh else ""
+            record(
+                compute,
+                "attach.created",
+                f"{actor} attached {kind.label} {compute.name}{where}; validating.",
+                actor=actor,
+            )
+            enqueue_reconcile(compute.pk)
+    except IntegrityError:
+        raise ValidationError({"name": "A compute with this name already exists here."}) from None
+    return compute
+
+
+def _attached(access: WorkspaceAccess, compute_id: int) -> Compute:
+    compute = (
+        Compute.objects.select_for_update()
+        .filter(workspace=access.workspace, pk=compute_id, kind=ComputeKind.ATTACHED)
+        .exclude(state=S.DELETED)
+        .first()
+    )
+    if compute is None:
+        raise ValidationError("This attached compute no longer exists.")
+    return compute
+
+
+def update_connection(
+    access: WorkspaceAccess,
+    compute_id: int,
+    *,
+    max_concurrent_jobs: int,
+    host: str = "",
+    port: int = 22,
+    username: str = "",
+    secret_kind: str = "",
+    secret: str = "",
+    forget_host_key: bool = False,
+) -> Compute:
+    """Change how Hangar reaches the target; a changed connection is validated again.
+    An empty `secret` keeps the stored one."""
+    require_role(access, Role.CONTRIBUTOR, "changing compute")
+    actor = access.membership.user
+    with transaction.atomic():
+        compute = _attached(access, compute_id)
+        if compute.state == S.DELETING:
+            raise ValidationError(f"{compute.name} is being detached.")
+        attachment = Attachment.objects.select_for_update().get(pk=compute.pk)
+        changed = []
+        if attachment.uses_ssh:
+            new = {"host": host, "port": port, "username": username, "secret_kind": secret_kind}
+            changed = [f for f in CONNECTION_FIELDS if getattr(attachment, f) != new[f]]
+            for field in CONNECTION_FIELDS:
+                setattr(attachment, field, new[field])
+            if secret:
+                attachment.secret = secrets.encrypt(secret)
+                changed.append("secret")
+            if forget_host_key and attachment.host_key:
+                attachment.host_key = ""
+                changed.append("pinned host key (forgotten)")
+        if attachment.max_concurrent_jobs != max_concurrent_jobs:
+            attachment.max_concurrent_jobs = max_concurrent_jobs
+            changed.append("jobs at once")
+        attachment.save()
+        what = ", ".join(changed) or "nothing"
+        record(compute, "attach.updated", f"{actor} changed {what}.", actor=actor)
+        if set(changed) - {"jobs at once"}:
+            _validate_again(compute)
+        enqueue_reconcile(compute.pk)
+    return compute
+
+
+def revalidate(access: WorkspaceAccess, compute_id: int) -> Compute:
+    """Retry after an error, or look again at a ready target's facts."""
+    require_role(access, Role.CONTRIBUTOR, "validating compute")
+    actor = access.membership.user
+    with transaction.atomic():
+        compute = _attached(access, compute_id)
+        if compute.state in (S.CREATING, S.DELETING):
+            raise ValidationError(f"{compute.name} is already {compute.state_label.lower()}.")
+        _validate_again(compute)
+        record(compute, "attach.validate", f"{actor} asked to validate again.", actor=actor)
+        enqueue_reconcile(compute.pk)
+    return compute
+
+
+def _validate_again(compute: Compute) -> None:
+    if compute.state != S.CREATING:
+        compute.transition(compute.state, S.CREATING, last_error="")
+
+
+def detach(access: WorkspaceAccess, compute_id: int) -> Compute:
+    """Remove the target from the workspace: Hangar stops its own jobs there and forgets
+    the credentials; the machine itself is left as it is."""
+    require_role(access, Role.CONTRIBUTOR, "detaching compute")
+    actor = access.membership.user
+    with transaction.atomic():
+        compute = _attached(access, compute_id)
+        if compute.state == S.DELETING:
+            raise ValidationError(f"{compute.name} is already being detached.")
+        compute.transition(compute.state, S.DELETING)
+        record(compute, "attach.detach", f"{actor} detached {compute.name}.", actor=actor)
+        enqueue_reconcile(compute.pk)
+    return compute

@@ -1,0 +1,31 @@
+"""Re-encrypt every stored secret with the newest key of HANGAR_SECRET_KEYS."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from compute import secrets
+from compute.models import Attachment
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt the secrets of attached computes with the newest HANGAR_SECRET_KEYS key. "
+        "Put the new key first, keep the old ones after it, run this, then drop the old keys."
+    )
+
+    def handle(self, *args, **options) -> None:
+        rotated = 0
+        with transaction.atomic():
+            for attachment in Attachment.objects.select_for_update().exclude(secret=""):
+                try:
+                    attachment.secret = secrets.rotate(attachment.secret)
+                except Exception:  # InvalidToken: no configured key opens it
+                    raise CommandError(
+                        f"The secret of {attachment.compute} cannot be decrypted with any "
+                        "configured key; nothing was changed."
+                    ) from None
+                attachment.save(update_fields=["secret"])
+                rotated += 1
+        self.stdout.write(f"Rotated {rotated} secret(s) to the newest key.")

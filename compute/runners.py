@@ -1,0 +1,225 @@
+"""Job runners of attached computes: the same three job calls as a driver (start, cancel,
+look), so the job steps of controllers/jobs.py run unchanged on them.
+
+- The local computer runs a job as a detached local process group, as the local driver does.
+- A remote VM or HDInsight head node runs it detached on the far side over SSH, writing its
+  output and exit code there; each look copies the new output and the exit code into the
+  local run folder, so the job pages read them as they read any job's.
+
+A runner may be given `on_finish`: it then watches a started job and calls it the moment
+the job ends, so a finished job is collected at once rather than at the next sweep. The
+watch is only for speed: a worker that dies loses nothing, the sweep collects anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from compute import jobfiles, secrets, ssh
+from compute.drivers.base import JobLaunch, NodeStartError
+from compute.drivers.local import run_detached
+from compute.jobfiles import RunState
+from compute.models import Attachment, TargetKind
+
+SAFE_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+WATCH_SECONDS = 6 * 3600
+_watching: set[tuple[str, str]] = set()
+_watching_lock = threading.Lock()
+
+
+def _watch_once(key: tuple[str, str], wait: Callable[[], None], then: Callable[[], None]) -> None:
+    """Run `wait` in a daemon thread (one per run and process), then `then`."""
+    with _watching_lock:
+        if key in _watching:
+            return
+        _watching.add(key)
+
+    def body() -> None:
+        try:
+            wait()
+        except Exception:  # unreachable now: the sweep collects it later
+            return
+        finally:
+            with _watching_lock:
+                _watching.discard(key)
+        then()
+
+    threading.Thread(target=body, name=f"hangar-watch-{key[1]}", daemon=True).start()
+
+
+class LocalRunner:
+    """The local computer: the machine the worker runs on."""
+
+    def __init__(self, on_finish: Callable[[], None] | None = None) -> None:
+        self.on_finish = on_finish
+
+    def start_job(self, launch: JobLaunch) -> None:
+        environment = {**os.environ, **launch.environment}
+        if launch.code_job_id is not None:
+            environment["HANGAR_WORKDIR"] = str(jobfiles.code_dir(launch.code_job_id))
+        run = jobfiles.prepare_run_dir(launch.run_key)
+        run_detached(jobfiles.JOB_WRAPPER, str(run), environment, cwd=run)
+        if self.on_finish is not None:
+            exit_file = run / "exit_code"
+
+            def wait() -> None:
+                deadline = time.monotonic() + WATCH_SECONDS
+                while not exit_file.exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+
+            _watch_once(("local", launch.run_key), wait, self.on_finish)
+
+    def cancel_job(self, container: str, run_key: str) -> None:
+        run = jobfiles.run_dir(run_key)
+        run_detached(jobfiles.JOB_CANCEL, str(run), dict(os.environ), cwd=jobfiles.runs_root())
+
+    def job_state(self, run_key: str) -> RunState:
+        return jobfiles.read_run(run_key)
+
+
+class SSHRunner:
+    """A remote VM or an HDInsight head node. Runs live in ~/.hangar/<site>/ over there."""
+
+    def __init__(
+        self, endpoint: ssh.Endpoint, site: str, on_finish: Callable[[], None] | None = None
+    ) -> None:
+        self.endpoint = endpoint
+        self.root = f"$HOME/.hangar/{site}"  # HANGAR_SITE is [a-z0-9-]: safe as it is
+        self.on_finish = on_finish
+
+    def _run_dir(self, run_key: str) -> str:
+        return f'"{self.root}/runs/"{shlex.quote(run_key)}'
+
+    def start_job(self, launch: JobLaunch) -> None:
+        jobfiles.prepare_run_dir(launch.run_key)  # the local mirror of the remote run
+        environment = {
+            key: value for key, value in launch.environment.items() if SAFE_ENV_KEY.match(key)
+        }
+        lines = [f"run={self._run_dir(launch.run_key)}"]
+        if launch.code_job_id is not None:
+            code = self._upload_code(launch.code_job_id)
+            lines.append(f"export HANGAR_WORKDIR={code}")
+        lines += [f"export {key}={shlex.quote(value)}" for key, value in environment.items()]
+        lines += [
+            'mkdir -p "$run" && cd "$run" || exit 1',
+            "rm -f exit_code exit_code.tmp pid output.log",
+            f'setsid sh -c {shlex.quote(jobfiles.JOB_WRAPPER)} hangar "$run" '
+            "< /dev/null > /dev/null 2>&1 &",
+        ]
+        result = ssh.run(self.endpoint, "\n".join(lines))
+        if result.exit_code != 0:
+            raise NodeStartError(
+                f"Could not start the job on {self.endpoint.where}: "
+                f"{result.stderr.decode(errors='replace').strip() or f'exit {result.exit_code}'}"
+            )
+        if self.on_finish is not None:
+            wait_for_exit = (
+                f"run={self._run_dir(launch.run_key)}; i=0; "
+                f'while [ ! -e "$run/exit_code" ] && [ $i -lt {WATCH_SECONDS * 40} ]; '
+                "do sleep 0.025; i=$((i+1)); done"
+            )
+            _watch_once(
+                (self.endpoint.cache_key, launch.run_key),
+                lambda: ssh.run(self.endpoint, wait_for_exit, timeout=WATCH_SECONDS + 60),
+                self.on_finish,
+            )
+
+    def _upload_code(self, job_id: int) -> str:
+        """The job's code snapshot, copied once; returns its folder over there."""
+        code = f'"{self.root}/code/{job_id}"'
+        found = ssh.run(self.endpoint, f'mkdir -p "{self.root}/code" && echo {code}')
+        remote = found.text.strip()
+        if ssh.run(self.endpoint, f"test -d {code}").exit_code != 0:
+            partial = f"{remote}.part"
+            ssh.run(self.endpoint, f"rm -rf {shlex.quote(partial)} && mkdir {shlex.quote(partial)}")
+            ssh.upload_tree(self.endpoint, jobfiles.code_dir(job_id), partial)
+            ssh.run(self.endpoint, f"mv {shlex.quote(partial)} {code}")
+        return shlex.quote(remote)
+
+    def cancel_job(self, container: str, run_key: str) -> None:
+        ssh.run(
+            self.endpoint,
+            f"sh -c {shlex.quote(jobfiles.JOB_CANCEL)} hangar {self._run_dir(run_key)} "
+            "< /dev/null > /dev/null 2>&1",
+        )
+
+    def job_state(self, run_key: str) -> RunState:
+        """Look over there, and bring the new output and the exit code here."""
+        local = jobfiles.run_dir(run_key)
+        local.mkdir(parents=True, exist_ok=True)
+        output = local / "output.log"
+        offset = output.stat().st_size if output.exists() else 0
+        # The exit code is read before the output: once it exists, the output is whole.
+        result = ssh.run(
+            self.endpoint,
+            f"cd {self._run_dir(run_key)} 2>/dev/null || {{ echo gone; exit 0; }}\n"
+            "if [ -e pid ]; then echo started; else echo waiting; fi\n"
+            "cat exit_code 2>/dev/null || echo none\n"
+            f"tail -c +{offset + 1} output.log 2>/dev/null",
+        )
+        head, _, rest = result.stdout.partition(b"\n")
+        if head == b"gone":
+            return self._vanished(local)
+        code_line, _, new_output = rest.partition(b"\n")
+        if new_output:
+            with output.open("ab") as handle:
+                handle.write(new_output)
+        started = head == b"started"
+        if started:
+            (local / "pid").write_text("remote\n")
+        code = code_line.strip()
+        if code.lstrip(b"-").isdigit():
+            _write_atomically(local / "exit_code", code.decode() + "\n")
+            return RunState(started=True, exit_code=int(code))
+        return RunState(started=started, exit_code=None)
+
+    @staticmethod
+    def _vanished(local: Path) -> RunState:
+        if not (local / "pid").exists():
+            return RunState(started=False, exit_code=None)  # never started: relaunched
+        with (local / "output.log").open("a") as handle:
+            handle.write("\n[hangar] the run's folder vanished on the target; marked failed.\n")
+        _write_atomically(local / "exit_code", "255\n")
+        return RunState(started=True, exit_code=255)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_suffix(".tmp")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def endpoint_for(attachment: Attachment) -> ssh.Endpoint:
+    plaintext = secrets.decrypt(attachment.secret)
+    is_key = attachment.secret_kind == "key"
+    return ssh.Endpoint(
+        host=attachment.host,
+        port=attachment.port,
+        username=attachment.username,
+        private_key=plaintext if is_key else "",
+        password="" if is_key else plaintext,
+        pinned_host_key=attachment.host_key,
+    )
+
+
+def runner_for(
+    attachment: Attachment, site: str, on_finish: Callable[[], None] | None = None
+) -> LocalRunner | SSHRunner:
+    if attachment.target_kind == TargetKind.LOCAL:
+        return LocalRunner(on_finish)
+    return SSHRunner(endpoint_for(attachment), site, on_finish)
+
+
+def local_facts() -> dict:
+    """The local computer's facts, by the same script as over SSH."""
+    done = subprocess.run(
+        ["sh", "-c", ssh.FACTS_SCRIPT], capture_output=True, text=True, timeout=30, check=False
+    )
+    return ssh.parse_facts(done.stdout)

@@ -1,0 +1,263 @@
+"""SSH to attached computes with paramiko: connect with a pinned host key, authenticate,
+run commands, copy code. Knows nothing of Django models: it is handed an `Endpoint`.
+
+Connections are kept per worker process (one per endpoint) so a job's many small steps
+(start, look, collect) cost a round trip each, not a handshake each.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import socket
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from compute.drivers.base import DriverUnavailable
+
+# paramiko logs failed handshakes and auth at length; our messages say what matters.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+CONNECT_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 60.0
+
+
+class SSHError(DriverUnavailable):
+    """The target cannot be reached or refused us; the message says why, for users.
+    Like any unavailable driver, work waits and is retried: a running job goes on there."""
+
+
+class HostKeyChanged(SSHError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    username: str
+    private_key: str = ""  # plaintext, only ever in memory
+    password: str = ""
+    pinned_host_key: str = ""  # "ssh-ed25519 AAAA…"; empty: trust on first use
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def cache_key(self) -> str:
+        material = "\0".join(
+            (self.host, str(self.port), self.username, self.private_key, self.password)
+        )
+        return hashlib.sha256(material.encode()).hexdigest() + self.pinned_host_key
+
+    def __repr__(self) -> str:  # never print the secrets
+        return f"Endpoint({self.username}@{self.where})"
+
+
+def fingerprint(host_key: str) -> str:
+    """OpenSSH's SHA256 fingerprint of "type base64" (what `ssh-keygen -lf` shows)."""
+    blob = base64.b64decode(host_key.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+def parse_private_key(text: str) -> paramiko.PKey:
+    """A private key from its text, or ValueError saying what is wrong with it."""
+    text = text.strip() + "\n"
+    for key_type in KEY_TYPES:
+        try:
+            return key_type.from_private_key(io.StringIO(text))
+        except paramiko.PasswordRequiredException:
+            raise ValueError(
+                "This key is protected by a passphrase. Give Hangar a key of its own without "
+                "one (ssh-keygen -t ed25519 -N '')."
+            ) from None
+        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+            continue
+    raise ValueError(
+        "This is not a private key Hangar can read: paste the whole OpenSSH or PEM private "
+        "key (ed25519, ECDSA or RSA), from -----BEGIN to -----END."
+    )
+
+
+def connect(endpoint: Endpoint) -> tuple[paramiko.Transport, str]:
+    """A fresh authenticated connection, and the host key the server offered."""
+    try:
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=CONNECT_TIMEOUT)
+    except ConnectionRefusedError:
+        raise SSHError(
+            f"connection refused on {endpoint.where}: is an SSH server listening there?"
+        ) from None
+    except TimeoutError:
+        raise SSHError(f"no answer from {endpoint.where} within {CONNECT_TIMEOUT:.0f} s") from None
+    except socket.gaierror:
+        raise SSHError(f"cannot resolve the host name {endpoint.host}") from None
+    except OSError as exc:
+        raise SSHError(f"cannot connect to {endpoint.where}: {exc.strerror or exc}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        try:
+            transport.start_client(timeout=CONNECT_TIMEOUT)
+        except (paramiko.SSHException, EOFError, OSError):
+            raise SSHError(f"{endpoint.where} did not complete an SSH handshake") from None
+        offered = transport.get_remote_server_key()
+        seen = f"{offered.get_name()} {offered.get_base64()}"
+        if endpoint.pinned_host_key and endpoint.pinned_host_key != seen:
+            raise HostKeyChanged(
+                f"host key changed on {endpoint.where}: pinned "
+                f"{fingerprint(endpoint.pinned_host_key)}, now offered {fingerprint(seen)}. "
+                "Refused: if the machine was rebuilt, forget the pinned key on the edit page."
+            )
+        authenticate(transport, endpoint)
+    except BaseException:
+        transport.close()
+        raise
+    return transport, seen
+
+
+def authenticate(transport: paramiko.Transport, endpoint: Endpoint) -> None:
+    failed = f"authentication failed for user {endpoint.username} on {endpoint.where}"
+    try:
+        if endpoint.private_key:
+            transport.auth_publickey(endpoint.username, parse_private_key(endpoint.private_key))
+        else:
+            transport.auth_password(endpoint.username, endpoint.password)
+    except paramiko.AuthenticationException:
+        raise SSHError(failed) from None
+    except (paramiko.SSHException, EOFError, OSError):
+        raise SSHError(f"{failed} (the server closed the connection)") from None
+    if not transport.is_authenticated():
+        raise SSHError(failed)
+
+
+@dataclass(frozen=True)
+class Result:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+
+_pool: dict[str, paramiko.Transport] = {}
+_pool_lock = threading.Lock()
+
+
+def transport_for(endpoint: Endpoint) -> paramiko.Transport:
+    """This process's connection to the endpoint, opened on first use or after a drop."""
+    with _pool_lock:
+        transport = _pool.get(endpoint.cache_key)
+        if transport is not None and transport.is_active():
+            return transport
+        transport, _ = connect(endpoint)
+        transport.set_keepalive(15)
+        _pool[endpoint.cache_key] = transport
+        return transport
+
+
+def forget(endpoint: Endpoint) -> None:
+    with _pool_lock:
+        transport = _pool.pop(endpoint.cache_key, None)
+    if transport is not None:
+        transport.close()
+
+
+def run(
+    endpoint: Endpoint, command: str, stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT
+) -> Result:
+    """Run a shell command on the target; one reconnect if the kept connection dropped."""
+    for attempt in (1, 2):
+        transport = transport_for(endpoint)
+        try:
+            return _run_on(transport, command, stdin, timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            forget(endpoint)
+            if attempt == 2:
+                raise SSHError(f"lost the connection to {endpoint.where}: {exc}") from None
+    raise AssertionError("unreachable")
+
+
+def _run_on(transport: paramiko.Transport, command: str, stdin: bytes, timeout: float) -> Result:
+    channel = transport.open_session(timeout=timeout)
+    try:
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        if stdin:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        stdout, stderr = bytearray(), bytearray()
+        while True:
+            chunk = channel.recv(65536)
+            if not chunk:
+                break
+            stdout += chunk
+        while True:  # paramiko buffered stderr meanwhile: drain it to its end
+            chunk = channel.recv_stderr(65536)
+            if not chunk:
+                break
+            stderr += chunk
+        return Result(channel.recv_exit_status(), bytes(stdout), bytes(stderr))
+    except TimeoutError:
+        raise SSHError(f"a command on the target took more than {timeout:.0f} s") from None
+    finally:
+        channel.close()
+
+
+def upload_tree(endpoint: Endpoint, local: Path, remote: str) -> None:
+    """Copy a folder (a job's code snapshot) to the target, files read-only as here."""
+    transport = transport_for(endpoint)
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    try:
+        for path in sorted(local.rglob("*")):
+            target = f"{remote}/{path.relative_to(local).as_posix()}"
+            if path.is_dir():
+                sftp.mkdir(target)
+            else:
+                sftp.put(str(path), target)
+                sftp.chmod(target, stat.S_IMODE(path.stat().st_mode) | 0o400)
+    finally:
+        sftp.close()
+
+
+# Facts: one line each, key=value; gpu= once per GPU (nvidia-smi only where present).
+FACTS_SCRIPT = r"""
+echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
+echo "memory_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo 2>/dev/null)"
+if [ -r /etc/os-release ]; then . /etc/os-release; fi
+echo "os=${PRETTY_NAME:-$(uname -s)}"
+echo "kernel=$(uname -r)"
+echo "python=$( (python3 --version || python --version) 2>&1 | head -n 1)"
+if command -v nvidia-smi > /dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu=/'
+fi
+"""
+
+
+def parse_facts(text: str) -> dict:
+    facts: dict = {"gpus": []}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if key == "gpu":
+            facts["gpus"].append(value)
+        elif key in ("cpus", "memory_kb"):
+            facts[key] = int(value) if value.isdigit() else None
+        elif key in ("os", "kernel", "python"):
+            python_missing = key == "python" and "not found" in value
+            facts[key] = "not installed" if python_missing else value
+    if facts.get("memory_kb"):
+        facts["memory_gib"] = round(facts["memory_kb"] / 1024**2, 1)
+    return facts

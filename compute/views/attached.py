@@ -1,0 +1,158 @@
+"""Attached compute pages: the kind picker, the attach and edit forms, the live target page
+and its actions (validate again, detach)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from compute import attach_actions
+from compute.attach_forms import AttachForm
+from compute.models import Attachment, Compute, ComputeKind, ComputeState
+from compute.targets import KINDS, kind_of
+from compute.views.common import add_errors, with_polling
+from workspace.access import WorkspaceAccess, workspace_view
+from workspace.models import Role
+
+EVENTS_ON_PAGE = 30
+S = ComputeState
+
+
+def _page(access: WorkspaceAccess, **extra) -> dict:
+    return {"nav": "compute", "access": access, "workspace": access.workspace, **extra}
+
+
+@workspace_view(Role.CONTRIBUTOR, "attaching compute")
+def attach_pick(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    return render(request, "compute/attach_pick.html", _page(access, kinds=KINDS.values()))
+
+
+@workspace_view(Role.CONTRIBUTOR, "attaching compute")
+def attach_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
+    target = kind_of(kind)
+    if target is None:
+        raise Http404("No such kind of compute.")
+    if not target.runnable:
+        messages.info(request, f"{target.label} targets are coming soon.")
+        return redirect("compute:attach", access.workspace.slug)
+    form = AttachForm(request.POST or None, kind=target)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            compute = attach_actions.attach(
+                access,
+                target_kind=target.key,
+                name=data["name"],
+                max_concurrent_jobs=data["max_concurrent_jobs"],
+                **_connection(target, data),
+            )
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Attached {compute.name}: validating the connection…")
+            return redirect(compute)
+    return render(request, "compute/attach_form.html", _page(access, form=form, kind=target))
+
+
+def _connection(target, data: dict) -> dict:
+    if not target.connects_over_ssh:
+        return {}
+    return {
+        "host": data["host"],
+        "port": data["port"],
+        "username": data["username"],
+        "secret_kind": data["secret_kind"],
+        "secret": data["secret"],
+    }
+
+
+def _attached(access: WorkspaceAccess, pk: int) -> Compute:
+    return get_object_or_404(
+        Compute.objects.filter(workspace=access.workspace, kind=ComputeKind.ATTACHED)
+        .exclude(state=S.DELETED)
+        .select_related("attachment", "created_by"),
+        pk=pk,
+    )
+
+
+@workspace_view(Role.CONTRIBUTOR, "changing compute")
+def attach_edit(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    compute = _attached(access, pk)
+    attachment: Attachment = compute.attachment
+    target = kind_of(attachment.target_kind)
+    initial = {
+        "host": attachment.host,
+        "port": attachment.port,
+        "username": attachment.username,
+        "secret_kind": attachment.secret_kind or "key",
+        "max_concurrent_jobs": attachment.max_concurrent_jobs,
+    }  # never the secret: the form shows "set — replace"
+    stored = attachment.secret_kind if attachment.secret else ""
+    form = AttachForm(request.POST or None, kind=target, initial=initial, stored_secret_kind=stored)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            attach_actions.update_connection(
+                access,
+                compute.pk,
+                max_concurrent_jobs=data["max_concurrent_jobs"],
+                forget_host_key=data.get("forget_host_key", False),
+                **_connection(target, data),
+            )
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"{compute.name}: saved.")
+            return redirect(compute)
+    context = _page(access, form=form, kind=target, compute=compute)
+    return render(request, "compute/attach_form.html", context)
+
+
+def attached_context(access: WorkspaceAccess, compute: Compute) -> dict:
+    busy = compute.jobs.filter(status__in=("queued", "preparing", "running")).exists()
+    attachment = compute.attachment
+    return _page(
+        access,
+        compute=compute,
+        attachment=attachment,
+        kind=kind_of(attachment.target_kind),
+        steady=compute.is_steady and not busy,
+        recent_jobs=compute.jobs.select_related("submitted_by").order_by("-queued_at")[:10],
+        events=compute.events.select_related("actor")[:EVENTS_ON_PAGE],
+        can_act=access.is_contributor,
+    )
+
+
+def attached_detail(
+    request: HttpRequest, access: WorkspaceAccess, compute: Compute
+) -> HttpResponse:
+    template = "compute/attached_detail.html" + ("#live" if request.htmx else "")
+    context = attached_context(access, compute)
+    return with_polling(request, render(request, template, context), context["steady"])
+
+
+@workspace_view(Role.CONTRIBUTOR, "changing compute")
+def attached_action(
+    request: HttpRequest, access: WorkspaceAccess, pk: int, verb: str
+) -> HttpResponse:
+    if verb not in ("validate", "detach"):
+        raise Http404("No such action.")
+    compute = _attached(access, pk)
+    if request.method != "POST":
+        return redirect(compute)
+    try:
+        if verb == "detach":
+            attach_actions.detach(access, compute.pk)
+            messages.success(request, f"Detaching {compute.name}; the machine is not touched.")
+        else:
+            attach_actions.revalidate(access, compute.pk)
+            messages.success(request, f"{compute.name}: validating again…")
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    if verb == "detach":
+        return redirect(reverse("compute:list", args=[access.workspace.slug]) + "?tab=attached")
+    return redirect(compute)

@@ -1,0 +1,269 @@
+"""Attached computes against a real OpenSSH server on 127.0.0.1 and a real worker:
+validation and its failures, host key pinning, jobs over SSH (output, failure, cancel, a
+worker killed mid-job), health, and the local computer."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+from django.urls import reverse
+
+from compute import attach_actions, jobfiles
+from compute.job_actions import cancel_job, submit_job
+from compute.models import Attachment, Compute, ComputeState, Job, JobStatus
+from tests.conftest import make_team
+from tests.integration.helpers import wait_for
+from tests.sshd import SSHServer
+from workspace.access import get_access
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+S, J = ComputeState, JobStatus
+WORKER_ENV = {"HANGAR_ATTACHED_HEALTH_SECONDS": "1"}
+# The remote side is this machine: the marker finds the job's process in `ps`.
+LONG = "sleep 300; echo hangar-test-marker"
+
+
+def marker_running() -> bool:
+    found = subprocess.run(["pgrep", "-f", "hangar-test-marke[r]"], capture_output=True)
+    return found.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def sshd():
+    server = SSHServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def attached(workers, catalog, sshd, settings):
+    settings.HANGAR_ATTACHED_HEALTH_SECONDS = 1.0
+    worker = workers.get("local", **WORKER_ENV)
+    team = make_team("remote")
+    access = get_access(team.contributor, team.workspace.slug)
+    yield {"team": team, "access": access, "worker": worker}
+    subprocess.run(["pkill", "-f", "hangar-test-marke[r]"], check=False)
+
+
+def attach_vm(access, sshd, name="gpu-box", **overrides) -> Compute:
+    values = {
+        "target_kind": "remote_vm",
+        "name": name,
+        "max_concurrent_jobs": 1,
+        "host": "127.0.0.1",
+        "port": sshd.port,
+        "username": sshd.user,
+        "secret_kind": "key",
+        "secret": sshd.private_key,
+        **overrides,
+    }
+    return attach_actions.attach(access, **values)
+
+
+def settled(compute: Compute) -> Compute:
+    wait_for(
+        lambda: Compute.objects.get(pk=compute.pk).state in (S.STEADY, S.FAILED),
+        what=f"{compute.name} validated",
+    )
+    return Compute.objects.select_related("attachment").get(pk=compute.pk)
+
+
+def finished(job: Job, timeout: float = 20) -> Job:
+    wait_for(lambda: Job.objects.get(pk=job.pk).is_terminal, timeout=timeout, what="job ends")
+    return Job.objects.get(pk=job.pk)
+
+
+def output(job: Job) -> str:
+    return jobfiles.read_output(job.runs.get(attempt=job.retries).key)
+
+
+def test_attach_with_a_key_shows_the_facts_and_pins_the_host_key(client, attached, sshd):
+    team = attached["team"]
+    client.force_login(team.contributor)
+    url = reverse("compute:attach-kind", args=[team.workspace.slug, "remote_vm"])
+    response = client.post(
+        url,
+        {
+            "name": "gpu-box",
+            "host": "127.0.0.1",
+            "port": sshd.port,
+            "username": sshd.user,
+            "secret_kind": "key",
+            "private_key": sshd.private_key,
+            "max_concurrent_jobs": 1,
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    compute = settled(Compute.objects.get(name="gpu-box"))
+    assert compute.state == S.STEADY, compute.last_error
+    attachment = compute.attachment
+    assert attachment.host_key == sshd.host_public_key  # pinned on first use
+    assert attachment.healthy is True
+    page = client.get(compute.get_absolute_url()).content.decode()
+    assert f'<dd class="col-7">{os.cpu_count()}</dd>' in page  # the machine's CPUs
+    assert attachment.host_key_fingerprint in page
+    assert "Python 3" in page and "ML pipelines" in page
+    assert "pinned (trust on first use)" in page  # the event says what was trusted
+
+
+def test_wrong_key_wrong_user_and_a_closed_port_explain_themselves(attached, sshd):
+    access = attached["access"]
+    closed = SSHServer()  # never started: its port refuses
+    cases = {
+        "wrong-key": (
+            {"secret": sshd.other_key.read_text()},
+            f"authentication failed for user {sshd.user} on 127.0.0.1:{sshd.port}",
+        ),
+        "wrong-user": (
+            {"username": "nobody-here"},
+            f"authentication failed for user nobody-here on 127.0.0.1:{sshd.port}",
+        ),
+        "closed-port": (
+            {"port": closed.port},
+            f"connection refused on 127.0.0.1:{closed.port}",
+        ),
+    }
+    made = {name: attach_vm(access, sshd, name=name, **case[0]) for name, case in cases.items()}
+    for name, (_, message) in cases.items():
+        compute = settled(made[name])
+        assert compute.state == S.FAILED
+        assert message in compute.last_error
+        assert compute.attachment.healthy is False
+    closed.close()
+    # Fixing the connection retries the validation, which now succeeds.
+    attach_actions.update_connection(
+        access,
+        made["wrong-key"].pk,
+        max_concurrent_jobs=1,
+        host="127.0.0.1",
+        port=sshd.port,
+        username=sshd.user,
+        secret_kind="key",
+        secret=sshd.private_key,
+    )
+    assert settled(made["wrong-key"]).state == S.STEADY
+
+
+def test_a_changed_host_key_is_refused(attached, sshd):
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd))
+    assert compute.state == S.STEADY
+    pinned = compute.attachment.host_key
+    sshd.new_host_key()
+    attach_actions.revalidate(access, compute.pk)
+    compute = settled(compute)
+    assert compute.state == S.FAILED
+    assert "host key changed" in compute.last_error
+    assert Attachment.objects.get(pk=compute.pk).host_key == pinned  # still the old one
+    # Forgetting the pinned key (the machine was rebuilt) trusts the new one.
+    attach_actions.update_connection(
+        access,
+        compute.pk,
+        max_concurrent_jobs=1,
+        host="127.0.0.1",
+        port=sshd.port,
+        username=sshd.user,
+        secret_kind="key",
+        forget_host_key=True,
+    )
+    compute = settled(compute)
+    assert compute.state == S.STEADY
+    assert compute.attachment.host_key == sshd.host_public_key != pinned
+
+
+def test_jobs_over_ssh_complete_fail_and_cancel(attached, sshd):
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd))
+    done = submit_job(
+        access, compute_id=compute.pk, name="hello", command="echo hello from $(hostname)"
+    )
+    done = finished(done)
+    assert done.status == J.COMPLETED and done.exit_code == 0
+    assert "hello from" in output(done)
+    failing = submit_job(access, compute_id=compute.pk, name="bad", command="echo oops >&2; exit 3")
+    failing = finished(failing)
+    assert failing.status == J.FAILED and failing.exit_code == 3
+    assert "oops" in output(failing)
+    # Cancel reaches the process over there.
+    long = submit_job(access, compute_id=compute.pk, name="long", command=LONG)
+    wait_for(lambda: Job.objects.get(pk=long.pk).status == J.RUNNING, what="running")
+    wait_for(lambda: marker_running(), what="the remote process runs")
+    cancel_job(access, long.pk)
+    long = finished(long)
+    assert long.status == J.CANCELED
+    wait_for(lambda: not marker_running(), what="the remote process is gone")
+
+
+def test_one_job_at_a_time_by_default_and_the_result_survives_a_killed_worker(
+    attached, sshd, workers
+):
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd))
+    first = submit_job(
+        access, compute_id=compute.pk, name="first", command="sleep 2; echo first done"
+    )
+    second = submit_job(access, compute_id=compute.pk, name="second", command="echo second")
+    wait_for(lambda: Job.objects.get(pk=first.pk).status == J.RUNNING, what="first runs")
+    attached["worker"].kill()  # SIGKILL, as a crash
+    assert Job.objects.get(pk=second.pk).status == J.QUEUED  # the target runs one at a time
+    time.sleep(2.5)  # the job ends while no worker lives
+    workers.get("local", **WORKER_ENV)
+    first, second = finished(first), finished(second)
+    assert first.status == J.COMPLETED and "first done" in output(first)
+    assert second.status == J.COMPLETED and second.running_at >= first.finished_at
+
+
+def test_an_unreachable_target_is_unhealthy_and_its_jobs_wait_with_the_reason(
+    client, attached, sshd
+):
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd))
+    sshd.stop(sessions=True)
+    try:
+        wait_for(
+            lambda: Attachment.objects.get(pk=compute.pk).healthy is False,
+            what="marked unhealthy",
+        )
+        reason = Attachment.objects.get(pk=compute.pk).health_reason
+        assert f"connection refused on 127.0.0.1:{sshd.port}" in reason
+        job = submit_job(access, compute_id=compute.pk, name="waits", command="echo ran")
+        time.sleep(1.5)
+        assert Job.objects.get(pk=job.pk).status == J.QUEUED
+        client.force_login(attached["team"].contributor)
+        page = client.get(job.get_absolute_url()).content.decode()
+        assert "is unreachable (connection refused" in page and "last seen" in page
+    finally:
+        sshd.start()
+    job = finished(job)
+    assert job.status == J.COMPLETED and "ran" in output(job)
+    assert Attachment.objects.get(pk=compute.pk).healthy is True
+
+
+def test_the_local_computer_runs_jobs_as_local_processes(attached):
+    access = attached["access"]
+    compute = attach_actions.attach(
+        access, target_kind="local", name="my-laptop", max_concurrent_jobs=2
+    )
+    compute = settled(compute)
+    assert compute.state == S.STEADY
+    assert compute.attachment.facts["cpus"] == os.cpu_count()
+    job = finished(submit_job(access, compute_id=compute.pk, name="here", command="echo pid $$"))
+    assert job.status == J.COMPLETED and re.search(r"pid \d+", output(job))
+
+
+def test_detach_stops_our_jobs_and_forgets_the_secret_but_not_the_machine(attached, sshd):
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd))
+    job = submit_job(access, compute_id=compute.pk, name="long", command=LONG)
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == J.RUNNING, what="running")
+    wait_for(lambda: marker_running(), what="the remote process runs")
+    attach_actions.detach(access, compute.pk)
+    wait_for(lambda: Compute.objects.get(pk=compute.pk).state == S.DELETED, what="detached")
+    assert Job.objects.get(pk=job.pk).status == J.CANCELED
+    wait_for(lambda: not marker_running(), what="the remote process is gone")
+    assert Attachment.objects.get(pk=compute.pk).secret == ""
+    assert sshd.process.poll() is None  # the machine (its sshd) is as it was
