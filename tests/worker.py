@@ -79,6 +79,9 @@ class Worker:
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
+            # The embedded beat is a child process: the crash takes it too, or an orphaned
+            # beat would go on sending sweeps to later tests' workers.
+            subprocess.run(["pkill", "-KILL", "-P", str(self.process.pid), "-f", "celery"])
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 

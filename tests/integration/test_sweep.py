@@ -32,7 +32,7 @@ def make_clusters(team, count: int, min_nodes: int) -> list[Compute]:
 
 
 @pytest.mark.parametrize("count", [3, 25])
-def test_sweep_with_nothing_to_do_costs_three_queries_however_many_computes(
+def test_sweep_with_nothing_to_do_costs_four_queries_however_many_computes(
     team, catalog, count, settings, workers
 ):
     workers.stop()  # this test plays the worker itself, step by step
@@ -45,14 +45,14 @@ def test_sweep_with_nothing_to_do_costs_three_queries_however_many_computes(
         with CaptureQueriesContext(connection) as queries:
             report = sweep(driver)
         assert report.due == [] and report.strays_removed == []
-        assert len(queries) == 3
+        assert len(queries) == 4  # computes, nodes, job counts, due health checks
 
-        # Drift is found in the same three queries: a node dies, a stray appears.
+        # Drift is found in the same four queries: a node dies, a stray appears.
         victim = driver.list_nodes(clusters[0].pk)[0]
         driver.remove_node(victim.name)
         with CaptureQueriesContext(connection) as queries:
             report = sweep(driver)
         assert report.due == [clusters[0].pk]
-        assert len(queries) == 3
+        assert len(queries) == 4
     finally:
         remove_all_nodes()
