@@ -267,3 +267,11 @@ def test_detach_stops_our_jobs_and_forgets_the_secret_but_not_the_machine(attach
     wait_for(lambda: not marker_running(), what="the remote process is gone")
     assert Attachment.objects.get(pk=compute.pk).secret == ""
     assert sshd.process.poll() is None  # the machine (its sshd) is as it was
+
+
+def test_an_hdinsight_head_node_is_reached_over_ssh_like_a_vm(attached, sshd):
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd, name="spark-head", target_kind="hdinsight"))
+    assert compute.state == S.STEADY and compute.attachment.get_target_kind_display() == "HDInsight"
+    job = finished(submit_job(access, compute_id=compute.pk, name="etl", command="echo etl ok"))
+    assert job.status == J.COMPLETED and "etl ok" in output(job)
