@@ -78,7 +78,7 @@ def submit_job(
             name=name.strip() or command.split()[0][:80],
             command=command,
             environment=environment or {},
-            image=settings.HANGAR_NODE_IMAGE,
+            image="" if compute.is_attached else settings.HANGAR_NODE_IMAGE,  # runs as is there
             node_count=node_count,
             submitted_by=actor,
             max_retries=settings.HANGAR_JOB_MAX_RETRIES,
