@@ -7,19 +7,22 @@ look), so the job steps of controllers/jobs.py run unchanged on them.
   local run folder, so the job pages read them as they read any job's.
 
 A runner may be given `on_finish`: it then watches a started job and calls it the moment
-the job ends, so a finished job is collected at once rather than at the next sweep. The
-watch is only for speed: a worker that dies loses nothing, the sweep collects anyway.
+the job ends, so a finished job is collected at once rather than at the next sweep (over
+SSH the start command itself stays open and brings back the exit code and the output).
+The watch is only for speed: a worker that dies loses nothing, the sweep collects anyway.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from compute import jobfiles, secrets, ssh
@@ -98,6 +101,9 @@ class SSHRunner:
         return f'"{self.root}/runs/"{shlex.quote(run_key)}'
 
     def start_job(self, launch: JobLaunch) -> None:
+        """One command starts the job detached over there and, when watched, stays open
+        until it ends and then brings back its exit code and output: one round of the
+        remote shell per job, and the finish is known at once."""
         jobfiles.prepare_run_dir(launch.run_key)  # the local mirror of the remote run
         environment = {
             key: value for key, value in launch.environment.items() if SAFE_ENV_KEY.match(key)
@@ -112,24 +118,59 @@ class SSHRunner:
             "rm -f exit_code exit_code.tmp pid output.log",
             f'setsid sh -c {shlex.quote(jobfiles.JOB_WRAPPER)} hangar "$run" '
             "< /dev/null > /dev/null 2>&1 &",
+            "echo started",
         ]
-        result = ssh.run(self.endpoint, "\n".join(lines))
-        if result.exit_code != 0:
-            raise NodeStartError(
-                f"Could not start the job on {self.endpoint.where}: "
-                f"{result.stderr.decode(errors='replace').strip() or f'exit {result.exit_code}'}"
-            )
-        if self.on_finish is not None:
-            wait_for_exit = (
-                f"run={self._run_dir(launch.run_key)}; i=0; "
-                f'while [ ! -e "$run/exit_code" ] && [ $i -lt {WATCH_SECONDS * 40} ]; '
-                "do sleep 0.025; i=$((i+1)); done"
-            )
-            _watch_once(
-                (self.endpoint.cache_key, launch.run_key),
-                lambda: ssh.run(self.endpoint, wait_for_exit, timeout=WATCH_SECONDS + 60),
-                self.on_finish,
-            )
+        watched = self.on_finish is not None and _take_watch_slot(self.endpoint)
+        if watched:
+            lines += [
+                f"i=0; while [ ! -e exit_code ] && [ $i -lt {WATCH_SECONDS * 50} ]; "
+                "do sleep 0.02; i=$((i+1)); done",
+                '[ -e exit_code ] && echo "exit=$(cat exit_code)" && cat output.log',
+            ]
+        try:
+            channel = ssh.open_command(self.endpoint, "\n".join(lines))
+            started = ssh.read_line(channel) == b"started"
+        except BaseException:
+            if watched:
+                _release_watch_slot(self.endpoint)
+            raise
+        if not started:
+            result = ssh.finish(channel, self.endpoint)
+            if watched:
+                _release_watch_slot(self.endpoint)
+            why = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_code}"
+            raise NodeStartError(f"Could not start the job on {self.endpoint.where}: {why}")
+        if not watched:
+            ssh.finish(channel, self.endpoint)
+            return
+        threading.Thread(
+            target=self._collect_when_done,
+            args=(channel, launch.run_key),
+            name=f"hangar-watch-{launch.run_key}",
+            daemon=True,
+        ).start()
+
+    def _collect_when_done(self, channel, run_key: str) -> None:
+        """The rest of the start command: the exit code and the whole output, mirrored
+        here. If the connection breaks first, the sweep's look collects it instead."""
+        try:
+            channel.settimeout(WATCH_SECONDS + 60)
+            result = ssh.finish(channel, self.endpoint)
+        except ssh.SSHError:
+            return
+        finally:
+            _release_watch_slot(self.endpoint)
+        head, _, output = result.stdout.partition(b"\n")
+        code = head.removeprefix(b"exit=").strip()
+        if not head.startswith(b"exit=") or not code.lstrip(b"-").isdigit():
+            return
+        local = jobfiles.run_dir(run_key)
+        with _mirror_lock(local):
+            if not (local / "exit_code").exists():
+                _write_atomically(local / "output.log", output)
+                (local / "pid").write_text("remote\n")
+                _write_atomically(local / "exit_code", code + b"\n")
+        self.on_finish()
 
     def _upload_code(self, job_id: int) -> str:
         """The job's code snapshot, copied once; returns its folder over there."""
@@ -151,9 +192,16 @@ class SSHRunner:
         )
 
     def job_state(self, run_key: str) -> RunState:
-        """Look over there, and bring the new output and the exit code here."""
+        """Look over there, and bring the new output and the exit code here. Under the
+        mirror's lock: a watching thread or another worker may be writing it too."""
         local = jobfiles.run_dir(run_key)
         local.mkdir(parents=True, exist_ok=True)
+        with _mirror_lock(local):
+            if (local / "exit_code").exists():  # already brought here: final
+                return jobfiles.read_run(run_key)
+            return self._look(run_key, local)
+
+    def _look(self, run_key: str, local: Path) -> RunState:
         output = local / "output.log"
         offset = output.stat().st_size if output.exists() else 0
         # The exit code is read before the output: once it exists, the output is whole.
@@ -176,7 +224,7 @@ class SSHRunner:
             (local / "pid").write_text("remote\n")
         code = code_line.strip()
         if code.lstrip(b"-").isdigit():
-            _write_atomically(local / "exit_code", code.decode() + "\n")
+            _write_atomically(local / "exit_code", code + b"\n")
             return RunState(started=True, exit_code=int(code))
         return RunState(started=started, exit_code=None)
 
@@ -186,14 +234,43 @@ class SSHRunner:
             return RunState(started=False, exit_code=None)  # never started: relaunched
         with (local / "output.log").open("a") as handle:
             handle.write("\n[hangar] the run's folder vanished on the target; marked failed.\n")
-        _write_atomically(local / "exit_code", "255\n")
+        _write_atomically(local / "exit_code", b"255\n")
         return RunState(started=True, exit_code=255)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_suffix(".tmp")
-    partial.write_text(text)
+    partial.write_bytes(data)
     partial.replace(path)
+
+
+@contextmanager
+def _mirror_lock(local: Path) -> Iterator[None]:
+    """One writer of a run's local mirror at a time, across threads and worker processes."""
+    local.mkdir(parents=True, exist_ok=True)
+    with open(local / ".mirror.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+# Start commands kept open to watch jobs, per target: a server allows ~10 sessions per
+# connection (OpenSSH's MaxSessions), so past a few the sweep's looks collect instead.
+MAX_WATCHED_PER_TARGET = 6
+_watched: dict[str, int] = {}
+
+
+def _take_watch_slot(endpoint: ssh.Endpoint) -> bool:
+    with _watching_lock:
+        held = _watched.get(endpoint.cache_key, 0)
+        if held >= MAX_WATCHED_PER_TARGET:
+            return False
+        _watched[endpoint.cache_key] = held + 1
+        return True
+
+
+def _release_watch_slot(endpoint: ssh.Endpoint) -> None:
+    with _watching_lock:
+        _watched[endpoint.cache_key] = max(0, _watched.get(endpoint.cache_key, 1) - 1)
 
 
 def endpoint_for(attachment: Attachment) -> ssh.Endpoint:

@@ -86,7 +86,7 @@ class AttachedPass:
         ssh.forget(endpoint)  # validate on a fresh connection: credentials may have changed
         transport, seen = ssh.connect(endpoint)
         try:
-            result = ssh._run_on(transport, ssh.FACTS_SCRIPT, b"", ssh.CONNECT_TIMEOUT * 3)
+            result = ssh.run_on(transport, endpoint, ssh.FACTS_SCRIPT)
         finally:
             transport.close()
         return ssh.parse_facts(result.text), seen

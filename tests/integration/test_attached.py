@@ -275,3 +275,20 @@ def test_an_hdinsight_head_node_is_reached_over_ssh_like_a_vm(attached, sshd):
     assert compute.state == S.STEADY and compute.attachment.get_target_kind_display() == "HDInsight"
     job = finished(submit_job(access, compute_id=compute.pk, name="etl", command="echo etl ok"))
     assert job.status == J.COMPLETED and "etl ok" in output(job)
+
+
+def test_output_shows_while_the_job_runs_and_is_never_doubled(attached, sshd):
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd))
+    job = submit_job(
+        access,
+        compute_id=compute.pk,
+        name="slow",
+        command="echo first line; sleep 3; echo second line",
+    )
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == J.RUNNING, what="running")
+    wait_for(lambda: "first line" in output(Job.objects.get(pk=job.pk)), what="live output")
+    assert Job.objects.get(pk=job.pk).status == J.RUNNING  # seen before the end
+    job = finished(job)
+    assert job.status == J.COMPLETED
+    assert output(job) == "first line\nsecond line\n"  # the final copy replaced, not added
