@@ -4,6 +4,7 @@ from django.template.response import TemplateResponse
 
 from compute import quota, quota_actions
 from compute.models import (
+    Attachment,
     Compute,
     Event,
     FamilyQuota,
@@ -103,6 +104,17 @@ class ComputeAdmin(ReadMostlyAdmin):
     list_select_related = ["workspace", "vm_size", "created_by"]
     date_hierarchy = "created_at"
     inlines = [NodeInline]
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(ReadMostlyAdmin):
+    """How attached computes are reached. The secret is never shown, not even encrypted."""
+
+    list_display = ["compute", "target_kind", "address", "healthy", "last_seen_at"]
+    list_filter = ["target_kind", "healthy", "compute__workspace"]
+    search_fields = ["compute__name", "host", "username", "health_reason"]
+    list_select_related = ["compute"]
+    exclude = ["secret"]
 
 
 @admin.register(Node)

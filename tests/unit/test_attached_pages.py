@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
@@ -131,6 +132,12 @@ def test_secrets_are_encrypted_at_rest_and_never_shown(client, team, private_key
     ):
         page = client.get(url).content.decode()
         assert body not in page and "PRIVATE KEY-----\n" not in page
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+    page = client.get(reverse("admin:compute_attachment_change", args=[compute.pk]))
+    assert page.status_code == 200 and body not in page.content.decode()
+    assert raw not in page.content.decode()  # not even the ciphertext
+    client.force_login(team.contributor)
     edit = client.get(reverse("compute:attach-edit", args=[team.workspace.slug, compute.pk]))
     assert "set — replace" in edit.content.decode()
     # Saving the edit form with the secret left empty keeps it.

@@ -68,6 +68,7 @@ def test_pages_carry_the_csrf_header_for_htmx(client, team):
         "admin:compute_compute_changelist",
         "admin:compute_node_changelist",
         "admin:compute_event_changelist",
+        "admin:compute_attachment_changelist",
     ],
 )
 def test_admin_changelists_with_filters_and_search(client, team, url):
