@@ -3,6 +3,8 @@ secrets at rest and on pages, key rotation, and who may do what."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
@@ -218,3 +220,19 @@ def test_the_attached_tab_lists_targets_and_an_empty_state(client, team, private
     page = client.get(url).content.decode()
     assert 'data-compute="gpu-box"' in page and "ml@gpu-box.lab:22" in page
     assert "Validating" in page
+
+
+def test_facts_read_gpus_where_nvidia_smi_answers(tmp_path, monkeypatch):
+    """This machine has no GPU: a stand-in `nvidia-smi` (a fake of NVIDIA's tool, named as
+    such) answers as on a two-GPU box, through the same facts script as over SSH."""
+    from compute.runners import local_facts
+
+    fake = tmp_path / "nvidia-smi"
+    gpu = "echo 'Tesla V100-SXM2-16GB, 16160 MiB'\n"
+    fake.write_text("#!/bin/sh\n" + gpu * 2)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    facts = local_facts()
+    assert facts["gpus"] == ["Tesla V100-SXM2-16GB, 16160 MiB"] * 2
+    assert facts["cpus"] == os.cpu_count() and facts["memory_gib"] > 0
+    assert facts["python"].startswith("Python 3")
