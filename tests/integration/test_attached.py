@@ -14,9 +14,9 @@ from django.urls import reverse
 
 from compute import attach_actions, jobfiles
 from compute.job_actions import cancel_job, submit_job
-from compute.models import Attachment, Compute, ComputeState, Job, JobStatus
+from compute.models import Attachment, Compute, ComputeState, Job, JobRun, JobStatus
 from tests.conftest import make_team
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import run_together, wait_for
 from tests.sshd import SSHServer
 from workspace.access import get_access
 
@@ -292,3 +292,19 @@ def test_output_shows_while_the_job_runs_and_is_never_doubled(attached, sshd):
     job = finished(job)
     assert job.status == J.COMPLETED
     assert output(job) == "first line\nsecond line\n"  # the final copy replaced, not added
+
+
+def test_concurrent_reconciles_never_run_more_jobs_than_the_target_allows(attached, sshd, workers):
+    from compute.controllers.reconcile import reconcile
+
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd, max_concurrent_jobs=2))
+    workers.stop()  # this test plays the workers itself: four of them at once
+    jobs = [
+        submit_job(access, compute_id=compute.pk, name=f"j{i}", command="sleep 2") for i in range(5)
+    ]
+    run_together(*[lambda: reconcile(compute.pk) for _ in range(4)])
+    active = Job.objects.filter(pk__in=[j.pk for j in jobs], status__in=(J.PREPARING, J.RUNNING))
+    assert active.count() == 2
+    assert Job.objects.filter(pk__in=[j.pk for j in jobs], status=J.QUEUED).count() == 3
+    assert JobRun.objects.filter(job__in=jobs).count() == 2  # nothing started twice
