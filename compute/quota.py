@@ -65,27 +65,28 @@ def pool_row(workspace: Workspace, lock: bool = False) -> WorkspaceQuota:
     return row
 
 
-# One round trip for both halves of a family's usage: this runs under the quota row lock
-# on every scale-up, so its cost is everyone's waiting time.
+# A family's dedicated usage: live nodes counted per cluster (an index-only scan of
+# node_live_idx) times the size's vCPUs, plus one node per instance that holds one.
+# On PostgreSQL this is the function hangar_family_usage (migration 0008), which the locked
+# paths call under the quota row lock; this text is the same query for SQLite.
 DEDICATED_USED_SQL = """
-SELECT COALESCE((
-    SELECT SUM(s.vcpus) FROM compute_node n
-    JOIN compute_compute c ON n.compute_id = c.id
-    JOIN compute_vmsize s ON c.vm_size_id = s.id
-    WHERE c.workspace_id = %s AND s.family_id = %s AND c.kind = 'cluster'
-      AND c.tier = 'dedicated' AND n.state IN ('preparing', 'idle', 'running')
-), 0) + COALESCE((
-    SELECT SUM(s.vcpus) FROM compute_compute c
-    JOIN compute_vmsize s ON c.vm_size_id = s.id
-    WHERE c.workspace_id = %s AND s.family_id = %s AND c.kind = 'instance'
-      AND c.state IN ('creating', 'starting', 'running', 'restarting')
-), 0)
+SELECT COALESCE(SUM(s.vcpus * CASE WHEN c.kind = 'cluster' THEN (
+    SELECT count(*) FROM compute_node n
+    WHERE n.compute_id = c.id AND n.state IN ('preparing', 'idle', 'running')
+  ) ELSE 1 END), 0)
+FROM compute_compute c JOIN compute_vmsize s ON c.vm_size_id = s.id
+WHERE c.workspace_id = %s AND s.family_id = %s AND (
+  (c.kind = 'cluster' AND c.tier = 'dedicated')
+  OR (c.kind = 'instance' AND c.state IN ('creating', 'starting', 'running', 'restarting'))
+)
 """
 
 
 def dedicated_used(workspace: Workspace, family: VmFamily) -> int:
+    postgres = connection.vendor == "postgresql"
+    sql = "SELECT hangar_family_usage(%s, %s)" if postgres else DEDICATED_USED_SQL
     with connection.cursor() as cursor:
-        cursor.execute(DEDICATED_USED_SQL, [workspace.pk, family.pk, workspace.pk, family.pk])
+        cursor.execute(sql, [workspace.pk, family.pk])
         return int(cursor.fetchone()[0])
 
 

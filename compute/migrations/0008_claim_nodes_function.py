@@ -8,10 +8,39 @@ cores spent most of their lock time exactly there). Inside the function each sta
 takes a fresh snapshot (READ COMMITTED), so the usage is read after the lock is held and
 sees every change of cores that committed before it.
 
-The usage query is the one of 0007's hangar_lock_family_quota; keep the two alike.
+The usage of a family is one SQL function, hangar_family_usage, used by both locked
+paths (0007's hangar_lock_family_quota is redefined here to call it) and by the quota page.
+It counts live nodes per cluster with an index-only scan of node_live_idx instead of
+joining every node to its size: the work done under the lock is what every waiter pays.
+compute/quota.py keeps the same query for SQLite; keep the two alike.
 """
 
+import importlib
+
 from django.db import migrations
+
+USAGE = """
+CREATE OR REPLACE FUNCTION hangar_family_usage(ws bigint, fam bigint) RETURNS bigint AS $$
+  SELECT COALESCE(SUM(s.vcpus * CASE WHEN c.kind = 'cluster' THEN (
+      SELECT count(*) FROM compute_node n
+      WHERE n.compute_id = c.id AND n.state IN ('preparing', 'idle', 'running')
+    ) ELSE 1 END), 0)::bigint
+  FROM compute_compute c JOIN compute_vmsize s ON c.vm_size_id = s.id
+  WHERE c.workspace_id = ws AND s.family_id = fam AND (
+    (c.kind = 'cluster' AND c.tier = 'dedicated')
+    OR (c.kind = 'instance' AND c.state IN ('creating', 'starting', 'running', 'restarting'))
+  )
+$$ LANGUAGE sql STABLE;
+
+CREATE OR REPLACE FUNCTION hangar_lock_family_quota(ws bigint, fam bigint)
+RETURNS TABLE(quota_limit integer, quota_approved integer, used bigint) AS $$
+BEGIN
+  PERFORM 1 FROM compute_familyquota WHERE workspace_id = ws AND family_id = fam FOR UPDATE;
+  RETURN QUERY SELECT f."limit", f.approved, hangar_family_usage(ws, fam)
+  FROM compute_familyquota f WHERE f.workspace_id = ws AND f.family_id = fam;
+END
+$$ LANGUAGE plpgsql VOLATILE;
+"""
 
 CREATE = """
 CREATE OR REPLACE FUNCTION hangar_claim_nodes(
@@ -36,18 +65,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;  -- no quota row yet: the caller makes it and calls again
   END IF;
-  SELECT COALESCE((
-      SELECT SUM(s.vcpus) FROM compute_node n
-      JOIN compute_compute c ON n.compute_id = c.id
-      JOIN compute_vmsize s ON c.vm_size_id = s.id
-      WHERE c.workspace_id = ws AND s.family_id = fam AND c.kind = 'cluster'
-        AND c.tier = 'dedicated' AND n.state IN ('preparing', 'idle', 'running')
-    ), 0) + COALESCE((
-      SELECT SUM(s.vcpus) FROM compute_compute c
-      JOIN compute_vmsize s ON c.vm_size_id = s.id
-      WHERE c.workspace_id = ws AND s.family_id = fam AND c.kind = 'instance'
-        AND c.state IN ('creating', 'starting', 'running', 'restarting')
-    ), 0) INTO in_use;
+  in_use := hangar_family_usage(ws, fam);  -- a fresh snapshot: after the lock
   IF NOT (restricted AND row_approved = 0) THEN
     granted := LEAST(wanted, GREATEST(0, row_limit - in_use) / GREATEST(1, vcpus));
   END IF;
@@ -69,12 +87,16 @@ DROP = (
 
 def create(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(USAGE)
         schema_editor.execute(CREATE)
 
 
 def drop(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(DROP)
+        previous = importlib.import_module("compute.migrations.0007_quota_function")
+        schema_editor.execute(previous.CREATE)  # the lock function as it was
+        schema_editor.execute("DROP FUNCTION IF EXISTS hangar_family_usage(bigint, bigint);")
 
 
 class Migration(migrations.Migration):
