@@ -86,6 +86,9 @@ class LocalRunner:
     def job_state(self, run_key: str) -> RunState:
         return jobfiles.read_run(run_key)
 
+    def tidy(self, active_job_ids: set[int]) -> None:
+        """Nothing to do: the run folders here are where the job pages read the output."""
+
 
 class SSHRunner:
     """A remote VM or an HDInsight head node. Runs live in ~/.hangar/<site>/ over there."""
@@ -173,22 +176,38 @@ class SSHRunner:
         self.on_finish()
 
     def _upload_code(self, job_id: int) -> str:
-        """The job's code snapshot, copied once; returns its folder over there."""
+        """The job's code snapshot, copied once (a relaunch finds it); returns its folder
+        over there as a shell word."""
         code = f'"{self.root}/code/{job_id}"'
-        found = ssh.run(self.endpoint, f'mkdir -p "{self.root}/code" && echo {code}')
-        remote = found.text.strip()
         if ssh.run(self.endpoint, f"test -d {code}").exit_code != 0:
-            partial = f"{remote}.part"
-            ssh.run(self.endpoint, f"rm -rf {shlex.quote(partial)} && mkdir {shlex.quote(partial)}")
+            partial = f'"{self.root}/code/{job_id}.part"'
+            ssh.run(self.endpoint, f"rm -rf {partial}")
             ssh.upload_tree(self.endpoint, jobfiles.code_dir(job_id), partial)
-            ssh.run(self.endpoint, f"mv {shlex.quote(partial)} {code}")
-        return shlex.quote(remote)
+            ssh.run(self.endpoint, f"mv {partial} {code}")
+        return code
 
     def cancel_job(self, container: str, run_key: str) -> None:
         ssh.run(
             self.endpoint,
             f"sh -c {shlex.quote(jobfiles.JOB_CANCEL)} hangar {self._run_dir(run_key)} "
             "< /dev/null > /dev/null 2>&1",
+        )
+
+    def tidy(self, active_job_ids: set[int]) -> None:
+        """Remove every job folder over there whose job is no longer active: its output and
+        exit code are here now, and a machine Hangar does not own must not fill up with
+        its leftovers. Level-triggered, so a crash in between leaves nothing behind for
+        long. `active_job_ids` covers every target that may share this account and site;
+        folders younger than a minute stay, in case a job started since that list was read.
+        """
+        keep = " ".join(str(job_id) for job_id in sorted(active_job_ids))
+        ssh.run(
+            self.endpoint,
+            f'for top in runs code; do cd "{self.root}/$top" 2>/dev/null || continue\n'
+            "  find . -mindepth 1 -maxdepth 1 -mmin +1 | while read -r d; do d=${d#./}\n"
+            f'    case " {keep} " in *" ${{d%.part}} "*) ;; *) rm -rf "$d" ;; esac\n'
+            "  done\n"
+            "done",
         )
 
     def job_state(self, run_key: str) -> RunState:

@@ -16,7 +16,15 @@ from django.utils import timezone
 from compute import runners, secrets, ssh
 from compute.controllers import jobs as job_steps
 from compute.events import record
-from compute.models import Attachment, Compute, ComputeState, Job, JobStatus, TargetKind
+from compute.models import (
+    Attachment,
+    Compute,
+    ComputeKind,
+    ComputeState,
+    Job,
+    JobStatus,
+    TargetKind,
+)
 
 log = logging.getLogger(__name__)
 S = ComputeState
@@ -102,7 +110,8 @@ class AttachedPass:
         except secrets.SecretUnreadable as exc:
             self.set_health(False, str(exc))
             return
-        if health_due(attachment) and not self.probe(runner):
+        tidy_now = health_due(attachment)  # finished jobs' folders go at each check
+        if tidy_now and not self.probe(runner):
             return
         if attachment.healthy is False:
             self.say_why_jobs_wait()
@@ -112,6 +121,8 @@ class AttachedPass:
             job_steps.place_on_target(
                 compute, runner, attachment.max_concurrent_jobs, self.outcome.jobs
             )
+            if tidy_now:
+                runner.tidy(active_attached_jobs())
         except ssh.SSHError as exc:
             self.set_health(False, str(exc))
             self.say_why_jobs_wait()
@@ -172,6 +183,16 @@ class AttachedPass:
         Attachment.objects.filter(pk=attachment.pk).update(secret="", healthy=None)
         if compute.transition(S.DELETING, S.DELETED):
             record(compute, "attach.detached", "Detached. The machine itself was not touched.")
+
+
+def active_attached_jobs() -> set[int]:
+    """Jobs whose folders must stay on any target: every attached compute's active jobs,
+    since several targets may share one account on one machine."""
+    return set(
+        Job.objects.filter(
+            compute__kind=ComputeKind.ATTACHED, status__in=(J.QUEUED, J.PREPARING, J.RUNNING)
+        ).values_list("pk", flat=True)
+    )
 
 
 def health_due(attachment: Attachment) -> bool:

@@ -8,12 +8,14 @@ import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from compute import attach_actions, jobfiles
-from compute.job_actions import cancel_job, submit_job
+from compute.job_actions import Code, cancel_job, submit_job
 from compute.models import Attachment, Compute, ComputeState, Job, JobRun, JobStatus
 from tests.conftest import make_team
 from tests.integration.helpers import run_together, wait_for
@@ -25,6 +27,11 @@ S, J = ComputeState, JobStatus
 WORKER_ENV = {"HANGAR_ATTACHED_HEALTH_SECONDS": "1"}
 # The remote side is this machine: the marker finds the job's process in `ps`.
 LONG = "sleep 300; echo hangar-test-marker"
+
+
+def age(path: Path, seconds: float = 120) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
 
 
 def marker_running() -> bool:
@@ -46,7 +53,10 @@ def attached(workers, catalog, sshd, settings):
     team = make_team("remote")
     access = get_access(team.contributor, team.workspace.slug)
     yield {"team": team, "access": access, "worker": worker}
+    # Jobs a test left running end now, and their wrappers write their exit codes before
+    # the next test starts (on SQLite job ids, hence run folders, are reused).
     subprocess.run(["pkill", "-f", "hangar-test-marke[r]"], check=False)
+    time.sleep(0.2)
 
 
 def attach_vm(access, sshd, name="gpu-box", **overrides) -> Compute:
@@ -184,6 +194,12 @@ def test_jobs_over_ssh_complete_fail_and_cancel(attached, sshd):
     done = finished(done)
     assert done.status == J.COMPLETED and done.exit_code == 0
     assert "hello from" in output(done)
+    # Its folder over there goes at a health check once it is a minute old (the target is
+    # this machine: the test ages it instead of waiting).
+    remote = Path.home() / ".hangar" / settings.HANGAR_SITE / "runs" / str(done.pk)
+    age(remote)
+    wait_for(lambda: not remote.exists(), what="the remote run folder removed")
+    assert "hello from" in output(done)  # the page reads the copy here
     failing = submit_job(access, compute_id=compute.pk, name="bad", command="echo oops >&2; exit 3")
     failing = finished(failing)
     assert failing.status == J.FAILED and failing.exit_code == 3
@@ -300,11 +316,28 @@ def test_concurrent_reconciles_never_run_more_jobs_than_the_target_allows(attach
     access = attached["access"]
     compute = settled(attach_vm(access, sshd, max_concurrent_jobs=2))
     workers.stop()  # this test plays the workers itself: four of them at once
-    jobs = [
-        submit_job(access, compute_id=compute.pk, name=f"j{i}", command="sleep 2") for i in range(5)
-    ]
+    jobs = [submit_job(access, compute_id=compute.pk, name=f"j{i}", command=LONG) for i in range(5)]
     run_together(*[lambda: reconcile(compute.pk) for _ in range(4)])
     active = Job.objects.filter(pk__in=[j.pk for j in jobs], status__in=(J.PREPARING, J.RUNNING))
     assert active.count() == 2
     assert Job.objects.filter(pk__in=[j.pk for j in jobs], status=J.QUEUED).count() == 3
     assert JobRun.objects.filter(job__in=jobs).count() == 2  # nothing started twice
+
+
+def test_a_job_with_code_gets_its_snapshot_copied_over(attached, sshd):
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd))
+    job = submit_job(
+        access,
+        compute_id=compute.pk,
+        name="train",
+        command="sh train.sh epochs=3",
+        code=Code(kind="script", name="train.sh", data=b'echo "trained with $1"; pwd\n'),
+    )
+    job = finished(job)
+    assert job.status == J.COMPLETED, (job.error, output(job))
+    assert "trained with epochs=3" in output(job)
+    code = Path.home() / ".hangar" / settings.HANGAR_SITE / "code" / str(job.pk)
+    assert str(code) in output(job)  # it ran in the copied snapshot
+    age(code)
+    wait_for(lambda: not code.exists(), what="the remote code folder removed")
