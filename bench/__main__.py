@@ -6,6 +6,7 @@ Celery worker of its own on the test Redis database, so it never touches `make r
 
 from __future__ import annotations
 
+import importlib
 import os
 import statistics
 import subprocess
@@ -95,10 +96,8 @@ def bench_celery() -> None:
 
 
 def section(module: str) -> Callable[[], None]:
-    def run() -> None:
-        __import__(f"bench.{module}", fromlist=["run"]).run()
-
-    return run
+    """A bench module's run(), imported only when its section is asked for."""
+    return lambda: importlib.import_module(f"bench.{module}").run()
 
 
 SECTIONS: dict[str, Callable[[], None]] = {

@@ -54,11 +54,7 @@ def run() -> None:
             target_kind="remote_vm",
             name="ssh-bench",
             max_concurrent_jobs=1,
-            host="127.0.0.1",
-            port=server.port,
-            username=server.user,
-            secret_kind="key",
-            secret=server.private_key,
+            connection=server.connection(),
         )
         wait(lambda: Compute.objects.get(pk=compute.pk).state == ComputeState.STEADY, timeout=30)
         hangar_run(access, compute)  # warm: the worker's first connection and imports

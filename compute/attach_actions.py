@@ -4,6 +4,8 @@ never go into a task message (tasks take the compute id)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -19,17 +21,29 @@ S = ComputeState
 CONNECTION_FIELDS = ("host", "port", "username", "secret_kind")
 
 
+@dataclass(frozen=True)
+class Connection:
+    """How Hangar signs in over SSH. `secret` is the plaintext key or password, encrypted
+    before it reaches a row; on an edit an empty secret keeps the stored one."""
+
+    host: str
+    port: int
+    username: str
+    secret_kind: str
+    secret: str = field(default="", repr=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.username}@{self.host}:{self.port}"
+
+
 def attach(
     access: WorkspaceAccess,
     *,
     target_kind: str,
     name: str,
     max_concurrent_jobs: int,
-    host: str = "",
-    port: int = 22,
-    username: str = "",
-    secret_kind: str = "",
-    secret: str = "",
+    connection: Connection | None = None,
 ) -> Compute:
     """Attach a machine Hangar did not create; a worker validates it right after."""
     require_role(access, Role.CONTRIBUTOR, "attaching compute")
@@ -38,6 +52,8 @@ def attach(
         raise ValidationError("Choose a kind of compute to attach.")
     if not kind.runnable:
         raise ValidationError(f"{kind.label} targets are coming soon: they cannot be attached yet.")
+    if kind.connects_over_ssh and connection is None:
+        raise ValidationError(f"A {kind.label} is reached over SSH: give its address and key.")
     actor = access.membership.user
     compute = Compute(
         workspace=access.workspace,
@@ -47,21 +63,20 @@ def attach(
         max_nodes=1,
     )
     compute.full_clean(exclude=["vm_size"])
+    reached = connection if kind.connects_over_ssh else None
     try:
         with transaction.atomic():
             quota.ensure_room_for_a_compute(access.workspace)
             compute.save()
-            Attachment.objects.create(
-                compute=compute,
-                target_kind=kind.key,
-                host=host if kind.connects_over_ssh else "",
-                port=port if kind.connects_over_ssh else 22,
-                username=username if kind.connects_over_ssh else "",
-                secret_kind=secret_kind if kind.connects_over_ssh else "",
-                secret=secrets.encrypt(secret) if kind.connects_over_ssh else "",
-                max_concurrent_jobs=max_concurrent_jobs,
+            attachment = Attachment(
+                compute=compute, target_kind=kind.key, max_concurrent_jobs=max_concurrent_jobs
             )
-            where = f" ({username}@{host}:{port})" if kind.connects_over_ssh else ""
+            if reached is not None:
+                for column in CONNECTION_FIELDS:
+                    setattr(attachment, column, getattr(reached, column))
+                attachment.secret = secrets.encrypt(reached.secret)
+            attachment.save()
+            where = f" ({reached.where})" if reached else ""
             record(
                 compute,
                 "attach.created",
@@ -91,15 +106,10 @@ def update_connection(
     compute_id: int,
     *,
     max_concurrent_jobs: int,
-    host: str = "",
-    port: int = 22,
-    username: str = "",
-    secret_kind: str = "",
-    secret: str = "",
+    connection: Connection | None = None,
     forget_host_key: bool = False,
 ) -> Compute:
-    """Change how Hangar reaches the target; a changed connection is validated again.
-    An empty `secret` keeps the stored one."""
+    """Change how Hangar reaches the target; a changed connection is validated again."""
     require_role(access, Role.CONTRIBUTOR, "changing compute")
     actor = access.membership.user
     with transaction.atomic():
@@ -108,24 +118,25 @@ def update_connection(
             raise ValidationError(f"{compute.name} is being detached.")
         attachment = Attachment.objects.select_for_update().get(pk=compute.pk)
         changed = []
-        if attachment.uses_ssh:
-            new = {"host": host, "port": port, "username": username, "secret_kind": secret_kind}
-            changed = [f for f in CONNECTION_FIELDS if getattr(attachment, f) != new[f]]
-            for field in CONNECTION_FIELDS:
-                setattr(attachment, field, new[field])
-            if secret:
-                attachment.secret = secrets.encrypt(secret)
+        if attachment.uses_ssh and connection is not None:
+            for column in CONNECTION_FIELDS:
+                if getattr(attachment, column) != getattr(connection, column):
+                    setattr(attachment, column, getattr(connection, column))
+                    changed.append(column)
+            if connection.secret:
+                attachment.secret = secrets.encrypt(connection.secret)
                 changed.append("secret")
-            if forget_host_key and attachment.host_key:
-                attachment.host_key = ""
-                changed.append("pinned host key (forgotten)")
+        if forget_host_key and attachment.host_key:
+            attachment.host_key = ""
+            changed.append("pinned host key (forgotten)")
+        reconnects = bool(changed)  # anything above means: validate again
         if attachment.max_concurrent_jobs != max_concurrent_jobs:
             attachment.max_concurrent_jobs = max_concurrent_jobs
             changed.append("jobs at once")
         attachment.save()
         what = ", ".join(changed) or "nothing"
         record(compute, "attach.updated", f"{actor} changed {what}.", actor=actor)
-        if set(changed) - {"jobs at once"}:
+        if reconnects:
             _validate_again(compute)
         enqueue_reconcile(compute.pk)
     return compute

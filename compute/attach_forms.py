@@ -13,7 +13,8 @@ from django import forms
 from django.conf import settings
 
 from compute import ssh
-from compute.models import SecretKind
+from compute.attach_actions import Connection
+from compute.models import Attachment, SecretKind
 from compute.models.compute import COMPUTE_NAME_RULE
 from compute.targets import Kind
 from workspace.forms import StyledForm
@@ -90,14 +91,24 @@ class AttachForm(StyledForm, forms.Form):
         help_text="More jobs than this wait in the queue.",
     )
 
-    def __init__(self, *args, kind: Kind, stored_secret_kind: str = "", **kwargs) -> None:
+    def __init__(self, *args, kind: Kind, stored: Attachment | None = None, **kwargs) -> None:
+        """`stored` makes it the edit form of that attachment: its values, never its secret."""
+        if stored is not None:
+            kwargs["initial"] = {
+                "host": stored.host,
+                "port": stored.port,
+                "username": stored.username,
+                "secret_kind": stored.secret_kind or SecretKind.KEY,
+                "max_concurrent_jobs": stored.max_concurrent_jobs,
+            }
         super().__init__(*args, **kwargs)
         self.kind = kind
-        # What is stored now (edit form): an empty secret field keeps it, of that kind only.
-        self.stored_secret_kind = stored_secret_kind
-        editing = "initial" in kwargs
-        has_secret = bool(stored_secret_kind)
-        self.fields["max_concurrent_jobs"].initial = settings.HANGAR_ATTACHED_JOBS_PER_TARGET
+        # An empty secret field keeps the stored secret, of the same kind only.
+        self.stored_secret_kind = stored.secret_kind if stored and stored.secret else ""
+        editing = stored is not None
+        has_secret = bool(self.stored_secret_kind)
+        if not editing:
+            self.fields["max_concurrent_jobs"].initial = settings.HANGAR_ATTACHED_JOBS_PER_TARGET
         self.fields["host"].label = kind.host_label
         if not kind.connects_over_ssh:
             for field in ("host", "port", "username", "secret_kind", "private_key", "password"):
@@ -147,3 +158,16 @@ class AttachForm(StyledForm, forms.Form):
                 self.add_error("password", "Enter the password.")
             cleaned["secret"] = password
         return cleaned
+
+    def connection(self) -> Connection | None:
+        """How to reach the target, from valid data; None for kinds that need no SSH."""
+        if not self.kind.connects_over_ssh:
+            return None
+        data = self.cleaned_data
+        return Connection(
+            host=data["host"],
+            port=data["port"],
+            username=data["username"],
+            secret_kind=data["secret_kind"],
+            secret=data["secret"],
+        )

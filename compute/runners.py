@@ -15,7 +15,6 @@ The watch is only for speed: a worker that dies loses nothing, the sweep collect
 from __future__ import annotations
 
 import fcntl
-import os
 import re
 import shlex
 import subprocess
@@ -27,9 +26,9 @@ from pathlib import Path
 
 from compute import jobfiles, secrets, ssh
 from compute.drivers.base import JobLaunch, NodeStartError
-from compute.drivers.local import run_detached
+from compute.drivers.local import cancel_local_run, start_local_run
 from compute.jobfiles import RunState
-from compute.models import Attachment, TargetKind
+from compute.models import Attachment, SecretKind, TargetKind
 
 SAFE_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 WATCH_SECONDS = 6 * 3600
@@ -64,11 +63,7 @@ class LocalRunner:
         self.on_finish = on_finish
 
     def start_job(self, launch: JobLaunch) -> None:
-        environment = {**os.environ, **launch.environment}
-        if launch.code_job_id is not None:
-            environment["HANGAR_WORKDIR"] = str(jobfiles.code_dir(launch.code_job_id))
-        run = jobfiles.prepare_run_dir(launch.run_key)
-        run_detached(jobfiles.JOB_WRAPPER, str(run), environment, cwd=run)
+        run = start_local_run(launch, cwd=jobfiles.runs_root())
         if self.on_finish is not None:
             exit_file = run / "exit_code"
 
@@ -80,11 +75,13 @@ class LocalRunner:
             _watch_once(("local", launch.run_key), wait, self.on_finish)
 
     def cancel_job(self, container: str, run_key: str) -> None:
-        run = jobfiles.run_dir(run_key)
-        run_detached(jobfiles.JOB_CANCEL, str(run), dict(os.environ), cwd=jobfiles.runs_root())
+        cancel_local_run(run_key)
 
     def job_state(self, run_key: str) -> RunState:
         return jobfiles.read_run(run_key)
+
+    def probe(self) -> None:
+        """This machine answers whenever the worker asking runs."""
 
     def tidy(self, active_job_ids: set[int]) -> None:
         """Nothing to do: the run folders here are where the job pages read the output."""
@@ -130,28 +127,26 @@ class SSHRunner:
                 "do sleep 0.02; i=$((i+1)); done",
                 '[ -e exit_code ] && echo "exit=$(cat exit_code)" && cat output.log',
             ]
+        handed_over = False  # to the thread that finishes the command and frees the slot
         try:
             channel = ssh.open_command(self.endpoint, "\n".join(lines))
-            started = ssh.read_line(channel) == b"started"
-        except BaseException:
+            if ssh.read_line(channel) != b"started":
+                result = ssh.finish(channel, self.endpoint)
+                why = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_code}"
+                raise NodeStartError(f"Could not start the job on {self.endpoint.where}: {why}")
             if watched:
+                threading.Thread(
+                    target=self._collect_when_done,
+                    args=(channel, launch.run_key),
+                    name=f"hangar-watch-{launch.run_key}",
+                    daemon=True,
+                ).start()
+                handed_over = True
+            else:
+                ssh.finish(channel, self.endpoint)
+        finally:
+            if watched and not handed_over:
                 _release_watch_slot(self.endpoint)
-            raise
-        if not started:
-            result = ssh.finish(channel, self.endpoint)
-            if watched:
-                _release_watch_slot(self.endpoint)
-            why = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_code}"
-            raise NodeStartError(f"Could not start the job on {self.endpoint.where}: {why}")
-        if not watched:
-            ssh.finish(channel, self.endpoint)
-            return
-        threading.Thread(
-            target=self._collect_when_done,
-            args=(channel, launch.run_key),
-            name=f"hangar-watch-{launch.run_key}",
-            daemon=True,
-        ).start()
 
     def _collect_when_done(self, channel, run_key: str) -> None:
         """The rest of the start command: the exit code and the whole output, mirrored
@@ -192,6 +187,10 @@ class SSHRunner:
             f"sh -c {shlex.quote(jobfiles.JOB_CANCEL)} hangar {self._run_dir(run_key)} "
             "< /dev/null > /dev/null 2>&1",
         )
+
+    def probe(self) -> None:
+        """Raises SSHError, saying why, if the target does not answer."""
+        ssh.run(self.endpoint, "true", timeout=ssh.CONNECT_TIMEOUT)
 
     def tidy(self, active_job_ids: set[int]) -> None:
         """Remove every job folder over there whose job is no longer active: its output and
@@ -294,7 +293,7 @@ def _release_watch_slot(endpoint: ssh.Endpoint) -> None:
 
 def endpoint_for(attachment: Attachment) -> ssh.Endpoint:
     plaintext = secrets.decrypt(attachment.secret)
-    is_key = attachment.secret_kind == "key"
+    is_key = attachment.secret_kind == SecretKind.KEY
     return ssh.Endpoint(
         host=attachment.host,
         port=attachment.port,

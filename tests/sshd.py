@@ -104,6 +104,20 @@ class SSHServer:
         keygen(self.host_key)
         self.start()
 
+    def connection(self, **overrides):
+        """How Hangar signs in here: this user, the accepted key (fields may be overridden)."""
+        from compute.attach_actions import Connection
+
+        values = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "username": self.user,
+            "secret_kind": "key",
+            "secret": self.private_key,
+            **overrides,
+        }
+        return Connection(**values)
+
     def ssh_command(self, command: str) -> list[str]:
         """The same command through the `ssh` client: the floor the bench compares with."""
         return [

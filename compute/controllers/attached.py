@@ -111,12 +111,13 @@ class AttachedPass:
             self.set_health(False, str(exc))
             return
         tidy_now = health_due(attachment)  # finished jobs' folders go at each check
-        if tidy_now and not self.probe(runner):
-            return
-        if attachment.healthy is False:
-            self.say_why_jobs_wait()
-            return
         try:
+            if tidy_now:
+                runner.probe()
+                self.set_health(True, "")
+            elif attachment.healthy is False:
+                self.say_why_jobs_wait()
+                return
             job_steps.collect(compute, runner, self.outcome.jobs)
             job_steps.place_on_target(
                 compute, runner, attachment.max_concurrent_jobs, self.outcome.jobs
@@ -126,17 +127,6 @@ class AttachedPass:
         except ssh.SSHError as exc:
             self.set_health(False, str(exc))
             self.say_why_jobs_wait()
-
-    def probe(self, runner) -> bool:
-        if isinstance(runner, runners.SSHRunner):
-            try:
-                ssh.run(runner.endpoint, "true", timeout=ssh.CONNECT_TIMEOUT)
-            except ssh.SSHError as exc:
-                self.set_health(False, str(exc))
-                self.say_why_jobs_wait()
-                return False
-        self.set_health(True, "")
-        return True
 
     def set_health(self, healthy: bool, reason: str) -> None:
         attachment, compute = self.attachment, self.compute

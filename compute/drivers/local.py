@@ -105,23 +105,14 @@ class LocalDriver(Driver):
         node_dir = self._dir(launch.container)
         if self._observe(node_dir) is None:
             raise NodeStartError(f"Local node {launch.container} is gone.")
-        environment = {**os.environ, **launch.environment}
-        if launch.code_job_id is not None:
-            environment["HANGAR_WORKDIR"] = str(jobfiles.code_dir(launch.code_job_id))
-        run = str(jobfiles.prepare_run_dir(launch.run_key))
         # Remember the run: removing the node must stop its jobs too (they are not in the
         # node's process group, since they outlive the worker that started them).
         with open(node_dir / "runs.txt", "a") as runs:
-            runs.write(run + "\n")
-        self._detached(jobfiles.JOB_WRAPPER, run, environment, cwd=node_dir)
+            runs.write(str(jobfiles.run_dir(launch.run_key)) + "\n")
+        start_local_run(launch, cwd=node_dir)
 
     def cancel_job(self, container: str, run_key: str) -> None:
-        run = str(jobfiles.run_dir(run_key))
-        self._detached(jobfiles.JOB_CANCEL, run, dict(os.environ), cwd=self.root)
-
-    @staticmethod
-    def _detached(script: str, run: str, environment: dict[str, str], cwd: Path) -> None:
-        run_detached(script, run, environment, cwd)
+        cancel_local_run(run_key)
 
     def remove_node(self, name: str) -> bool:
         node_dir = self._dir(name)
@@ -217,6 +208,22 @@ class LocalDriver(Driver):
             os.killpg(pid, signum)
         except ProcessLookupError:
             pass
+
+
+def start_local_run(launch: JobLaunch, cwd: Path) -> Path:
+    """Start one rank as a detached local process group; returns its run folder. Used by
+    local nodes and by the "local computer" attached target alike."""
+    environment = {**os.environ, **launch.environment}
+    if launch.code_job_id is not None:
+        environment["HANGAR_WORKDIR"] = str(jobfiles.code_dir(launch.code_job_id))
+    run = jobfiles.prepare_run_dir(launch.run_key)
+    run_detached(jobfiles.JOB_WRAPPER, str(run), environment, cwd)
+    return run
+
+
+def cancel_local_run(run_key: str) -> None:
+    run = str(jobfiles.run_dir(run_key))
+    run_detached(jobfiles.JOB_CANCEL, run, dict(os.environ), cwd=jobfiles.runs_root())
 
 
 def run_detached(script: str, run: str, environment: dict[str, str], cwd: Path) -> None:

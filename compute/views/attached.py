@@ -47,7 +47,7 @@ def attach_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> H
                 target_kind=target.key,
                 name=data["name"],
                 max_concurrent_jobs=data["max_concurrent_jobs"],
-                **_connection(target, data),
+                connection=form.connection(),
             )
         except ValidationError as error:
             add_errors(form, error)
@@ -55,18 +55,6 @@ def attach_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> H
             messages.success(request, f"Attached {compute.name}: validating the connection…")
             return redirect(compute)
     return render(request, "compute/attach_form.html", _page(access, form=form, kind=target))
-
-
-def _connection(target, data: dict) -> dict:
-    if not target.connects_over_ssh:
-        return {}
-    return {
-        "host": data["host"],
-        "port": data["port"],
-        "username": data["username"],
-        "secret_kind": data["secret_kind"],
-        "secret": data["secret"],
-    }
 
 
 def _attached(access: WorkspaceAccess, pk: int) -> Compute:
@@ -83,15 +71,7 @@ def attach_edit(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpR
     compute = _attached(access, pk)
     attachment: Attachment = compute.attachment
     target = kind_of(attachment.target_kind)
-    initial = {
-        "host": attachment.host,
-        "port": attachment.port,
-        "username": attachment.username,
-        "secret_kind": attachment.secret_kind or "key",
-        "max_concurrent_jobs": attachment.max_concurrent_jobs,
-    }  # never the secret: the form shows "set — replace"
-    stored = attachment.secret_kind if attachment.secret else ""
-    form = AttachForm(request.POST or None, kind=target, initial=initial, stored_secret_kind=stored)
+    form = AttachForm(request.POST or None, kind=target, stored=attachment)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -99,8 +79,8 @@ def attach_edit(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpR
                 access,
                 compute.pk,
                 max_concurrent_jobs=data["max_concurrent_jobs"],
+                connection=form.connection(),
                 forget_host_key=data.get("forget_host_key", False),
-                **_connection(target, data),
             )
         except ValidationError as error:
             add_errors(form, error)

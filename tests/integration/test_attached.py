@@ -59,19 +59,16 @@ def attached(workers, catalog, sshd, settings):
     time.sleep(0.2)
 
 
-def attach_vm(access, sshd, name="gpu-box", **overrides) -> Compute:
-    values = {
-        "target_kind": "remote_vm",
-        "name": name,
-        "max_concurrent_jobs": 1,
-        "host": "127.0.0.1",
-        "port": sshd.port,
-        "username": sshd.user,
-        "secret_kind": "key",
-        "secret": sshd.private_key,
-        **overrides,
-    }
-    return attach_actions.attach(access, **values)
+def attach_vm(
+    access, sshd, name="gpu-box", target_kind="remote_vm", max_concurrent_jobs=1, **connection
+) -> Compute:
+    return attach_actions.attach(
+        access,
+        target_kind=target_kind,
+        name=name,
+        max_concurrent_jobs=max_concurrent_jobs,
+        connection=sshd.connection(**connection),
+    )
 
 
 def settled(compute: Compute) -> Compute:
@@ -146,14 +143,7 @@ def test_wrong_key_wrong_user_and_a_closed_port_explain_themselves(attached, ssh
     closed.close()
     # Fixing the connection retries the validation, which now succeeds.
     attach_actions.update_connection(
-        access,
-        made["wrong-key"].pk,
-        max_concurrent_jobs=1,
-        host="127.0.0.1",
-        port=sshd.port,
-        username=sshd.user,
-        secret_kind="key",
-        secret=sshd.private_key,
+        access, made["wrong-key"].pk, max_concurrent_jobs=1, connection=sshd.connection()
     )
     assert settled(made["wrong-key"]).state == S.STEADY
 
@@ -174,10 +164,7 @@ def test_a_changed_host_key_is_refused(attached, sshd):
         access,
         compute.pk,
         max_concurrent_jobs=1,
-        host="127.0.0.1",
-        port=sshd.port,
-        username=sshd.user,
-        secret_kind="key",
+        connection=sshd.connection(secret=""),  # an empty secret keeps the stored key
         forget_host_key=True,
     )
     compute = settled(compute)

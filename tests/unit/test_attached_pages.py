@@ -13,8 +13,9 @@ from django.db import connection
 from django.urls import reverse
 
 from compute import attach_actions, secrets
+from compute.attach_actions import Connection
 from compute.job_actions import submit_job
-from compute.models import Attachment, Compute, Job, TargetKind
+from compute.models import Attachment, Compute, Job, SecretKind, TargetKind
 from compute.targets import KINDS
 from tests.sshd import keygen
 from workspace.access import get_access
@@ -46,20 +47,14 @@ def attach_url(team, kind: str = "remote_vm") -> str:
     return reverse("compute:attach-kind", args=[team.workspace.slug, kind])
 
 
-def attach(team, private_key: str, **overrides) -> Compute:
-    access = get_access(team.contributor, team.workspace.slug)
-    values = {
-        "target_kind": "remote_vm",
-        "name": "gpu-box",
-        "max_concurrent_jobs": 1,
-        "host": "gpu-box.lab",
-        "port": 22,
-        "username": "ml",
-        "secret_kind": "key",
-        "secret": private_key,
-        **overrides,
-    }
-    return attach_actions.attach(access, **values)
+def attach(team, secret: str, name: str = "gpu-box", secret_kind: str = SecretKind.KEY) -> Compute:
+    return attach_actions.attach(
+        get_access(team.contributor, team.workspace.slug),
+        target_kind="remote_vm",
+        name=name,
+        max_concurrent_jobs=1,
+        connection=Connection("gpu-box.lab", 22, "ml", secret_kind, secret),
+    )
 
 
 def test_the_picker_lists_every_kind_with_its_matrix_and_only_runnable_ones_attach(client, team):
