@@ -115,6 +115,10 @@ def test_attach_with_a_key_shows_the_facts_and_pins_the_host_key(client, attache
     assert attachment.host_key_fingerprint in page
     assert "Python 3" in page and "ML pipelines" in page
     assert "pinned (trust on first use)" in page  # the event says what was trusted
+    # Never logged: the worker that validated it wrote nothing of the key.
+    key_body = sshd.private_key.splitlines()[1]
+    assert attached["worker"].log_path.read_text().count("hangar.reconcile") > 0
+    assert key_body not in attached["worker"].log_path.read_text()
 
 
 def test_wrong_key_wrong_user_and_a_closed_port_explain_themselves(attached, sshd):
