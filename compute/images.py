@@ -18,8 +18,16 @@ from pathlib import Path
 import docker
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
-TINY_IMAGE = "hangar/node-tiny:latest"
-DEFAULT_IMAGE = "hangar/node:latest"
+# v2: the sandbox layout (users 1000 and 1001, /work writable by both with the sticky bit).
+TINY_IMAGE = "hangar/node-tiny:v2"
+DEFAULT_IMAGE = "hangar/node:v2"
+# The node's own process runs as 1000, every job process as 1001 (drivers/node_scripts.py).
+PASSWD = (
+    b"root:x:0:0:root:/root:/bin/sh\n"
+    b"hangar-node:x:1000:1000::/work:/bin/sh\n"
+    b"hangar-job:x:1001:1001::/tmp:/bin/sh\n"
+)
+GROUP = b"root:x:0:\nhangar-node:x:1000:\nhangar-job:x:1001:\n"
 DEBIAN_SUITE = "bookworm"
 
 
@@ -63,7 +71,8 @@ def tiny_rootfs(busybox: Path) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for directory in ("bin", "tmp", "etc", "work"):
             info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if directory in ("tmp", "work") else 0o755
             tar.addfile(info)
         tar.add(str(busybox), arcname="bin/busybox")
         for applet in applets:
@@ -72,10 +81,10 @@ def tiny_rootfs(busybox: Path) -> bytes:
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
-        passwd = b"root:x:0:0:root:/work:/bin/sh\n"
-        info = tarfile.TarInfo("etc/passwd")
-        info.size = len(passwd)
-        tar.addfile(info, io.BytesIO(passwd))
+        for name, text in (("etc/passwd", PASSWD), ("etc/group", GROUP)):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text))
     return buffer.getvalue()
 
 
@@ -97,6 +106,15 @@ def build_tiny(client: docker.DockerClient, tag: str = TINY_IMAGE) -> str:
         return import_rootfs(client, Path(rootfs.name), tag)
 
 
+# The same sandbox layout in the Debian image: the two users, and /work for both.
+SANDBOX_HOOK = (
+    'chroot "$1" groupadd -g 1000 hangar-node && chroot "$1" useradd -u 1000 -g 1000 -M '
+    '-d /work -s /bin/sh hangar-node && chroot "$1" groupadd -g 1001 hangar-job && '
+    'chroot "$1" useradd -u 1001 -g 1001 -M -d /tmp -s /bin/sh hangar-job && '
+    'mkdir -p "$1/work" && chmod 1777 "$1/work"'
+)
+
+
 def build_default(client: docker.DockerClient, tag: str = DEFAULT_IMAGE) -> str:
     if shutil.which("mmdebstrap") is None:
         raise ImageBuildError("mmdebstrap is missing: apt-get install mmdebstrap")
@@ -105,7 +123,8 @@ def build_default(client: docker.DockerClient, tag: str = DEFAULT_IMAGE) -> str:
         result = subprocess.run(
             [
                 "mmdebstrap", "--variant=minbase", "--include=python3,ca-certificates",
-                "--quiet", "--format=tar", DEBIAN_SUITE, str(rootfs),
+                "--quiet", "--format=tar", f"--customize-hook={SANDBOX_HOOK}",
+                DEBIAN_SUITE, str(rootfs),
             ],
             capture_output=True,
             text=True,

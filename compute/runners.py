@@ -14,15 +14,12 @@ The watch is only for speed: a worker that dies loses nothing, the sweep collect
 
 from __future__ import annotations
 
-import fcntl
 import re
 import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 
 from compute import jobfiles, secrets, ssh
 from compute.drivers.base import JobLaunch, NodeStartError
@@ -31,6 +28,25 @@ from compute.jobfiles import RunState
 from compute.models import Attachment, SecretKind, TargetKind
 
 SAFE_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Over SSH, on the user's own machine: the job in its own process group, output to
+# output.log, the exit code written atomically. "$1" is the run folder over there.
+REMOTE_WRAPPER = r"""
+run="$1"
+cd "${HANGAR_WORKDIR:-$run}" || cd "$run"
+setsid sh -c "$HANGAR_COMMAND" > "$run/output.log" 2>&1 < /dev/null &
+echo $! > "$run/pid"
+wait $!
+echo $? > "$run/exit_code.tmp" && mv "$run/exit_code.tmp" "$run/exit_code"
+"""
+
+# TERM to the job's process group, KILL a second later for whatever ignored it.
+REMOTE_CANCEL = r"""
+p=$(cat "$1/pid" 2>/dev/null) || exit 0
+case "$p" in ""|*[!0-9]*|0|1) exit 0 ;; esac
+kill -TERM -"$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
+( sleep 1; kill -KILL -"$p" 2>/dev/null ) > /dev/null 2>&1 &
+"""
 WATCH_SECONDS = 6 * 3600
 _watching: set[tuple[str, str]] = set()
 _watching_lock = threading.Lock()
@@ -77,8 +93,11 @@ class LocalRunner:
     def cancel_job(self, container: str, run_key: str) -> None:
         cancel_local_run(run_key)
 
-    def job_state(self, run_key: str) -> RunState:
+    def job_state(self, run_key: str, container: str = "") -> RunState:
         return jobfiles.read_run(run_key)
+
+    def release_run(self, container: str, run_key: str) -> None:
+        """Nothing is left: the run's process group ended with it."""
 
     def probe(self) -> None:
         """This machine answers whenever the worker asking runs."""
@@ -116,7 +135,7 @@ class SSHRunner:
         lines += [
             'mkdir -p "$run" && cd "$run" || exit 1',
             "rm -f exit_code exit_code.tmp pid output.log",
-            f'setsid sh -c {shlex.quote(jobfiles.JOB_WRAPPER)} hangar "$run" '
+            f'setsid sh -c {shlex.quote(REMOTE_WRAPPER)} hangar "$run" '
             "< /dev/null > /dev/null 2>&1 &",
             "echo started",
         ]
@@ -134,6 +153,7 @@ class SSHRunner:
                 result = ssh.finish(channel, self.endpoint)
                 why = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_code}"
                 raise NodeStartError(f"Could not start the job on {self.endpoint.where}: {why}")
+            jobfiles.mark_started(launch.run_key)
             if watched:
                 threading.Thread(
                     target=self._collect_when_done,
@@ -162,12 +182,10 @@ class SSHRunner:
         code = head.removeprefix(b"exit=").strip()
         if not head.startswith(b"exit=") or not code.lstrip(b"-").isdigit():
             return
-        local = jobfiles.run_dir(run_key)
-        with _mirror_lock(local):
-            if not (local / "exit_code").exists():
-                _write_atomically(local / "output.log", output)
-                (local / "pid").write_text("remote\n")
-                _write_atomically(local / "exit_code", code + b"\n")
+        if jobfiles.read_run(run_key).exit_code is None:
+            jobfiles.mark_started(run_key)
+            jobfiles.write_output(run_key, 0, output)  # the whole output, at its place
+            jobfiles.write_exit_code(run_key, int(code))
         self.on_finish()
 
     def _upload_code(self, job_id: int) -> str:
@@ -184,7 +202,7 @@ class SSHRunner:
     def cancel_job(self, container: str, run_key: str) -> None:
         ssh.run(
             self.endpoint,
-            f"sh -c {shlex.quote(jobfiles.JOB_CANCEL)} hangar {self._run_dir(run_key)} "
+            f"sh -c {shlex.quote(REMOTE_CANCEL)} hangar {self._run_dir(run_key)} "
             "< /dev/null > /dev/null 2>&1",
         )
 
@@ -209,19 +227,22 @@ class SSHRunner:
             "done",
         )
 
-    def job_state(self, run_key: str) -> RunState:
-        """Look over there, and bring the new output and the exit code here. Under the
-        mirror's lock: a watching thread or another worker may be writing it too."""
-        local = jobfiles.run_dir(run_key)
-        local.mkdir(parents=True, exist_ok=True)
-        with _mirror_lock(local):
-            if (local / "exit_code").exists():  # already brought here: final
-                return jobfiles.read_run(run_key)
-            return self._look(run_key, local)
+    def job_state(self, run_key: str, container: str = "") -> RunState:
+        """Look over there, and bring the new output and the exit code here. A watching
+        thread or another worker may copy too: output lands at its absolute place in the
+        record, so a repeated copy is never doubled, and the first exit code stays."""
+        state = jobfiles.read_run(run_key)
+        if state.exit_code is not None:  # already brought here: final
+            return state
+        return self._look(run_key)
 
-    def _look(self, run_key: str, local: Path) -> RunState:
-        output = local / "output.log"
-        offset = output.stat().st_size if output.exists() else 0
+    def release_run(self, container: str, run_key: str) -> None:
+        """Folders over there are tidied at each health check (`tidy`)."""
+
+    def _look(self, run_key: str) -> RunState:
+        offset = jobfiles.output_offset(run_key)
+        if offset is None:  # cut at the limit: only the exit code is still wanted
+            offset = 1 << 62
         # The exit code is read before the output: once it exists, the output is whole.
         result = ssh.run(
             self.endpoint,
@@ -232,43 +253,24 @@ class SSHRunner:
         )
         head, _, rest = result.stdout.partition(b"\n")
         if head == b"gone":
-            return self._vanished(local)
+            return self._vanished(run_key)
         code_line, _, new_output = rest.partition(b"\n")
         if new_output:
-            with output.open("ab") as handle:
-                handle.write(new_output)
-        started = head == b"started"
-        if started:
-            (local / "pid").write_text("remote\n")
+            jobfiles.write_output(run_key, offset, new_output)
+        if head == b"started":
+            jobfiles.mark_started(run_key)
         code = code_line.strip()
         if code.lstrip(b"-").isdigit():
-            _write_atomically(local / "exit_code", code + b"\n")
-            return RunState(started=True, exit_code=int(code))
-        return RunState(started=started, exit_code=None)
+            jobfiles.write_exit_code(run_key, int(code))
+        return jobfiles.read_run(run_key)
 
     @staticmethod
-    def _vanished(local: Path) -> RunState:
-        if not (local / "pid").exists():
+    def _vanished(run_key: str) -> RunState:
+        if not jobfiles.read_run(run_key).started:
             return RunState(started=False, exit_code=None)  # never started: relaunched
-        with (local / "output.log").open("a") as handle:
-            handle.write("\n[hangar] the run's folder vanished on the target; marked failed.\n")
-        _write_atomically(local / "exit_code", b"255\n")
-        return RunState(started=True, exit_code=255)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_suffix(".tmp")
-    partial.write_bytes(data)
-    partial.replace(path)
-
-
-@contextmanager
-def _mirror_lock(local: Path) -> Iterator[None]:
-    """One writer of a run's local mirror at a time, across threads and worker processes."""
-    local.mkdir(parents=True, exist_ok=True)
-    with open(local / ".mirror.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
+        if jobfiles.write_exit_code(run_key, 255):
+            jobfiles.append_note(run_key, "the run's folder vanished on the target; marked failed.")
+        return jobfiles.read_run(run_key)
 
 
 # Start commands kept open to watch jobs, per target: a server allows ~10 sessions per

@@ -22,7 +22,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Containers of a test run carry their own site label: the sweep of a test never touches
 # the containers of `make run` on the same Docker engine, and vice versa.
 HANGAR_SITE = os.environ.get("HANGAR_TEST_SITE") or "t" + HANGAR_SITE  # noqa: F405
-HANGAR_NODE_IMAGE = os.environ.get("HANGAR_NODE_IMAGE", "hangar/node-tiny:latest")
+HANGAR_NODE_IMAGE = os.environ.get("HANGAR_NODE_IMAGE", "hangar/node-tiny:v2")
 HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / "test-nodes"  # noqa: F405
 HANGAR_JOBS_DIR = LOCAL_DIR / "test-jobs"  # noqa: F405
 HANGAR_RECONCILE_LEASE_SECONDS = float(os.environ.get("HANGAR_RECONCILE_LEASE_SECONDS", "3"))

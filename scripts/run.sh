@@ -19,7 +19,7 @@ if [ "$HANGAR_DRIVER" = docker ] && [ -z "${HANGAR_NODE_IMAGE:-}" ]; then
       say "could not build the Python node image; using the busybox image instead"
       apt_install busybox-static || true
       python manage.py build_node_image --tiny --if-missing
-      export HANGAR_NODE_IMAGE=hangar/node-tiny:latest
+      export HANGAR_NODE_IMAGE=hangar/node-tiny:v2
     fi
   fi
 fi

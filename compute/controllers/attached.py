@@ -31,13 +31,6 @@ S = ComputeState
 J = JobStatus
 
 
-def collect_soon(compute_id: int) -> None:
-    """A watched job ended: reconcile now rather than at the next sweep."""
-    from compute.tasks import reconcile_compute  # tasks import the controllers
-
-    reconcile_compute.delay(compute_id)
-
-
 class AttachedPass:
     def __init__(self, compute: Compute, outcome) -> None:
         self.compute = compute
@@ -105,7 +98,9 @@ class AttachedPass:
         compute, attachment = self.compute, self.attachment
         try:
             runner = runners.runner_for(
-                attachment, settings.HANGAR_SITE, on_finish=lambda: collect_soon(compute.pk)
+                attachment,
+                settings.HANGAR_SITE,
+                on_finish=lambda: job_steps.collect_soon(compute.pk),
             )
         except secrets.SecretUnreadable as exc:
             self.set_health(False, str(exc))

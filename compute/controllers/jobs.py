@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
@@ -32,6 +33,13 @@ class JobReport:
     placed: list[int] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
+
+
+def collect_soon(compute_id: int) -> None:
+    """A followed run ended: reconcile now rather than at the next sweep."""
+    from compute.tasks import reconcile_compute  # tasks import the controllers
+
+    reconcile_compute.delay(compute_id)
 
 
 def free_port() -> int:
@@ -60,7 +68,7 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
     completed, freed_nodes, finished_runs, finished_here = [], [], [], []
     for job in active:
         job_runs = runs.get(job.pk, [])
-        states = [driver.job_state(run.key) for run in job_runs]
+        states = [driver.job_state(run.key, run.container) for run in job_runs]
         if job.cancel_requested_at and any(s.exit_code is None for s in states):
             for run, state in zip(job_runs, states, strict=True):
                 if state.exit_code is None:
@@ -73,8 +81,18 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
         if not job_runs or any(s.exit_code is None for s in states):
             continue
         for run, state in zip(job_runs, states, strict=True):
+            # Before its node takes another job: nothing of this run may be left there.
+            driver.release_run(run.container, run.key)
             run.exit_code, run.finished_at = state.exit_code, now
             finished_runs.append(run)
+        if any(state.output_cut for state in states):
+            record(
+                compute,
+                "job.output_cut",
+                f"Output of job {job.name} (#{job.pk}) was cut at "
+                f"{settings.HANGAR_JOB_OUTPUT_LIMIT_MB} MB (HANGAR_JOB_OUTPUT_LIMIT_MB).",
+                level="warning",
+            )
         freed_nodes += [run.node_id for run in job_runs if run.node_id]
         codes = [s.exit_code for s in states]
         if job.cancel_requested_at:
@@ -124,9 +142,9 @@ def requeue_lost(compute: Compute, driver: Driver, lost: dict[int, str], report:
     for job in hit:
         job_runs = current_runs([job]).get(job.pk, [])
         why = next((lost[r.node_id] for r in job_runs if r.node_id in lost), "its node was lost")
-        for run in job_runs:  # the other ranks cannot finish alone
+        for run in job_runs:  # the other ranks cannot finish alone: end them, now
             if run.node_id not in lost:
-                driver.cancel_job(run.container, run.key)
+                driver.release_run(run.container, run.key)
         survivors = [r.node_id for r in job_runs if r.node_id and r.node_id not in lost]
         with transaction.atomic():
             Node.objects.filter(pk__in=survivors, state=NodeState.RUNNING).update(
@@ -269,14 +287,13 @@ def place_on_target(compute: Compute, runner: Driver, slots: int, report: JobRep
 
 
 def node_container(compute: Compute, node: Node) -> str:
-    from django.conf import settings
-
     from compute.drivers.base import container_name
 
     return container_name(settings.HANGAR_SITE, compute.pk, node.pk)
 
 
 def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> None:
+    compute_id = compute.pk
     port = job.master_port or free_port()
     if not job.master_port and job.node_count > 1:
         # Kept so a relaunch after a crash gives every rank the same rendezvous port.
@@ -303,6 +320,7 @@ def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> No
                 command=job.command,
                 environment=environment,
                 code_job_id=job.pk if job.code_kind != CodeKind.NONE else None,
+                on_finish=lambda: collect_soon(compute_id),
             )
         )
 

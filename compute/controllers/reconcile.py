@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.utils import timezone
 
-from compute import idle, jobfiles, quota
+from compute import idle, quota
 from compute.controllers import jobs as job_steps
 from compute.controllers import lease
 from compute.controllers.attached import AttachedPass
@@ -408,7 +408,8 @@ class Pass:
             network=settings.HANGAR_NODE_NETWORK,
             command=node_command(self.compute.setup_script),
             environment=environment,
-            mounts=node_mounts(),
+            pids_limit=settings.HANGAR_NODE_PIDS_LIMIT,
+            tmp_mb=settings.HANGAR_NODE_TMP_MB,
         )
 
     def keep_lease(self) -> None:
@@ -433,13 +434,6 @@ class Pass:
             record(compute, "compute.failed", f"Failed: {message}", level="error")
         self.outcome.error = message
         self.outcome.state = compute.state
-
-
-def node_mounts() -> tuple[tuple[str, str, bool], ...]:
-    runs, code = jobfiles.runs_root(), jobfiles.code_root()
-    runs.mkdir(parents=True, exist_ok=True)
-    code.mkdir(parents=True, exist_ok=True)
-    return ((str(runs), jobfiles.NODE_RUNS, False), (str(code), jobfiles.NODE_CODE, True))
 
 
 # The setup script arrives in an environment variable (never interpolated into the shell

@@ -8,7 +8,11 @@ crash without doubling anything.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from compute import jobfiles
+from compute.jobfiles import RunState
 
 LABEL_SITE = "hangar.site"
 LABEL_WORKSPACE = "hangar.workspace"
@@ -38,8 +42,8 @@ class NodeSpec:
     network: str
     command: tuple[str, ...]
     environment: dict[str, str] = field(default_factory=dict)
-    # (path on this machine, path in the node, read-only): job code and output folders.
-    mounts: tuple[tuple[str, str, bool], ...] = ()
+    pids_limit: int = 512
+    tmp_mb: int = 256
 
     @property
     def container_name(self) -> str:
@@ -90,6 +94,9 @@ class JobLaunch:
     command: str
     environment: dict[str, str]
     code_job_id: int | None = None
+    # Called (from another thread) the moment the run ends, when the driver can tell:
+    # the controller collects it at once instead of at the next sweep.
+    on_finish: Callable[[], None] | None = None
 
 
 class Driver(abc.ABC):
@@ -123,11 +130,16 @@ class Driver(abc.ABC):
     def cancel_job(self, container: str, run_key: str) -> None:
         """Stop a rank promptly: TERM to its process group, KILL a second later."""
 
-    def job_state(self, run_key: str):
-        """Started? Exit code? Read from the run folder, which outlives any worker."""
-        from compute import jobfiles
-
+    def job_state(self, run_key: str, container: str = "") -> RunState:
+        """Started? Exit code? From the run's record, which outlives any worker (a driver
+        whose jobs write elsewhere first copies what is new into the record)."""
         return jobfiles.read_run(run_key)
+
+    def release_run(self, container: str, run_key: str) -> None:
+        """A run was collected: end whatever of it is left on the node and remove its
+        files there, so the next job on that node starts clean and sees nothing of it."""
+        # Drivers whose runs leave nothing behind need not override this.
+        return None
 
 
 def parse_labels(labels: dict[str, str]) -> tuple[int, int] | None:

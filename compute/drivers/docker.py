@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
+import stat
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
 from requests.exceptions import RequestException
 
 from compute import jobfiles
+from compute.drivers import node_scripts as scripts
 from compute.drivers.base import (
     LABEL_COMPUTE,
     LABEL_SITE,
@@ -21,10 +31,16 @@ from compute.drivers.base import (
     NodeStartError,
     parse_labels,
 )
+from compute.jobfiles import RunState
+
+log = logging.getLogger(__name__)
 
 EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
 MIN_MEMORY = 8 * 1024 * 1024  # Docker refuses limits under 6 MiB
 MIN_CPUS = 0.01
+FOLLOWED = ".followed"  # a follower's heartbeat in the run's record
+FOLLOW_FRESH_SECONDS = 2.0
+START_TIMEOUT = 15.0
 
 
 class DockerDriver(Driver):
@@ -90,6 +106,7 @@ class DockerDriver(Driver):
                 "`python manage.py build_node_image` (Hangar never pulls images)."
             ) from None
         host_cpus = os.cpu_count() or 1
+        memory = max(spec.memory_bytes, MIN_MEMORY)
         try:
             return self.client.containers.create(
                 spec.image,
@@ -98,13 +115,21 @@ class DockerDriver(Driver):
                 labels=spec.labels,
                 environment=spec.environment,
                 nano_cpus=int(min(max(spec.cpus, MIN_CPUS), host_cpus) * 1e9),
-                mem_limit=max(spec.memory_bytes, MIN_MEMORY),
+                mem_limit=memory,
+                memswap_limit=memory,  # no swap beyond the memory the VM size gives
                 init=True,
                 network_mode=spec.network,
-                volumes={
-                    host: {"bind": inside, "mode": "ro" if read_only else "rw"}
-                    for host, inside, read_only in spec.mounts
-                },
+                # A tenant's sandbox: not root, no capability, no privilege gained by exec,
+                # a bounded process count, nothing writable but /tmp and its own /work,
+                # and no folder of this machine's mounted in. Code and output cross
+                # through the Docker API (put_archive, exec streams).
+                user=scripts.NODE_USER,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=spec.pids_limit,
+                read_only=True,
+                tmpfs={"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_mb}m,mode=1777"},  # noqa: S108
+                mounts=[Mount(scripts.NODE_WORK, None, type="volume", labels=spec.labels)],
                 detach=True,
             )
         except APIError as exc:
@@ -112,25 +137,131 @@ class DockerDriver(Driver):
                 return self.client.containers.get(spec.container_name)
             raise
 
+    # Jobs ---------------------------------------------------------------------------
+
     def start_job(self, launch: JobLaunch) -> None:
-        environment = dict(launch.environment)
-        if launch.code_job_id is not None:
-            environment["HANGAR_WORKDIR"] = f"{jobfiles.NODE_CODE}/{launch.code_job_id}"
-        jobfiles.prepare_run_dir(launch.run_key)  # on this machine, mounted into the node
-        run = f"{jobfiles.NODE_RUNS}/{launch.run_key}"
-        self._exec(
-            launch.container, ["sh", "-c", jobfiles.JOB_WRAPPER, "hangar-job", run], environment
-        )
+        """Copy the code in, start the run in the node (at most once per attempt: a relaunch
+        follows the run already there), and keep following its output into the record."""
+        jobfiles.prepare_run_dir(launch.run_key)
+        environment = {**launch.environment, "HOME": "/tmp"}  # noqa: S108 (the node's own)
+        try:
+            container = self.client.containers.get(launch.container)
+            if launch.code_job_id is not None:
+                container.put_archive(scripts.NODE_WORK, code_archive(launch.code_job_id))
+                environment["HANGAR_WORKDIR"] = f"{scripts.NODE_CODE}/{launch.code_job_id}"
+            offset = jobfiles.output_offset(launch.run_key)
+            stream = self._exec_stream(
+                container.id,
+                scripts.START_AND_FOLLOW,
+                [node_run_dir(launch.run_key), str(offset or 0), str(jobfiles.output_limit())],
+                environment,
+            )
+        except NotFound:
+            raise NodeStartError(f"Node container {launch.container} is gone.") from None
+        except APIError as exc:
+            if exc.status_code == 409:
+                raise NodeStartError(f"Node container {launch.container} is not running.") from None
+            raise self._unavailable(exc) from None
+        except (DockerException, RequestException) as exc:
+            raise self._unavailable(exc) from None
+        follower = Follower(launch.run_key, stream, offset, launch.on_finish)
+        if not follower.wait_until_started(START_TIMEOUT):
+            raise NodeStartError(f"The job did not start on {launch.container}.")
+        follower.start()
+
+    def job_state(self, run_key: str, container: str = "") -> RunState:
+        """The record says it all while a follower copies; otherwise look in the node once,
+        copy what is new, and follow again (a worker died, say)."""
+        state = jobfiles.read_run(run_key)
+        if state.exit_code is not None or not container or Follower.is_following(run_key):
+            return state
+        since = jobfiles.seconds_since(run_key, FOLLOWED)
+        if since is not None and since < FOLLOW_FRESH_SECONDS:
+            return state
+        return self._look(run_key, container)
+
+    def _look(self, run_key: str, container: str) -> RunState:
+        offset = jobfiles.output_offset(run_key)
+        arguments = [node_run_dir(run_key), "cut" if offset is None else str(offset)]
+        try:
+            result = self.client.containers.get(container).exec_run(
+                ["sh", "-c", scripts.LOOK, "hangar-look", *arguments],
+                user=scripts.JOB_USER,
+                demux=True,
+            )
+        except NotFound:
+            return jobfiles.read_run(run_key)  # the node is lost: the reconciler requeues
+        except APIError as exc:
+            if exc.status_code == 409:  # not running: likewise
+                return jobfiles.read_run(run_key)
+            raise self._unavailable(exc) from None
+        except (DockerException, RequestException) as exc:
+            raise self._unavailable(exc) from None
+        head, _, output = (result.output[0] or b"").partition(b"\n")
+        if head == b"waiting":
+            return jobfiles.read_run(run_key)
+        jobfiles.mark_started(run_key)
+        if offset is not None and output:
+            jobfiles.write_output(run_key, offset, output)
+        if head.startswith(b"exit="):
+            jobfiles.write_exit_code(run_key, parse_exit(head[5:]))
+        elif head == b"dead":
+            end_without_code(run_key)
+        else:
+            self.follow(run_key, container)
+        return jobfiles.read_run(run_key)
+
+    def follow(self, run_key: str, container: str) -> None:
+        """Follow a run that is already going (its output stays live on the page)."""
+        offset = jobfiles.output_offset(run_key)
+        try:
+            stream = self._exec_stream(
+                container,
+                scripts.START_AND_FOLLOW,
+                [node_run_dir(run_key), str(offset or 0), str(jobfiles.output_limit())],
+                {"HANGAR_COMMAND": "exit 0"},  # never runs: the run folder exists
+            )
+        except (DockerException, RequestException):
+            return  # the next look tries again
+        Follower(run_key, stream, offset, None).start()
+
+    def _exec_stream(
+        self, container: str, script: str, arguments: list[str], environment: dict[str, str]
+    ) -> Iterator[tuple[bytes | None, bytes | None]]:
+        api = self.client.api
+        exec_id = api.exec_create(
+            container,
+            ["sh", "-c", script, "hangar", *arguments],
+            stdout=True,
+            stderr=True,
+            environment=environment,
+            user=scripts.JOB_USER,
+            workdir=scripts.NODE_WORK,
+        )["Id"]
+        return api.exec_start(exec_id, stream=True, demux=True)
 
     def cancel_job(self, container: str, run_key: str) -> None:
-        run = f"{jobfiles.NODE_RUNS}/{run_key}"
-        self._exec(container, ["sh", "-c", jobfiles.JOB_CANCEL, "hangar-cancel", run], {})
+        self._exec_detached(container, scripts.CANCEL, [node_run_dir(run_key)])
 
-    def _exec(self, container: str, command: list[str], environment: dict[str, str]) -> None:
+    def release_run(self, container: str, run_key: str) -> None:
+        try:
+            self.client.containers.get(container).exec_run(
+                ["sh", "-c", scripts.CLEAR, "hangar-clear"], user=scripts.JOB_USER
+            )
+        except NotFound:
+            return  # the node is gone, and its files with it
+        except APIError as exc:
+            if exc.status_code == 409:
+                return
+            raise self._unavailable(exc) from None
+        except (DockerException, RequestException) as exc:
+            raise self._unavailable(exc) from None
+
+    def _exec_detached(self, container: str, script: str, arguments: list[str]) -> None:
         try:
             # detach: the exec returns at once; the process lives in the node, not here.
             self.client.containers.get(container).exec_run(
-                command, environment=environment, detach=True
+                ["sh", "-c", script, "hangar", *arguments], user=scripts.JOB_USER, detach=True
             )
         except NotFound:
             raise NodeStartError(f"Node container {container} is gone.") from None
@@ -139,7 +270,8 @@ class DockerDriver(Driver):
 
     def remove_node(self, name: str) -> bool:
         try:
-            self.client.containers.get(name).remove(force=True)
+            # v: the node's /work volume goes with it.
+            self.client.containers.get(name).remove(force=True, v=True)
             return True
         except NotFound:
             return False
@@ -194,3 +326,140 @@ class DockerDriver(Driver):
             status=status,
             exit_code=exit_code,
         )
+
+
+def node_run_dir(run_key: str) -> str:
+    jobfiles.check_run_key(run_key)
+    return f"{scripts.NODE_RUNS}/{run_key}"
+
+
+def parse_exit(raw: bytes) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        return 137
+
+
+def end_without_code(run_key: str) -> None:
+    if jobfiles.write_exit_code(run_key, 137):
+        jobfiles.append_note(
+            run_key, "the run's processes ended without reporting an exit code (killed)."
+        )
+
+
+def code_archive(job_id: int) -> bytes:
+    """The job's code snapshot as a tar for put_archive: code/<job>/..., owned by the job's
+    user and read-only. Only folders and regular files go in: the snapshot holds no links,
+    and none is followed if one appeared."""
+    root = jobfiles.code_dir(job_id)
+    uid, gid = (int(part) for part in scripts.JOB_USER.split(":"))
+    buffer = io.BytesIO()
+
+    def entry(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode, info.size, info.uid, info.gid = kind, mode, size, uid, gid
+        info.mtime = int(time.time())
+        return info
+
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(entry("code", tarfile.DIRTYPE, 0o755))
+        tar.addfile(entry(f"code/{job_id}", tarfile.DIRTYPE, 0o555))
+        pending = [(root, f"code/{job_id}")]
+        while pending:
+            folder, name = pending.pop()
+            with os.scandir(folder) as entries:
+                for item in sorted(entries, key=lambda e: e.name):
+                    info = item.stat(follow_symlinks=False)
+                    inner = f"{name}/{item.name}"
+                    if stat.S_ISDIR(info.st_mode):
+                        tar.addfile(entry(inner, tarfile.DIRTYPE, 0o555))
+                        pending.append((Path(item.path), inner))
+                    elif stat.S_ISREG(info.st_mode):
+                        fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW)
+                        with os.fdopen(fd, "rb") as handle:
+                            tar.addfile(entry(inner, tarfile.REGTYPE, 0o444, info.st_size), handle)
+    return buffer.getvalue()
+
+
+class Follower:
+    """Copies a run's output from its node into the record while it runs, in a thread of
+    the worker process; when the run ends it records the exit code and says so. Only for
+    speed: a worker that dies loses nothing, a later look copies the rest."""
+
+    _active: set[str] = set()
+    _lock = threading.Lock()
+
+    def __init__(
+        self,
+        run_key: str,
+        stream: Iterator[tuple[bytes | None, bytes | None]],
+        offset: int | None,
+        on_finish: Callable[[], None] | None,
+    ) -> None:
+        self.run_key = run_key
+        self.stream = stream
+        self.offset = offset
+        self.on_finish = on_finish
+        self.control = b""  # an unfinished control line
+        self.started = False
+        self.exit: bytes | None = None
+        self.beat = 0.0
+
+    @classmethod
+    def is_following(cls, run_key: str) -> bool:
+        with cls._lock:
+            return run_key in cls._active
+
+    def wait_until_started(self, timeout: float) -> bool:
+        """Read until the node says the run was launched (or was there already)."""
+        deadline = time.monotonic() + timeout
+        for chunk in self.stream:
+            self.take(chunk)
+            if self.started:
+                jobfiles.mark_started(self.run_key)
+                return True
+            if time.monotonic() > deadline:
+                break
+        return False
+
+    def start(self) -> None:
+        with self._lock:
+            if self.run_key in self._active:
+                return  # one follower per run and process is enough
+            self._active.add(self.run_key)
+        threading.Thread(target=self.run, name=f"follow-{self.run_key}", daemon=True).start()
+
+    def take(self, chunk: tuple[bytes | None, bytes | None]) -> None:
+        out, err = chunk
+        if out and self.offset is not None:
+            jobfiles.write_output(self.run_key, self.offset, out)
+            self.offset += len(out)
+        if err:
+            *lines, self.control = (self.control + err).split(b"\n")
+            for line in lines:
+                if line in (b"launched", b"found"):
+                    self.started = True
+                elif line.startswith(b"exit="):
+                    self.exit = line[5:]
+        now = time.monotonic()
+        if now - self.beat > 0.5:
+            jobfiles.touch(self.run_key, FOLLOWED)
+            self.beat = now
+
+    def run(self) -> None:
+        try:
+            for chunk in self.stream:
+                self.take(chunk)
+        except Exception:  # the stream broke: a later look copies the rest
+            log.debug("stopped following %s", self.run_key, exc_info=True)
+        finally:
+            with self._lock:
+                self._active.discard(self.run_key)
+        if self.exit is None:
+            jobfiles.forget(self.run_key, FOLLOWED)  # the next pass looks at once
+        elif self.exit.strip() == b"none":
+            end_without_code(self.run_key)
+        else:
+            jobfiles.write_exit_code(self.run_key, parse_exit(self.exit))
+        if self.on_finish is not None:
+            self.on_finish()

@@ -18,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--tiny", action="store_true", help="Build the busybox test image.")
-        parser.add_argument("--tag", help="Image tag (default hangar/node:latest or -tiny).")
+        parser.add_argument("--tag", help="Image tag (default hangar/node:v2 or -tiny).")
         parser.add_argument(
             "--if-missing", action="store_true", help="Do nothing when the tag already exists."
         )
