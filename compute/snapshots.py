@@ -104,7 +104,7 @@ def store_zip(job_id: int, data: bytes | IO[bytes]) -> None:
                     _unpack(archive, member, folder, budget)
     except CodeError:
         raise
-    except ZIP_ERRORS as exc:
+    except (*ZIP_ERRORS, OSError, ValueError) as exc:  # e.g. a negative seek from bad offsets
         raise CodeError(f"The uploaded file is not a zip archive Hangar can unpack ({exc}).")
 
 

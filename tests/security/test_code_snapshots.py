@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
 from compute import jobfiles
-from compute.job_actions import submit_job
+from compute.job_actions import remove_code, submit_job
 from compute.models import Job
 from tests.security.conftest import form_errors, submit_url, zipped
 from workspace.access import get_access
@@ -142,3 +142,25 @@ def test_oversized_upload_refused_before_read(client, team, trainers, jobs_dir, 
 
     assert not Job.objects.exists()
     assert left_on_disk(jobs_dir) == []
+
+
+def test_remove_code_never_follows_links(jobs_dir, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret"
+    secret.write_text("keep me")
+    secret.chmod(0o600)
+    outside_mode = outside.stat().st_mode
+    folder = jobfiles.code_dir(7)
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "pkg" / "train.py").write_text("print(1)\n")
+    os.symlink(secret, folder / "pkg" / "file-link")
+    os.symlink(outside, folder / "dir-link")
+    for path in (folder / "pkg" / "train.py", folder / "pkg", folder):
+        path.chmod(0o444 if path.is_file() else 0o555)
+
+    remove_code(7)
+
+    assert not os.path.lexists(folder)
+    assert secret.read_text() == "keep me" and secret.stat().st_mode & 0o777 == 0o600
+    assert outside.stat().st_mode == outside_mode
