@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
+from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compute import idle, jobfiles
+from compute import idle, snapshots
 from compute.events import record
 from compute.models import (
     CodeKind,
@@ -39,11 +39,11 @@ REFUSING_JOBS = {
 
 @dataclass(frozen=True)
 class Code:
-    """A code snapshot from the submit form."""
+    """A code snapshot from the submit form: bytes, or an uploaded file read in chunks."""
 
     kind: str
     name: str
-    data: bytes
+    data: bytes | IO[bytes]
 
 
 def submit_job(
@@ -71,30 +71,39 @@ def submit_job(
     if compute.state in REFUSING_JOBS:
         raise ValidationError({"compute": f"{compute.name} {REFUSING_JOBS[compute.state]}."})
     check_node_count(compute, node_count)
-    with transaction.atomic():
-        job = Job.objects.create(
-            workspace=access.workspace,
-            compute=compute,
-            name=name.strip() or command.split()[0][:80],
-            command=command,
-            environment=environment or {},
-            image="" if compute.is_attached else settings.HANGAR_NODE_IMAGE,  # runs as is there
-            node_count=node_count,
-            submitted_by=actor,
-            max_retries=settings.HANGAR_JOB_MAX_RETRIES,
-            code_kind=code.kind if code else CodeKind.NONE,
-            code_name=code.name if code else "",
-        )
-        if code:
-            store_code(job, code)
-        nodes = "1 node" if node_count == 1 else f"{node_count} nodes"
-        record(
-            compute,
-            "job.submitted",
-            f"{actor} submitted job {job.name} (#{job.pk}) needing {nodes}.",
-            actor=actor,
-        )
-        enqueue_reconcile(compute.pk)
+    stored = False
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                workspace=access.workspace,
+                compute=compute,
+                name=name.strip() or command.split()[0][:80],
+                command=command,
+                environment=environment or {},
+                image="" if compute.is_attached else settings.HANGAR_NODE_IMAGE,  # runs as is
+                node_count=node_count,
+                submitted_by=actor,
+                max_retries=settings.HANGAR_JOB_MAX_RETRIES,
+                code_kind=code.kind if code else CodeKind.NONE,
+                code_name=code.name if code else "",
+            )
+            if code:
+                store_code(job, code)
+                stored = True
+            nodes = "1 node" if node_count == 1 else f"{node_count} nodes"
+            record(
+                compute,
+                "job.submitted",
+                f"{actor} submitted job {job.name} (#{job.pk}) needing {nodes}.",
+                actor=actor,
+            )
+            enqueue_reconcile(compute.pk)
+    except BaseException:
+        # The job was rolled back; its id may come again (SQLite), and the next job of that
+        # id must find no folder (it would be refused, never handed this one).
+        if stored:
+            snapshots.remove_code(job.pk)
+        raise
     if compute.is_instance:
         idle.record_activity(compute.pk, f"job {job.name} submitted by {actor}")
     return job
@@ -120,24 +129,26 @@ def check_node_count(compute: Compute, node_count: int) -> None:
 
 
 def store_code(job: Job, code: Code) -> None:
+    """Stores the snapshot whole or not at all; a failure leaves nothing on disk."""
     try:
         if code.kind == CodeKind.ZIP:
-            jobfiles.store_zip(job.pk, code.data)
+            snapshots.store_zip(job.pk, code.data)
         elif code.kind == CodeKind.SCRIPT:
-            jobfiles.store_script(job.pk, code.name, code.data.decode())
+            snapshots.store_script(job.pk, code.name, _text(code.data))
         else:
-            jobfiles.store_file(job.pk, code.name, code.data)
-    except jobfiles.CodeError as exc:
-        remove_code(job.pk)
+            snapshots.store_file(job.pk, code.name, code.data)
+    except snapshots.CodeError as exc:
+        # No remove_code here: what sits at code/<job> on failure is not this job's.
         raise ValidationError({"code": str(exc)}) from None
 
 
+def _text(data: bytes | IO[bytes]) -> str:
+    return (data if isinstance(data, bytes) else data.read()).decode()
+
+
 def remove_code(job_id: int) -> None:
-    folder = jobfiles.code_dir(job_id)
-    if folder.exists():
-        for path in [folder, *folder.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        shutil.rmtree(folder, ignore_errors=True)
+    """Deletes a job's snapshot; links inside are removed, never followed."""
+    snapshots.remove_code(job_id)
 
 
 def cancel_job(access: WorkspaceAccess, job_id: int) -> Job:

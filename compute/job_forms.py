@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.conf import settings
 
 from compute.job_actions import Code
 from compute.models import CodeKind, Compute, ComputeState, JobStatus
@@ -11,7 +12,7 @@ from workspace.models import Workspace
 
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"}
-MAX_UPLOAD = 50 * 1024 * 1024
+MAX_NAME = 200  # Job.code_name
 
 
 class JobSubmitForm(StyledForm, forms.Form):
@@ -42,15 +43,23 @@ class JobSubmitForm(StyledForm, forms.Form):
         widget=forms.Textarea(attrs={"rows": 5, "class": "font-monospace", "spellcheck": "false"}),
         help_text="Saved as the file named below, read-only in the node.",
     )
-    script_name = forms.CharField(label="Script file name", required=False, initial="train.py")
+    script_name = forms.CharField(
+        label="Script file name", required=False, initial="train.py", max_length=MAX_NAME
+    )
     upload = forms.FileField(
         label="Or upload code (a file, or a .zip of a folder)",
         required=False,
-        help_text="Up to 50 MiB; a zip is unpacked. Mounted read-only in the node.",
+        max_length=MAX_NAME,
     )
 
-    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+    def __init__(self, *args, workspace: Workspace, upload_refused: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Why the upload handler dropped the file while the request was parsed, if it did.
+        self.upload_refused = upload_refused
+        self.fields["upload"].help_text = (
+            f"Up to {settings.HANGAR_CODE_LIMIT_MB} MiB, also once unpacked; a zip is "
+            "unpacked. Mounted read-only in the node."
+        )
         computes = (
             Compute.objects.filter(workspace=workspace)
             .exclude(state=ComputeState.DELETED)
@@ -82,8 +91,11 @@ class JobSubmitForm(StyledForm, forms.Form):
             raise forms.ValidationError("Give code as a script or as an upload, not both.")
         if script and not (cleaned.get("script_name") or "").strip():
             self.add_error("script_name", "Name the script file, e.g. train.py.")
-        if upload and upload.size > MAX_UPLOAD:
-            self.add_error("upload", "The upload is larger than 50 MiB.")
+        if self.upload_refused:
+            self.add_error("upload", self.upload_refused)
+        elif upload and upload.size > settings.HANGAR_CODE_LIMIT_MB * 1024 * 1024:
+            limit = settings.HANGAR_CODE_LIMIT_MB
+            self.add_error("upload", f"The upload is larger than {limit} MiB.")
         return cleaned
 
     def code(self) -> Code | None:
@@ -93,7 +105,7 @@ class JobSubmitForm(StyledForm, forms.Form):
         upload = data.get("upload")
         if upload:
             kind = CodeKind.ZIP if upload.name.lower().endswith(".zip") else CodeKind.FILE
-            return Code(kind, upload.name, upload.read())
+            return Code(kind, upload.name, upload)  # read in chunks while it is stored
         return None
 
 

@@ -18,7 +18,6 @@ import io
 import os
 import stat
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,8 +25,17 @@ from pathlib import Path
 
 from django.conf import settings
 
-MAX_ZIP_BYTES = 200 * 1024 * 1024
-MAX_ZIP_FILES = 10_000
+from compute.snapshots import (  # noqa: F401  (re-exported: callers import them from here)
+    CodeError,
+    check_zip,
+    code_dir,
+    code_root,
+    safe_name,
+    store_file,
+    store_script,
+    store_zip,
+)
+
 OUTPUT_FILE = "output.log"
 EXIT_FILE = "exit_code"
 STARTED_FILE = "started"
@@ -45,16 +53,8 @@ def runs_root() -> Path:
     return jobs_root() / "runs"
 
 
-def code_root() -> Path:
-    return jobs_root() / "code"
-
-
 def run_dir(run_key: str) -> Path:
     return runs_root() / run_key
-
-
-def code_dir(job_id: int) -> Path:
-    return code_root() / str(job_id)
 
 
 def output_limit() -> int:
@@ -296,72 +296,3 @@ def append_note(run_key: str, note: str) -> None:
         fd = open_record(run_key, OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         with os.fdopen(fd, "ab") as handle:
             handle.write(f"\n[hangar] {note}\n".encode())
-
-
-# Code snapshots ----------------------------------------------------------------------
-
-
-class CodeError(ValueError):
-    pass
-
-
-def safe_name(name: str) -> str:
-    base = os.path.basename(name.replace("\\", "/")).strip()
-    if not base or base in (".", "..") or base.startswith("."):
-        raise CodeError(f"“{name}” is not a usable file name.")
-    return base
-
-
-def store_script(job_id: int, filename: str, text: str) -> None:
-    target = _fresh_code_dir(job_id)
-    (target / safe_name(filename)).write_text(text)
-    _freeze(target)
-
-
-def store_file(job_id: int, filename: str, data: bytes) -> None:
-    target = _fresh_code_dir(job_id)
-    (target / safe_name(filename)).write_bytes(data)
-    _freeze(target)
-
-
-def check_zip(data: bytes) -> None:
-    """Refuse archives that escape their folder or would fill the disk, before storing."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise CodeError("The uploaded file is not a valid zip archive.") from None
-    members = archive.infolist()
-    if len(members) > MAX_ZIP_FILES:
-        raise CodeError(f"The zip holds {len(members)} files; the limit is {MAX_ZIP_FILES}.")
-    if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-        raise CodeError("The zip expands to more than 200 MiB.")
-    for member in members:
-        parts = Path(member.filename).parts
-        if member.filename.startswith("/") or ".." in parts:
-            raise CodeError(f"The zip entry “{member.filename}” points outside its folder.")
-
-
-def store_zip(job_id: int, data: bytes) -> None:
-    check_zip(data)
-    target = _fresh_code_dir(job_id)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        for member in archive.infolist():
-            if member.is_dir() or stat.S_ISLNK(member.external_attr >> 16):
-                continue  # folders are made as needed; links could point anywhere
-            destination = target / member.filename
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            destination.write_bytes(archive.read(member))
-    _freeze(target)
-
-
-def _fresh_code_dir(job_id: int) -> Path:
-    target = code_dir(job_id)
-    target.mkdir(parents=True, exist_ok=True)
-    return target
-
-
-def _freeze(target: Path) -> None:
-    """Read-only for everyone: the snapshot is what ran, whatever the job tries."""
-    for path in sorted(target.rglob("*"), reverse=True):
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    target.chmod(0o555)

@@ -187,6 +187,19 @@ HANGAR_NODE_PIDS_LIMIT = env_int("HANGAR_NODE_PIDS_LIMIT", 512, minimum=16)
 HANGAR_NODE_TMP_MB = env_int("HANGAR_NODE_TMP_MB", 256, minimum=1)
 # A job whose node is preempted goes back to the queue this many times at most.
 HANGAR_JOB_MAX_RETRIES = env_int("HANGAR_JOB_MAX_RETRIES", 3, minimum=0, maximum=100)
+# Job code: an upload, and the code it unpacks to, may each take this many MiB. The upload
+# handler refuses a bigger body before reading its file; a zip is counted as it unpacks.
+HANGAR_CODE_LIMIT_MB = env_int("HANGAR_CODE_LIMIT_MB", 50, minimum=1, maximum=100_000)
+FILE_UPLOAD_HANDLERS = [
+    "compute.uploads.LimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Form fields other than files (Django answers 400 beyond it): a 1,000,000-character script
+# may take 4 bytes a character.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The quota page's disk use of a workspace is recounted at most this often.
+HANGAR_DISK_USAGE_CACHE_SECONDS = env_int("HANGAR_DISK_USAGE_CACHE_SECONDS", 60, minimum=0)
 # Demo only: chance per node-hour that the sweep preempts a low-priority node.
 HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR = env_float("HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR", 0.0)
 # One host stands in for many VMs: a VM size's vCPUs and memory are scaled by these.

@@ -13,6 +13,7 @@ from compute import jobfiles
 from compute.job_actions import cancel_job, preempt_node, submit_job
 from compute.job_forms import JobFilterForm, JobSubmitForm
 from compute.models import Job, JobRun, Node
+from compute.uploads import refused_upload
 from compute.views.common import add_errors, with_polling
 from workspace.access import WorkspaceAccess, workspace_view
 from workspace.models import Role
@@ -65,7 +66,11 @@ def job_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
 def job_submit(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
     initial = {"compute": request.GET.get("compute")}
     form = JobSubmitForm(
-        request.POST or None, request.FILES or None, workspace=access.workspace, initial=initial
+        request.POST if request.method == "POST" else None,
+        request.FILES or None,
+        workspace=access.workspace,
+        initial=initial,
+        upload_refused=refused_upload(request),
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

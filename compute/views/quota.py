@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from compute import quota
+from compute.diskuse import workspace_disk_use
 from compute.models import Compute, QuotaRequest, Tier, VmFamily, VmSize
 from compute.quota_actions import lower_limit, request_quota
 from compute.views.common import add_errors
@@ -58,6 +59,7 @@ def quota_page(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
             "access": access,
             "workspace": access.workspace,
             "requests": requests,
+            "disk": workspace_disk_use(access.workspace),
             **quota.overview(access.workspace),
         },
     )

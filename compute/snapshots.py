@@ -1,0 +1,221 @@
+"""Job code snapshots: HANGAR_JOBS_DIR/code/<job>/, read-only, written once.
+
+A snapshot is built in a private temporary folder next to its final place (same
+filesystem), checked, frozen, then renamed into place in one step. So a job either has its
+whole snapshot or none, a failure leaves nothing behind, and a new job never inherits a
+folder that is already there (SQLite hands a rolled-back job id to the next job).
+Unpacked bytes are counted as they are written: a zip bomb stops at HANGAR_CODE_LIMIT_MB
+whatever sizes the archive declares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from django.conf import settings
+
+MAX_ZIP_FILES = 10_000
+MAX_NAME_BYTES = 255  # one path component on Linux filesystems
+CHUNK = 1024 * 1024
+# Each one means the archive itself is broken or uses something zipfile cannot unpack.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+log = logging.getLogger(__name__)
+
+
+class CodeError(ValueError):
+    pass
+
+
+def code_root() -> Path:
+    return Path(settings.HANGAR_JOBS_DIR) / "code"
+
+
+def code_dir(job_id: int) -> Path:
+    return code_root() / str(job_id)
+
+
+def limit_bytes() -> int:
+    return settings.HANGAR_CODE_LIMIT_MB * 1024 * 1024
+
+
+def too_big() -> CodeError:
+    return CodeError(f"The code is larger than {settings.HANGAR_CODE_LIMIT_MB} MiB once unpacked.")
+
+
+def safe_name(name: str) -> str:
+    base = os.path.basename(name.replace("\\", "/")).strip()
+    if not base or base in (".", "..") or base.startswith(".") or "\0" in base:
+        raise CodeError(f"“{_short(name)}” is not a usable file name.")
+    if len(base.encode()) > MAX_NAME_BYTES:
+        raise CodeError(f"The file name “{_short(name)}” is too long.")
+    return base
+
+
+def store_script(job_id: int, filename: str, text: str) -> None:
+    store_file(job_id, filename, text.encode())
+
+
+def store_file(job_id: int, filename: str, data: bytes | IO[bytes]) -> None:
+    name = safe_name(filename)
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    with _staged(job_id) as folder:
+        _copy(source, folder / name, _Budget())
+
+
+def check_zip(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """Refuse archives that escape their folder or say they would fill the disk.
+
+    The declared sizes only refuse early; the byte count while unpacking is what holds.
+    """
+    members = archive.infolist()
+    if len(members) > MAX_ZIP_FILES:
+        raise CodeError(f"The zip holds {len(members)} files; the limit is {MAX_ZIP_FILES}.")
+    if sum(m.file_size for m in members) > limit_bytes():
+        raise too_big()
+    for member in members:
+        path = PurePosixPath(member.filename)
+        if member.filename.startswith("/") or ".." in path.parts or "\0" in member.filename:
+            raise CodeError(f"The zip entry “{_short(member.filename)}” points outside its folder.")
+        if any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):
+            raise CodeError(f"The zip entry “{_short(member.filename)}” has too long a name.")
+    return members
+
+
+def store_zip(job_id: int, data: bytes | IO[bytes]) -> None:
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        with zipfile.ZipFile(source) as archive:
+            members = check_zip(archive)
+            with _staged(job_id) as folder:
+                budget = _Budget()
+                for member in members:
+                    _unpack(archive, member, folder, budget)
+    except CodeError:
+        raise
+    except (*ZIP_ERRORS, OSError, ValueError) as exc:  # e.g. a negative seek from bad offsets
+        raise CodeError(f"The uploaded file is not a zip archive Hangar can unpack ({exc}).")
+
+
+def _unpack(
+    archive: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, budget: _Budget
+) -> None:
+    if stat.S_ISLNK(member.external_attr >> 16):
+        return  # links could point anywhere
+    destination = folder.joinpath(*PurePosixPath(member.filename).parts)
+    if member.is_dir():
+        destination.mkdir(parents=True, exist_ok=True)
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with archive.open(member) as source:
+        _copy(source, destination, budget)
+
+
+class _Budget:
+    """The bytes a snapshot may still take, counted as they are written."""
+
+    def __init__(self) -> None:
+        self.left = limit_bytes()
+
+    def take(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise too_big()
+
+
+def _copy(source: IO[bytes], destination: Path, budget: _Budget) -> None:
+    # O_EXCL: a second entry of the same name is a clash, never an overwrite.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(destination, flags, 0o600), "wb") as target:
+        while chunk := source.read(CHUNK):
+            budget.take(len(chunk))
+            target.write(chunk)
+
+
+@contextlib.contextmanager
+def _staged(job_id: int) -> Iterator[Path]:
+    """A private folder to build the snapshot in; renamed to code/<job> if all went well."""
+    final = code_dir(job_id)
+    staging: Path | None = None
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(final):
+            log.warning("refusing to reuse the existing code folder %s", final)
+            raise CodeError(
+                f"A code folder for job #{job_id} already exists on this server and is never "
+                "reused; ask a site admin to remove it."
+            )
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{job_id}-", dir=final.parent))
+        yield staging
+        _freeze(staging)
+        # A non-empty folder, a file or a link already at `final` makes rename fail.
+        os.rename(staging, final)
+        staging = None
+    except OSError as exc:
+        raise CodeError(f"The code could not be stored: {exc.strerror or exc}.") from None
+    except ValueError as exc:  # e.g. a NUL in a name; CodeError passes through unchanged
+        raise exc if isinstance(exc, CodeError) else CodeError(f"The code is unusable: {exc}.")
+    finally:
+        if staging is not None:
+            remove_tree(staging)
+
+
+def _freeze(folder: Path) -> None:
+    """Read-only for everyone: the snapshot is what ran, whatever the job tries.
+
+    Readable by all because the job may run as another user inside its node.
+    """
+    for parent, dirs, files in os.walk(folder, topdown=False):
+        for name in files + dirs:
+            path = os.path.join(parent, name)
+            if os.path.islink(path):
+                raise CodeError("The code may not contain links.")
+            os.chmod(path, 0o555 if name in dirs else 0o444)
+    os.chmod(folder, 0o555)  # noqa: S103
+
+
+def remove_code(job_id: int) -> None:
+    remove_tree(code_dir(job_id))
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a read-only tree without ever following a link (a link is removed itself)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(path)
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        _make_writable(fd)
+    finally:
+        os.close(fd)
+    shutil.rmtree(path)  # fd-based on Linux: it never follows a link
+
+
+def _make_writable(fd: int) -> None:
+    os.fchmod(fd, 0o700)
+    for entry in os.scandir(fd):
+        if entry.is_dir(follow_symlinks=False):
+            child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            try:
+                _make_writable(child)
+            finally:
+                os.close(child)
+
+
+def _short(name: str, limit: int = 60) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
