@@ -3,6 +3,7 @@ and the real components: a Celery worker process on the test database, the node 
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,13 @@ def make_team(slug: str = "vision") -> Team:
 @pytest.fixture
 def team(db) -> Team:
     return make_team()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_jobs_dir() -> None:
+    """The test database starts empty each session, so job ids come back: the code and
+    run records of an earlier session must not be there to meet them."""
+    shutil.rmtree(settings.HANGAR_JOBS_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

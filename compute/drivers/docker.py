@@ -153,7 +153,12 @@ class DockerDriver(Driver):
             stream = self._exec_stream(
                 container.id,
                 scripts.START_AND_FOLLOW,
-                [node_run_dir(launch.run_key), str(offset or 0), str(jobfiles.output_limit())],
+                [
+                    node_run_dir(launch.run_key),
+                    str(offset or 0),
+                    str(jobfiles.output_limit()),
+                    scripts.WRAPPER,
+                ],
                 environment,
             )
         except NotFound:
@@ -218,8 +223,9 @@ class DockerDriver(Driver):
             stream = self._exec_stream(
                 container,
                 scripts.START_AND_FOLLOW,
-                [node_run_dir(run_key), str(offset or 0), str(jobfiles.output_limit())],
-                {"HANGAR_COMMAND": "exit 0"},  # never runs: the run folder exists
+                # The wrapper never runs here: the run folder exists, so this only follows.
+                [node_run_dir(run_key), str(offset or 0), str(jobfiles.output_limit()), "exit 1"],
+                {},
             )
         except (DockerException, RequestException):
             return  # the next look tries again

@@ -28,7 +28,26 @@ NODE_CODE = "/work/code"
 NODE_USER = "1000:1000"  # the node's own process (and its setup script)
 JOB_USER = "1001:1001"  # every job process: one user, so `kill -1` as it reaches them all
 
-# $1 run folder, $2 output offset already copied, $3 output limit in bytes.
+# The run itself: $1 run folder, $2 output limit in 512-byte blocks. The job writes into a
+# FIFO that `cat` drains into output.log under the size limit (past it, the rest is read
+# and thrown away: the job never blocks or dies of it). The exit code is the job's own
+# process's: a child it left running may hold the FIFO open, so the drain is waited for
+# only a moment (it ends at once otherwise, with the output whole).
+WRAPPER = r"""
+run="$1"
+mkfifo "$run/.out" || exit 1
+{ ( trap "" XFSZ; ulimit -f "$2"; exec cat > "$run/output.log" ); exec cat > /dev/null; } \
+  < "$run/.out" &
+drain=$!
+sh -c "$HANGAR_COMMAND" > "$run/.out" 2>&1 < /dev/null &
+wait $!
+code=$?
+i=0
+while kill -0 "$drain" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.05; i=$((i + 1)); done
+echo "$code" > "$run/exit_code.tmp" && mv "$run/exit_code.tmp" "$run/exit_code"
+"""
+
+# $1 run folder, $2 output offset already copied, $3 output limit in bytes, $4 WRAPPER.
 # stderr: "launched" or "found", then "exit=N" when the run ended; "tick" twice a second.
 START_AND_FOLLOW = r"""
 run="$1"; off="$2"; limit="$3"
@@ -37,9 +56,7 @@ if mkdir -p "${run%/*}" && mkdir "$run" 2>/dev/null; then
   : > "$run/output.log"
   (
     cd "${HANGAR_WORKDIR:-$run}" 2>/dev/null || cd "$run"
-    exec setsid sh -c '( sh -c "$HANGAR_COMMAND" 2>&1 < /dev/null; echo $? > "$1/exit_code.tmp" ) |
-      { ( trap "" XFSZ; ulimit -f "$2"; exec cat > "$1/output.log" ); cat > /dev/null; }
-      mv "$1/exit_code.tmp" "$1/exit_code"' "hangar-run:$run" "$run" "$(( (limit + 512) / 512 ))"
+    exec setsid sh -c "$4" "hangar-run:$run" "$run" "$(( (limit + 512) / 512 ))"
   ) < /dev/null > /dev/null 2>&1 &
   echo $! > "$run/.wrapper"
   : > "$run/started"

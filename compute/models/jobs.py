@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -115,6 +117,10 @@ class Job(models.Model):
         return (self.finished_at or timezone.now()) - self.running_at
 
 
+def new_run_token() -> str:
+    return secrets.token_hex(6)
+
+
 class JobRun(models.Model):
     """One rank of one attempt of a job, on one node."""
 
@@ -127,6 +133,10 @@ class JobRun(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Names this run's record and its folder in the node: a job id that comes back (a
+    # rolled-back SQLite id, a database restored from backup) never finds another run's
+    # output or exit code. Empty for runs made before it existed.
+    token = models.CharField(max_length=16, default=new_run_token, editable=False)
 
     class Meta:
         ordering = ["job", "attempt", "rank"]
@@ -140,7 +150,8 @@ class JobRun(models.Model):
     @property
     def key(self) -> str:
         """The folder of this run's output and exit code, under HANGAR_JOBS_DIR/runs."""
-        return f"{self.job_id}/a{self.attempt}-r{self.rank}"
+        suffix = f"-{self.token}" if self.token else ""
+        return f"{self.job_id}/a{self.attempt}-r{self.rank}{suffix}"
 
 
 class ComputeSample(models.Model):

@@ -124,12 +124,11 @@ def job_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpRe
 def job_log(request: HttpRequest, access: WorkspaceAccess, pk: int, rank: int) -> HttpResponse:
     job = get_object_or_404(jobs_of(access), pk=pk)
     run = JobRun.objects.filter(job=job, attempt=job.retries, rank=rank).first()
-    path = jobfiles.output_path(run.key) if run else None
-    if path is None or not path.exists():
+    # Opened without following any link: the record is Hangar's, but read as hostile.
+    output = jobfiles.open_output(run.key) if run else None
+    if output is None:
         raise Http404("This run has no output yet.")
-    return FileResponse(
-        path.open("rb"), as_attachment=True, filename=f"job-{job.pk}-rank-{rank}.log"
-    )
+    return FileResponse(output, as_attachment=True, filename=f"job-{job.pk}-rank-{rank}.log")
 
 
 @workspace_view(Role.CONTRIBUTOR, "canceling jobs")
