@@ -176,8 +176,15 @@ HANGAR_NODE_NETWORK = env_choice("HANGAR_NODE_NETWORK", "none", ("none", "host")
 # What a node runs while it waits for work; init=True makes it stop promptly.
 HANGAR_NODE_COMMAND = ("sleep", "2147483647")
 HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / "nodes"
-# Job code snapshots (read-only in nodes) and job output, exit codes, pids.
+# Job code snapshots and each run's record (output, exit code): Hangar's alone, never
+# mounted into a node or readable by a job.
 HANGAR_JOBS_DIR = Path(env_str("HANGAR_JOBS_DIR") or LOCAL_DIR / "jobs")
+# A run's output past this is cut, with a visible marker: a job cannot fill Hangar's disk.
+HANGAR_JOB_OUTPUT_LIMIT_MB = env_int("HANGAR_JOB_OUTPUT_LIMIT_MB", 100, minimum=1)
+# Processes a node may hold at once (a fork bomb stops there, not at the host's limit).
+HANGAR_NODE_PIDS_LIMIT = env_int("HANGAR_NODE_PIDS_LIMIT", 512, minimum=16)
+# Size of a node's /tmp (memory-backed, counted in the node's memory).
+HANGAR_NODE_TMP_MB = env_int("HANGAR_NODE_TMP_MB", 256, minimum=1)
 # A job whose node is preempted goes back to the queue this many times at most.
 HANGAR_JOB_MAX_RETRIES = env_int("HANGAR_JOB_MAX_RETRIES", 3, minimum=0, maximum=100)
 # Demo only: chance per node-hour that the sweep preempts a low-priority node.

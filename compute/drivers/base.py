@@ -10,6 +10,9 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
+from compute import jobfiles
+from compute.jobfiles import RunState
+
 LABEL_SITE = "hangar.site"
 LABEL_WORKSPACE = "hangar.workspace"
 LABEL_COMPUTE = "hangar.compute"
@@ -123,11 +126,14 @@ class Driver(abc.ABC):
     def cancel_job(self, container: str, run_key: str) -> None:
         """Stop a rank promptly: TERM to its process group, KILL a second later."""
 
-    def job_state(self, run_key: str):
-        """Started? Exit code? Read from the run folder, which outlives any worker."""
-        from compute import jobfiles
-
+    def job_state(self, run_key: str, container: str = "") -> RunState:
+        """Started? Exit code? From the run's record, which outlives any worker (a driver
+        whose jobs write elsewhere first copies what is new into the record)."""
         return jobfiles.read_run(run_key)
+
+    def release_run(self, container: str, run_key: str) -> None:
+        """A run was collected: end whatever of it is left on the node and remove its
+        files there, so the next job on that node starts clean and sees nothing of it."""
 
 
 def parse_labels(labels: dict[str, str]) -> tuple[int, int] | None:
