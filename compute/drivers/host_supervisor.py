@@ -137,14 +137,14 @@ def supervise(orders: dict) -> None:
         record.note(f"could not start: {exc}")
         record.exit(127)
         return
-    # Popen returns after the exec: the identity is already the job user's process.
-    identity = identify(child.pid)
-    if identity is not None:
-        record.identity(identity.text())
-    record.started()
     try:
+        # Popen returns after the exec: the identity is already the job user's process.
+        identity = identify(child.pid)
+        if identity is not None:
+            record.identity(identity.text())
+        record.started()
         pump(child, record)
-    finally:
+    finally:  # whatever failed here, the run still gets its exit code
         child.stdout.close()
         code = child.wait()
         record.exit(128 - code if code < 0 else code)  # a signal, as a shell reports it

@@ -187,6 +187,7 @@ class ProcStat:
     pid: int
     state: str
     pgrp: int
+    session: int
     start: int
     uid: int
 
@@ -197,10 +198,10 @@ def proc_stat(pid: int) -> ProcStat | None:
             fields = handle.read().rsplit(b")", 1)[1].split()
         with open(f"/proc/{pid}/status", "rb") as handle:
             uid_line = next(line for line in handle if line.startswith(b"Uid:"))
-        # Field 3 is fields[0]: state (3), pgrp (5), starttime (22).
-        return ProcStat(
-            pid, fields[0].decode(), int(fields[2]), int(fields[19]), int(uid_line.split()[1])
-        )
+        # Field 3 is fields[0]: state (3), pgrp (5), session (6), starttime (22).
+        state, pgrp, session, start = fields[0].decode(), fields[2], fields[3], fields[19]
+        uid = uid_line.split()[1]
+        return ProcStat(pid, state, int(pgrp), int(session), int(start), int(uid))
     except (OSError, IndexError, ValueError, StopIteration):
         return None
 
@@ -220,7 +221,12 @@ def is_alive(identity: ProcessIdentity) -> bool:
 
 
 def group_members(identity: ProcessIdentity) -> list[int]:
-    """Live processes of the group the identified process led, started after it, same uid."""
+    """Leftovers of the group and session the identified process led: same uid, started
+    after it. None if its pid now names another process: the kernel reuses a pid only once
+    no process has it as group or session id, so the group is gone then."""
+    now = proc_stat(identity.pid)
+    if now is not None and (now.start, now.uid) != (identity.start, identity.uid):
+        return []
     members = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) <= 1:
@@ -230,6 +236,7 @@ def group_members(identity: ProcessIdentity) -> list[int]:
             found is not None
             and found.state not in ("Z", "X")
             and found.pgrp == identity.pid
+            and found.session == identity.pid
             and found.uid == identity.uid
             and found.start >= identity.start
         ):

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from compute import attach_actions, jobfiles
+from compute.drivers import hostproc
 from compute.job_actions import cancel_job, submit_job
 from compute.models import Attachment, Compute, ComputeState, Job, JobStatus
 from tests.conftest import make_site_staff, make_team
@@ -102,11 +103,11 @@ def test_non_staff_cannot_attach_the_local_computer(client, db):
 def test_forged_pid_file_cannot_make_cancel_kill_another_process(host):
     victim = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
-        # The job plants the victim's pid everywhere it can write, then waits for cancel.
+        # The job plants the victim's pid wherever a pid file of its run could be (its
+        # folder, its home), then waits for the cancel.
         forge = f"echo {victim.pid} > pid; echo {victim.pid} > $HOME/pid; echo {victim.pid}"
-        command = (
-            f"for i in 1 2 3 4 5; do {forge} > /tmp/pid-$i 2>/dev/null; done; {forge}; sleep 300"
-        )
+        # A link to Hangar's folder, for the removal of its folder to follow.
+        command = f"{forge}; ln -s {settings.LOCAL_DIR} $HOME/hangar; sleep 300"
         job = submit_job(
             host["access"], compute_id=host["compute"].pk, name="forge", command=command
         )
@@ -118,12 +119,14 @@ def test_forged_pid_file_cannot_make_cancel_kill_another_process(host):
         assert job.status == J.CANCELED
         time.sleep(1.5)  # past the KILL a second after the TERM
         assert victim.poll() is None, "cancel killed a process the job named"
-        jobs_processes = subprocess.run(
-            ["pgrep", "-u", settings.HANGAR_JOB_USER, "-f", "sleep 300"],
-            capture_output=True,
-            text=True,
-        )
-        assert jobs_processes.stdout.strip() == "", "the job itself survived its cancel"
+        identity = hostproc.run_identity(key())  # what the supervisor started
+        assert identity is not None and identity.uid != 0
+        assert not hostproc.is_alive(identity) and not hostproc.group_members(identity)
+        # Released after collection: its folder goes, and only its folder.
+        assert (hostproc.run_work_dir(key()) / "hangar").is_symlink()
+        hostproc.release_run(key())
+        assert not hostproc.run_work_dir(key()).exists()
+        assert (settings.LOCAL_DIR / "secret_key").exists()
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait()
@@ -185,3 +188,32 @@ def test_banner_while_the_local_driver_is_in_use(client, db, settings, driver, s
     client.force_login(team.reader)
     page = client.get(reverse("workspace:overview", args=[team.workspace.slug])).content.decode()
     assert (BANNER in page) is shown
+
+
+def test_cancel_never_signals_a_reused_pid_nor_init(tmp_path, settings):
+    """The identity check itself: a pid whose start time or owner differs from what the
+    supervisor recorded (a reused pid, say) is never signalled, nor pid 1 or root's."""
+    # As the job user, like a job: only the identity check can save it, not its owner.
+    as_job_user = {}
+    if os.geteuid() == 0:
+        user = hostproc.job_user()
+        as_job_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
+    victim = subprocess.Popen(["sleep", "300"], start_new_session=True, **as_job_user)
+    try:
+        real = hostproc.identify(victim.pid)
+        assert real is not None
+        for forged in (
+            hostproc.ProcessIdentity(victim.pid, real.start - 1, real.uid),  # reused pid
+            hostproc.ProcessIdentity(victim.pid, real.start, real.uid + 1),  # another user
+            hostproc.ProcessIdentity(victim.pid, real.start, 0),  # root's
+            hostproc.ProcessIdentity(1, 0, 0),
+            hostproc.ProcessIdentity(0, 0, 1),
+        ):
+            assert hostproc.signal_group(forged, signal.SIGKILL) is False
+        time.sleep(0.1)
+        assert victim.poll() is None
+        assert hostproc.signal_group(real, signal.SIGTERM) is True  # the real one, yes
+        assert victim.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
