@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from compute import quota, secrets
 from compute.events import record
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
-from compute.targets import kind_of
+from compute.targets import kind_of, why_unavailable
 from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
@@ -55,6 +55,9 @@ def attach(
     if kind.connects_over_ssh and connection is None:
         raise ValidationError(f"A {kind.label} is reached over SSH: give its address and key.")
     actor = access.membership.user
+    refused = why_unavailable(kind, actor)
+    if refused:
+        raise PermissionDenied(refused)
     compute = Compute(
         workspace=access.workspace,
         name=name,

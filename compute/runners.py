@@ -1,7 +1,8 @@
 """Job runners of attached computes: the same three job calls as a driver (start, cancel,
 look), so the job steps of controllers/jobs.py run unchanged on them.
 
-- The local computer runs a job as a detached local process group, as the local driver does.
+- The local computer runs a job as a supervised host process, as the local driver does
+  (compute/drivers/hostproc.py: the job user, a clean environment, its own folder).
 - A remote VM or HDInsight head node runs it detached on the far side over SSH, writing its
   output and exit code there; each look copies the new output and the exit code into the
   local run folder, so the job pages read them as they read any job's.
@@ -21,9 +22,11 @@ import threading
 import time
 from collections.abc import Callable
 
+from django.conf import settings
+
 from compute import jobfiles, secrets, ssh
+from compute.drivers import hostproc
 from compute.drivers.base import JobLaunch, NodeStartError
-from compute.drivers.local import cancel_local_run, start_local_run
 from compute.jobfiles import RunState
 from compute.models import Attachment, SecretKind, TargetKind
 
@@ -73,37 +76,42 @@ def _watch_once(key: tuple[str, str], wait: Callable[[], None], then: Callable[[
 
 
 class LocalRunner:
-    """The local computer: the machine the worker runs on."""
+    """The local computer: the machine the worker runs on, where the operator allowed
+    host processes (HANGAR_ALLOW_HOST_PROCESSES)."""
 
     def __init__(self, on_finish: Callable[[], None] | None = None) -> None:
         self.on_finish = on_finish
 
     def start_job(self, launch: JobLaunch) -> None:
-        run = start_local_run(launch, cwd=jobfiles.runs_root())
+        hostproc.start_run(launch)
         if self.on_finish is not None:
-            exit_file = run / "exit_code"
 
             def wait() -> None:
                 deadline = time.monotonic() + WATCH_SECONDS
-                while not exit_file.exists() and time.monotonic() < deadline:
-                    time.sleep(0.01)
+                while time.monotonic() < deadline:
+                    if jobfiles.read_run(launch.run_key).exit_code is not None:
+                        return
+                    time.sleep(0.02)
 
             _watch_once(("local", launch.run_key), wait, self.on_finish)
 
     def cancel_job(self, container: str, run_key: str) -> None:
-        cancel_local_run(run_key)
+        hostproc.cancel_run(run_key)
 
     def job_state(self, run_key: str, container: str = "") -> RunState:
         return jobfiles.read_run(run_key)
 
     def release_run(self, container: str, run_key: str) -> None:
-        """Nothing is left: the run's process group ended with it."""
+        hostproc.release_run(run_key)
 
     def probe(self) -> None:
-        """This machine answers whenever the worker asking runs."""
+        """Answers whenever the worker asking runs, unless host processes are disabled."""
+        if not settings.HANGAR_ALLOW_HOST_PROCESSES:
+            raise ssh.SSHError(DISABLED)
 
     def tidy(self, active_job_ids: set[int]) -> None:
-        """Nothing to do: the run folders here are where the job pages read the output."""
+        """Working folders of jobs no longer active go (a missed release, a crash)."""
+        hostproc.tidy_runs(active_job_ids)
 
 
 class SSHRunner:
@@ -314,8 +322,16 @@ def runner_for(
     return SSHRunner(endpoint_for(attachment), site, on_finish)
 
 
+DISABLED = (
+    "host processes are disabled on this site (HANGAR_ALLOW_HOST_PROCESSES=false): "
+    "the local computer cannot run jobs"
+)
+
+
 def local_facts() -> dict:
     """The local computer's facts, by the same script as over SSH."""
+    if not settings.HANGAR_ALLOW_HOST_PROCESSES:
+        raise ssh.SSHError(DISABLED)
     done = subprocess.run(
         ["sh", "-c", ssh.FACTS_SCRIPT], capture_output=True, text=True, timeout=30, check=False
     )

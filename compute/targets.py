@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from compute.models import TargetKind
+
+ATTACH_HOST_PERMISSION = "compute.attach_local_computer"
 
 # The columns of the matrix.
 FEATURES = ("Automated ML", "ML pipelines", "Designer")
@@ -25,6 +29,8 @@ class Kind:
     # What the attach form asks for besides the name.
     connects_over_ssh: bool = False
     host_label: str = "Host"
+    # Runs jobs as processes on Hangar's own machine: the operator's and site staff's call.
+    on_hangar_host: bool = False
 
     @property
     def matrix(self) -> list[tuple[str, str]]:
@@ -40,6 +46,7 @@ KINDS: dict[str, Kind] = {
             "The machine Hangar's workers run on: jobs run as local processes.",
             ("yes", "-", "-"),
             runnable=True,
+            on_hangar_host=True,
         ),
         Kind(
             TargetKind.REMOTE_VM,
@@ -99,3 +106,29 @@ KINDS: dict[str, Kind] = {
 
 def kind_of(key: str) -> Kind | None:
     return KINDS.get(key)
+
+
+def may_attach_host(user: object) -> bool:
+    """Site staff with the permission (superusers hold every permission)."""
+    return bool(
+        getattr(user, "is_active", False)
+        and getattr(user, "is_staff", False)
+        and user.has_perm(ATTACH_HOST_PERMISSION)
+    )
+
+
+def why_unavailable(kind: Kind, user: object) -> str:
+    """Why this user cannot attach this kind here, or "" when they can."""
+    if not kind.on_hangar_host:
+        return ""
+    if not settings.HANGAR_ALLOW_HOST_PROCESSES:
+        return (
+            "The operator has not allowed host processes on this site "
+            "(HANGAR_ALLOW_HOST_PROCESSES), so jobs cannot run on Hangar's own machine."
+        )
+    if not may_attach_host(user):
+        return (
+            "Only site staff with the “Can attach the local computer” permission may attach "
+            "it: its jobs run on Hangar's own machine. Ask your site administrator."
+        )
+    return ""

@@ -7,7 +7,9 @@ would be accepted, so a typo in a deployment fails at start-up instead of at 3 a
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -79,6 +81,33 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return items
 
 
+def docker_engine_answers(url: str | None, timeout: float = 0.3) -> bool:
+    """Whether something listens where the Docker engine would: one connect, no request,
+    so settings can choose their defaults cheaply at every start."""
+    url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        if url.startswith("unix://"):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(timeout)
+            with probe:
+                probe.connect(url.removeprefix("unix://"))
+            return True
+        if url.startswith("tcp://"):
+            host, _, port = url.removeprefix("tcp://").rstrip("/").rpartition(":")
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            return True
+    except (OSError, ValueError):
+        return False
+    return True  # ssh:// and the like: assume it is there rather than open a session here
+
+
+def default_job_user() -> str:
+    """Who host processes run as: hangar-job when Hangar is root, else Hangar's own user."""
+    if os.geteuid() == 0:
+        return "hangar-job"
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = os.environ.get(name)
     if raw is None:
@@ -130,6 +159,8 @@ def env_redis_url(name: str, default: str) -> str:
 def read_or_create_local_secret(path: Path, make: callable) -> str:
     """A development secret kept in an untracked file so restarts keep sessions valid."""
     if path.exists():
+        if path.stat().st_mode & 0o077 and path.stat().st_uid == os.geteuid():
+            path.chmod(0o600)  # made by an older version, or by hand: the owner's alone
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     value = make()

@@ -7,12 +7,15 @@ Development defaults need no environment at all: secrets are generated into the 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
+    default_job_user,
+    docker_engine_answers,
     env_bool,
     env_choice,
     env_database,
@@ -30,6 +33,10 @@ from config.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Untracked state of a development checkout: SQLite database, generated secrets, logs.
 LOCAL_DIR = Path(env_str("HANGAR_LOCAL_DIR", str(BASE_DIR / ".local")))
+# Secrets, the database and job records live here: no host process may read it (0700).
+LOCAL_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+if LOCAL_DIR.stat().st_uid == os.geteuid() and LOCAL_DIR.stat().st_mode & 0o077:
+    LOCAL_DIR.chmod(0o700)
 
 PRODUCTION = False
 DEBUG = env_bool("DEBUG", True)
@@ -91,6 +98,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "workspace.context_processors.workspace_switcher",
+                "compute.context_processors.host_processes",
             ],
         },
     },
@@ -159,8 +167,27 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # How long the worker-health indicator trusts its last answer.
 HANGAR_HEALTH_CACHE_SECONDS = env_int("HANGAR_HEALTH_CACHE_SECONDS", 5, minimum=0)
-# Where nodes live: "docker" or "local" (make run picks docker when an engine answers).
-HANGAR_DRIVER = env_choice("HANGAR_DRIVER", "local", ("docker", "local", "noop"))
+HANGAR_DOCKER_URL = env_str("HANGAR_DOCKER_URL", "")  # empty: DOCKER_HOST or the local socket
+# Where nodes live: "docker" when an engine answers, else "local" (host processes).
+if "HANGAR_DRIVER" in os.environ and "HANGAR_ALLOW_HOST_PROCESSES" in os.environ:
+    _docker_answers = None  # both decided: no need to look for an engine
+else:
+    _docker_answers = docker_engine_answers(HANGAR_DOCKER_URL)
+HANGAR_DRIVER = env_choice(
+    "HANGAR_DRIVER", "docker" if _docker_answers else "local", ("docker", "local", "noop")
+)
+# Host processes (the local driver, the "local computer" target) share this machine with
+# Hangar, unisolated: the operator's decision. By default only a development machine
+# without a Docker engine has them; production settings default to false.
+HANGAR_ALLOW_HOST_PROCESSES = env_bool("HANGAR_ALLOW_HOST_PROCESSES", not _docker_answers)
+if HANGAR_DRIVER == "local" and not HANGAR_ALLOW_HOST_PROCESSES:
+    raise ImproperlyConfigured(
+        "HANGAR_DRIVER=local runs every node as a process on this host, not isolated: set "
+        "HANGAR_ALLOW_HOST_PROCESSES=true to allow it, or use HANGAR_DRIVER=docker."
+    )
+# Host processes run as this user (never root), in folders of their own under
+# HANGAR_HOST_WORK_DIR, outside LOCAL_DIR.
+HANGAR_JOB_USER = env_str("HANGAR_JOB_USER") or default_job_user()
 # Labels every container of this installation, so two Hangars (or a test run) sharing one
 # Docker engine never adopt or remove each other's containers.
 HANGAR_SITE = env_str("HANGAR_SITE") or (
@@ -170,7 +197,9 @@ if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", HANGAR_SITE):
     raise ImproperlyConfigured(
         f"HANGAR_SITE={HANGAR_SITE!r}: use up to 31 lowercase letters, digits, -."
     )
-HANGAR_DOCKER_URL = env_str("HANGAR_DOCKER_URL", "")  # empty: DOCKER_HOST or the local socket
+# A shared /var/tmp is safe here: hostproc uses the folder only if it is Hangar's own
+# (its owner, not a link), and each run's folder in it is made fresh.
+HANGAR_HOST_WORK_DIR = Path(env_str("HANGAR_HOST_WORK_DIR") or f"/var/tmp/hangar-{HANGAR_SITE}")  # noqa: S108
 HANGAR_NODE_IMAGE = env_str("HANGAR_NODE_IMAGE", "hangar/node:v2")
 HANGAR_NODE_NETWORK = env_choice("HANGAR_NODE_NETWORK", "none", ("none", "host"))
 # What a node runs while it waits for work; init=True makes it stop promptly.

@@ -14,6 +14,11 @@ for required in ("SECRET_KEY", "HANGAR_SECRET_KEYS", "ALLOWED_HOSTS"):
     if not os.environ.get(required):
         raise ImproperlyConfigured(f"{required} must be set in production.")
 os.environ.setdefault("DEBUG", "false")
+# Nodes are containers here. Host processes (the local driver, the local computer) are
+# unisolated: only an explicit HANGAR_ALLOW_HOST_PROCESSES=true allows them, and
+# HANGAR_DRIVER=local without it stops start-up (config/settings.py says why).
+os.environ.setdefault("HANGAR_DRIVER", "docker")
+os.environ.setdefault("HANGAR_ALLOW_HOST_PROCESSES", "false")
 
 from config.env import env_bool, env_int  # noqa: E402
 from config.settings import *  # noqa: E402,F403

@@ -5,9 +5,14 @@ and their own queue so the two never take each other's tasks.
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CELERY_QUEUE", "hangar-test")
+# The suite runs the local driver and the local computer next to Docker ones; the tests of
+# the opt-out turn it off where they need to.
+os.environ.setdefault("HANGAR_DRIVER", "local")
+os.environ.setdefault("HANGAR_ALLOW_HOST_PROCESSES", "true")
 
 from config.settings import *  # noqa: F403
 
@@ -25,4 +30,7 @@ HANGAR_SITE = os.environ.get("HANGAR_TEST_SITE") or "t" + HANGAR_SITE  # noqa: F
 HANGAR_NODE_IMAGE = os.environ.get("HANGAR_NODE_IMAGE", "hangar/node-tiny:v2")
 HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / "test-nodes"  # noqa: F405
 HANGAR_JOBS_DIR = LOCAL_DIR / "test-jobs"  # noqa: F405
+HANGAR_HOST_WORK_DIR = Path(  # per test site, like the containers
+    os.environ.get("HANGAR_HOST_WORK_DIR") or f"/var/tmp/hangar-{HANGAR_SITE}"  # noqa: S108
+)
 HANGAR_RECONCILE_LEASE_SECONDS = float(os.environ.get("HANGAR_RECONCILE_LEASE_SECONDS", "3"))

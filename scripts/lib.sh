@@ -2,7 +2,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCAL="$ROOT/.local"
+# Secrets, the database and job records: no host process (the job user) may read them.
 mkdir -p "$LOCAL"
+chmod 700 "$LOCAL"
+for secret in "$LOCAL/secret_key" "$LOCAL/fernet_keys"; do [ -f "$secret" ] && chmod 600 "$secret"; done
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -41,6 +44,17 @@ ensure_redis() {
     --dir "$LOCAL" --logfile "$LOCAL/redis.log" --pidfile "$LOCAL/redis.pid"
   for _ in $(seq 50); do redis_up "$url" && return 0; sleep 0.1; done
   die "redis-server did not answer on port $port; see $LOCAL/redis.log"
+}
+
+# ensure_job_user: host processes (local driver, local computer) never run as root. As
+# root, they run as the hangar-job system user, made here when missing; as anyone else,
+# as that user (config/settings.py: HANGAR_JOB_USER).
+ensure_job_user() {
+  is_root || return 0
+  [ -n "${HANGAR_JOB_USER:-}" ] && return 0
+  id hangar-job >/dev/null 2>&1 && return 0
+  say "creating the hangar-job system user (host processes run as it)"
+  useradd --system --no-create-home --shell /usr/sbin/nologin hangar-job
 }
 
 docker_up() { docker version >/dev/null 2>&1; }

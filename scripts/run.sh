@@ -8,8 +8,13 @@ export PATH="$ROOT/.venv/bin:$PATH"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 ensure_redis "$REDIS_URL"
 
+ensure_job_user
 if [ -z "${HANGAR_DRIVER:-}" ]; then
-  if docker_up; then export HANGAR_DRIVER=docker; else export HANGAR_DRIVER=local; fi
+  if docker_up; then export HANGAR_DRIVER=docker; else
+    # No engine here: nodes become host processes, which this development run allows.
+    export HANGAR_DRIVER=local
+    export HANGAR_ALLOW_HOST_PROCESSES="${HANGAR_ALLOW_HOST_PROCESSES:-true}"
+  fi
 fi
 say "node driver: $HANGAR_DRIVER"
 if [ "$HANGAR_DRIVER" = docker ] && [ -z "${HANGAR_NODE_IMAGE:-}" ]; then

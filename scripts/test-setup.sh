@@ -8,3 +8,4 @@ ensure_venv "$ROOT/requirements-dev.txt"
 ensure_redis "${REDIS_URL:-redis://127.0.0.1:6379/15}"
 ensure_dockerd
 ensure_postgres
+ensure_job_user

@@ -3,6 +3,7 @@ and the real components: a Celery worker process on the test database, the node 
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -46,16 +47,34 @@ def make_team(slug: str = "vision") -> Team:
     return Team(workspace, admin, contributor, reader, outsider)
 
 
+def make_site_staff(user: object) -> object:
+    """Site staff holding the permission to attach the local computer."""
+    from django.contrib.auth.models import Permission
+
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    user.user_permissions.add(Permission.objects.get(codename="attach_local_computer"))
+    return type(user).objects.get(pk=user.pk)  # a fresh object: no cached permissions
+
+
 @pytest.fixture
 def team(db) -> Team:
     return make_team()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def fresh_jobs_dir() -> None:
-    """The test database starts empty each session, so job ids come back: the code and
-    run records of an earlier session must not be there to meet them."""
-    shutil.rmtree(settings.HANGAR_JOBS_DIR, ignore_errors=True)
+def fresh_job_records() -> None:
+    """Job ids restart with each test database, and a run's record is kept on purpose (a
+    relaunch must find it): records and host-process folders of an earlier session go."""
+    from compute import jobfiles
+
+    def writable_then_retry(function, path, _error) -> None:
+        os.chmod(os.path.dirname(path), 0o700)  # read-only code snapshots, as non-root
+        function(path)
+
+    for folder in (jobfiles.runs_root(), jobfiles.code_root(), settings.HANGAR_HOST_WORK_DIR):
+        if os.path.lexists(folder):
+            shutil.rmtree(folder, onerror=writable_then_retry)
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,22 @@
-"""Nodes as supervised local process groups: the "local computer" target, and the
-embedded default where no Docker engine is reachable.
+"""Nodes as supervised host processes: the development driver, for machines without a
+Docker engine, and only where the operator allowed host processes
+(HANGAR_ALLOW_HOST_PROCESSES). Nothing is isolated: a banner says so on every page.
 
-Each node is a folder under HANGAR_LOCAL_NODES_DIR named like its container would be,
-holding its labels, the supervisor's pid, its output and, once it ended, its exit code.
-Resource limits are recorded but not enforced: the process shares the machine.
+Each node has two folders. Its record, HANGAR_LOCAL_NODES_DIR/<container name>, is
+Hangar's alone (labels, limits, the node process's identity, its exit code, its output).
+Its working folder, HANGAR_HOST_WORK_DIR/nodes/<container name>, belongs to the job user
+the node runs as (compute/drivers/hostproc.py). Resource limits are recorded, not enforced.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from compute import jobfiles
+from compute.drivers import hostproc
 from compute.drivers.base import (
     Driver,
     JobLaunch,
@@ -26,10 +25,11 @@ from compute.drivers.base import (
     NodeStartError,
     parse_labels,
 )
+from compute.drivers.hostproc import ProcessIdentity
 
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 3.0
-ROOT = Path(__file__).resolve().parents[2]
+RUNS_FILE = "runs.txt"
 
 
 class LocalDriver(Driver):
@@ -41,16 +41,22 @@ class LocalDriver(Driver):
         self.root = Path(root)
 
     def ping(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _dir(self, name: str) -> Path:
         return self.root / name
 
+    def work_dir(self, name: str) -> Path:
+        """Where the node's processes run (its setup script's files land here)."""
+        return hostproc.node_work_dir(name)
+
     def ensure_node(self, spec: NodeSpec) -> NodeObservation:
+        hostproc.require_allowed()
         self.ping()
+        user = hostproc.job_user()
         node_dir = self._dir(spec.container_name)
         try:
-            node_dir.mkdir()
+            node_dir.mkdir(mode=0o700)
         except FileExistsError:
             # Created before (maybe by a worker that died): adopt, or start it again.
             observation = self._wait_observe(node_dir)
@@ -62,26 +68,20 @@ class LocalDriver(Driver):
             (node_dir / "spec.json").write_text(
                 json.dumps({"cpus": spec.cpus, "memory_bytes": spec.memory_bytes})
             )
-        executable = shutil.which(spec.command[0]) if spec.command else None
-        if executable is None:
+        command = list(spec.command)
+        if not command or shutil.which(command[0], path=hostproc.BASE_PATH) is None:
             raise NodeStartError(f"Command {spec.command[:1]} is not on this machine's PATH.")
-        environment = {**os.environ, **spec.environment, "PYTHONPATH": str(ROOT)}
-        starter = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "compute.drivers.local_supervisor",
-                str(node_dir),
-                "--",
-                *spec.command,
-            ],
-            cwd=ROOT,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        work = hostproc.fresh_work_dir(self.work_dir(spec.container_name), user)
+        hostproc.launch_supervisor(
+            {
+                "mode": "node",
+                "dir": str(node_dir),
+                "command": command,
+                "cwd": str(work),
+                "env": hostproc.clean_environment(work, spec.environment),
+                **hostproc.supervisor_settings(user),
+            }
         )
-        starter.wait(timeout=START_TIMEOUT)
         observation = self._wait_observe(node_dir)
         if observation is None or not observation.running:
             raise NodeStartError(f"Local node {spec.container_name} did not start.")
@@ -91,57 +91,58 @@ class LocalDriver(Driver):
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             observation = self._observe(node_dir)
-            pid_known = (node_dir / "pid").exists() or (node_dir / "exit_code").exists()
-            if pid_known or time.monotonic() > deadline:
+            known = (node_dir / "process").exists() or (node_dir / "exit_code").exists()
+            if known or time.monotonic() > deadline:
                 return observation
             time.sleep(0.01)
 
     @staticmethod
     def _clear_run_files(node_dir: Path) -> None:
-        for name in ("pid", "exit_code"):
+        for name in ("process", "exit_code"):
             (node_dir / name).unlink(missing_ok=True)
 
     def start_job(self, launch: JobLaunch) -> None:
         node_dir = self._dir(launch.container)
         if self._observe(node_dir) is None:
             raise NodeStartError(f"Local node {launch.container} is gone.")
-        # Remember the run: removing the node must stop its jobs too (they are not in the
-        # node's process group, since they outlive the worker that started them).
-        with open(node_dir / "runs.txt", "a") as runs:
-            runs.write(str(jobfiles.run_dir(launch.run_key)) + "\n")
-        start_local_run(launch, cwd=node_dir)
+        # Remembered so removing the node ends its jobs too: they are not in the node's
+        # process group, since they outlive the worker that started them.
+        jobfiles.check_run_key(launch.run_key)
+        with open(node_dir / RUNS_FILE, "a") as runs:
+            runs.write(launch.run_key + "\n")
+        hostproc.start_run(launch)
 
     def cancel_job(self, container: str, run_key: str) -> None:
-        cancel_local_run(run_key)
+        hostproc.cancel_run(run_key)
+
+    def release_run(self, container: str, run_key: str) -> None:
+        hostproc.release_run(run_key)
 
     def remove_node(self, name: str) -> bool:
         node_dir = self._dir(name)
         if not node_dir.exists():
             return False
-        self._stop_jobs(node_dir)
-        pid = self._pid(node_dir)
-        if pid is not None and self._alive(pid, node_dir):
-            self._signal_group(pid, signal.SIGTERM)
+        self._end_runs(node_dir)
+        identity = self._identity(node_dir)
+        if hostproc.signal_group(identity, hostproc.signal.SIGTERM):
             deadline = time.monotonic() + STOP_TIMEOUT
-            while self._alive(pid, node_dir) and time.monotonic() < deadline:
+            while identity and hostproc.is_alive(identity) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if self._alive(pid, node_dir):
-                self._signal_group(pid, signal.SIGKILL)
+            hostproc.signal_group(identity, hostproc.signal.SIGKILL)
+        hostproc.remove_work_dir(self.work_dir(name))
         shutil.rmtree(node_dir, ignore_errors=True)
         return True
 
-    def _stop_jobs(self, node_dir: Path) -> None:
+    def _end_runs(self, node_dir: Path) -> None:
         try:
-            runs = (node_dir / "runs.txt").read_text().split()
+            runs = (node_dir / RUNS_FILE).read_text().split()
         except OSError:
             return
-        for run in runs:
+        for run_key in runs:
             try:
-                pid = int((Path(run) / "pid").read_text())
-            except (OSError, ValueError):
+                hostproc.release_run(run_key)
+            except ValueError:
                 continue
-            if not (Path(run) / "exit_code").exists():
-                self._signal_group(pid, signal.SIGKILL)
 
     def list_nodes(self, compute_id: int | None = None) -> list[NodeObservation]:
         if not self.root.exists():
@@ -164,8 +165,8 @@ class LocalDriver(Driver):
         ids = parse_labels(labels)
         if ids is None:
             return None
-        pid = self._pid(node_dir)
-        running = pid is not None and self._alive(pid, node_dir)
+        identity = self._identity(node_dir)
+        running = identity is not None and hostproc.is_alive(identity)
         exit_code = None
         if not running:
             try:
@@ -175,7 +176,7 @@ class LocalDriver(Driver):
         status = "running" if running else ("exited" if exit_code is not None else "dead")
         return NodeObservation(
             name=node_dir.name,
-            ref=str(pid or ""),
+            ref=str(identity.pid if identity else ""),
             compute_id=ids[0],
             node_id=ids[1],
             running=running,
@@ -184,55 +185,8 @@ class LocalDriver(Driver):
         )
 
     @staticmethod
-    def _pid(node_dir: Path) -> int | None:
+    def _identity(node_dir: Path) -> ProcessIdentity | None:
         try:
-            return int((node_dir / "pid").read_text())
-        except (OSError, ValueError):
+            return ProcessIdentity.parse((node_dir / "process").read_text())
+        except OSError:
             return None
-
-    @staticmethod
-    def _alive(pid: int, node_dir: Path) -> bool:
-        """Alive, not a zombie, and really our supervisor (pids are reused)."""
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                state = stat.read().rsplit(")", 1)[1].split()[0]
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                ours = str(node_dir).encode() in cmdline.read()
-        except (OSError, IndexError):
-            return False
-        return state not in ("Z", "X") and ours
-
-    @staticmethod
-    def _signal_group(pid: int, signum: int) -> None:
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def start_local_run(launch: JobLaunch, cwd: Path) -> Path:
-    """Start one rank as a detached local process group; returns its run folder. Used by
-    local nodes and by the "local computer" attached target alike."""
-    environment = {**os.environ, **launch.environment}
-    if launch.code_job_id is not None:
-        environment["HANGAR_WORKDIR"] = str(jobfiles.code_dir(launch.code_job_id))
-    run = jobfiles.prepare_run_dir(launch.run_key)
-    run_detached(jobfiles.JOB_WRAPPER, str(run), environment, cwd)
-    return run
-
-
-def cancel_local_run(run_key: str) -> None:
-    run = str(jobfiles.run_dir(run_key))
-    run_detached(jobfiles.JOB_CANCEL, run, dict(os.environ), cwd=jobfiles.runs_root())
-
-
-def run_detached(script: str, run: str, environment: dict[str, str], cwd: Path) -> None:
-    """Run a script in the background of a shell that exits at once, so the script is
-    adopted by init: it outlives the worker and never becomes its zombie."""
-    subprocess.run(
-        ["sh", "-c", 'sh -c "$0" hangar "$1" < /dev/null > /dev/null 2>&1 &', script, run],
-        cwd=cwd,
-        env=environment,
-        check=True,
-        timeout=START_TIMEOUT,
-    )

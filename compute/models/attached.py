@@ -47,6 +47,11 @@ class Attachment(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # A site-level power (DESIGN.md "Security"): the local computer runs jobs on
+        # Hangar's own machine, so site staff holding this permission alone attach it.
+        permissions = [
+            ("attach_local_computer", "Can attach the local computer (jobs run on Hangar's host)")
+        ]
         indexes = [
             # The sweep finds attachments whose health check is due (controllers/sweep.py).
             models.Index(fields=["health_checked_at"], name="attachment_health_idx"),

@@ -4,7 +4,7 @@ and its actions (validate again, detach)."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -12,7 +12,7 @@ from django.urls import reverse
 from compute import attach_actions
 from compute.attach_forms import AttachForm
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
-from compute.targets import KINDS, kind_of
+from compute.targets import KINDS, kind_of, why_unavailable
 from compute.views.common import add_errors, with_polling
 from workspace.access import WorkspaceAccess, workspace_view
 from workspace.models import Role
@@ -27,7 +27,8 @@ def _page(access: WorkspaceAccess, **extra) -> dict:
 
 @workspace_view(Role.CONTRIBUTOR, "attaching compute")
 def attach_pick(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
-    return render(request, "compute/attach_pick.html", _page(access, kinds=KINDS.values()))
+    kinds = [(kind, why_unavailable(kind, request.user)) for kind in KINDS.values()]
+    return render(request, "compute/attach_pick.html", _page(access, kinds=kinds))
 
 
 @workspace_view(Role.CONTRIBUTOR, "attaching compute")
@@ -38,6 +39,9 @@ def attach_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> H
     if not target.runnable:
         messages.info(request, f"{target.label} targets are coming soon.")
         return redirect("compute:attach", access.workspace.slug)
+    refused = why_unavailable(target, request.user)
+    if refused:
+        raise PermissionDenied(refused)  # before the form: nothing is read, nothing stored
     form = AttachForm(request.POST or None, kind=target)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

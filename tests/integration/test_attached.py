@@ -17,7 +17,7 @@ from django.urls import reverse
 from compute import attach_actions, jobfiles
 from compute.job_actions import Code, cancel_job, submit_job
 from compute.models import Attachment, Compute, ComputeState, Job, JobRun, JobStatus
-from tests.conftest import make_team
+from tests.conftest import make_site_staff, make_team
 from tests.integration.helpers import run_together, wait_for
 from tests.sshd import SSHServer
 from workspace.access import get_access
@@ -251,7 +251,8 @@ def test_an_unreachable_target_is_unhealthy_and_its_jobs_wait_with_the_reason(
 
 
 def test_the_local_computer_runs_jobs_as_local_processes(attached):
-    access = attached["access"]
+    team = attached["team"]
+    access = get_access(make_site_staff(team.contributor), team.workspace.slug)
     compute = attach_actions.attach(
         access, target_kind="local", name="my-laptop", max_concurrent_jobs=2
     )
@@ -260,6 +261,25 @@ def test_the_local_computer_runs_jobs_as_local_processes(attached):
     assert compute.attachment.facts["cpus"] == os.cpu_count()
     job = finished(submit_job(access, compute_id=compute.pk, name="here", command="echo pid $$"))
     assert job.status == J.COMPLETED and re.search(r"pid \d+", output(job))
+
+
+def test_a_local_computer_job_outlives_a_killed_worker_with_live_output(attached, workers):
+    team = attached["team"]
+    access = get_access(make_site_staff(team.contributor), team.workspace.slug)
+    compute = settled(
+        attach_actions.attach(access, target_kind="local", name="here", max_concurrent_jobs=1)
+    )
+    job = submit_job(
+        access, compute_id=compute.pk, name="long", command="echo begun; sleep 2; echo ended"
+    )
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == J.RUNNING, what="running")
+    # Live: the first line is in the record well before the job ends.
+    wait_for(lambda: "begun" in output(Job.objects.get(pk=job.pk)), timeout=1.5, what="output")
+    attached["worker"].kill()  # SIGKILL, as a crash: the supervisor lives on
+    time.sleep(2.5)  # the job ends while no worker lives
+    workers.get("local", **WORKER_ENV)
+    job = finished(job)
+    assert job.status == J.COMPLETED and output(job) == "begun\nended\n"
 
 
 def test_detach_stops_our_jobs_and_forgets_the_secret_but_not_the_machine(attached, sshd):

@@ -208,7 +208,7 @@ def test_setup_script_runs_on_the_instance_node(lifecycle):
         if lifecycle["name"] == "docker":
             result = docker.from_env().containers.get(container).exec_run(["cat", name])
             return result.output.decode() if result.exit_code == 0 else ""
-        path = settings.HANGAR_LOCAL_NODES_DIR / container / name
+        path = driver.work_dir(container) / name  # the job user's folder, not the record
         return path.read_text() if path.exists() else ""
 
     wait_for(lambda: node_file("setup.exit").strip() == "0", what="setup finished")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compute import actions, jobfiles
+from compute.drivers import hostproc
 from compute.job_actions import Code, submit_job
 from compute.models import CodeKind, Compute, ComputeState, JobStatus, VmSize
 from tests.conftest import make_team, remove_all_nodes
@@ -52,11 +53,9 @@ def test_the_same_job_runs_unchanged_on_every_target(
         wait_for(done, timeout=30, what="job finished")
         assert job.status == JobStatus.COMPLETED, job.error
         run = job.runs.get()
-        # Docker mounts the code read-only; a local job running as root could write to
-        # it (file modes do not bind root), so there only the content is checked.
-        protection = "code is read-only\n" if driver == "docker" else ""
+        # Read-only everywhere: a local job runs as the unprivileged job user on a copy.
         output = jobfiles.read_output(run.key)
-        assert output.startswith("epochs=3 rank=0/1\ncode: 4 lines\n" + protection)
+        assert output.startswith("epochs=3 rank=0/1\ncode: 4 lines\ncode is read-only\n")
         if kind == "instance":  # the state settles on the reconciler's next look
             wait_for(
                 lambda: Compute.objects.get(pk=target.pk).state == ComputeState.RUNNING,
@@ -71,8 +70,6 @@ def test_the_same_job_runs_unchanged_on_every_target(
 def test_stopping_an_instance_cancels_its_job_and_leaves_no_process(
     workers, catalog, node_image, settings, driver
 ):
-    import os
-
     settings.HANGAR_DRIVER = driver
     workers.get(driver)
     team = make_team(f"stop-{driver}")
@@ -96,12 +93,14 @@ def test_stopping_an_instance_cancels_its_job_and_leaves_no_process(
             what="activity recorded",
         )
         assert Compute.objects.get(pk=box.pk).idle_deadline is None
-        pid = int((jobfiles.run_dir(job.runs.get().key) / "pid").read_text())
+        run_key = job.runs.get().key
         actions.instance_verb(access, box.pk, "stop")
         wait_for(lambda: Compute.objects.get(pk=box.pk).state == ComputeState.STOPPED, timeout=20)
         job.refresh_from_db()
         assert job.status == JobStatus.CANCELED and "instance stopping" in job.error.lower()
         if driver == "local":  # a container's processes die with it; check the local ones
-            wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=5, what="job gone")
+            identity = hostproc.run_identity(run_key)
+            assert identity is not None and identity.uid != 0
+            wait_for(lambda: not hostproc.is_alive(identity), timeout=5, what="job gone")
     finally:
         remove_all_nodes()

@@ -214,7 +214,7 @@ def test_a_node_container_is_a_locked_down_sandbox(nodes):
     assert host["PidsLimit"] == settings.HANGAR_NODE_PIDS_LIMIT
     assert host["ReadonlyRootfs"] is True
     assert host["MemorySwap"] == host["Memory"] > 0
-    assert list(host["Tmpfs"]) == ["/tmp"]
+    assert list(host["Tmpfs"]) == ["/tmp"]  # noqa: S108 (the node's own /tmp)
     assert not host["Binds"]
     assert not host["Privileged"]
     assert host["NetworkMode"] == "none"

@@ -4,7 +4,7 @@ import compute.models.jobs
 
 
 class Migration(migrations.Migration):
-    dependencies = [("compute", "0009_attached")]
+    dependencies = [("compute", "0010_attach_local_computer_permission")]
 
     operations = [
         # Existing runs keep an empty token, so their records stay where they are.

@@ -1,0 +1,380 @@
+"""Host processes: jobs and nodes that run as processes on Hangar's own machine (the local
+driver, the "local computer" target). Development only, and only when the operator said
+so (HANGAR_ALLOW_HOST_PROCESSES).
+
+They never run as root nor with Hangar's environment: each runs as HANGAR_JOB_USER, with
+PATH, HOME, LANG and its own variables only, in a folder of its own under
+HANGAR_HOST_WORK_DIR (outside `.local/`, which that user cannot read). A supervisor of
+Hangar's (compute/drivers/host_supervisor.py) starts it and copies its output and exit
+code into the run's record: the process never gets a path into the record.
+
+Cancel trusts nothing a job can write: the supervisor records what it started (pid, start
+time, uid) in the record, and a signal goes only to processes matching that identity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from compute import jobfiles
+from compute.drivers.base import JobLaunch, NodeStartError
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+IDENTITY_FILE = "process"
+START_TIMEOUT = 10.0
+KILL_AFTER = 1.0
+
+
+class HostProcessesDisabled(NodeStartError):
+    pass
+
+
+def require_allowed() -> None:
+    if not settings.HANGAR_ALLOW_HOST_PROCESSES:
+        raise HostProcessesDisabled(
+            "Host processes are disabled on this site (HANGAR_ALLOW_HOST_PROCESSES=false)."
+        )
+
+
+# Who runs it ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobUser:
+    name: str
+    uid: int
+    gid: int
+
+
+def job_user() -> JobUser:
+    """HANGAR_JOB_USER, checked: never root, and one Hangar may switch to."""
+    name = settings.HANGAR_JOB_USER
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise NodeStartError(
+            f"HANGAR_JOB_USER={name!r} is not a user on this machine: `make run` creates "
+            "it (useradd --system --no-create-home --shell /usr/sbin/nologin hangar-job)."
+        ) from None
+    if entry.pw_uid == 0:
+        raise NodeStartError(f"HANGAR_JOB_USER={name!r} is root: host processes never run as root.")
+    if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
+        raise NodeStartError(
+            f"HANGAR_JOB_USER={name!r}: Hangar is not root, so it can run host processes "
+            "only as its own user; unset HANGAR_JOB_USER."
+        )
+    return JobUser(name, entry.pw_uid, entry.pw_gid)
+
+
+def clean_environment(home: Path, own: dict[str, str]) -> dict[str, str]:
+    """PATH, HOME, LANG and the job's own variables: nothing of Hangar's settings."""
+    environment = {"PATH": BASE_PATH, "HOME": str(home), "LANG": "C.UTF-8"}
+    environment.update({k: v for k, v in own.items() if k and "=" not in k and "\0" not in k + v})
+    return environment
+
+
+# Where it runs -------------------------------------------------------------------------
+
+
+def _own_dir(path: Path, mode: int) -> Path:
+    """A folder of Hangar's own (not a link, not someone else's), with exactly `mode`."""
+    try:
+        path.mkdir(mode=mode)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise NodeStartError(f"{path} is not a folder owned by Hangar's user: refusing to use it.")
+    if stat.S_IMODE(info.st_mode) != mode:
+        os.chmod(path, mode, follow_symlinks=False)
+    return path
+
+
+def work_root(kind: str) -> Path:
+    """HANGAR_HOST_WORK_DIR/<kind>: Hangar's, 0711 so a job reaches its own folder only."""
+    root = Path(settings.HANGAR_HOST_WORK_DIR)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _own_dir(root, 0o711)
+    return _own_dir(root / kind, 0o711)
+
+
+def run_work_dir(run_key: str) -> Path:
+    job_part, run_part = jobfiles.check_run_key(run_key)
+    return Path(settings.HANGAR_HOST_WORK_DIR) / "runs" / f"{job_part}.{run_part}"
+
+
+def node_work_dir(name: str) -> Path:
+    return Path(settings.HANGAR_HOST_WORK_DIR) / "nodes" / name
+
+
+def fresh_work_dir(path: Path, user: JobUser) -> Path:
+    """An empty folder for one run or node, the job user's (its parent is Hangar's, so a
+    removal never follows anything the job planted)."""
+    work_root(path.parent.name)
+    remove_work_dir(path)
+    path.mkdir(mode=0o700)
+    os.chown(path, user.uid, user.gid, follow_symlinks=False)  # just made: nothing of the job's
+    return path
+
+
+def remove_work_dir(path: Path) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)  # fd-based on Linux: links inside are removed, not followed
+    else:
+        path.unlink()
+
+
+def copy_code(job_id: int, work: Path) -> Path:
+    """The snapshot copied in, Hangar-owned and read-only: the job reads what ran."""
+    target = work / "code"
+    shutil.copytree(jobfiles.code_dir(job_id), target, symlinks=True)
+    # Folders too when Hangar is root (the job is another user); as one user, read-only
+    # files suffice and Hangar can still remove the folder.
+    folder_mode = 0o555 if os.geteuid() == 0 else 0o755
+    for path in sorted(target.rglob("*"), reverse=True):
+        if not path.is_symlink():
+            path.chmod(folder_mode if path.is_dir() else 0o444)
+    target.chmod(folder_mode)
+    return target
+
+
+# What it is ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A process as the kernel knows it: pids are reused, (pid, start time) are not."""
+
+    pid: int
+    start: int
+    uid: int
+
+    def text(self) -> str:
+        return f"{self.pid} {self.start} {self.uid}\n"
+
+    @classmethod
+    def parse(cls, raw: bytes | str | None) -> ProcessIdentity | None:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if not text or not text.endswith("\n"):
+            return None  # absent, or caught half-written
+        try:
+            pid, start, uid = (int(part) for part in text.split())
+        except ValueError:
+            return None
+        return cls(pid, start, uid)
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    state: str
+    pgrp: int
+    session: int
+    start: int
+    uid: int
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            uid_line = next(line for line in handle if line.startswith(b"Uid:"))
+        # Field 3 is fields[0]: state (3), pgrp (5), session (6), starttime (22).
+        state, pgrp, session, start = fields[0].decode(), fields[2], fields[3], fields[19]
+        uid = uid_line.split()[1]
+        return ProcStat(pid, state, int(pgrp), int(session), int(start), int(uid))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
+def identify(pid: int) -> ProcessIdentity | None:
+    found = proc_stat(pid)
+    return ProcessIdentity(pid, found.start, found.uid) if found else None
+
+
+def is_alive(identity: ProcessIdentity) -> bool:
+    found = proc_stat(identity.pid)
+    return (
+        found is not None
+        and found.state not in ("Z", "X")
+        and (found.start, found.uid) == (identity.start, identity.uid)
+    )
+
+
+def group_members(identity: ProcessIdentity) -> list[int]:
+    """Leftovers of the group and session the identified process led: same uid, started
+    after it. None if its pid now names another process: the kernel reuses a pid only once
+    no process has it as group or session id, so the group is gone then."""
+    now = proc_stat(identity.pid)
+    if now is not None and (now.start, now.uid) != (identity.start, identity.uid):
+        return []
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) <= 1:
+            continue
+        found = proc_stat(int(entry.name))
+        if (
+            found is not None
+            and found.state not in ("Z", "X")
+            and found.pgrp == identity.pid
+            and found.session == identity.pid
+            and found.uid == identity.uid
+            and found.start >= identity.start
+        ):
+            members.append(found.pid)
+    return members
+
+
+def signal_group(identity: ProcessIdentity | None, signum: int) -> bool:
+    """Signal what the identity names, and nothing else. True if something was signalled."""
+    if identity is None or identity.pid <= 1 or identity.uid == 0:
+        return False
+    if is_alive(identity):
+        # A live session leader keeps its group id: the group is surely this one.
+        try:
+            os.killpg(identity.pid, signum)
+            return True
+        except ProcessLookupError:
+            return False
+    signalled = False
+    for pid in group_members(identity):  # the leader ended; its leftovers may not have
+        try:
+            os.kill(pid, signum)
+            signalled = True
+        except ProcessLookupError:
+            pass
+    return signalled
+
+
+def stop_group(identity: ProcessIdentity | None, wait: bool = False) -> None:
+    """TERM now, KILL a second later (in the background unless `wait`)."""
+    if not signal_group(identity, signal.SIGTERM):
+        return
+    if wait:
+        threading.Event().wait(KILL_AFTER)
+        signal_group(identity, signal.SIGKILL)
+    else:
+        timer = threading.Timer(KILL_AFTER, signal_group, (identity, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+
+# Runs ----------------------------------------------------------------------------------
+
+
+def run_identity(run_key: str) -> ProcessIdentity | None:
+    try:
+        fd = jobfiles.open_record(run_key, IDENTITY_FILE)
+    except (OSError, ValueError):
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return ProcessIdentity.parse(handle.read(100))
+
+
+def start_run(launch: JobLaunch) -> None:
+    """Start one rank under a supervisor that outlives the worker. At most once: a run
+    whose record says it started is left alone."""
+    require_allowed()
+    user = job_user()
+    jobfiles.prepare_run_dir(launch.run_key)
+    with jobfiles.record_lock(launch.run_key):
+        if run_identity(launch.run_key) or jobfiles.read_run(launch.run_key).started:
+            return
+        work = fresh_work_dir(run_work_dir(launch.run_key), user)
+        own = dict(launch.environment)
+        cwd = work
+        if launch.code_job_id is not None:
+            cwd = copy_code(launch.code_job_id, work)
+            own["HANGAR_WORKDIR"] = str(cwd)
+        launch_supervisor(
+            {
+                "mode": "run",
+                "run_key": launch.run_key,
+                "command": ["/bin/sh", "-c", launch.command],
+                "cwd": str(cwd),
+                "env": clean_environment(work, own),
+                **supervisor_settings(user),
+            }
+        )
+
+
+def cancel_run(run_key: str) -> None:
+    stop_group(run_identity(run_key))
+
+
+def release_run(run_key: str) -> None:
+    """The run was collected: its leftovers end, its working folder goes."""
+    identity = run_identity(run_key)
+    signal_group(identity, signal.SIGKILL)
+    remove_work_dir(run_work_dir(run_key))
+
+
+def tidy_runs(active_job_ids: set[int], min_age: float = 60.0) -> None:
+    """Release runs whose job is no longer active and whose folder is over a minute old
+    (a run started since the list was read keeps its folder)."""
+    root = Path(settings.HANGAR_HOST_WORK_DIR) / "runs"
+    if not root.is_dir():
+        return
+    now = time.time()
+    for entry in os.scandir(root):
+        job_part, _, run_part = entry.name.partition(".")
+        if not job_part.isdigit() or int(job_part) in active_job_ids:
+            continue
+        if now - entry.stat(follow_symlinks=False).st_mtime > min_age:
+            try:
+                release_run(f"{job_part}/{run_part}")
+            except ValueError:
+                continue
+
+
+def supervisor_settings(user: JobUser) -> dict:
+    return {
+        "uid": user.uid,
+        "gid": user.gid,
+        "switch_user": os.geteuid() == 0,
+        "jobs_dir": str(jobfiles.jobs_root()),
+        "output_limit_mb": settings.HANGAR_JOB_OUTPUT_LIMIT_MB,
+    }
+
+
+def launch_supervisor(spec: dict) -> None:
+    """Start a supervisor and return once it detached (it reads its orders from stdin, so
+    nothing of them shows in `ps`). Its own environment holds none of Hangar's secrets."""
+    jobfiles.jobs_root().mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = os.open(
+        jobfiles.jobs_root() / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+    )
+    try:
+        starter = subprocess.Popen(
+            [sys.executable, "-m", "compute.drivers.host_supervisor"],
+            cwd=ROOT,
+            env={"PATH": BASE_PATH, "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+    finally:
+        os.close(log)
+    starter.communicate(json.dumps(spec).encode(), timeout=START_TIMEOUT)
+    if starter.returncode != 0:
+        raise NodeStartError(f"The host-process supervisor failed ({starter.returncode}).")
