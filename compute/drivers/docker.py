@@ -41,6 +41,7 @@ MIN_CPUS = 0.01
 FOLLOWED = ".followed"  # a follower's heartbeat in the run's record
 FOLLOW_FRESH_SECONDS = 2.0
 START_TIMEOUT = 15.0
+POOL_SIZE = 64
 
 
 class DockerDriver(Driver):
@@ -57,10 +58,13 @@ class DockerDriver(Driver):
     def client(self) -> docker.DockerClient:
         if self._client is None:
             try:
+                # Each followed run holds one connection for its whole run: room for many.
                 if self.base_url:
-                    self._client = docker.DockerClient(base_url=self.base_url, timeout=self.timeout)
+                    self._client = docker.DockerClient(
+                        base_url=self.base_url, timeout=self.timeout, max_pool_size=POOL_SIZE
+                    )
                 else:
-                    self._client = docker.from_env(timeout=self.timeout)
+                    self._client = docker.from_env(timeout=self.timeout, max_pool_size=POOL_SIZE)
             except DockerException as exc:
                 raise DriverUnavailable(f"{self.label} unreachable: {exc}") from None
         return self._client
