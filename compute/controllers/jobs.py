@@ -66,6 +66,7 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
     runs = current_runs(active)
     now = timezone.now()
     completed, freed_nodes, finished_runs, finished_here = [], [], [], []
+    endings: list[tuple[Job, str, int | None, str]] = []
     for job in active:
         job_runs = runs.get(job.pk, [])
         states = [driver.job_state(run.key, run.container) for run in job_runs]
@@ -96,15 +97,19 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
         freed_nodes += [run.node_id for run in job_runs if run.node_id]
         codes = [s.exit_code for s in states]
         if job.cancel_requested_at:
-            finish(job, J.CANCELED, next((c for c in codes if c), 0), "Canceled.", now)
+            endings.append((job, J.CANCELED, next((c for c in codes if c), 0), "Canceled."))
         elif all(code == 0 for code in codes):
             completed.append(job.pk)
         else:
             rank, code = next((r, c) for r, c in enumerate(codes) if c != 0)
-            finish(job, J.FAILED, code, f"Rank {rank} exited with code {code}.", now)
+            endings.append((job, J.FAILED, code, f"Rank {rank} exited with code {code}."))
         report.finished.append(job.pk)
         finished_here.append(job)
+    # A job shows as ended in the same moment its nodes are free again (all released
+    # above), so whoever waits for the end finds the nodes ready for the next job.
     with transaction.atomic():
+        for job, status, code, error in endings:
+            finish(job, status, code, error, now)
         if completed:
             Job.objects.filter(pk__in=completed, status__in=(J.PREPARING, J.RUNNING)).update(
                 status=J.COMPLETED, exit_code=0, finished_at=now

@@ -149,13 +149,15 @@ class DockerDriver(Driver):
         jobfiles.prepare_run_dir(launch.run_key)
         environment = {**launch.environment, "HOME": "/tmp"}  # noqa: S108 (the node's own)
         try:
-            container = self.client.containers.get(launch.container)
+            # By name: no inspect of the container on the way (it costs a round trip).
             if launch.code_job_id is not None:
-                container.put_archive(scripts.NODE_WORK, code_archive(launch.code_job_id))
+                self.client.api.put_archive(
+                    launch.container, scripts.NODE_WORK, code_archive(launch.code_job_id)
+                )
                 environment["HANGAR_WORKDIR"] = f"{scripts.NODE_CODE}/{launch.code_job_id}"
             offset = jobfiles.output_offset(launch.run_key)
             stream = self._exec_stream(
-                container.id,
+                launch.container,
                 scripts.START_AND_FOLLOW,
                 [
                     node_run_dir(launch.run_key),
@@ -339,8 +341,8 @@ class DockerDriver(Driver):
 
 
 def node_run_dir(run_key: str) -> str:
-    jobfiles.check_run_key(run_key)
-    return f"{scripts.NODE_RUNS}/{run_key}"
+    job, run = jobfiles.check_run_key(run_key)
+    return f"{scripts.NODE_RUNS}/run-{job}-{run}"
 
 
 def parse_exit(raw: bytes) -> int:

@@ -3,7 +3,7 @@ clear it. Each script takes its inputs as arguments (never interpolated into the
 runs inside the node, as the job's user, so nothing it does reaches past the container.
 
 A node's work folder (/work, a volume of the node's own) holds each run at
-/work/runs/<job>/a<n>-r<rank>/ and each job's code at /work/code/<job>/. The job's user owns
+/work/run-<job>-a<n>-r<rank>-<token>/ and each job's code at /work/code/<job>/. The job's user owns
 them, so the job could rewrite them: nothing here is trusted beyond the node itself, and
 Hangar's own record of the run (compute/jobfiles.py) lives on Hangar's side.
 
@@ -23,7 +23,7 @@ Hangar's own record of the run (compute/jobfiles.py) lives on Hangar's side.
 from __future__ import annotations
 
 NODE_WORK = "/work"
-NODE_RUNS = "/work/runs"
+NODE_RUNS = "/work"  # each run's folder sits right in /work: one mkdir makes it
 NODE_CODE = "/work/code"
 NODE_USER = "1000:1000"  # the node's own process (and its setup script)
 JOB_USER = "1001:1001"  # every job process: one user, so `kill -1` as it reaches them all
@@ -52,7 +52,7 @@ echo "$code" > "$run/exit_code.tmp" && mv "$run/exit_code.tmp" "$run/exit_code"
 START_AND_FOLLOW = r"""
 run="$1"; off="$2"; limit="$3"
 trap '' PIPE
-if mkdir -p "${run%/*}" && mkdir "$run" 2>/dev/null; then
+if mkdir "$run" 2>/dev/null; then
   : > "$run/output.log"
   (
     cd "${HANGAR_WORKDIR:-$run}" 2>/dev/null || cd "$run"
@@ -80,15 +80,19 @@ copy() {
     off=$size
   fi
 }
-i=0
+# Every 20 ms until the first output or for half a second (a job's first line shows at
+# once), then every 100 ms: each look costs a process or two of the node's own CPU quota,
+# which the job needs more. "tick" and the liveness check twice a second.
+i=0; nap=0.02
 until [ -e "$run/exit_code" ]; do
   copy
   i=$((i + 1))
-  if [ $((i % 5)) -eq 0 ]; then
+  if [ "$nap" != 0.1 ] && { [ "$off" -gt 0 ] || [ $i -ge 25 ]; }; then nap=0.1; i=0; fi
+  if [ "$nap" = 0.1 ] && [ $((i % 5)) -eq 0 ]; then
     echo tick >&2
     gone && break
   fi
-  sleep 0.1
+  sleep $nap
 done
 copy
 code=$(cat "$run/exit_code" 2>/dev/null)
@@ -125,6 +129,6 @@ kill -KILL -1 2>/dev/null
 CLEAR = r"""
 kill -KILL -1 2>/dev/null
 chmod -R u+w /work/code 2>/dev/null
-rm -rf /work/runs /work/code /work/* /work/.[!.]* /tmp/* /tmp/.[!.]* 2>/dev/null
+rm -rf /work/* /work/.[!.]* /tmp/* /tmp/.[!.]* 2>/dev/null
 exit 0
 """

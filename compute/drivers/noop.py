@@ -43,7 +43,7 @@ class NoopDriver(Driver):
     def cancel_job(self, container: str, run_key: str) -> None:
         self.finished.add(run_key)
 
-    def job_state(self, run_key: str) -> RunState:
+    def job_state(self, run_key: str, container: str = "") -> RunState:
         done = run_key in self.finished
         return RunState(started=done, exit_code=0 if done else None)
 

@@ -97,7 +97,7 @@ def test_a_node_sees_no_other_jobs_output_or_code(nodes):
         attackers,
         "find / /work /tmp -xdev 2>/dev/null | grep -c . ; "
         "cat /hangar/runs/*/*/output.log /hangar/code/*/* "
-        f"{NODE_WORK}/runs/*/*/output.log {NODE_WORK}/code/*/* 2>&1; "
+        f"{NODE_WORK}/run-*/output.log {NODE_WORK}/code/*/* 2>&1; "
         f"find / /work /tmp -xdev -type f 2>/dev/null | xargs grep -l {secret}; echo done",
     )
     assert job.status == J.COMPLETED
