@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_celery_beat",
+    "axes",
     "workspace",
     "compute",
 ]
@@ -83,6 +85,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes documents: it turns a lockout flagged during the request into
+    # the lockout page (AXES_LOCKOUT_CALLABLE below).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -122,6 +127,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: it refuses a locked-out username + address before any password is
+# checked; ModelBackend then authenticates as before.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "workspace:list"
@@ -269,7 +280,48 @@ HANGAR_DEFAULT_MAX_COMPUTES = env_int("HANGAR_DEFAULT_MAX_COMPUTES", 50, minimum
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hangar@localhost")
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Login throttling (django-axes): this many failed sign-ins for one username from one client
+# address lock that pair for the cool-off; every failure during it starts the cool-off anew.
+# Attempts live in the database (AccessAttempt), so every web process sees them and site
+# staff unlock a pair by deleting its attempt in the Django admin.
+HANGAR_LOGIN_FAILURES = env_int("HANGAR_LOGIN_FAILURES", 10, minimum=1, maximum=1000)
+HANGAR_LOGIN_COOLOFF_MINUTES = env_int("HANGAR_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_ENABLED = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = HANGAR_LOGIN_FAILURES
+AXES_COOLOFF_TIME = timedelta(minutes=HANGAR_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# A right password clears that pair's failures: typos over a day never add up to a lockout.
+AXES_RESET_ON_SUCCESS = True
+# The login page again, with the reason, instead of a bare error page.
+AXES_LOCKOUT_CALLABLE = "workspace.lockout.lockout_response"
+# The client address is REMOTE_ADDR: django-ipware is not installed, so no forwarded header
+# is trusted (axes.helpers.get_client_ip_address falls back to REMOTE_ADDR).
+
+# Failed activity-endpoint calls (wrong or missing token, unknown instance) counted per
+# client address and per instance; past this in a minute, both answer 429 untested.
+HANGAR_ACTIVITY_FAILURES_PER_MINUTE = env_int("HANGAR_ACTIVITY_FAILURES_PER_MINUTE", 10, minimum=1)
+
+
+def redis_cache(url: str, prefix: str) -> dict:
+    """Django's own Redis cache: counters of rate limits hold across web processes."""
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        # Installations (and test runs) sharing one Redis DB keep apart by prefix.
+        "KEY_PREFIX": prefix,
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+    }
+
+
+HANGAR_CACHE_PREFIX = env_str("HANGAR_CACHE_PREFIX") or HANGAR_SITE
+# With a Redis named (make run, production, tests) the cache lives there; a bare
+# `manage.py runserver` keeps the local-memory cache and needs no Redis to serve pages.
+CACHES = {
+    "default": redis_cache(REDIS_URL, HANGAR_CACHE_PREFIX)
+    if "REDIS_URL" in os.environ
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 
 LOGGING = {
     "version": 1,

@@ -38,3 +38,7 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Every web process must share the rate limits' counters (the activity endpoint's): the
+# cache is Redis here even when REDIS_URL is left at its default.
+CACHES = {"default": redis_cache(REDIS_URL, HANGAR_CACHE_PREFIX)}  # noqa: F405

@@ -34,3 +34,13 @@ HANGAR_HOST_WORK_DIR = Path(  # per test site, like the containers
     os.environ.get("HANGAR_HOST_WORK_DIR") or f"/var/tmp/hangar-{HANGAR_SITE}"  # noqa: S108
 )
 HANGAR_RECONCILE_LEASE_SECONDS = float(os.environ.get("HANGAR_RECONCILE_LEASE_SECONDS", "3"))
+
+# The cache is Redis (REDIS_URL is always set above), under the test site's prefix unless
+# HANGAR_CACHE_PREFIX says otherwise: `make run` on db 0 and other test runs keep apart.
+HANGAR_CACHE_PREFIX = os.environ.get("HANGAR_CACHE_PREFIX") or HANGAR_SITE
+CACHES = {"default": redis_cache(REDIS_URL, HANGAR_CACHE_PREFIX)}  # noqa: F405
+
+# django-axes' documented test setup: off, because Django's test Client.login() calls
+# authenticate() without a request, which axes refuses. The tests of login throttling turn
+# it back on (tests/security/test_login_throttling.py); pages and force_login are unaffected.
+AXES_ENABLED = False

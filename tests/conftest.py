@@ -57,6 +57,16 @@ def make_site_staff(user: object) -> object:
     return type(user).objects.get(pk=user.pk)  # a fresh object: no cached permissions
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache(settings) -> None:
+    """Each test counts in a cache namespace of its own (the cache is a shared Redis): rate
+    limits and cached figures of an earlier test, or of another run on the same Redis
+    database, never leak into it. Web processes a test starts get their own prefix too."""
+    default = settings.CACHES["default"]
+    prefix = f"{default.get('KEY_PREFIX', '')}-{uuid.uuid4().hex[:8]}"
+    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": prefix}}
+
+
 @pytest.fixture
 def team(db) -> Team:
     return make_team()

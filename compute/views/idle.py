@@ -4,11 +4,10 @@ schedules, and the workspace's "what is burning" overview."""
 from __future__ import annotations
 
 import json
-import time
 
+from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib import messages
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from compute import idle, idle_actions
+from compute import idle, idle_actions, throttle
 from compute.forms import IdleSettingsForm, ScheduleForm
 from compute.models import Compute, ComputeKind, ComputeState
 from compute.views.common import add_errors, back
@@ -164,10 +163,31 @@ def token_rotate(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Http
     return response
 
 
+def too_many(retry_after: int, what: str) -> JsonResponse:
+    response = JsonResponse({"error": f"too many {what}; try again later"}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
 @csrf_exempt
 @require_POST
 def activity_endpoint(request: HttpRequest, pk: int) -> JsonResponse:
-    """A kernel, IDE or script on the node says "still busy", with the instance's token."""
+    """A kernel, IDE or script on the node says "still busy", with the instance's token.
+
+    Failed calls are limited per client address and per instance, in the shared cache so
+    the limit holds across web processes. A failure slot is taken *before* the lookup and
+    given back on success: a client past the limit gets 429 without its token being
+    looked at, so a flood learns nothing, not even from timing."""
+    failures = settings.HANGAR_ACTIVITY_FAILURES_PER_MINUTE
+    # The same address axes throttles sign-ins by: REMOTE_ADDR, no forwarded header trusted.
+    address = get_client_ip_address(request) or "unknown"
+    by_address = throttle.window(f"activity-failed:address:{address}")
+    if throttle.take(by_address) > failures:
+        return too_many(by_address.retry_after, "failed calls from this address")
+    by_instance = throttle.window(f"activity-failed:instance:{pk}")
+    if throttle.take(by_instance) > failures:
+        throttle.refund(by_address)  # refused unchecked: not this address's failure
+        return too_many(by_instance.retry_after, "failed calls for this instance")
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     compute = (
@@ -175,12 +195,11 @@ def activity_endpoint(request: HttpRequest, pk: int) -> JsonResponse:
     )
     if compute is None or not token or not idle.token_matches(compute, token):
         return JsonResponse({"error": "unknown instance or wrong token"}, status=401)
-    window = int(time.time() // 60)
-    key = f"activity-rate:{pk}:{window}"
-    calls = cache.get_or_set(key, 0, 120)
-    if calls >= settings.HANGAR_ACTIVITY_RATE_PER_MINUTE:
-        return JsonResponse({"error": "too many calls; try again in a minute"}, status=429)
-    cache.incr(key)
+    throttle.refund(by_address)
+    throttle.refund(by_instance)
+    accepted = throttle.window(f"activity-accepted:{pk}")
+    if throttle.take(accepted) > settings.HANGAR_ACTIVITY_RATE_PER_MINUTE:
+        return too_many(accepted.retry_after, "calls")
     if compute.state != ComputeState.RUNNING:
         return JsonResponse({"error": f"{compute.name} is {compute.state}"}, status=409)
     try:

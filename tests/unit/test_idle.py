@@ -262,3 +262,22 @@ def test_idle_sweep_with_nothing_due_reads_nothing(box, django_assert_num_querie
     with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
         with django_assert_num_queries(2):
             assert idle_sweep().stopped == []
+
+
+def test_wrong_activity_tokens_are_limited_per_address_and_checked_no_more(
+    client, box, team, settings
+):
+    settings.HANGAR_ACTIVITY_FAILURES_PER_MINUTE = 3
+    token = rotate_token(get_access(team.admin, team.workspace.slug), box.pk)
+    url = reverse("compute:activity", args=[box.pk])
+
+    def report(auth: str, address: str = "127.0.0.1"):
+        return client.post(url, HTTP_AUTHORIZATION=auth, REMOTE_ADDR=address)
+
+    assert report(f"Bearer {token}").status_code == 200  # an accepted call is no failure
+    assert [report("Bearer nope").status_code for _ in range(3)] == [401, 401, 401]
+    locked = report(f"Bearer {token}")  # the right token, but this client is locked out
+    assert locked.status_code == 429
+    assert 1 <= int(locked["Retry-After"]) <= 60
+    # Another address meets the instance's own count: three failures reached it too.
+    assert report(f"Bearer {token}", "127.0.0.9").status_code == 429

@@ -78,11 +78,13 @@ def test_local_secret_is_generated_once_and_kept(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
-def manage(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+def manage(*args: str, **extra_env: str | None) -> subprocess.CompletedProcess:
+    """manage.py in a fresh process; a variable given as None is left out."""
     # The browser tests' DJANGO_ALLOW_ASYNC_UNSAFE must not leak into a deployment check.
     inherited = ("DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")
     environment = {k: v for k, v in os.environ.items() if k not in inherited}
     environment.update(extra_env)
+    environment = {k: v for k, v in environment.items() if v is not None}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -124,3 +126,64 @@ def test_a_bad_value_stops_manage_py_with_a_clear_message():
     result = manage("check", DEBUG="perhaps")
     assert result.returncode != 0
     assert "DEBUG='perhaps' is not a boolean" in result.stderr
+
+
+PRINT_CACHE = "from django.conf import settings; print(settings.CACHES['default']['BACKEND'])"
+REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+
+
+def cache_backend(**extra_env: str | None) -> str:
+    result = manage("shell", "-c", PRINT_CACHE, **extra_env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_cache_is_redis_when_redis_url_is_set_else_local_memory():
+    development = {"DJANGO_SETTINGS_MODULE": "config.settings"}
+    assert cache_backend(**development, REDIS_URL="redis://127.0.0.1:6379/3") == REDIS_CACHE
+    assert cache_backend(**development, REDIS_URL=None).endswith("LocMemCache")
+
+
+def test_production_keeps_rate_limits_in_redis_even_with_the_default_url():
+    environment = {
+        "DJANGO_SETTINGS_MODULE": "config.settings_production",
+        "SECRET_KEY": Fernet.generate_key().decode() + "-production-secret-key",
+        "HANGAR_SECRET_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": "hangar.example.com",
+    }
+    assert cache_backend(**environment, REDIS_URL=None) == REDIS_CACHE
+
+
+def test_the_test_suite_counts_in_redis_under_its_own_prefix(settings):
+    default = settings.CACHES["default"]
+    assert default["BACKEND"] == REDIS_CACHE
+    assert default["LOCATION"] == settings.REDIS_URL
+    assert default["KEY_PREFIX"].startswith(settings.HANGAR_SITE)
+
+
+def test_axes_guards_every_login_and_renders_the_login_page_when_locked(settings):
+    assert settings.AUTHENTICATION_BACKENDS[0] == "axes.backends.AxesStandaloneBackend"
+    assert settings.MIDDLEWARE[-1] == "axes.middleware.AxesMiddleware"
+    assert settings.AXES_LOCKOUT_PARAMETERS == [["username", "ip_address"]]
+    assert settings.AXES_LOCKOUT_CALLABLE == "workspace.lockout.lockout_response"
+    assert settings.AXES_HANDLER == "axes.handlers.database.AxesDatabaseHandler"
+
+
+def test_login_limits_come_from_the_environment():
+    code = (
+        "from django.conf import settings; "
+        "print(settings.AXES_FAILURE_LIMIT, settings.AXES_COOLOFF_TIME.total_seconds())"
+    )
+    result = manage(
+        "shell",
+        "-c",
+        code,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        HANGAR_LOGIN_FAILURES="4",
+        HANGAR_LOGIN_COOLOFF_MINUTES="2",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "4 120.0"
+    result = manage("check", HANGAR_LOGIN_FAILURES="0")
+    assert result.returncode != 0
+    assert "HANGAR_LOGIN_FAILURES=0 is below the minimum of 1" in result.stderr
