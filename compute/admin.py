@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
 from compute import quota, quota_actions
@@ -181,7 +181,13 @@ class QuotaRequestAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.is_staff  # read-only fields: decisions go through the actions
+        return False  # read-only: decisions go through the actions, for approvers only
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_decide_permission(self, request) -> bool:
+        return quota_actions.can_decide(request.user)
 
     @admin.display(description="current limit")
     def current_limit(self, obj: QuotaRequest) -> int:
@@ -195,11 +201,11 @@ class QuotaRequestAdmin(admin.ModelAdmin):
             return quota.dedicated_used(obj.workspace, obj.family)
         return quota.low_priority_used(obj.workspace)
 
-    @admin.action(description="Approve selected requests…")
+    @admin.action(description="Approve selected requests…", permissions=["decide"])
     def approve(self, request, queryset):
         return self._decide(request, queryset, approve=True)
 
-    @admin.action(description="Reject selected requests…")
+    @admin.action(description="Reject selected requests…", permissions=["decide"])
     def reject(self, request, queryset):
         return self._decide(request, queryset, approve=False)
 
@@ -222,7 +228,7 @@ class QuotaRequestAdmin(admin.ModelAdmin):
         for item in queryset:
             try:
                 quota_actions.decide(item.pk, approve=approve, admin=request.user, reason=reason)
-            except ValidationError as error:
+            except (ValidationError, PermissionDenied) as error:
                 self.message_user(request, " ".join(error.messages), level=messages.ERROR)
             else:
                 verb = "Approved" if approve else "Rejected"
@@ -230,14 +236,45 @@ class QuotaRequestAdmin(admin.ModelAdmin):
         return None
 
 
+class QuotaRowAdmin(admin.ModelAdmin):
+    """Quota rows are edited by quota approvers only, and through the same action as a
+    decision, so every change is in the workspace's activity log."""
+
+    edited: tuple[str, ...] = ()
+
+    def has_add_permission(self, request) -> bool:
+        return False  # rows are made on demand
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return quota_actions.can_decide(request.user)
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return [f.name for f in self.model._meta.fields if f.name not in self.edited]
+
+    def save_model(self, request, obj, form, change) -> None:
+        try:
+            quota_actions.set_quota(
+                request.user, obj, {field: form.cleaned_data[field] for field in self.edited}
+            )
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), level=messages.ERROR)
+
+
 @admin.register(FamilyQuota)
-class FamilyQuotaAdmin(admin.ModelAdmin):
+class FamilyQuotaAdmin(QuotaRowAdmin):
     list_display = ["workspace", "family", "limit", "approved"]
     list_filter = ["family__restricted", "family", "workspace"]
     search_fields = ["workspace__name", "family__name"]
+    list_select_related = ["workspace", "family"]
+    edited = ("limit", "approved")
 
 
 @admin.register(WorkspaceQuota)
-class WorkspaceQuotaAdmin(admin.ModelAdmin):
+class WorkspaceQuotaAdmin(QuotaRowAdmin):
     list_display = ["workspace", "low_priority_limit", "low_priority_approved", "max_computes"]
     search_fields = ["workspace__name"]
+    list_select_related = ["workspace"]
+    edited = ("low_priority_limit", "low_priority_approved", "max_computes")

@@ -24,7 +24,7 @@ from compute.models import (
 )
 from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
-from workspace.models import Role
+from workspace.models import Role, Workspace
 
 S = ComputeState
 J = JobStatus
@@ -74,6 +74,7 @@ def submit_job(
     stored = False
     try:
         with transaction.atomic():
+            check_queue_room(access.workspace)
             job = Job.objects.create(
                 workspace=access.workspace,
                 compute=compute,
@@ -107,6 +108,19 @@ def submit_job(
     if compute.is_instance:
         idle.record_activity(compute.pk, f"job {job.name} submitted by {actor}")
     return job
+
+
+def check_queue_room(workspace: Workspace) -> None:
+    """HANGAR_MAX_QUEUED_JOBS per workspace. The workspace row is the lock (held to the end
+    of the submit's transaction), so concurrent submissions at the cap cannot both pass."""
+    Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+    queued = Job.objects.filter(workspace=workspace, status=J.QUEUED).count()
+    cap = settings.HANGAR_MAX_QUEUED_JOBS
+    if queued >= cap:
+        raise ValidationError(
+            f"{workspace.name} already has {queued} jobs waiting, the most a workspace may "
+            f"queue (HANGAR_MAX_QUEUED_JOBS={cap}). Wait for some to start, or cancel some."
+        )
 
 
 def check_node_count(compute: Compute, node_count: int) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -46,26 +47,48 @@ def request_quota(
         record_activity(
             workspace,
             actor,
-            Activity.Verb.WORKSPACE_UPDATED,
+            Activity.Verb.QUOTA_REQUESTED,
             f"{actor} requested {cores} {made.target} (now {current})",
         )
     return made
 
 
+DECIDE_PERMISSION = "compute.decide_quotarequest"
+NOT_AN_APPROVER = (
+    "Deciding quota is for site staff in the “Quota approvers” group "
+    "(permission compute.decide_quotarequest)."
+)
+
+
+def can_decide(user: AbstractBaseUser) -> bool:
+    return user.is_authenticated and user.is_staff and user.has_perm(DECIDE_PERMISSION)
+
+
+def check_not_own(made: QuotaRequest, admin: AbstractBaseUser) -> None:
+    if made.requested_by_id == admin.pk and not settings.HANGAR_ALLOW_SELF_APPROVAL:
+        raise ValidationError(
+            f"You asked for request #{made.pk} yourself: another approver must decide it."
+        )
+
+
 def decide(request_id: int, *, approve: bool, admin: AbstractBaseUser, reason: str) -> QuotaRequest:
-    """A site admin's decision: once only; an approval raises the limit in the same
-    transaction; the requester hears about it either way."""
+    """A quota approver's decision: once only, never on their own request; an approval
+    raises the limit in the same transaction; the requester hears about it either way."""
+    if not can_decide(admin):
+        raise PermissionDenied(NOT_AN_APPROVER)
     reason = reason.strip()
     if not approve and not reason:
         raise ValidationError("Give the requester a reason for the rejection.")
     status = RequestStatus.APPROVED if approve else RequestStatus.REJECTED
     with transaction.atomic():
-        decided = QuotaRequest.objects.filter(pk=request_id, status=RequestStatus.PENDING).update(
-            status=status, decided_by=admin, decided_at=timezone.now(), reason=reason
-        )
         made = QuotaRequest.objects.select_related("workspace", "family", "requested_by").get(
             pk=request_id
         )
+        check_not_own(made, admin)
+        decided = QuotaRequest.objects.filter(pk=request_id, status=RequestStatus.PENDING).update(
+            status=status, decided_by=admin, decided_at=timezone.now(), reason=reason
+        )
+        made.refresh_from_db()
         if not decided:
             raise ValidationError(f"Request #{made.pk} was already {made.status}.")
         if approve:
@@ -74,7 +97,7 @@ def decide(request_id: int, *, approve: bool, admin: AbstractBaseUser, reason: s
         record_activity(
             made.workspace,
             admin,
-            Activity.Verb.WORKSPACE_UPDATED,
+            Activity.Verb.QUOTA_APPROVED if approve else Activity.Verb.QUOTA_REJECTED,
             f"{admin} {verb} the request for {made.requested_limit} {made.target}"
             + (f": {reason}" if reason else ""),
         )
@@ -117,8 +140,36 @@ def lower_limit(access: WorkspaceAccess, family: VmFamily, limit: int) -> Family
         record_activity(
             access.workspace,
             actor,
-            Activity.Verb.WORKSPACE_UPDATED,
+            Activity.Verb.QUOTA_CHANGED,
             f"{actor} set the {family.name} limit to {limit} cores (approved {row.approved})",
         )
     row.limit = limit
     return row
+
+
+def set_quota(
+    admin: AbstractBaseUser, row: FamilyQuota | WorkspaceQuota, changes: dict[str, int]
+) -> None:
+    """A quota approver editing a quota row in the Django admin: the same power as a
+    decision, so the same permission, and the change lands in the workspace's log."""
+    if not can_decide(admin):
+        raise PermissionDenied(NOT_AN_APPROVER)
+    model = type(row)
+    with transaction.atomic():
+        before = model.objects.select_for_update().get(pk=row.pk)
+        changed = {f: v for f, v in changes.items() if getattr(before, f) != v}
+        if not changed:
+            return
+        if any(value < 0 for value in changed.values()):
+            raise ValidationError("Quota limits are 0 or more.")
+        model.objects.filter(pk=row.pk).update(**changed)
+        what = ", ".join(
+            f"{f.replace('_', ' ')} {getattr(before, f)} → {v}" for f, v in changed.items()
+        )
+        target = f"{before.family.name} cores" if model is FamilyQuota else "workspace quota"
+        record_activity(
+            before.workspace,
+            admin,
+            Activity.Verb.QUOTA_CHANGED,
+            f"{admin} changed the {target} in the site admin: {what}",
+        )

@@ -276,6 +276,13 @@ HANGAR_ACTIVITY_RATE_PER_MINUTE = env_int("HANGAR_ACTIVITY_RATE_PER_MINUTE", 30,
 HANGAR_DEFAULT_FAMILY_CORES = env_int("HANGAR_DEFAULT_FAMILY_CORES", 96, minimum=0)
 HANGAR_DEFAULT_LOW_PRIORITY_CORES = env_int("HANGAR_DEFAULT_LOW_PRIORITY_CORES", 96, minimum=0)
 HANGAR_DEFAULT_MAX_COMPUTES = env_int("HANGAR_DEFAULT_MAX_COMPUTES", 50, minimum=1)
+# Site powers. Even a user allowed to create workspaces stops at this many: quota comes per
+# workspace, so making workspaces must not multiply it.
+HANGAR_MAX_WORKSPACES_PER_USER = env_int("HANGAR_MAX_WORKSPACES_PER_USER", 5, minimum=0)
+# Jobs waiting in one workspace's queues at once; past it a submission is refused.
+HANGAR_MAX_QUEUED_JOBS = env_int("HANGAR_MAX_QUEUED_JOBS", 1000, minimum=1)
+# Nobody decides their own quota request unless the operator says so (a one-person site).
+HANGAR_ALLOW_SELF_APPROVAL = env_bool("HANGAR_ALLOW_SELF_APPROVAL", False)
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hangar@localhost")

@@ -57,6 +57,18 @@ def make_site_staff(user: object) -> object:
     return type(user).objects.get(pk=user.pk)  # a fresh object: no cached permissions
 
 
+def join_group(user: object, group: str) -> object:
+    """A site power through one of the groups the migrations make ("Workspace creators",
+    "Quota approvers"); returns a fresh object, since Django caches permissions."""
+    from django.contrib.auth.models import Group
+
+    from workspace.sitepowers import ensure_site_groups
+
+    ensure_site_groups()  # a transactional test's flush drops what migrations made
+    user.groups.add(Group.objects.get(name=group))
+    return type(user).objects.get(pk=user.pk)
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache(settings) -> None:
     """Each test counts in a cache namespace of its own (the cache is a shared Redis): rate

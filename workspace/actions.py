@@ -6,9 +6,10 @@ an Activity row, so the log and the state can never disagree.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
@@ -20,14 +21,37 @@ def record(workspace: Workspace, actor: AbstractBaseUser | None, verb: str, mess
     Activity.objects.create(workspace=workspace, actor=actor, verb=verb, message=message)
 
 
+CREATE_PERMISSION = "workspace.add_workspace"
+NOT_A_CREATOR = (
+    "Creating workspaces is for site staff in the “Workspace creators” group. "
+    "Ask a site admin to create one for your team, or to invite you to one."
+)
+
+
+def can_create_workspaces(user: AbstractBaseUser) -> bool:
+    return user.is_authenticated and user.has_perm(CREATE_PERMISSION)
+
+
 def create_workspace(
     user: AbstractBaseUser, *, name: str, slug: str, description: str = ""
 ) -> Workspace:
-    """Create a workspace; its creator becomes its first admin."""
+    """Create a workspace; its creator becomes its first admin. A site power: it needs the
+    `workspace.add_workspace` permission, and even then HANGAR_MAX_WORKSPACES_PER_USER."""
+    if not can_create_workspaces(user):
+        raise PermissionDenied(NOT_A_CREATOR)
     workspace = Workspace(name=name, slug=slug, description=description, created_by=user)
     workspace.full_clean()
     try:
         with transaction.atomic():
+            # The user's row is the lock: two tabs at the cap cannot both get past it.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+            made = Workspace.objects.filter(created_by=user).count()
+            cap = settings.HANGAR_MAX_WORKSPACES_PER_USER
+            if made >= cap:
+                raise ValidationError(
+                    f"You have created {made} workspaces, the most one person may "
+                    f"(HANGAR_MAX_WORKSPACES_PER_USER={cap}). Ask a site admin for more."
+                )
             workspace.save()
             Membership.objects.create(
                 workspace=workspace, user=user, role=Role.ADMIN, added_by=user

@@ -168,6 +168,10 @@ class Activity(models.Model):
     class Verb(models.TextChoices):
         WORKSPACE_CREATED = "workspace.created", "created the workspace"
         WORKSPACE_UPDATED = "workspace.updated", "updated the workspace"
+        QUOTA_REQUESTED = "quota.requested", "requested quota"
+        QUOTA_APPROVED = "quota.approved", "approved a quota request"
+        QUOTA_REJECTED = "quota.rejected", "rejected a quota request"
+        QUOTA_CHANGED = "quota.changed", "changed a quota limit"
         MEMBER_ADDED = "member.added", "added a member"
         MEMBER_ROLE_CHANGED = "member.role_changed", "changed a role"
         MEMBER_REMOVED = "member.removed", "removed a member"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -47,6 +47,8 @@ def workspace_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def workspace_create(request: HttpRequest) -> HttpResponse:
+    if not actions.can_create_workspaces(request.user):
+        raise PermissionDenied(actions.NOT_A_CREATOR)
     form = WorkspaceCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

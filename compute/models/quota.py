@@ -77,6 +77,8 @@ class QuotaRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # A site power (the "Quota approvers" group): being staff is not enough.
+        permissions = [("decide_quotarequest", "Can approve or reject quota requests")]
 
     def __str__(self) -> str:
         return f"{self.workspace}: {self.target} → {self.requested_limit} cores ({self.status})"

@@ -1,4 +1,4 @@
-"""bob is short of cores, asks for more, the site admin approves in the Django admin, bob
+"""bob is short of cores, asks for more, the quota approver approves in the Django admin, bob
 creates the cluster."""
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def test_short_request_approve_create(page, browser, live_server, workers):
 
     admin = browser.new_context(base_url=live_server.url).new_page()
     admin.goto("/admin/login/?next=/admin/compute/quotarequest/")
-    admin.get_by_label("Username").fill("admin")
-    admin.get_by_label("Password").fill("hangar-admin")
+    admin.get_by_label("Username").fill("approver")
+    admin.get_by_label("Password").fill("hangar-approver")
     admin.get_by_role("button", name="Log in").click()
     admin.locator("input[name=_selected_action]").first.check()
     admin.locator("select[name=action]").select_option("approve")

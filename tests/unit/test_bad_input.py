@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from tests.conftest import join_group
 from workspace.models import Activity, Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,7 @@ def counts() -> tuple[int, int, int]:
     ],
 )
 def test_bad_workspace_is_rejected_and_nothing_written(client, team, data, message):
-    client.force_login(team.admin)
+    client.force_login(join_group(team.admin, "Workspace creators"))
     before = counts()
     response = client.post(CREATE, {"description": "", **data})
     assert response.status_code == 200
@@ -42,7 +43,7 @@ def test_bad_workspace_is_rejected_and_nothing_written(client, team, data, messa
 
 
 def test_good_workspace_makes_creator_admin_and_logs_it(client, team):
-    client.force_login(team.reader)
+    client.force_login(join_group(team.reader, "Workspace creators"))
     response = client.post(CREATE, {"name": "  Speech   models ", "slug": "", "description": ""})
     workspace = Workspace.objects.get(slug="speech-models")
     assert response["Location"] == reverse("workspace:overview", args=["speech-models"])
@@ -52,7 +53,7 @@ def test_good_workspace_makes_creator_admin_and_logs_it(client, team):
 
 
 def test_script_in_description_is_rendered_escaped(client, team):
-    client.force_login(team.admin)
+    client.force_login(join_group(team.admin, "Workspace creators"))
     evil = "<script>alert('x')</script>"
     client.post(CREATE, {"name": "Escapes", "slug": "escapes", "description": evil})
     for url in (reverse("workspace:overview", args=["escapes"]), reverse("workspace:list")):

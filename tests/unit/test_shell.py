@@ -10,6 +10,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.views.defaults import server_error
 
+from tests.conftest import join_group
 from workspace import actions
 from workspace.access import get_access
 from workspace.models import Activity, Membership, Role, Workspace
@@ -93,7 +94,8 @@ def test_seed_demo_is_idempotent(db, capsys):
     call_command("seed_demo")
     call_command("seed_demo")
     output = capsys.readouterr().out
-    assert "alice  / hangar-alice" in output
+    assert "alice    / hangar-alice" in output
+    assert "approver / hangar-approver" in output
     workspace = Workspace.objects.get(slug="vision-team")
     roles = dict(workspace.memberships.values_list("user__username", "role"))
     assert roles == {"alice": Role.ADMIN, "bob": Role.CONTRIBUTOR, "carol": Role.READER}
@@ -102,9 +104,10 @@ def test_seed_demo_is_idempotent(db, capsys):
 
 
 def test_double_submit_of_the_same_workspace_creates_one(team):
-    actions.create_workspace(team.admin, name="Twice", slug="twice")
+    creator = join_group(team.admin, "Workspace creators")
+    actions.create_workspace(creator, name="Twice", slug="twice")
     with pytest.raises(ValidationError, match="already exists"):
-        actions.create_workspace(team.admin, name="Twice", slug="twice")
+        actions.create_workspace(creator, name="Twice", slug="twice")
     assert Workspace.objects.filter(slug="twice").count() == 1
 
 

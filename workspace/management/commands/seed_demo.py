@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from workspace.models import Activity, Membership, Role, Workspace
+from workspace.sitepowers import ensure_site_groups
 
 DEMO_WORKSPACE = ("vision-team", "Vision team", "Image models: detection and segmentation.")
 # username, password, workspace role (None: site admin only), email
 DEMO_USERS = [
     ("admin", "hangar-admin", None),
+    ("approver", "hangar-approver", None),
     ("alice", "hangar-alice", Role.ADMIN),
     ("bob", "hangar-bob", Role.CONTRIBUTOR),
     ("carol", "hangar-carol", Role.READER),
 ]
+# Site powers of the demo: who is staff, and the groups (made by migrations) they are in.
+SITE_ROLES = {
+    "admin": "site admin (/admin/)",
+    "approver": "site staff: decides quota (/admin/)",
+}
+GROUPS = {"approver": ["Quota approvers"], "alice": ["Workspace creators"]}
 
 
 class Command(BaseCommand):
-    help = "Create the demo users (admin, alice, bob, carol) and the vision-team workspace."
+    help = (
+        "Create the demo users (admin, approver, alice, bob, carol) and the vision-team workspace."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--quiet-logins", action="store_true", help="Do not print logins.")
@@ -27,6 +38,7 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, quiet_logins: bool = False, **options) -> None:
         User = get_user_model()
+        ensure_site_groups()
         slug, name, description = DEMO_WORKSPACE
         users = {}
         for username, password, _ in DEMO_USERS:
@@ -36,7 +48,10 @@ class Command(BaseCommand):
             user.set_password(password)
             if username == "admin":
                 user.is_staff = user.is_superuser = True
+            if username == "approver":
+                user.is_staff = True
             user.save()
+            user.groups.add(*Group.objects.filter(name__in=GROUPS.get(username, [])))
             users[username] = user
         workspace, created = Workspace.objects.get_or_create(
             slug=slug,
@@ -67,5 +82,7 @@ class Command(BaseCommand):
         if not quiet_logins:
             self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000):"))
             for username, password, role in DEMO_USERS:
-                what = f"{role.label.lower()} of {slug}" if role else "site admin (/admin/)"
-                self.stdout.write(f"  {username:<6} / {password:<13} {what}")
+                what = f"{role.label.lower()} of {slug}" if role else SITE_ROLES[username]
+                if username == "alice":
+                    what += ", may create workspaces"
+                self.stdout.write(f"  {username:<8} / {password:<15} {what}")
