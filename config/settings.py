@@ -269,6 +269,8 @@ CELERY_BEAT_SCHEDULE = {
 HANGAR_SECONDS_PER_IDLE_MINUTE = env_float("HANGAR_SECONDS_PER_IDLE_MINUTE", 60.0, minimum=0.01)
 # Absolute links in reminder emails point here.
 HANGAR_BASE_URL = env_str("HANGAR_BASE_URL", "http://127.0.0.1:8000") or "http://127.0.0.1:8000"
+# A workspace invitation can be accepted for this many days.
+HANGAR_INVITATION_DAYS = env_int("HANGAR_INVITATION_DAYS", 7, minimum=1, maximum=365)
 # Calls a node may make to the activity endpoint per instance and minute.
 HANGAR_ACTIVITY_RATE_PER_MINUTE = env_int("HANGAR_ACTIVITY_RATE_PER_MINUTE", 30, minimum=1)
 

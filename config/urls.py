@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from workspace.invitation_views import invitation_accept, invitation_decline, invitations
 from workspace.views import home, notifications, notifications_read
 
 urlpatterns = [
@@ -10,6 +11,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("notifications/", notifications, name="notifications"),
     path("notifications/read/", notifications_read, name="notifications-read"),
+    path("invitations/", invitations, name="invitations"),
+    path("invitations/<int:invitation_id>/accept/", invitation_accept, name="invitation-accept"),
+    path("invitations/<int:invitation_id>/decline/", invitation_decline, name="invitation-decline"),
     path("w/", include("workspace.urls")),
     path("", include("compute.urls")),
     path("admin/", admin.site.urls),

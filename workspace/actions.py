@@ -1,7 +1,8 @@
 """Service layer for workspaces: one function per user-visible operation.
 
 Each checks the actor's role, validates, changes state inside one transaction and writes
-an Activity row, so the log and the state can never disagree.
+an Activity row, so the log and the state can never disagree. Nobody is added to a workspace
+here: people join by accepting an invitation (workspace/invitation_actions.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import IDLE_POLICY_FIELDS, Activity, Membership, Role, Workspace
@@ -87,51 +87,6 @@ def update_workspace(access: WorkspaceAccess, *, name: str, description: str) ->
     except IntegrityError:
         raise ValidationError({"name": "Another workspace already has this name."})
     return workspace
-
-
-def find_user(identifier: str) -> AbstractBaseUser:
-    """A user by exact username, or by email when exactly one account has it."""
-    User = get_user_model()
-    identifier = identifier.strip()
-    if not identifier:
-        raise ValidationError("Enter a username or an email address.")
-    matches = list(
-        User.objects.filter(
-            Q(username__iexact=identifier) | Q(email__iexact=identifier), is_active=True
-        )[:2]
-    )
-    by_username = [user for user in matches if user.username.lower() == identifier.lower()]
-    if by_username:
-        return by_username[0]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise ValidationError(
-            f"Several accounts use the email {identifier}; add the member by username."
-        )
-    raise ValidationError(f"No active user has the username or email “{identifier}”.")
-
-
-def add_member(access: WorkspaceAccess, *, identifier: str, role: str) -> Membership:
-    require_role(access, Role.ADMIN, "adding members")
-    role = Role(role)
-    user = find_user(identifier)
-    workspace = access.workspace
-    actor = access.membership.user
-    try:
-        with transaction.atomic():
-            membership = Membership.objects.create(
-                workspace=workspace, user=user, role=role, added_by=actor
-            )
-            record(
-                workspace,
-                actor,
-                Activity.Verb.MEMBER_ADDED,
-                f"{actor} added {user} as {role.label.lower()}",
-            )
-    except IntegrityError:
-        raise ValidationError(f"{user} is already a member of {workspace.name}.")
-    return membership
 
 
 def _lock_admins(access: WorkspaceAccess, *, actor_must_be_admin: bool = True) -> list[int]:

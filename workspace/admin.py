@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from workspace.models import Activity, Membership, Workspace
+from workspace.models import Activity, Invitation, Membership, Workspace
 
 
 class MembershipInline(admin.TabularInline):
@@ -47,6 +47,30 @@ class ActivityAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     # The log is a record of what happened: nobody edits history.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = [
+        "identifier",
+        "workspace",
+        "role",
+        "state",
+        "invitee",
+        "invited_by",
+        "created_at",
+    ]
+    list_filter = ["state", "role", "workspace"]
+    search_fields = ["identifier", "invitee__username", "workspace__name", "workspace__slug"]
+    list_select_related = ["workspace", "invitee", "invited_by"]
+    date_hierarchy = "created_at"
+
+    # Invitations change only through their actions (compare-and-set); the admin reads them.
     def has_add_permission(self, request) -> bool:
         return False
 

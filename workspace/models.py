@@ -7,6 +7,7 @@ from django.core.validators import MaxLengthValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
+from django.utils import timezone
 
 SLUG_RULE = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$",
@@ -175,6 +176,9 @@ class Activity(models.Model):
         MEMBER_ADDED = "member.added", "added a member"
         MEMBER_ROLE_CHANGED = "member.role_changed", "changed a role"
         MEMBER_REMOVED = "member.removed", "removed a member"
+        MEMBER_INVITED = "member.invited", "invited someone"
+        MEMBER_JOINED = "member.joined", "joined by invitation"
+        INVITATION_REVOKED = "invitation.revoked", "revoked an invitation"
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="activity")
     actor = models.ForeignKey(
@@ -190,3 +194,103 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class InvitationState(models.TextChoices):
+    """An invitation's life. Every change is a compare-and-set from PENDING
+    (workspace/invitation_actions.py):
+
+        pending → accepted   the invitee accepted (a Membership is created in the same
+                             transaction), or accepted another invitation to the same workspace
+        pending → declined   the invitee said no
+        pending → revoked    a workspace admin withdrew it
+        pending → expired    seen past `expires_at` (at accept time, or when re-inviting)
+
+    A pending invitation past its expiry *is* expired for every purpose (`effective_state`);
+    the row is moved to EXPIRED lazily, so no periodic task is needed.
+    """
+
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+
+
+INVITATION_TRANSITIONS = {
+    InvitationState.PENDING: (
+        InvitationState.ACCEPTED,
+        InvitationState.DECLINED,
+        InvitationState.REVOKED,
+        InvitationState.EXPIRED,
+    ),
+}
+INVITATION_TERMINAL = (
+    InvitationState.ACCEPTED,
+    InvitationState.DECLINED,
+    InvitationState.REVOKED,
+    InvitationState.EXPIRED,
+)
+
+
+class Invitation(models.Model):
+    """An admin's offer of a role; nobody becomes a member until they accept it.
+
+    `identifier` is what the admin typed, and the only name the workspace ever shows for the
+    invitee: showing the matched account instead would tell the admin whether it exists.
+    `invitee` is the matching active account at invitation time, or null when none matched.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    identifier = models.CharField(max_length=254)
+    invitee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="invitations",
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.READER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    state = models.CharField(
+        max_length=16, choices=InvitationState.choices, default=InvitationState.PENDING
+    )
+    responded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Inviting the same name twice while one is pending adds no second row; a double
+            # submit racing itself hits this (invitation_actions.invite_member).
+            models.UniqueConstraint(
+                "workspace",
+                Lower("identifier"),
+                name="invitation_pending_unique",
+                condition=models.Q(state="pending"),
+            ),
+        ]
+        indexes = [
+            # The invitee's pending invitations (invitation_views.invitations).
+            models.Index(
+                fields=["invitee"],
+                name="invitation_pending_idx",
+                condition=models.Q(state="pending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identifier} to {self.workspace} ({self.state})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def effective_state(self) -> InvitationState:
+        if self.state == InvitationState.PENDING and self.is_expired:
+            return InvitationState.EXPIRED
+        return InvitationState(self.state)

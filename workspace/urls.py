@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workspace import views
+from workspace import invitation_views, views
 
 app_name = "workspace"
 
@@ -17,5 +17,10 @@ urlpatterns = [
         "<slug:slug>/members/<int:membership_id>/remove/",
         views.member_remove,
         name="member-remove",
+    ),
+    path(
+        "<slug:slug>/invitations/<int:invitation_id>/revoke/",
+        invitation_views.invitation_revoke,
+        name="invitation-revoke",
     ),
 ]

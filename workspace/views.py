@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,7 +15,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
-from workspace import actions
+from workspace import actions, invitation_actions
 from workspace.access import WorkspaceAccess, workspace_view, workspaces_for
 from workspace.forms import (
     AddMemberForm,
@@ -23,7 +24,7 @@ from workspace.forms import (
     WorkspaceCreateForm,
     WorkspaceSettingsForm,
 )
-from workspace.models import IDLE_POLICY_FIELDS, Membership, Notification, Role
+from workspace.models import IDLE_POLICY_FIELDS, InvitationState, Membership, Notification, Role
 
 ACTIVITY_PAGE_SIZE = 25
 
@@ -132,6 +133,13 @@ def members_page(
         "user__username"
     )
     admin_count = sum(1 for m in memberships if m.role == Role.ADMIN)
+    invitations = (
+        access.workspace.invitations.filter(state=InvitationState.PENDING)
+        .select_related("invited_by")
+        .order_by("-created_at")
+        if access.is_admin
+        else []
+    )
     template = "workspace/members.html"
     if request.htmx:
         template += "#members-panel"
@@ -144,6 +152,8 @@ def members_page(
             "workspace": access.workspace,
             "memberships": memberships,
             "admin_count": admin_count,
+            "invitations": invitations,
+            "invitation_days": settings.HANGAR_INVITATION_DAYS,
             "add_form": add_form or AddMemberForm(),
             "roles": [(Role(r), Role.describe(r)) for r in reversed(Role.values)],
             "role_choices": Role.choices,
@@ -171,17 +181,15 @@ def after_member_change(
 @workspace_view(Role.ADMIN, "adding members")
 @require_POST
 def member_add(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+    """Invite: the answer is the same whether or not the name belongs to an account."""
     form = AddMemberForm(request.POST)
     if form.is_valid():
         try:
-            membership = actions.add_member(access, **form.cleaned_data)
+            invitation_actions.invite_member(access, **form.cleaned_data)
         except ValidationError as error:
             form.add_error("identifier", error)
         else:
-            messages.success(
-                request,
-                f"Added {membership.user} as {Role(membership.role).label.lower()}.",
-            )
+            messages.success(request, f"Invitation sent to {form.cleaned_data['identifier']}.")
             form = AddMemberForm()
     return after_member_change(request, access, form)
 

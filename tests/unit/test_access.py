@@ -5,15 +5,27 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from workspace.models import Activity, Membership, Role, Workspace
+from workspace import invitation_actions
+from workspace.access import get_access
+from workspace.models import Activity, Invitation, Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db
+
+
+def pending_invitation(team) -> Invitation:
+    """One pending invitation, for the revoke URL; made by the admin the first time."""
+    found = Invitation.objects.filter(workspace=team.workspace, identifier="pending-one").first()
+    if found is None:
+        access = get_access(team.admin, team.workspace.slug)
+        found = invitation_actions.invite_member(access, identifier="pending-one", role=Role.READER)
+    return found
 
 
 def workspace_urls(team) -> dict[str, tuple[str, dict]]:
     """name -> (url, POST data), for every URL that takes a workspace slug."""
     slug = team.workspace.slug
     reader_membership = Membership.objects.get(workspace=team.workspace, user=team.reader)
+    invitation = pending_invitation(team)
     return {
         "overview": (reverse("workspace:overview", args=[slug]), {}),
         "activity": (reverse("workspace:activity", args=[slug]), {}),
@@ -34,15 +46,27 @@ def workspace_urls(team) -> dict[str, tuple[str, dict]]:
             reverse("workspace:member-remove", args=[slug, reader_membership.pk]),
             {},
         ),
+        "invitation-revoke": (
+            reverse("workspace:invitation-revoke", args=[slug, invitation.pk]),
+            {},
+        ),
     }
 
 
 def snapshot(team) -> tuple:
+    pending_invitation(team)
     workspace = Workspace.objects.get(pk=team.workspace.pk)
     memberships = sorted(
         Membership.objects.filter(workspace=workspace).values_list("user__username", "role")
     )
-    return workspace.name, workspace.description, memberships, Activity.objects.count()
+    invitations = sorted(Invitation.objects.values_list("identifier", "state"))
+    return (
+        workspace.name,
+        workspace.description,
+        memberships,
+        invitations,
+        Activity.objects.count(),
+    )
 
 
 def test_anonymous_is_sent_to_login(client, team):
@@ -72,10 +96,11 @@ def test_reader_sees_but_cannot_change(client, team):
     for name in ("overview", "activity", "members"):
         assert client.get(urls[name][0]).status_code == 200, name
     before = snapshot(team)
-    for name in ("settings", "member-add", "member-role"):
+    for name in ("settings", "member-add", "member-role", "invitation-revoke"):
         url, data = urls[name]
         response = client.post(url, data)
         assert response.status_code == 403, name
+        assert b"You are a reader in Vision" in response.content
         assert b"needs the admin role" in response.content
     # The reader's only removal right is leaving; removing someone else is refused.
     admin_membership = Membership.objects.get(workspace=team.workspace, user=team.admin)
@@ -88,19 +113,25 @@ def test_contributor_cannot_manage_members(client, team):
     client.force_login(team.contributor)
     urls = workspace_urls(team)
     before = snapshot(team)
-    for name in ("settings", "member-add", "member-role", "member-remove"):
+    for name in ("settings", "member-add", "member-role", "member-remove", "invitation-revoke"):
         url, data = urls[name]
-        assert client.post(url, data).status_code == 403, name
+        response = client.post(url, data)
+        assert response.status_code == 403, name
+        assert b"You are a contributor in Vision" in response.content
     assert client.get(urls["settings"][0]).status_code == 403
     assert snapshot(team) == before
 
 
-def test_admin_adds_changes_and_removes_members(client, team):
+def test_admin_invites_changes_and_removes_members(client, team):
     client.force_login(team.admin)
     urls = workspace_urls(team)
     response = client.post(*urls["member-add"], follow=True)
     assert response.status_code == 200
-    assert Membership.objects.get(workspace=team.workspace, user=team.outsider).role == Role.ADMIN
+    assert "Invitation sent to vision-outsider." in response.content.decode()
+    # An invitation, not a membership: the outsider joins only by accepting.
+    assert not Membership.objects.filter(workspace=team.workspace, user=team.outsider).exists()
+    invitation = Invitation.objects.get(workspace=team.workspace, identifier="vision-outsider")
+    assert (invitation.invitee, invitation.role) == (team.outsider, Role.ADMIN)
     assert client.post(*urls["member-role"]).status_code == 302
     assert Membership.objects.get(workspace=team.workspace, user=team.reader).role == Role.ADMIN
     assert client.post(*urls["member-remove"]).status_code == 302
@@ -108,17 +139,20 @@ def test_admin_adds_changes_and_removes_members(client, team):
     assert client.post(*urls["settings"]).status_code == 302
     assert Workspace.objects.get(pk=team.workspace.pk).name == "Renamed"
     messages = list(team.workspace.activity.values_list("message", flat=True))
-    assert f"{team.admin} added {team.outsider} as admin" in messages
+    assert f"{team.admin} invited vision-outsider as admin" in messages
     assert f"{team.admin} changed {team.reader} from reader to admin" in messages
     assert f"{team.admin} removed {team.reader}" in messages
     assert any("renamed it from Vision to Renamed" in m for m in messages)
 
 
-def test_admin_adds_by_email(client, team):
+def test_admin_invites_by_email(client, team):
     client.force_login(team.admin)
     url = reverse("workspace:member-add", args=[team.workspace.slug])
     client.post(url, {"identifier": team.outsider.email.upper(), "role": Role.READER})
-    assert Membership.objects.filter(workspace=team.workspace, user=team.outsider).exists()
+    assert not Membership.objects.filter(workspace=team.workspace, user=team.outsider).exists()
+    invitation = Invitation.objects.get(workspace=team.workspace)
+    assert invitation.invitee == team.outsider
+    assert invitation.identifier == team.outsider.email.upper()
 
 
 def test_the_last_admin_can_be_neither_demoted_nor_removed(client, team):
@@ -173,8 +207,9 @@ def test_htmx_member_change_returns_the_panel_only(client, team):
     body = response.content.decode()
     assert response.status_code == 200
     assert "<html" not in body
-    assert 'data-member="vision-outsider"' in body
-    assert "Added vision-outsider as reader." in body
+    assert 'data-invitation="vision-outsider"' in body
+    assert 'data-member="vision-outsider"' not in body
+    assert "Invitation sent to vision-outsider." in body
 
 
 def test_workspace_list_shows_only_mine_with_constant_queries(

@@ -6,15 +6,20 @@ import pytest
 from django.urls import reverse
 
 from tests.conftest import join_group
-from workspace.models import Activity, Membership, Role, Workspace
+from workspace.models import Activity, Invitation, Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db
 
 CREATE = reverse("workspace:create")
 
 
-def counts() -> tuple[int, int, int]:
-    return Workspace.objects.count(), Membership.objects.count(), Activity.objects.count()
+def counts() -> tuple[int, int, int, int]:
+    return (
+        Workspace.objects.count(),
+        Membership.objects.count(),
+        Activity.objects.count(),
+        Invitation.objects.count(),
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,13 +80,13 @@ def test_settings_reject_bad_name_and_keep_the_old(client, team):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"identifier": "nobody-here", "role": "reader"}, "No active user has the username"),
+        ({"identifier": "no body<b>", "role": "reader"}, "Enter a valid username or email"),
         ({"identifier": "", "role": "reader"}, "This field is required."),
         ({"identifier": "vision-reader", "role": "reader"}, "already a member"),
         ({"identifier": "vision-outsider", "role": "owner"}, "Select a valid choice"),
     ],
 )
-def test_bad_member_additions_explain_themselves(client, team, data, message):
+def test_bad_invitations_explain_themselves(client, team, data, message):
     client.force_login(team.admin)
     before = counts()
     response = client.post(reverse("workspace:member-add", args=[team.workspace.slug]), data)

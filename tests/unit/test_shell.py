@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.views.defaults import server_error
 
 from tests.conftest import join_group
-from workspace import actions
+from workspace import actions, invitation_actions
 from workspace.access import get_access
-from workspace.models import Activity, Membership, Role, Workspace
+from workspace.models import Activity, Invitation, Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -111,10 +111,15 @@ def test_double_submit_of_the_same_workspace_creates_one(team):
     assert Workspace.objects.filter(slug="twice").count() == 1
 
 
-def test_adding_the_same_member_twice_adds_once(team):
+def test_inviting_the_same_person_twice_invites_once(team):
     access = get_access(team.admin, team.workspace.slug)
-    actions.add_member(access, identifier=team.outsider.username, role=Role.READER)
-    with pytest.raises(ValidationError, match="already a member"):
-        actions.add_member(access, identifier=team.outsider.username, role=Role.ADMIN)
-    assert Membership.objects.filter(workspace=team.workspace, user=team.outsider).count() == 1
-    assert Activity.objects.filter(verb=Activity.Verb.MEMBER_ADDED).count() == 1
+    first = invitation_actions.invite_member(
+        access, identifier=team.outsider.username, role=Role.READER
+    )
+    again = invitation_actions.invite_member(
+        access, identifier=team.outsider.username.upper(), role=Role.ADMIN
+    )
+    assert first is not None and again is None
+    assert Invitation.objects.filter(workspace=team.workspace).count() == 1
+    assert Activity.objects.filter(verb=Activity.Verb.MEMBER_INVITED).count() == 1
+    assert not Membership.objects.filter(workspace=team.workspace, user=team.outsider).exists()
