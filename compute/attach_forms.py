@@ -12,7 +12,7 @@ import re
 from django import forms
 from django.conf import settings
 
-from compute import ssh
+from compute import netpolicy, ssh
 from compute.attach_actions import Connection
 from compute.models import Attachment, SecretKind
 from compute.models.compute import COMPUTE_NAME_RULE
@@ -127,7 +127,14 @@ class AttachForm(StyledForm, forms.Form):
                 )
 
     def clean_host(self) -> str:
-        return clean_address(self.cleaned_data["host"])
+        host = clean_address(self.cleaned_data["host"])
+        try:
+            netpolicy.check_host(host)
+        except netpolicy.AddressDenied as exc:
+            raise forms.ValidationError(str(exc)) from None
+        except (OSError, UnicodeError):
+            pass  # unresolvable now: the worker says so (and checks again when it connects)
+        return host
 
     def clean_username(self) -> str:
         value = self.cleaned_data["username"].strip()
