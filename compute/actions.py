@@ -10,8 +10,9 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.views.decorators.debug import sensitive_variables
 
-from compute import quota
+from compute import quota, secrets
 from compute.events import record
 from compute.idle_actions import check_idle_minutes
 from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
@@ -54,6 +55,7 @@ def _save_new(compute: Compute, actor: AbstractBaseUser, message: str) -> Comput
     return compute
 
 
+@sensitive_variables("secret_environment")
 def create_instance(
     access: WorkspaceAccess,
     *,
@@ -62,7 +64,9 @@ def create_instance(
     assigned_to: AbstractBaseUser | None = None,
     idle_shutdown_minutes: int | None = None,
     setup_script: str = "",
+    secret_environment: dict[str, str] | None = None,
 ) -> Compute:
+    """`secret_environment` is encrypted before it reaches the row (compute/secrets.py)."""
     require_role(access, Role.CONTRIBUTOR, "creating compute")
     actor = access.membership.user
     assignee = assigned_to or actor
@@ -81,6 +85,7 @@ def create_instance(
         assigned_to=assignee,
         idle_shutdown_minutes=idle_shutdown_minutes,
         setup_script=setup_script,
+        secret_environment=secrets.encrypt_variables(secret_environment),
         max_nodes=1,
     )
     on_behalf = f" for {assignee}" if assignee.pk != actor.pk else ""

@@ -9,6 +9,7 @@ from compute.models import (
     Event,
     FamilyQuota,
     GpuArchitecture,
+    Job,
     Node,
     QuotaRequest,
     VmFamily,
@@ -104,6 +105,19 @@ class ComputeAdmin(ReadMostlyAdmin):
     list_select_related = ["workspace", "vm_size", "created_by"]
     date_hierarchy = "created_at"
     inlines = [NodeInline]
+    exclude = ["secret_environment"]  # an instance's secret variables: never shown
+
+
+@admin.register(Job)
+class JobAdmin(ReadMostlyAdmin):
+    """Jobs as they are; secret variables are never shown, not even encrypted."""
+
+    list_display = ["__str__", "workspace", "compute", "status", "submitted_by", "queued_at"]
+    list_filter = ["status", "compute__kind", "workspace"]
+    search_fields = ["name", "command", "compute__name"]
+    list_select_related = ["workspace", "compute", "submitted_by"]
+    date_hierarchy = "queued_at"
+    exclude = ["secret_environment"]
 
 
 @admin.register(Attachment)

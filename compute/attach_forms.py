@@ -12,7 +12,7 @@ import re
 from django import forms
 from django.conf import settings
 
-from compute import ssh
+from compute import netpolicy, ssh
 from compute.attach_actions import Connection
 from compute.models import Attachment, SecretKind
 from compute.models.compute import COMPUTE_NAME_RULE
@@ -127,7 +127,17 @@ class AttachForm(StyledForm, forms.Form):
                 )
 
     def clean_host(self) -> str:
-        return clean_address(self.cleaned_data["host"])
+        host = clean_address(self.cleaned_data["host"])
+        # A literal address is checked here, before anything is stored. A name is resolved
+        # and checked by the worker right before each connect (and the checked address is
+        # the one it connects to): a name can point elsewhere by then anyway, and a page
+        # should not make DNS queries on behalf of whoever fills in a form.
+        if netpolicy.is_literal(host):
+            try:
+                netpolicy.check_host(host)
+            except netpolicy.AddressDenied as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return host
 
     def clean_username(self) -> str:
         value = self.cleaned_data["username"].strip()

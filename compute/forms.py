@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 
+from compute.env_fields import parse_variables, secret_variables_field
 from compute.models import Category, Compute, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
 from workspace.forms import StyledForm
@@ -141,6 +142,10 @@ class InstanceForm(ComputeForm):
         help_text="Runs in the node's working folder each time its node starts; "
         "the output goes to setup.log there.",
     )
+    secret_environment = secret_variables_field(
+        "One KEY=value per line, for the setup script and every job on this instance. "
+        "Stored encrypted and never shown again, to anyone: pages show the names only."
+    )
 
     def __init__(
         self, *args, members: list | None = None, can_assign: bool = False, **kwargs
@@ -164,6 +169,9 @@ class InstanceForm(ComputeForm):
         except ValidationError as error:
             raise forms.ValidationError(error.message_dict["idle_shutdown_minutes"]) from None
         return value
+
+    def clean_secret_environment(self) -> dict[str, str]:
+        return parse_variables(self.cleaned_data["secret_environment"], secret=True)
 
     def clean_assigned_to(self):
         value = self.cleaned_data.get("assigned_to")

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
-from compute import idle, snapshots
+from compute import idle, secrets, snapshots
 from compute.events import record
 from compute.models import (
     CodeKind,
@@ -46,6 +47,7 @@ class Code:
     data: bytes | IO[bytes]
 
 
+@sensitive_variables("secret_environment")
 def submit_job(
     access: WorkspaceAccess,
     *,
@@ -54,8 +56,11 @@ def submit_job(
     command: str,
     node_count: int = 1,
     environment: dict[str, str] | None = None,
+    secret_environment: dict[str, str] | None = None,
     code: Code | None = None,
 ) -> Job:
+    """`secret_environment` is encrypted here, before it reaches a row; no event, message
+    or task names its values."""
     require_role(access, Role.CONTRIBUTOR, "submitting jobs")
     actor = access.membership.user
     command = command.strip()
@@ -81,6 +86,7 @@ def submit_job(
                 name=name.strip() or command.split()[0][:80],
                 command=command,
                 environment=environment or {},
+                secret_environment=secrets.encrypt_variables(secret_environment),
                 image="" if compute.is_attached else settings.HANGAR_NODE_IMAGE,  # runs as is
                 node_count=node_count,
                 submitted_by=actor,

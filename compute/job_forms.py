@@ -1,17 +1,14 @@
 from __future__ import annotations
 
-import re
-
 from django import forms
 from django.conf import settings
 
+from compute.env_fields import check_disjoint, parse_variables, secret_variables_field
 from compute.job_actions import Code
 from compute.models import CodeKind, Compute, ComputeState, JobStatus
 from workspace.forms import StyledForm
 from workspace.models import Workspace
 
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"}
 MAX_NAME = 200  # Job.code_name
 
 
@@ -34,7 +31,11 @@ class JobSubmitForm(StyledForm, forms.Form):
         widget=forms.Textarea(
             attrs={"rows": 2, "class": "font-monospace", "placeholder": "EPOCHS=3\nLR=0.01"}
         ),
-        help_text="One KEY=value per line.",
+        help_text="One KEY=value per line. Members of the workspace see these values.",
+    )
+    secret_environment = secret_variables_field(
+        "One KEY=value per line. Stored encrypted and never shown again, to anyone: pages "
+        "show the name only. The job reads it like any variable."
     )
     script = forms.CharField(
         label="Script (optional)",
@@ -71,21 +72,16 @@ class JobSubmitForm(StyledForm, forms.Form):
         ]
 
     def clean_environment(self) -> dict[str, str]:
-        result = {}
-        for number, line in enumerate(self.cleaned_data["environment"].splitlines(), start=1):
-            if not line.strip():
-                continue
-            key, sep, value = line.partition("=")
-            key = key.strip()
-            if not sep or not ENV_KEY.match(key):
-                raise forms.ValidationError(f"Line {number}: write KEY=value, e.g. EPOCHS=3.")
-            if key in RESERVED or key.startswith("HANGAR_"):
-                raise forms.ValidationError(f"Line {number}: {key} is set by Hangar for each node.")
-            result[key] = value
-        return result
+        return parse_variables(self.cleaned_data["environment"])
+
+    def clean_secret_environment(self) -> dict[str, str]:
+        return parse_variables(self.cleaned_data["secret_environment"], secret=True)
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        check_disjoint(
+            self, cleaned.get("environment") or {}, cleaned.get("secret_environment") or {}
+        )
         script, upload = cleaned.get("script"), cleaned.get("upload")
         if script and upload:
             raise forms.ValidationError("Give code as a script or as an upload, not both.")

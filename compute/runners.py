@@ -135,11 +135,16 @@ class SSHRunner:
         environment = {
             key: value for key, value in launch.environment.items() if SAFE_ENV_KEY.match(key)
         }
-        lines = [f"run={self._run_dir(launch.run_key)}"]
+        # The variables (secret ones among them) travel on the command's stdin, never in
+        # its text: the text is the argument of a shell over there, which any user of that
+        # machine can read in `ps`; a process's environment only its own user can.
+        exports = "".join(
+            f"export {key}={shlex.quote(value)}\n" for key, value in environment.items()
+        )
+        lines = ['eval "$(cat)"', f"run={self._run_dir(launch.run_key)}"]
         if launch.code_job_id is not None:
             code = self._upload_code(launch.code_job_id)
             lines.append(f"export HANGAR_WORKDIR={code}")
-        lines += [f"export {key}={shlex.quote(value)}" for key, value in environment.items()]
         lines += [
             'mkdir -p "$run" && cd "$run" || exit 1',
             "rm -f exit_code exit_code.tmp pid output.log",
@@ -157,6 +162,7 @@ class SSHRunner:
         handed_over = False  # to the thread that finishes the command and frees the slot
         try:
             channel = ssh.open_command(self.endpoint, "\n".join(lines))
+            ssh.send_input(channel, self.endpoint, exports.encode())
             if ssh.read_line(channel) != b"started":
                 result = ssh.finish(channel, self.endpoint)
                 why = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_code}"

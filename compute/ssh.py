@@ -19,6 +19,7 @@ from pathlib import Path
 
 import paramiko
 
+from compute import netpolicy
 from compute.drivers.base import DriverUnavailable
 
 # paramiko logs failed handshakes and auth at length; our messages say what matters.
@@ -89,10 +90,27 @@ def parse_private_key(text: str) -> paramiko.PKey:
     )
 
 
+def open_socket(endpoint: Endpoint) -> socket.socket:
+    """A TCP connection to the first of the host's addresses that answers, after every
+    address was checked against HANGAR_ATTACH_DENY_NETWORKS: the addresses connected to
+    are the ones checked (no second lookup between the check and the connect)."""
+    try:
+        addresses = netpolicy.check_host(endpoint.host, endpoint.port)
+    except netpolicy.AddressDenied as exc:
+        raise SSHError(f"refused to connect: {exc}") from None
+    error: OSError = socket.gaierror(socket.EAI_NONAME, "no address")
+    for address in addresses:
+        try:
+            return socket.create_connection((address, endpoint.port), timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
 def connect(endpoint: Endpoint) -> tuple[paramiko.Transport, str]:
     """A fresh authenticated connection, and the host key the server offered."""
     try:
-        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=CONNECT_TIMEOUT)
+        sock = open_socket(endpoint)
     except ConnectionRefusedError:
         raise SSHError(
             f"connection refused on {endpoint.where}: is an SSH server listening there?"
@@ -191,6 +209,17 @@ def open_command(endpoint: Endpoint, command: str, timeout: float = COMMAND_TIME
             if attempt == 2:
                 raise SSHError(f"lost the connection to {endpoint.where}: {exc}") from None
     raise AssertionError("unreachable")
+
+
+def send_input(channel, endpoint: Endpoint, data: bytes) -> None:
+    """All of a started command's stdin, then its end (the command may read to it)."""
+    try:
+        channel.sendall(data)
+        channel.shutdown_write()
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        channel.close()
+        forget(endpoint)
+        raise SSHError(f"lost the connection to {endpoint.where}: {exc}") from None
 
 
 def read_line(channel, limit: int = 4096) -> bytes:

@@ -6,6 +6,7 @@ would be accepted, so a typo in a deployment fails at start-up instead of at 3 a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import secrets
@@ -79,6 +80,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
             f"{name}={raw!r} has an empty item: separate values with single commas."
         )
     return items
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """Comma-separated CIDRs (IPv4 or IPv6), each exactly a network: "10.0.0.1/8" has host
+    bits set and is refused rather than guessed at. An empty value means none."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if not raw.strip():
+        return []
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=True)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name}={raw!r}: {item!r} is not a network ({exc}); write CIDRs such as "
+                "169.254.0.0/16,fe80::/10."
+            ) from None
+    return networks
 
 
 def docker_engine_answers(url: str | None, timeout: float = 0.3) -> bool:

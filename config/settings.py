@@ -23,6 +23,7 @@ from config.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_redis_url,
     env_str,
     new_django_secret,
@@ -251,6 +252,11 @@ HANGAR_ATTACHED_JOBS_PER_TARGET = env_int(
     "HANGAR_ATTACHED_JOBS_PER_TARGET", 1, minimum=1, maximum=64
 )
 HANGAR_ATTACHED_HEALTH_SECONDS = env_float("HANGAR_ATTACHED_HEALTH_SECONDS", 30.0, minimum=1.0)
+# Remote VMs and HDInsight are never reached at these addresses (nor at a name resolving
+# into them): link-local is where cloud metadata services answer with the host's secrets.
+HANGAR_ATTACH_DENY_NETWORKS = env_networks(
+    "HANGAR_ATTACH_DENY_NETWORKS", ["169.254.0.0/16", "fe80::/10", "0.0.0.0/8"]
+)
 # A reconciler holds a compute for this long at most; a dead worker's hold expires.
 HANGAR_RECONCILE_LEASE_SECONDS = env_float("HANGAR_RECONCILE_LEASE_SECONDS", 10.0, minimum=1.0)
 # Beat's sweep enforces idle deadlines and collects finished jobs: its period bounds how

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from compute import idle
+from compute import idle, secrets
 from compute.drivers import Driver, DriverUnavailable, JobLaunch, NodeStartError
 from compute.events import record
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
@@ -305,9 +305,11 @@ def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> No
         Job.objects.filter(pk=job.pk).update(master_port=port)
         job.master_port = port
     world = len(runs)
+    hidden = secret_variables(compute, job)
     for run in runs:
         environment = {
             **{str(k): str(v) for k, v in (job.environment or {}).items()},
+            **hidden,
             "HANGAR_COMMAND": job.command,
             "HANGAR_JOB_ID": str(job.pk),
             "HANGAR_JOB_NAME": job.name,
@@ -328,6 +330,17 @@ def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> No
                 on_finish=lambda: collect_soon(compute_id),
             )
         )
+
+
+def secret_variables(compute: Compute, job: Job) -> dict[str, str]:
+    """The instance's secret variables, then the job's own (which win): decrypted here, in
+    the worker launching the job, into the process environment and nowhere else. A job
+    whose secrets no key opens fails with the variable's name, never a value."""
+    try:
+        found = secrets.decrypt_variables(compute.secret_environment) if compute.is_instance else {}
+        return {**found, **secrets.decrypt_variables(job.secret_environment)}
+    except secrets.SecretUnreadable as exc:
+        raise NodeStartError(str(exc)) from None
 
 
 def demand(compute: Compute) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.utils import timezone
 
-from compute import idle, quota
+from compute import idle, quota, secrets
 from compute.controllers import jobs as job_steps
 from compute.controllers import lease
 from compute.controllers.attached import AttachedPass
@@ -324,7 +324,7 @@ class Pass:
         for node in nodes:
             if node.state != NodeState.PREPARING:
                 continue
-            observation = self.driver.ensure_node(self.spec(node))
+            observation = self.driver.ensure_node(self.spec(node, with_secrets=True))
             now = timezone.now()
             if Node.objects.filter(pk=node.pk, state=NodeState.PREPARING).update(
                 state=NodeState.IDLE,
@@ -387,13 +387,22 @@ class Pass:
 
     # Helpers -------------------------------------------------------------------------
 
-    def spec(self, node: Node) -> NodeSpec:
+    def spec(self, node: Node, with_secrets: bool = False) -> NodeSpec:
+        """`with_secrets`: the instance's secret variables too, decrypted here in the worker
+        for the node's environment (its setup script and its jobs read them); only the
+        start of a node needs them, a removal needs the name alone."""
         size = self.compute.vm_size
         environment = {
             "HANGAR_COMPUTE": self.compute.name,
             "HANGAR_NODE": node.name,
             "HANGAR_VM_SIZE": size.name,
         }
+        if with_secrets and self.compute.is_instance and self.compute.secret_environment:
+            try:
+                hidden = secrets.decrypt_variables(self.compute.secret_environment)
+            except secrets.SecretUnreadable as exc:
+                raise NodeStartError(str(exc)) from None
+            environment = {**hidden, **environment}
         if self.compute.setup_script:
             environment["HANGAR_SETUP_SCRIPT"] = self.compute.setup_script
         return NodeSpec(

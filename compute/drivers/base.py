@@ -41,7 +41,8 @@ class NodeSpec:
     memory_bytes: int
     network: str
     command: tuple[str, ...]
-    environment: dict[str, str] = field(default_factory=dict)
+    # May hold an instance's decrypted secret variables: kept out of repr.
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
     pids_limit: int = 512
     tmp_mb: int = 256
 
@@ -92,7 +93,9 @@ class JobLaunch:
     container: str
     run_key: str
     command: str
-    environment: dict[str, str]
+    # May hold decrypted secret variables: kept out of repr, so no log line or traceback
+    # that prints a launch prints them.
+    environment: dict[str, str] = field(repr=False)
     code_job_id: int | None = None
     # Called (from another thread) the moment the run ends, when the driver can tell:
     # the controller collects it at once instead of at the next sweep.

@@ -40,6 +40,9 @@ JOB_TERMINAL = (J.COMPLETED, J.FAILED, J.CANCELED)
 JOB_ACTIVE = (J.PREPARING, J.RUNNING)
 
 
+MASK = "••••"
+
+
 class CodeKind(models.TextChoices):
     NONE = "", "No code"
     SCRIPT = "script", "Typed script"
@@ -53,6 +56,10 @@ class Job(models.Model):
     name = models.CharField(max_length=80)
     command = models.TextField()
     environment = models.JSONField(default=dict, blank=True)
+    # {NAME: MultiFernet token} (compute/secrets.py): names readable for the pages, values
+    # decrypted only by the worker that launches the job. Never rendered, logged or sent
+    # in a task message.
+    secret_environment = models.JSONField(default=dict, blank=True)
     image = models.CharField(max_length=200, blank=True)
     node_count = models.PositiveSmallIntegerField(default=1)
     code_kind = models.CharField(max_length=8, choices=CodeKind.choices, blank=True, default="")
@@ -94,6 +101,12 @@ class Job(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("compute:job", args=[self.workspace.slug, self.pk])
+
+    def variables_shown(self, with_values: bool) -> list[tuple[str, str]]:
+        """(name, what a page shows) of every variable: a secret's value is never shown,
+        and without `with_values` (readers) no value is."""
+        shown = [(k, str(v) if with_values else MASK) for k, v in (self.environment or {}).items()]
+        return shown + [(name, MASK) for name in (self.secret_environment or {})]
 
     @property
     def is_terminal(self) -> bool:

@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from compute import actions
 from compute.charts import cluster_chart
@@ -88,6 +89,8 @@ def _members(access: WorkspaceAccess) -> list:
     ]
 
 
+@sensitive_post_parameters("secret_environment")
+@sensitive_variables()  # an instance's secret variables pass through here in clear
 @workspace_view(Role.CONTRIBUTOR, "creating compute")
 def compute_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
     if kind not in ("instance", "cluster"):

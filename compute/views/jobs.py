@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
 from compute import jobfiles
@@ -62,6 +63,10 @@ def job_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
     return with_polling(request, response, steady)
 
 
+@sensitive_post_parameters("secret_environment")
+# Every local of this view and below it (form cleaning included) is hidden in error
+# reports: the secret variables pass through them in clear.
+@sensitive_variables()
 @workspace_view(Role.CONTRIBUTOR, "submitting jobs")
 def job_submit(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
     initial = {"compute": request.GET.get("compute")}
@@ -82,6 +87,7 @@ def job_submit(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
                 command=data["command"],
                 node_count=data["node_count"],
                 environment=data["environment"],
+                secret_environment=data["secret_environment"],
                 code=form.code(),
             )
         except ValidationError as error:
@@ -107,6 +113,9 @@ def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:
         "runs": runs,
         "shown": shown,
         "log": jobfiles.read_output(shown.key) if shown else "",
+        # Readers see names only; contributors and admins the plain values. Secret values
+        # never reach a page.
+        "variables": job.variables_shown(with_values=access.is_contributor),
         "can_cancel": access.is_contributor and not job.is_terminal and not job.cancel_requested_at,
     }
 

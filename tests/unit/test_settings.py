@@ -187,3 +187,26 @@ def test_login_limits_come_from_the_environment():
     result = manage("check", HANGAR_LOGIN_FAILURES="0")
     assert result.returncode != 0
     assert "HANGAR_LOGIN_FAILURES=0 is below the minimum of 1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("169.254.0.0/16,,fe80::/10", "has an empty item"),
+        ("10.0.0.1/8", "is not a network"),  # host bits set: refused, not guessed at
+        ("link-local", "is not a network"),
+        ("169.254.0.0/33", "is not a network"),
+    ],
+)
+def test_bad_deny_networks_name_the_variable(monkeypatch, value, message):
+    monkeypatch.setenv("HANGAR_ATTACH_DENY_NETWORKS", value)
+    with pytest.raises(ImproperlyConfigured, match=rf"HANGAR_ATTACH_DENY_NETWORKS=.*{message}"):
+        env.env_networks("HANGAR_ATTACH_DENY_NETWORKS", [])
+
+
+def test_deny_networks_parse_both_families_and_empty_means_none(monkeypatch):
+    monkeypatch.setenv("HANGAR_ATTACH_DENY_NETWORKS", " 169.254.0.0/16 , FE80::/10")
+    assert env.env_networks("HANGAR_NOT_SET_HERE", []) == []  # unset: the default
+    assert env.env_networks("HANGAR_ATTACH_DENY_NETWORKS", []) == ["169.254.0.0/16", "fe80::/10"]
+    monkeypatch.setenv("HANGAR_ATTACH_DENY_NETWORKS", "")
+    assert env.env_networks("HANGAR_ATTACH_DENY_NETWORKS", ["0.0.0.0/8"]) == []

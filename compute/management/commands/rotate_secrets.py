@@ -6,13 +6,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from compute import secrets
-from compute.models import Attachment
+from compute.models import Attachment, Compute, Job
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt the secrets of attached computes with the newest HANGAR_SECRET_KEYS key. "
-        "Put the new key first, keep the old ones after it, run this, then drop the old keys."
+        "Re-encrypt stored secrets (credentials of attached computes, secret variables of "
+        "jobs and instances) with the newest HANGAR_SECRET_KEYS key. Put the new key first, "
+        "keep the old ones after it, run this, then drop the old keys."
     )
 
     def handle(self, *args, **options) -> None:
@@ -28,4 +29,17 @@ class Command(BaseCommand):
                     ) from None
                 attachment.save(update_fields=["secret"])
                 rotated += 1
+            for model in (Compute, Job):
+                rows = model.objects.select_for_update().exclude(secret_environment={})
+                for row in rows.only("pk", "name", "secret_environment"):
+                    try:
+                        stored = secrets.rotate_variables(row.secret_environment)
+                    except Exception:  # InvalidToken; the message names no value
+                        raise CommandError(
+                            f"A secret variable of {model._meta.verbose_name} {row.name} "
+                            f"(#{row.pk}) cannot be decrypted with any configured key; "
+                            "nothing was changed."
+                        ) from None
+                    model.objects.filter(pk=row.pk).update(secret_environment=stored)
+                    rotated += len(stored)
         self.stdout.write(f"Rotated {rotated} secret(s) to the newest key.")
