@@ -25,16 +25,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from compute.snapshots import (  # noqa: F401  (re-exported: callers import them from here)
-    CodeError,
-    check_zip,
-    code_dir,
-    code_root,
-    safe_name,
-    store_file,
-    store_script,
-    store_zip,
-)
+# Where code snapshots live is part of "where a job's files are"; storing them is
+# compute/snapshots.py's.
+from compute.snapshots import code_dir, code_root  # noqa: F401  (re-exported)
 
 OUTPUT_FILE = "output.log"
 EXIT_FILE = "exit_code"

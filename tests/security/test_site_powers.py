@@ -12,14 +12,11 @@ from django.urls import reverse
 
 from compute import quota
 from compute.models import (
-    Compute,
-    ComputeState,
     FamilyQuota,
     Job,
     QuotaRequest,
     RequestStatus,
     VmFamily,
-    VmSize,
 )
 from compute.quota_actions import decide, request_quota
 from tests.conftest import join_group, make_team
@@ -78,19 +75,10 @@ def test_two_tabs_at_the_workspace_cap_create_one(settings):
 
 @pytest.mark.django_db
 def test_the_queue_of_a_workspace_is_capped(
-    client, team, settings, django_capture_on_commit_callbacks
+    client, team, trainers, settings, django_capture_on_commit_callbacks
 ):
     settings.HANGAR_MAX_QUEUED_JOBS = 3
-    from compute import actions as compute_actions
-
-    with django_capture_on_commit_callbacks():
-        cluster = compute_actions.create_cluster(
-            get_access(team.admin, team.workspace.slug),
-            name="trainers",
-            vm_size=VmSize.objects.get(name="Standard_DS3_v2"),
-            max_nodes=1,
-        )
-    Compute.objects.filter(pk=cluster.pk).update(state=ComputeState.STEADY)
+    cluster = trainers
     client.force_login(team.contributor)
     url = reverse("compute:job-submit", args=[team.workspace.slug])
     form = {"compute": cluster.pk, "command": "sleep 60", "node_count": 1}
