@@ -32,6 +32,7 @@ from compute.snapshots import code_dir, code_root  # noqa: F401  (re-exported)
 OUTPUT_FILE = "output.log"
 EXIT_FILE = "exit_code"
 STARTED_FILE = "started"
+LAUNCH_FILE = "launch"  # host processes: the token of the launch in flight
 LOCK_FILE = ".lock"
 CUT_MARKER = (
     "\n[hangar] output cut at {mb} MB (HANGAR_JOB_OUTPUT_LIMIT_MB): the rest was discarded.\n"
@@ -199,6 +200,22 @@ def _write_file(run_key: str, name: str, data: bytes) -> None:
         os.rename(partial, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_launch_token(run_key: str, token: str) -> None:
+    """Under record_lock: the launch now in flight (compute/drivers/hostproc.py)."""
+    _write_file(run_key, LAUNCH_FILE, token.encode())
+
+
+def launch_token(run_key: str) -> str:
+    raw = _read_small(run_key, LAUNCH_FILE)
+    return raw.decode(errors="replace").strip() if raw is not None else ""
+
+
+def mark_started_locked(run_key: str) -> None:
+    """mark_started for a caller already holding record_lock (flock is not re-entrant)."""
+    if _read_small(run_key, STARTED_FILE) is None:
+        _write_file(run_key, STARTED_FILE, b"1\n")
 
 
 def mark_started(run_key: str) -> None:

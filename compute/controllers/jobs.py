@@ -10,14 +10,14 @@ from __future__ import annotations
 import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from compute import idle, secrets
+from compute import idle, jobfiles, secrets
 from compute.drivers import Driver, DriverUnavailable, JobLaunch, NodeStartError
 from compute.events import record
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
@@ -76,9 +76,11 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
                     driver.cancel_job(run.container, run.key)
             continue
         if job.status == J.PREPARING and job_runs and not any(s.started for s in states):
-            if job.preparing_at and now - job.preparing_at > RELAUNCH_AFTER:
-                launch(compute, driver, job, job_runs)  # the worker died before launching
+            relaunch_if_lost(compute, driver, job, job_runs, now, report)
             continue
+        if any(s.started for s in states) and (job.status == J.PREPARING or not job.running_at):
+            # Placed by a worker that died before it could say so: it runs all the same.
+            show_running(job, job_runs, now)
         if not job_runs or any(s.exit_code is None for s in states):
             continue
         for run, state in zip(job_runs, states, strict=True):
@@ -126,6 +128,52 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
             Node.objects.filter(pk__in=freed_nodes, state=NodeState.RUNNING).update(
                 state=NodeState.IDLE, last_busy_at=now
             )
+
+
+def show_running(job: Job, runs: list[JobRun], now: datetime) -> None:
+    """A job found started whose row still says otherwise gets its start written in: the
+    moment its record says it started (close enough: when the launcher marked it)."""
+    ages = [jobfiles.seconds_since(run.key, jobfiles.STARTED_FILE) for run in runs]
+    began = now - timedelta(seconds=max((a for a in ages if a is not None), default=0.0))
+    Job.objects.filter(pk=job.pk, status=J.PREPARING).update(status=J.RUNNING)
+    Job.objects.filter(pk=job.pk, running_at__isnull=True).update(running_at=began)
+    JobRun.objects.filter(pk__in=[r.pk for r in runs], started_at__isnull=True).update(
+        started_at=began
+    )
+    job.status, job.running_at = J.RUNNING, job.running_at or began
+
+
+def relaunch_if_lost(
+    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], now: datetime, report: JobReport
+) -> None:
+    """A placed job that has not started. Never launched (the placer died between placing
+    and launching): launch it now. Launched a while ago and still not started: launch
+    again. Either way the driver starts an attempt at most once (a relaunch of one that did
+    start follows it), and the compare-and-set in `launch` lets one reconciler do it."""
+    launched = [run.launched_at for run in runs if run.launched_at]
+    if launched and now - max(launched) < RELAUNCH_AFTER:
+        return  # still starting
+    try:
+        if not launch(compute, driver, job, runs):
+            return
+    except NodeStartError as exc:
+        finish(job, J.FAILED, None, str(exc), timezone.now())
+        return
+    why = "was never launched" if not launched else "had not started"
+    record(
+        compute,
+        "job.relaunched",
+        f"Job {job.name} (#{job.pk}) {why}: the worker placing it stopped. Launched again "
+        "(an attempt starts at most once; a start already made is followed, not repeated).",
+        level="warning",
+    )
+    mark_running([job.pk], timezone.now())
+    report.placed.append(job.pk)
+
+
+def mark_running(job_ids: list[int], now: datetime) -> None:
+    Job.objects.filter(pk__in=job_ids, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+    JobRun.objects.filter(job_id__in=job_ids, started_at__isnull=True).update(started_at=now)
 
 
 def finish(job: Job, status: str, exit_code: int | None, error: str, now) -> None:
@@ -237,17 +285,17 @@ def place(compute: Compute, driver: Driver, report: JobReport) -> None:
     for job, _ in assignments:
         job.status = J.PREPARING
         try:
-            launch(compute, driver, job, by_job[job.pk])
+            if not launch(compute, driver, job, by_job[job.pk]):
+                continue
         except NodeStartError as exc:
             finish(job, J.FAILED, None, str(exc), timezone.now())
             continue
         started.append(job.pk)
     now = timezone.now()
-    Job.objects.filter(pk__in=started, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+    mark_running(started, now)
     if compute.is_instance and started:
         # A running job is activity that lasts: no idle deadline until it ends.
         idle.record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
-    JobRun.objects.filter(job_id__in=started, started_at__isnull=True).update(started_at=now)
     report.placed += started
 
 
@@ -273,7 +321,8 @@ def place_on_target(compute: Compute, runner: Driver, slots: int, report: JobRep
             )
         job.status = J.PREPARING
         try:
-            launch(compute, runner, job, [run])
+            if not launch(compute, runner, job, [run]):
+                continue
         except NodeStartError as exc:
             finish(job, J.FAILED, None, str(exc), timezone.now())
             continue
@@ -297,7 +346,30 @@ def node_container(compute: Compute, node: Node) -> str:
     return container_name(settings.HANGAR_SITE, compute.pk, node.pk)
 
 
-def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> None:
+def claim_launch(runs: list[JobRun]) -> bool:
+    """Write down a launch before anything starts: a compare-and-set on the runs' launch
+    count, so of two reconcilers launching one attempt (a lease that lapsed, a relaunch
+    racing a slow first launch) exactly one goes on."""
+    now = timezone.now()
+    counts = {run.launches for run in runs}
+    if len(counts) != 1:
+        return False
+    with transaction.atomic():
+        claimed = JobRun.objects.filter(pk__in=[r.pk for r in runs], launches=counts.pop()).update(
+            launches=F("launches") + 1, launched_at=now
+        )
+        if claimed != len(runs):
+            transaction.set_rollback(True)
+            return False
+    for run in runs:
+        run.launches, run.launched_at = run.launches + 1, now
+    return True
+
+
+def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> bool:
+    """Start every rank of the job; False if another reconciler claimed this launch."""
+    if not claim_launch(runs):
+        return False
     compute_id = compute.pk
     port = job.master_port or free_port()
     if not job.master_port and job.node_count > 1:
@@ -330,6 +402,7 @@ def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> No
                 on_finish=lambda: collect_soon(compute_id),
             )
         )
+    return True
 
 
 def secret_variables(compute: Compute, job: Job) -> dict[str, str]:

@@ -1,10 +1,23 @@
-"""One reconciler per compute at a time, held in the database so a dead worker's hold
-expires by itself (Redis is never the source of truth)."""
+"""One reconciler per compute at a time, held in the database (Redis is never the source
+of truth).
+
+The hold names its owner: the machine, its boot, the process and that process's start
+time. A hold whose owner provably died — same machine and boot, and no process with that
+pid and start time — is taken over at once, so a SIGKILLed worker freezes nothing: the next
+reconcile of a live worker resumes the compute. An owner on another machine cannot be
+checked from here; its hold lapses after HANGAR_RECONCILE_LEASE_SECONDS (renewed between
+slow steps while the owner works).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db.models import Q
@@ -12,19 +25,87 @@ from django.utils import timezone
 
 from compute.models import Compute
 
+log = logging.getLogger(__name__)
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who holds a lease, as written in `Compute.lease_owner`."""
+
+    host: str
+    boot: str
+    pid: int
+    started: str  # the process's start time in clock ticks since boot (/proc/<pid>/stat)
+    nonce: str  # one reconcile call of that process
+
+    def text(self) -> str:
+        return f"{self.host}|{self.boot}|{self.pid}|{self.started}|{self.nonce}"
+
+    @classmethod
+    def parse(cls, text: str) -> Owner | None:
+        parts = text.split("|")
+        if len(parts) != 5 or not parts[2].isdigit():
+            return None  # an older random id, or empty: nothing to prove with
+        return cls(parts[0], parts[1], int(parts[2]), parts[3], parts[4])
+
+    def provably_dead(self) -> bool:
+        """True only when this machine can tell: same host and boot, and that process
+        (pid *and* start time, so a reused pid does not count) no longer exists."""
+        if self.host != host_name():
+            return False
+        if self.boot != boot_id():
+            return bool(self.boot)  # that machine rebooted since: everything on it died
+        return process_start_time(self.pid) != self.started
+
+
+@cache
+def host_name() -> str:
+    return socket.gethostname()[:64]
+
+
+@cache
+def boot_id() -> str:
+    try:
+        with open(BOOT_ID_FILE) as handle:
+            return handle.read().strip()[:36]
+    except OSError:
+        return ""
+
+
+def process_start_time(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat, or "" if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return ""
+    # The command name (field 2) may hold spaces and parentheses: split after its end.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else ""
+
 
 def new_owner() -> str:
-    return uuid.uuid4().hex
+    pid = os.getpid()
+    return Owner(host_name(), boot_id(), pid, process_start_time(pid), uuid.uuid4().hex[:8]).text()
 
 
 def take(compute_id: int, owner: str) -> bool:
     now = timezone.now()
     until = now + timedelta(seconds=settings.HANGAR_RECONCILE_LEASE_SECONDS)
-    return bool(
-        Compute.objects.filter(pk=compute_id)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
-        .update(lease_until=until, lease_owner=owner)
-    )
+    held = Compute.objects.filter(pk=compute_id)
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
+    if held.filter(free).update(lease_until=until, lease_owner=owner):
+        return True
+    holder = held.values_list("lease_owner", flat=True).first()
+    dead = Owner.parse(holder or "")
+    if dead is None or not dead.provably_dead():
+        return False
+    # Compare-and-set on the dead owner's name: of two workers taking over, one wins.
+    if held.filter(lease_owner=holder).update(lease_until=until, lease_owner=owner):
+        log.warning("compute %s: took over the lease of %s (process gone)", compute_id, holder)
+        return True
+    return False
 
 
 def renew(compute_id: int, owner: str) -> bool:

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from compute import idle, quota, secrets
+from compute.controllers import containers, lease
 from compute.controllers import jobs as job_steps
-from compute.controllers import lease
 from compute.controllers.attached import AttachedPass
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
 from compute.drivers import get_driver as default_driver
@@ -60,33 +60,48 @@ class Outcome:
 def reconcile(compute_id: int, driver: Driver | None = None) -> Outcome:
     driver = driver or default_driver()
     owner = lease.new_owner()
-    if not lease.take(compute_id, owner):
-        Compute.objects.filter(pk=compute_id).update(rerun_requested=True)
-        return Outcome(compute_id, skipped=True)
-    try:
-        outcome = Outcome(compute_id)
-        passes = 0
-        while passes < MAX_PASSES * 3:
-            passes += 1
-            compute = (
-                Compute.objects.select_related("workspace", "vm_size", "attachment")
-                .filter(pk=compute_id)
-                .first()
-            )
-            if compute is None:
+    outcome = Outcome(compute_id)
+    for _ in range(MAX_PASSES):
+        if not lease.take(compute_id, owner):
+            # Ask the holder to look once more. It may be letting go at this very moment,
+            # after its last look at the flag: then the hold is free now, so try again.
+            Compute.objects.filter(pk=compute_id).update(rerun_requested=True)
+            if not lease.take(compute_id, owner):
+                outcome.skipped = True
                 return outcome
-            if compute.is_attached:
-                moved = AttachedPass(compute, outcome).run()
-            else:
-                moved = Pass(compute, driver, owner, outcome).run()
-            asked = Compute.objects.filter(pk=compute_id, rerun_requested=True).update(
-                rerun_requested=False
-            )
-            if not moved and not asked:
-                break
-        return outcome
-    finally:
-        lease.release(compute_id, owner)
+        try:
+            if not run_passes(compute_id, driver, owner, outcome):
+                return outcome
+        finally:
+            lease.release(compute_id, owner)
+        # Asked for after our last look but before we let go: nobody else would come.
+        if not Compute.objects.filter(pk=compute_id, rerun_requested=True).exists():
+            return outcome
+    return outcome
+
+
+def run_passes(compute_id: int, driver: Driver, owner: str, outcome: Outcome) -> bool:
+    """Passes until the state stops moving; False if the compute is gone."""
+    passes = 0
+    while passes < MAX_PASSES * 3:
+        passes += 1
+        compute = (
+            Compute.objects.select_related("workspace", "vm_size", "attachment")
+            .filter(pk=compute_id)
+            .first()
+        )
+        if compute is None:
+            return False
+        if compute.is_attached:
+            moved = AttachedPass(compute, outcome).run()
+        else:
+            moved = Pass(compute, driver, owner, outcome).run()
+        asked = Compute.objects.filter(pk=compute_id, rerun_requested=True).update(
+            rerun_requested=False
+        )
+        if not moved and not asked:
+            break
+    return True
 
 
 class Pass:
@@ -107,15 +122,19 @@ class Pass:
             self.outcome.state = compute.state
             return False
         try:
-            observed = {o.node_id: o for o in self.driver.list_nodes(compute.pk)}
             nodes = list(
                 compute.nodes.filter(
                     state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
                     ended_at__isnull=True,
                 ).order_by("index")
             )
+            observed, strays = containers.match(
+                settings.HANGAR_SITE,
+                self.driver.list_nodes(compute.pk),
+                [containers.NodeRef(n.pk, compute.pk, n.container_ref) for n in nodes],
+            )
             nodes = self.release_preempted(observed, nodes)
-            self.remove_orphans(observed, nodes)
+            self.remove_strays(strays, nodes)
             nodes = self.replace_dead(observed, nodes)
             job_steps.requeue_lost(compute, self.driver, self.lost, self.outcome.jobs)
             if compute.state in (S.STOPPING, S.DELETING):
@@ -164,19 +183,26 @@ class Pass:
             )
         return kept
 
-    def remove_orphans(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
-        expected = {node.pk for node in nodes}
-        for node_id, observation in observed.items():
-            if node_id not in expected:
-                self.driver.remove_node(observation.name)
-                self.outcome.orphans.append(observation.name)
-                record(
-                    self.compute,
-                    "node.orphan_removed",
-                    f"Removed container {observation.name}: no node of {self.compute.name} "
-                    "expects it (left over from a crash or removed node).",
-                    level="warning",
+    def remove_strays(self, strays: list[NodeObservation], nodes: list[Node]) -> None:
+        """Containers of this compute that are no node's: left over from a crash or a
+        removed node, or a look-alike wearing a node's labels (never taken for the node)."""
+        names = {node.pk: node.name for node in nodes}
+        for observation in strays:
+            self.driver.remove_node(observation.name)
+            self.outcome.orphans.append(observation.name)
+            if observation.node_id in names:
+                why = (
+                    f"it carries the labels of node {names[observation.node_id]} but is not "
+                    "that node's container"
                 )
+            else:
+                why = "no node of this compute expects it (left over from a crash or removed node)"
+            record(
+                self.compute,
+                "node.orphan_removed",
+                f"Removed container {observation.name}: {why}.",
+                level="warning",
+            )
 
     def replace_dead(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> list[Node]:
         """A started node whose container is gone or stopped is unusable; a new one replaces it."""

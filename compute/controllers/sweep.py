@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from compute.controllers import containers
 from compute.drivers import Driver, DriverUnavailable
 from compute.drivers import get_driver as default_driver
 from compute.models import (
@@ -59,7 +60,7 @@ def sweep(driver: Driver | None = None) -> SweepReport:
         Node.objects.filter(
             state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
             ended_at__isnull=True,
-        ).values_list("pk", "compute_id", "state", "last_busy_at")
+        ).values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
     )
     jobs = Counter()
     for compute_id, status, count in (
@@ -69,9 +70,13 @@ def sweep(driver: Driver | None = None) -> SweepReport:
     ):
         jobs[compute_id, status] = count
     try:
-        observed = {o.node_id: o for o in driver.list_nodes()}
+        observed, strays = containers.match(
+            settings.HANGAR_SITE,
+            driver.list_nodes(),
+            [containers.NodeRef(pk, cid, ref) for pk, cid, _, _, ref in nodes],
+        )
     except DriverUnavailable as exc:
-        observed = None
+        observed, strays = None, []
         report.driver_error = str(exc)
 
     # Ready attached computes whose health check is due (attachment_health_idx).
@@ -86,7 +91,7 @@ def sweep(driver: Driver | None = None) -> SweepReport:
         report.reasons.setdefault(compute_id, reason)
 
     by_compute = defaultdict(list)
-    for pk, compute_id, state, last_busy_at in nodes:
+    for pk, compute_id, state, last_busy_at, _ in nodes:
         by_compute[compute_id].append((pk, state, last_busy_at))
     known = set()
     for pk, kind, state, min_nodes, max_nodes, idle_seconds, tier in computes:
@@ -122,15 +127,12 @@ def sweep(driver: Driver | None = None) -> SweepReport:
         if tier == Tier.LOW_PRIORITY and settings.HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR:
             simulate_preemptions(live, report, pk)
     if observed is not None:
-        node_rows = {pk: (cid, state) for pk, cid, state, _ in nodes}
-        for pk, cid, state, _ in nodes:
+        for pk, cid, state, _, _ in nodes:
             observation = observed.get(pk)
             started = state in (NodeState.IDLE, NodeState.RUNNING)
             if started and (observation is None or not observation.running):
                 due(cid, "a node's container is gone or stopped")
-        for node_id, observation in observed.items():
-            if node_id in node_rows:
-                continue
+        for observation in strays:
             if observation.compute_id in known:
                 due(observation.compute_id, f"container {observation.name} has no node")
             else:

@@ -38,8 +38,17 @@ class RunRecord:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
 
-    def started(self) -> None:
-        self.jobfiles.mark_started(self.run_key)
+    def started(self, locked: bool = False) -> None:
+        if locked:
+            self.jobfiles.mark_started_locked(self.run_key)
+        else:
+            self.jobfiles.mark_started(self.run_key)
+
+    def current_launch(self, token: str) -> bool:
+        """Under the record lock: is `token` the launch in flight, with nothing started?"""
+        if not token or self.jobfiles.launch_token(self.run_key) != token:
+            return False
+        return not self.jobfiles.read_run(self.run_key).started
 
     def output(self, offset: int, data: bytes) -> None:
         self.jobfiles.write_output(self.run_key, offset, data)
@@ -65,7 +74,7 @@ class NodeRecord:
     def identity(self, text: str) -> None:
         self._replace("process", text)
 
-    def started(self) -> None:
+    def started(self, locked: bool = False) -> None:
         pass
 
     def output(self, offset: int, data: bytes) -> None:
@@ -127,27 +136,52 @@ def pump(child: subprocess.Popen, record: RunRecord | NodeRecord) -> None:
 
 
 def supervise(orders: dict) -> None:
-    from compute.drivers.hostproc import identify
-
     configure(orders)
-    record = RunRecord(orders["run_key"]) if orders["mode"] == "run" else NodeRecord(orders["dir"])
-    try:
-        child = start(orders)
-    except (OSError, subprocess.SubprocessError) as exc:
-        record.note(f"could not start: {exc}")
+    record: RunRecord | NodeRecord
+    child: subprocess.Popen | None = None
+    failure: Exception | None = None
+    if orders["mode"] == "run":
+        record = RunRecord(orders["run_key"])
+        with record.jobfiles.record_lock(orders["run_key"]):
+            # Start only if this is still the launch in flight and nothing started: a
+            # supervisor that arrives late (its launch was given up and made again) stands
+            # down, so a run starts at most once.
+            if not record.current_launch(orders.get("launch_token", "")):
+                return
+            try:
+                child = start(orders)
+                identify_started(child, record, locked=True)
+            except (OSError, subprocess.SubprocessError) as exc:
+                failure = exc
+    else:
+        record = NodeRecord(orders["dir"])
+        try:
+            child = start(orders)
+            identify_started(child, record)
+        except (OSError, subprocess.SubprocessError) as exc:
+            failure = exc
+    if child is None:
+        record.note(f"could not start: {failure}")
         record.exit(127)
         return
     try:
-        # Popen returns after the exec: the identity is already the job user's process.
-        identity = identify(child.pid)
-        if identity is not None:
-            record.identity(identity.text())
-        record.started()
         pump(child, record)
     finally:  # whatever failed here, the run still gets its exit code
         child.stdout.close()
         code = child.wait()
         record.exit(128 - code if code < 0 else code)  # a signal, as a shell reports it
+
+
+def identify_started(
+    child: subprocess.Popen, record: RunRecord | NodeRecord, locked: bool = False
+) -> None:
+    from compute.drivers.hostproc import identify
+
+    # Popen returns after the exec: the identity is already the job user's process.
+    identity = identify(child.pid)
+    if identity is not None:
+        record.identity(identity.text())
+    record.started(locked)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 IDENTITY_FILE = "process"
 START_TIMEOUT = 10.0
+LAUNCH_STALE = 2 * START_TIMEOUT
 KILL_AFTER = 1.0
 
 
@@ -299,6 +301,16 @@ def start_run(launch: JobLaunch) -> None:
     with jobfiles.record_lock(launch.run_key):
         if run_identity(launch.run_key) or jobfiles.read_run(launch.run_key).started:
             return
+        # A supervisor may be on its way (its identity is written a moment after it is
+        # launched): a second launch now would start the run twice. One whose launch is
+        # older than any supervisor takes to start (the starter gives up at START_TIMEOUT)
+        # never got going; it may be launched again, and the token below makes a late
+        # supervisor of the old launch stand down.
+        age = jobfiles.seconds_since(launch.run_key, jobfiles.LAUNCH_FILE)
+        if age is not None and age < LAUNCH_STALE:
+            return
+        token = secrets.token_hex(8)
+        jobfiles.write_launch_token(launch.run_key, token)
         work = fresh_work_dir(run_work_dir(launch.run_key), user)
         own = dict(launch.environment)
         cwd = work
@@ -309,6 +321,7 @@ def start_run(launch: JobLaunch) -> None:
             {
                 "mode": "run",
                 "run_key": launch.run_key,
+                "launch_token": token,
                 "command": ["/bin/sh", "-c", launch.command],
                 "cwd": str(cwd),
                 "env": clean_environment(work, own),

@@ -91,9 +91,11 @@ class Compute(models.Model):
     autoscale_note = models.CharField(max_length=300, blank=True)
     # Nodes are numbered n-1, n-2, ... never reusing a number, so events stay unambiguous.
     next_node_index = models.PositiveIntegerField(default=1)
-    # The reconciler's lease: one worker at a time per compute; expires if it dies.
+    # The reconciler's lease: one worker at a time per compute. The owner is named (host,
+    # boot, pid, process start) so a dead one's hold is taken over at once
+    # (compute/controllers/lease.py); otherwise it lapses at lease_until.
     lease_until = models.DateTimeField(null=True, blank=True)
-    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_owner = models.CharField(max_length=160, blank=True)
     # Set by a reconcile that found the lease taken: the holder looks once more before
     # letting go, so a request arriving mid-pass is never left for the next sweep.
     rerun_requested = models.BooleanField(default=False)

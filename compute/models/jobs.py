@@ -150,6 +150,10 @@ class JobRun(models.Model):
     # rolled-back SQLite id, a database restored from backup) never finds another run's
     # output or exit code. Empty for runs made before it existed.
     token = models.CharField(max_length=16, default=new_run_token, editable=False)
+    # Launches written down before each start (compare-and-set), so two reconcilers never
+    # both launch it and a relaunch can tell "never launched" from "launched, not started".
+    launches = models.PositiveSmallIntegerField(default=0, editable=False)
+    launched_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["job", "attempt", "rank"]
