@@ -1,0 +1,231 @@
+"""A worker SIGKILLed at any line: a job starts once, shows as running, and a dead worker's
+compute is resumed at once by a live one. Starts are counted outside Hangar (StartCounter)."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import docker
+import pytest
+from django.conf import settings
+
+from compute.job_actions import submit_job
+from compute.models import Compute, Event, Job, JobRun, JobStatus, Node, NodeState
+from tests.conftest import remove_all_nodes
+from tests.crash import StartCounter, reconcile_until
+from tests.integration.helpers import wait_for
+from tests.integration.test_jobs import cluster, docker_jobs  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+J = JobStatus
+
+
+@pytest.fixture
+def counter():
+    counter = StartCounter()
+    yield counter
+    counter.close()
+
+
+def one_idle_node(access, name: str) -> Compute:
+    made = cluster(access, name=name, min_nodes=1, max_nodes=1, idle_seconds_before_scaledown=60)
+    wait_for(
+        lambda: (
+            Node.objects.filter(compute=made, state=NodeState.IDLE)
+            .exclude(container_ref="")
+            .exists()
+        ),
+        what="an idle node",
+    )
+    return made
+
+
+def refreshed(job: Job) -> Job:
+    job.refresh_from_db()
+    return job
+
+
+def assert_ran_once(job: Job, counter: StartCounter) -> None:
+    job = refreshed(job)
+    assert job.status == J.COMPLETED, (job.status, job.error)
+    assert counter.count(job.pk) == 1, f"job {job.pk} started {counter.count(job.pk)} times"
+    assert job.running_at is not None and job.running_at <= job.finished_at
+    runs = JobRun.objects.filter(job=job, attempt=job.retries)
+    assert runs.exists() and not runs.filter(started_at__isnull=True).exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "function", "relaunched"),
+    [
+        # Placed (committed) but never launched: launched again at once.
+        ("compute.controllers.jobs", "claim_launch", "was never launched"),
+        # Launch written down, then the worker died before reaching the node: relaunched
+        # once the launch is old enough to be lost, never twice.
+        ("compute.drivers.docker", "_exec_stream", "had not started"),
+        # Started in the node, the worker died before marking it running: it shows as
+        # running (and finishes) without a second start.
+        ("compute.controllers.jobs", "mark_running", ""),
+    ],
+    ids=["before-launch", "launch-recorded", "started-not-marked"],
+)
+def test_a_worker_killed_while_starting_a_job_starts_it_exactly_once(
+    docker_jobs,  # noqa: F811
+    workers,
+    counter,
+    module,
+    function,
+    relaunched,
+):
+    access = docker_jobs["access"]
+    compute = one_idle_node(access, "crashy")
+    workers.stop()  # nobody else reconciles: the crash below is the only placer
+    job = submit_job(access, compute_id=compute.pk, name="once", command=counter.command())
+    reconcile_until(compute.pk, module, function)
+    assert refreshed(job).status == J.PREPARING
+
+    workers.get("docker", HANGAR_NODE_NETWORK="host")
+    wait_for(lambda: refreshed(job).status in (J.COMPLETED, J.FAILED), timeout=30, what="done")
+    assert_ran_once(job, counter)
+    events = Event.objects.filter(compute=compute, verb="job.relaunched")
+    if relaunched:
+        assert relaunched in events.get().message
+    else:
+        assert not events.exists()
+
+
+def test_a_dead_workers_lease_is_taken_over_within_2_s_of_a_live_worker(
+    docker_jobs,  # noqa: F811
+    workers,
+    counter,
+):
+    access = docker_jobs["access"]
+    compute = one_idle_node(access, "leased")
+    workers.stop()
+    job = submit_job(access, compute_id=compute.pk, name="after", command=counter.command())
+    # Dies holding a 60-second lease, just before placing the job.
+    reconcile_until(
+        compute.pk, "compute.controllers.jobs", "place", HANGAR_RECONCILE_LEASE_SECONDS="60"
+    )
+    held = Compute.objects.get(pk=compute.pk)
+    assert held.lease_owner and held.lease_until is not None
+
+    workers.get("docker", HANGAR_NODE_NETWORK="host")
+    ready = time.monotonic()
+    wait_for(lambda: counter.count(job.pk) == 1, timeout=10, what="the job started")
+    assert time.monotonic() - ready <= 2.0
+    wait_for(lambda: refreshed(job).status == J.COMPLETED, timeout=15, what="completed")
+    assert_ran_once(job, counter)
+
+
+def test_a_look_alike_container_is_a_stray_and_never_hides_its_nodes_loss(
+    docker_jobs,  # noqa: F811
+    node_image,
+):
+    access = docker_jobs["access"]
+    client = docker.from_env()
+    compute = one_idle_node(access, "twins")
+    job = submit_job(access, compute_id=compute.pk, name="long", command="sleep 60")
+    wait_for(lambda: refreshed(job).status == J.RUNNING, what="running")
+    node = Node.objects.get(compute=compute, state=NodeState.RUNNING)
+    real = client.containers.get(node.container_ref)
+
+    def look_alike(suffix: str):
+        return client.containers.run(
+            node_image,
+            ["sleep", "300"],
+            name=f"{real.name}-{suffix}",
+            labels=real.labels,  # the node's exact labels
+            network_mode="none",
+            detach=True,
+        )
+
+    try:
+        # A look-alike beside a live node: removed as a stray, the job untouched.
+        twin = look_alike("a")
+        wait_for(lambda: not container_exists(client, twin.id), timeout=3, what="stray removed")
+        assert refreshed(job).status == J.RUNNING
+        assert Event.objects.filter(
+            compute=compute, verb="node.orphan_removed", message__contains="carries the labels"
+        ).exists()
+
+        # The real container removed behind Hangar's back while a look-alike stands in.
+        twin = look_alike("b")
+        lost_at = time.monotonic()
+        real.remove(force=True, v=True)
+        wait_for(
+            lambda: Node.objects.get(pk=node.pk).state == NodeState.UNUSABLE,
+            timeout=5,
+            what="the node's loss seen",
+        )
+        assert time.monotonic() - lost_at <= 2.0
+        assert refreshed(job).status in (J.QUEUED, J.PREPARING, J.RUNNING)
+        assert refreshed(job).retries == 1  # requeued onto a new node, not left "running"
+        wait_for(lambda: not container_exists(client, twin.id), timeout=3, what="twin removed")
+    finally:
+        for container in client.containers.list(
+            all=True,
+            filters={"name": f"{real.name}-", "label": f"hangar.site={settings.HANGAR_SITE}"},
+        ):
+            container.remove(force=True, v=True)
+
+
+def container_exists(client, ref: str) -> bool:
+    try:
+        client.containers.get(ref)
+        return True
+    except docker.errors.NotFound:
+        return False
+
+
+def test_chaos_every_job_completes_exactly_once_through_worker_kills(
+    docker_jobs,  # noqa: F811
+    workers,
+    counter,
+):
+    """~30 short jobs on two clusters while the worker is SIGKILLed at random moments
+    about 8 times (a fixed seed, so a failure can be replayed)."""
+    access = docker_jobs["access"]
+    chance = random.Random(13)  # noqa: S311
+    clusters = [
+        cluster(access, name=f"chaos-{i}", max_nodes=2, idle_seconds_before_scaledown=30)
+        for i in range(2)
+    ]
+    jobs = []
+    for i in range(30):
+        target = clusters[i % 2]
+        jobs.append(
+            submit_job(
+                access,
+                compute_id=target.pk,
+                name=f"c{i}",
+                command=counter.command(then=f"sleep 0.{chance.randint(1, 6)}"),
+            )
+        )
+        if i % 4 == 1:  # 8 kills, at random moments
+            time.sleep(chance.uniform(0.0, 0.8))
+            workers.current.kill()  # SIGKILL, worker and beat
+            workers.get("docker", HANGAR_NODE_NETWORK="host")
+    ended = (J.COMPLETED, J.FAILED, J.CANCELED)
+    wait_for(
+        lambda: all(refreshed(job).status in ended for job in jobs), timeout=60, what="all ended"
+    )
+    for job in jobs:
+        assert_ran_once(job, counter)
+    # Nothing stranded: every container of these clusters is a live node's container.
+    driver = docker_jobs["driver"]
+    for made in clusters:
+        assert Job.objects.filter(compute=made).exclude(status__in=ended).count() == 0
+        wait_for(
+            lambda c=made: (
+                {o.ref for o in driver.list_nodes(c.pk)}
+                == set(
+                    Node.objects.filter(compute=c, state__in=("idle", "running")).values_list(
+                        "container_ref", flat=True
+                    )
+                )
+            ),
+            timeout=5,
+            what="containers and nodes agree",
+        )
+    remove_all_nodes()
