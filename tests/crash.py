@@ -89,8 +89,9 @@ class StartCounter:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
-    def command(self, then: str = "sleep 0.3") -> str:
-        return f'echo "$HANGAR_JOB_ID" | nc 127.0.0.1 {self.port}; {then}'
+    def command(self, then: str = "sleep 0.3", nc: str = "nc") -> str:
+        """`nc`: on the host (host processes) Debian's busybox-static provides it."""
+        return f'echo "$HANGAR_JOB_ID" | {nc} 127.0.0.1 {self.port}; {then}'
 
     def _serve(self) -> None:
         while not self._stop.is_set():

@@ -4,17 +4,20 @@ compute is resumed at once by a live one. Starts are counted outside Hangar (Sta
 from __future__ import annotations
 
 import random
+import shutil
 import time
 
 import docker
 import pytest
 from django.conf import settings
 
+from compute import jobfiles
+from compute.drivers import JobLaunch, hostproc
 from compute.job_actions import submit_job
 from compute.models import Compute, Event, Job, JobRun, JobStatus, Node, NodeState
 from tests.conftest import remove_all_nodes
 from tests.crash import StartCounter, reconcile_until
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import run_together, wait_for
 from tests.integration.test_jobs import cluster, docker_jobs  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -229,3 +232,22 @@ def test_chaos_every_job_completes_exactly_once_through_worker_kills(
             what="containers and nodes agree",
         )
     remove_all_nodes()
+
+
+def test_a_host_process_run_launched_twice_at_once_starts_once(counter, settings):
+    """Two reconcilers (a lapsed lease) launch one run on the local driver within the
+    moment its supervisor takes to start: one process, not two."""
+    job_id = 900_000 + random.randrange(99_999)  # noqa: S311 (a record of its own)
+    launch = JobLaunch(
+        container="local",
+        run_key=f"{job_id}/a0-r0-twice",
+        command=counter.command(then="true", nc="busybox nc"),
+        environment={"HANGAR_JOB_ID": str(job_id)},
+    )
+    try:
+        run_together(*[lambda: hostproc.start_run(launch)] * 3)
+        wait_for(lambda: jobfiles.read_run(launch.run_key).exit_code is not None, what="ended")
+        time.sleep(0.5)  # a second supervisor, if one started, has connected by now
+        assert counter.count(job_id) == 1
+    finally:
+        shutil.rmtree(jobfiles.runs_root() / str(job_id), ignore_errors=True)
