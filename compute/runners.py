@@ -146,10 +146,14 @@ class SSHRunner:
             code = self._upload_code(launch.code_job_id)
             lines.append(f"export HANGAR_WORKDIR={code}")
         lines += [
-            'mkdir -p "$run" && cd "$run" || exit 1',
-            "rm -f exit_code exit_code.tmp pid output.log",
-            f'setsid sh -c {shlex.quote(REMOTE_WRAPPER)} hangar "$run" '
+            # `mkdir` of the run folder is the gate: an attempt starts at most once, and a
+            # relaunch after a crash finds the folder and leaves the run already there.
+            'mkdir -p "${run%/*}" || exit 1',
+            'if mkdir "$run" 2>/dev/null; then',
+            f'  ( cd "$run" && exec setsid sh -c {shlex.quote(REMOTE_WRAPPER)} hangar "$run" ) '
             "< /dev/null > /dev/null 2>&1 &",
+            "fi",
+            'cd "$run" || exit 1',
             "echo started",
         ]
         watched = self.on_finish is not None and _take_watch_slot(self.endpoint)

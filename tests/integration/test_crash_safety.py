@@ -6,19 +6,22 @@ from __future__ import annotations
 import random
 import shutil
 import time
+from pathlib import Path
 
 import docker
 import pytest
 from django.conf import settings
 
-from compute import jobfiles
+from compute import jobfiles, ssh
 from compute.drivers import JobLaunch, hostproc
 from compute.job_actions import submit_job
 from compute.models import Compute, Event, Job, JobRun, JobStatus, Node, NodeState
+from compute.runners import SSHRunner
 from tests.conftest import remove_all_nodes
 from tests.crash import StartCounter, reconcile_until
 from tests.integration.helpers import run_together, wait_for
 from tests.integration.test_jobs import cluster, docker_jobs  # noqa: F401 (fixture)
+from tests.sshd import SSHServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 J = JobStatus
@@ -251,3 +254,30 @@ def test_a_host_process_run_launched_twice_at_once_starts_once(counter, settings
         assert counter.count(job_id) == 1
     finally:
         shutil.rmtree(jobfiles.runs_root() / str(job_id), ignore_errors=True)
+
+
+def test_an_ssh_run_launched_again_after_a_crash_starts_once(counter, settings):
+    """A relaunch of a run already started over SSH leaves it be: no second process, and
+    the first one's output is not wiped."""
+    server = SSHServer().start()
+    try:
+        endpoint = ssh.Endpoint("127.0.0.1", server.port, server.user, server.private_key)
+        runner = SSHRunner(endpoint, settings.HANGAR_SITE)
+        job_id = 900_000 + random.randrange(99_999)  # noqa: S311 (a record of its own)
+        command = counter.command(then="echo first; sleep 1", nc="busybox nc")
+        launch = JobLaunch(
+            container="vm",
+            run_key=f"{job_id}/a0-r0-again",
+            command=command,
+            environment={"HANGAR_JOB_ID": str(job_id), "HANGAR_COMMAND": command},
+        )
+        runner.start_job(launch)
+        wait_for(lambda: counter.count(job_id) == 1, what="the first start")
+        runner.start_job(launch)  # the relaunch
+        wait_for(lambda: runner.job_state(launch.run_key, "vm").exit_code is not None, what="end")
+        assert counter.count(job_id) == 1
+        assert "first" in jobfiles.read_output(launch.run_key)
+    finally:
+        server.close()
+        shutil.rmtree(jobfiles.runs_root() / str(job_id), ignore_errors=True)
+        shutil.rmtree(Path.home() / ".hangar" / settings.HANGAR_SITE / "runs" / str(job_id), True)
