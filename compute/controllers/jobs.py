@@ -70,6 +70,16 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
     for job in active:
         job_runs = runs.get(job.pk, [])
         states = [driver.job_state(run.key, run.container) for run in job_runs]
+        never_launched = job.status == J.PREPARING and not any(r.launches for r in job_runs)
+        if job.cancel_requested_at and never_launched and claim_launch(job_runs):
+            # Canceled before its (dead) placer launched it: claiming the launch means no
+            # one launches it now, and there is nothing to stop.
+            endings.append((job, J.CANCELED, None, job.error or "Canceled."))
+            freed_nodes += [run.node_id for run in job_runs if run.node_id]
+            finished_runs += job_runs
+            report.finished.append(job.pk)
+            finished_here.append(job)
+            continue
         if job.cancel_requested_at and any(s.exit_code is None for s in states):
             for run, state in zip(job_runs, states, strict=True):
                 if state.exit_code is None:

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from compute import jobfiles, ssh
 from compute.drivers import JobLaunch, hostproc
-from compute.job_actions import submit_job
+from compute.job_actions import cancel_job, submit_job
 from compute.models import Compute, Event, Job, JobRun, JobStatus, Node, NodeState
 from compute.runners import SSHRunner
 from tests.conftest import remove_all_nodes
@@ -98,6 +98,27 @@ def test_a_worker_killed_while_starting_a_job_starts_it_exactly_once(
         assert relaunched in events.get().message
     else:
         assert not events.exists()
+
+
+def test_a_job_canceled_after_its_placer_died_ends_without_starting(
+    docker_jobs,  # noqa: F811
+    workers,
+    counter,
+):
+    access = docker_jobs["access"]
+    compute = one_idle_node(access, "dropped")
+    workers.stop()
+    job = submit_job(access, compute_id=compute.pk, name="never", command=counter.command())
+    reconcile_until(compute.pk, "compute.controllers.jobs", "claim_launch")
+    cancel_job(access, job.pk)
+    workers.get("docker", HANGAR_NODE_NETWORK="host")
+    wait_for(lambda: refreshed(job).status == J.CANCELED, timeout=10, what="canceled")
+    wait_for(
+        lambda: Node.objects.filter(compute=compute, state=NodeState.IDLE).exists(),
+        what="its node idle again",
+    )
+    time.sleep(1)  # a launch, if one were still coming, would have connected by now
+    assert counter.count(job.pk) == 0
 
 
 def test_a_dead_workers_lease_is_taken_over_within_2_s_of_a_live_worker(
