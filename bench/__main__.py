@@ -118,6 +118,7 @@ def main() -> None:
                 print(f"bench section {name} failed: {exc!r}")
             # Each section cleans up in `finally`; counted here, not assumed.
             left = left_behind(name)
+            forget_computes()
             containers, processes = (
                 containers + len(left.containers),
                 processes + left.process_count,
@@ -127,6 +128,17 @@ def main() -> None:
     print(f"left behind: {containers} containers, {processes} processes")
     if failed or containers or processes:
         sys.exit(f"bench: {len(failed)} section(s) failed ({', '.join(failed) or 'none'})")
+
+
+def forget_computes() -> None:
+    """The next section starts with no compute of an earlier one: its worker's sweep would
+    bring their nodes back on its own driver (the attached section's local-driver worker
+    started hundreds of host-process nodes for the sweep section's 500 computes, until the
+    section timed out)."""
+    from compute.models import Compute, Job
+
+    Job.objects.all().delete()  # a job protects its compute
+    Compute.objects.all().delete()
 
 
 def left_behind(section: str) -> leftovers.Leftovers:
