@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -21,12 +20,13 @@ import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
 from config.celery import app  # noqa: E402
+from tests import leftovers  # noqa: E402
+from tests.worker import CeleryProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,24 +66,14 @@ def bench_pages() -> None:
 
 def bench_celery() -> None:
     from compute.tasks import ping
+    from tests.worker import Worker
 
     queue = f"hangar-bench-{uuid.uuid4().hex[:8]}"
     app.conf.task_default_queue = queue
-    name = f"bench-{queue}@localhost"
-    worker = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=threads",
-            "--concurrency=2", f"--queues={queue}", f"--hostname={name}",
-            "--without-gossip", "--without-mingle", "--loglevel=WARNING",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "CELERY_QUEUE": queue, "REDIS_URL": settings.REDIS_URL},
-    )  # fmt: skip
+    started = time.perf_counter()
+    worker = Worker(queue, "noop", {}, beat=False)
     try:
-        started = time.perf_counter()
-        while not app.control.ping(destination=[name], timeout=0.5):
-            if worker.poll() is not None or time.perf_counter() - started > 30:
-                raise SystemExit("bench worker did not start")
+        worker.start()
         print(f"{'celery worker ready after':<44} {time.perf_counter() - started:.2f} s")
         measure(
             "ping task round trip (Redis + worker)",
@@ -91,8 +81,7 @@ def bench_celery() -> None:
             lambda: ping.delay(time.time()).get(timeout=10),
         )
     finally:
-        worker.terminate()
-        worker.wait(timeout=15)
+        worker.stop()
 
 
 def section(module: str) -> Callable[[], None]:
@@ -118,11 +107,54 @@ def main() -> None:
     engine = connection.settings_dict["ENGINE"].rsplit(".", 1)[-1]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     print(f"Hangar bench · database {engine} · {os.cpu_count()} cores · {time.strftime('%F %T')}")
+    failed: list[str] = []
+    containers = processes = 0
     try:
         for name in sections:
-            SECTIONS[name]()
+            try:
+                SECTIONS[name]()
+            except (Exception, SystemExit) as exc:  # a timeout is a SystemExit
+                failed.append(name)
+                print(f"bench section {name} failed: {exc!r}")
+            # Each section cleans up in `finally`; counted here, not assumed.
+            left = left_behind(name)
+            forget_computes()
+            containers, processes = (
+                containers + len(left.containers),
+                processes + left.process_count,
+            )
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+    print(f"left behind: {containers} containers, {processes} processes")
+    if failed or containers or processes:
+        sys.exit(f"bench: {len(failed)} section(s) failed ({', '.join(failed) or 'none'})")
+
+
+def forget_computes() -> None:
+    """The next section starts with no compute of an earlier one: its worker's sweep would
+    bring their nodes back on its own driver (the attached section's local-driver worker
+    started hundreds of host-process nodes for the sweep section's 500 computes, until the
+    section timed out)."""
+    from compute.models import Compute, Job
+
+    Job.objects.all().delete()  # a job protects its compute
+    Compute.objects.all().delete()
+
+
+def left_behind(section: str) -> leftovers.Leftovers:
+    """What a section left of the bench site (containers, host processes, celery
+    processes); named and removed, so the next section starts clean."""
+    running = [process for process in CeleryProcess.started if process.alive]
+    leftovers.stop_celery()
+    found = leftovers.find()
+    found.celery = running
+    if found:
+        print(f"  {section} left behind {found.summary()} (removed):")
+        print("    " + found.describe().replace("\n", "\n    "))
+        still = leftovers.remove(found)
+        if still:
+            print(f"  NOT removed: {still.describe()}")
+    return found
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from compute import attach_actions
 from compute.job_actions import submit_job
 from compute.models import Compute, ComputeState, Job, JobStatus
 from config.celery import app
+from tests import leftovers
 from tests.conftest import make_team
 from tests.sshd import SSHServer
 from tests.worker import Worker
@@ -64,6 +65,7 @@ def run() -> None:
             hangars.append(hangar_run(access, compute))
     finally:
         worker.stop()
+        leftovers.end_ssh_runs()  # a run that timed out ends with the section
         server.close()
     floor_ms = statistics.median(floors) * 1000
     hangar_ms = statistics.median(hangars) * 1000

@@ -20,7 +20,7 @@ from compute.controllers.idle import idle_sweep
 from compute.drivers.base import container_name
 from compute.models import Compute, ComputeKind, ComputeState, Node, VmSize
 from config.celery import app
-from tests.conftest import make_team
+from tests.conftest import make_team, remove_all_nodes
 from tests.worker import Worker
 from workspace.access import get_access
 
@@ -85,6 +85,7 @@ def bench_shutdown_lateness(rounds: int = 7) -> None:
             lateness.append(time.time() - deadline.timestamp())
     finally:
         worker.stop()
+        remove_all_nodes()  # a round that failed or timed out leaves no node running
     print(
         f"{'idle shutdown lateness: deadline → gone':<44} "
         f"p50={statistics.median(lateness):5.2f} s  p95={percentile(lateness, 0.95):5.2f} s "

@@ -260,14 +260,22 @@ HANGAR_ATTACH_DENY_NETWORKS = env_networks(
 # A reconciler holds a compute for this long at most; a dead worker's hold expires.
 HANGAR_RECONCILE_LEASE_SECONDS = env_float("HANGAR_RECONCILE_LEASE_SECONDS", 10.0, minimum=1.0)
 # Beat's sweep enforces idle deadlines and collects finished jobs: its period bounds how
-# late a scale-down or a job's completion can be noticed.
-HANGAR_SWEEP_SECONDS = env_float("HANGAR_SWEEP_SECONDS", 1.0, minimum=0.2)
+# late a scale-down or a job's completion can be noticed. Whole seconds: beat's
+# DatabaseScheduler stores the interval (and the expiry below) as whole seconds, and would
+# turn 0.5 into 0, a sweep sent as fast as beat can loop.
+HANGAR_SWEEP_SECONDS = env_int("HANGAR_SWEEP_SECONDS", 1, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-sweep": {
         "task": "hangar.sweep",
         "schedule": HANGAR_SWEEP_SECONDS,
-        # A sweep older than a few periods is stale: the next one covers it.
-        "options": {"expires": HANGAR_SWEEP_SECONDS * 3},
+        # A sweep that waited a whole period is stale: a newer one is already queued behind
+        # it. So after a worker outage of any length the backlog runs at most one old sweep
+        # (the rest are discarded as expired when received, prefetched ones too: a worker
+        # checks the expiry of each message it takes). `expire_seconds` is the key
+        # django-celery-beat's DatabaseScheduler keeps (PeriodicTask.expire_seconds, sent as
+        # `expires` by its ModelEntry); it drops a plain `expires` option. Tests run the same
+        # scheduler (tests/worker.py).
+        "options": {"expire_seconds": HANGAR_SWEEP_SECONDS},
     },
 }
 

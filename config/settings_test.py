@@ -16,10 +16,6 @@ os.environ.setdefault("HANGAR_ALLOW_HOST_PROCESSES", "true")
 
 from config.settings import *  # noqa: F403
 
-# A worker in another process must open the same test database: SQLite tests use a file.
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(LOCAL_DIR / "test.sqlite3")}  # noqa: F405
-
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 HANGAR_HEALTH_CACHE_SECONDS = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -28,8 +24,14 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # the containers of `make run` on the same Docker engine, and vice versa.
 HANGAR_SITE = os.environ.get("HANGAR_TEST_SITE") or "t" + HANGAR_SITE  # noqa: F405
 HANGAR_NODE_IMAGE = os.environ.get("HANGAR_NODE_IMAGE", "hangar/node-tiny:v2")
-HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / "test-nodes"  # noqa: F405
-HANGAR_JOBS_DIR = LOCAL_DIR / "test-jobs"  # noqa: F405
+# A worker in another process must open the same test database: SQLite tests use a file,
+# one per test site.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(LOCAL_DIR / f"test-{HANGAR_SITE}.sqlite3")}  # noqa: F405
+# Per test site too: a session clears its job records when it starts, and checks for its
+# leftovers when it ends, without touching another session's.
+HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / f"test-nodes-{HANGAR_SITE}"  # noqa: F405
+HANGAR_JOBS_DIR = LOCAL_DIR / f"test-jobs-{HANGAR_SITE}"  # noqa: F405
 HANGAR_HOST_WORK_DIR = Path(  # per test site, like the containers
     os.environ.get("HANGAR_HOST_WORK_DIR") or f"/var/tmp/hangar-{HANGAR_SITE}"  # noqa: S108
 )

@@ -4,6 +4,7 @@ and the real components: a Celery worker process on the test database, the node 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -15,9 +16,11 @@ from django.conf import settings
 from compute import images
 from compute.drivers import build_driver
 from config.celery import app
+from tests import leftovers
 from tests.catalog import ensure_catalog
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
-from tests.worker import Worker
+from tests.worker import CeleryProcess, Worker
+from tests.worker_log import unexpected_errors
 from workspace.models import Role, Workspace
 
 
@@ -163,8 +166,50 @@ def catalog(transactional_db, workers) -> Iterator[None]:
     workers.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """Pass or fail, a session ends with no container of its site and none of its
+    processes; if any remained, they are removed and the session fails, naming them.
+    Set up first, so torn down last: after every other fixture cleaned up."""
+    yield
+    running = [process for process in CeleryProcess.started if process.alive]
+    leftovers.stop_celery()  # first: no sweep may recreate what is removed next
+    found = leftovers.find()
+    found.celery = running  # the workers fixture stopped its own: these leaked
+    if found:
+        still = leftovers.remove(found)
+        pytest.fail(
+            f"the test session left behind {found.summary()} (now removed"
+            f"{'' if not still else '; NOT removed: ' + still.describe()}):\n{found.describe()}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def worker_logs_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test fails on an ERROR or a traceback in what its celery processes logged while
+    it ran (their shutdown included: this is torn down after the fixtures that stop
+    them), unless the test expects it: @pytest.mark.worker_errors_expected(regex, ...)."""
+    marks = {id(process): process.log_size() for process in CeleryProcess.started}
+    yield
+    allowed = [
+        re.compile(pattern)
+        for marker in request.node.iter_markers("worker_errors_expected")
+        for pattern in marker.args
+    ]
+    problems = [
+        f"{process.log_path.name}: {line}"
+        for process in CeleryProcess.started
+        for line in unexpected_errors(process.log_entries(since=marks.get(id(process), 0)), allowed)
+    ]
+    if problems:
+        pytest.fail("errors in the worker log:\n" + "\n".join(problems), pytrace=False)
+
+
 def remove_all_nodes() -> None:
-    """Whatever a test left, no container of the test site survives it."""
+    """Whatever a test left, no container of the test site survives it. Workers stop
+    first: a live worker's sweep would recreate the nodes its database still expects."""
+    leftovers.stop_celery()
     for name in ("docker", "local"):
         driver = build_driver(name, settings.HANGAR_SITE)
         for observation in driver.list_nodes():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from django.urls import reverse
 from compute import attach_actions, jobfiles
 from compute.job_actions import Code, cancel_job, submit_job
 from compute.models import Attachment, Compute, ComputeState, Job, JobRun, JobStatus
+from tests import leftovers
 from tests.conftest import make_site_staff, make_team
 from tests.integration.helpers import run_together, wait_for
 from tests.sshd import SSHServer
@@ -25,8 +25,7 @@ from workspace.access import get_access
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 S, J = ComputeState, JobStatus
 WORKER_ENV = {"HANGAR_ATTACHED_HEALTH_SECONDS": "1"}
-# The remote side is this machine: the marker finds the job's process in `ps`.
-LONG = "sleep 300; echo hangar-test-marker"
+LONG = "sleep 300; echo long done"
 
 
 def age(path: Path, seconds: float = 120) -> None:
@@ -34,9 +33,12 @@ def age(path: Path, seconds: float = 120) -> None:
     os.utime(path, (then, then))
 
 
-def marker_running() -> bool:
-    found = subprocess.run(["pgrep", "-f", "hangar-test-marke[r]"], capture_output=True)
-    return found.returncode == 0
+def remote_session(job: Job) -> int:
+    """The session the job leads over there (this machine), by the pid its run recorded:
+    the `sleep` child is in it too, unlike in a command-line marker."""
+    run = wait_for(lambda: job.runs.first(), what="a run")
+    pid_file = leftovers.ssh_runs_root() / run.key / "pid"
+    return wait_for(lambda: leftovers.recorded_session(pid_file), what="the remote process runs")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def attached(workers, catalog, sshd, settings):
     yield {"team": team, "access": access, "worker": worker}
     # Jobs a test left running end now, and their wrappers write their exit codes before
     # the next test starts (on SQLite job ids, hence run folders, are reused).
-    subprocess.run(["pkill", "-f", "hangar-test-marke[r]"], check=False)
+    leftovers.end_ssh_runs()
     time.sleep(0.2)
 
 
@@ -198,11 +200,11 @@ def test_jobs_over_ssh_complete_fail_and_cancel(attached, sshd):
     # Cancel reaches the process over there.
     long = submit_job(access, compute_id=compute.pk, name="long", command=LONG)
     wait_for(lambda: Job.objects.get(pk=long.pk).status == J.RUNNING, what="running")
-    wait_for(lambda: marker_running(), what="the remote process runs")
+    session = remote_session(long)
     cancel_job(access, long.pk)
     long = finished(long)
     assert long.status == J.CANCELED
-    wait_for(lambda: not marker_running(), what="the remote process is gone")
+    wait_for(lambda: not leftovers.session_alive(session), what="the remote process is gone")
 
 
 def test_one_job_at_a_time_by_default_and_the_result_survives_a_killed_worker(
@@ -287,11 +289,11 @@ def test_detach_stops_our_jobs_and_forgets_the_secret_but_not_the_machine(attach
     compute = settled(attach_vm(access, sshd))
     job = submit_job(access, compute_id=compute.pk, name="long", command=LONG)
     wait_for(lambda: Job.objects.get(pk=job.pk).status == J.RUNNING, what="running")
-    wait_for(lambda: marker_running(), what="the remote process runs")
+    session = remote_session(job)
     attach_actions.detach(access, compute.pk)
     wait_for(lambda: Compute.objects.get(pk=compute.pk).state == S.DELETED, what="detached")
     assert Job.objects.get(pk=job.pk).status == J.CANCELED
-    wait_for(lambda: not marker_running(), what="the remote process is gone")
+    wait_for(lambda: not leftovers.session_alive(session), what="the remote process is gone")
     assert Attachment.objects.get(pk=compute.pk).secret == ""
     assert sshd.process.poll() is None  # the machine (its sshd) is as it was
 
