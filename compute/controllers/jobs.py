@@ -291,11 +291,14 @@ def place(compute: Compute, driver: Driver, report: JobReport) -> None:
     by_job: dict[int, list[JobRun]] = defaultdict(list)
     for run in runs:
         by_job[run.job_id].append(run)
+    # The whole batch's launches written down in one statement (one per job only if
+    # another reconciler got to some of them meanwhile).
+    claimed = claim_launch(runs)
     started = []
     for job, _ in assignments:
         job.status = J.PREPARING
         try:
-            if not launch(compute, driver, job, by_job[job.pk]):
+            if not launch(compute, driver, job, by_job[job.pk], claimed=claimed):
                 continue
         except NodeStartError as exc:
             finish(job, J.FAILED, None, str(exc), timezone.now())
@@ -376,9 +379,12 @@ def claim_launch(runs: list[JobRun]) -> bool:
     return True
 
 
-def launch(compute: Compute, driver: Driver, job: Job, runs: list[JobRun]) -> bool:
-    """Start every rank of the job; False if another reconciler claimed this launch."""
-    if not claim_launch(runs):
+def launch(
+    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], claimed: bool = False
+) -> bool:
+    """Start every rank of the job; False if another reconciler claimed this launch.
+    `claimed`: the caller already wrote this launch down (claim_launch)."""
+    if not claimed and not claim_launch(runs):
         return False
     compute_id = compute.pk
     port = job.master_port or free_port()
