@@ -25,8 +25,8 @@ from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
 from config.celery import app  # noqa: E402
-from tests import leftovers  # noqa: E402
-from tests.worker import CeleryProcess  # noqa: E402
+from tests.support import leftovers  # noqa: E402
+from tests.support.worker import CeleryProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def bench_pages() -> None:
 
 def bench_celery() -> None:
     from compute.tasks import ping
-    from tests.worker import Worker
+    from tests.support.worker import Worker
 
     queue = f"hangar-bench-{uuid.uuid4().hex[:8]}"
     app.conf.task_default_queue = queue

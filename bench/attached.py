@@ -12,14 +12,14 @@ import uuid
 from django.conf import settings
 
 from bench.jobs import percentile, wait
-from compute import attach_actions
-from compute.job_actions import submit_job
+from compute.actions import attached as attach_actions
+from compute.actions.jobs import submit_job
 from compute.models import Compute, ComputeState, Job, JobStatus
 from config.celery import app
-from tests import leftovers
-from tests.conftest import make_team
-from tests.sshd import SSHServer
-from tests.worker import Worker
+from tests.support import leftovers
+from tests.support.sshd import SSHServer
+from tests.support.teams import make_team
+from tests.support.worker import Worker
 from workspace.access import get_access
 
 ROUNDS = 20

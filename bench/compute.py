@@ -11,13 +11,15 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from compute import actions, images
+from compute.actions import computes as actions
 from compute.controllers.sweep import sweep
 from compute.drivers import build_driver
+from compute.lib import images
 from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, VmSize
 from config.celery import app
-from tests.conftest import make_team, remove_all_nodes
-from tests.worker import Worker
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
+from tests.support.worker import Worker
 from workspace.access import get_access
 
 NODES = 4

@@ -15,13 +15,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench.jobs import container_gone, percentile, wait
-from compute import actions
+from compute.actions import computes as actions
 from compute.controllers.idle import idle_sweep
 from compute.drivers.base import container_name
 from compute.models import Compute, ComputeKind, ComputeState, Node, VmSize
 from config.celery import app
-from tests.conftest import make_team, remove_all_nodes
-from tests.worker import Worker
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
+from tests.support.worker import Worker
 from workspace.access import get_access
 
 

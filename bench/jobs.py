@@ -14,12 +14,13 @@ from django.conf import settings
 from django.utils import timezone
 from docker.types import Mount
 
-from compute import actions, images, jobfiles
+from compute.actions import computes as actions
+from compute.actions.jobs import submit_job
 from compute.controllers.reconcile import reconcile
 from compute.drivers import build_driver
 from compute.drivers.base import container_name
 from compute.drivers.node_scripts import JOB_USER, NODE_USER, NODE_WORK
-from compute.job_actions import submit_job
+from compute.lib import images, jobfiles
 from compute.models import (
     Compute,
     ComputeState,
@@ -31,8 +32,9 @@ from compute.models import (
     VmSize,
 )
 from config.celery import app
-from tests.conftest import make_team, remove_all_nodes
-from tests.worker import Worker
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
+from tests.support.worker import Worker
 from workspace.access import get_access
 
 MARKER = "echo started; sleep 30"
@@ -233,7 +235,7 @@ def output_delays(job: Job, lines: int = 10) -> list[float]:
 
 
 def cancel_and_idle(access, job: Job) -> None:
-    from compute.job_actions import cancel_job
+    from compute.actions.jobs import cancel_job
 
     cancel_job(access, job.pk)
     wait(lambda: Job.objects.get(pk=job.pk).status == JobStatus.CANCELED)

@@ -18,9 +18,10 @@ import time
 from django.db import connection
 
 from bench.jobs import percentile
-from compute import actions, quota
+from compute import quota
+from compute.actions import computes as actions
 from compute.models import FamilyQuota, VmFamily, VmSize
-from tests.conftest import make_team
+from tests.support.teams import make_team
 from workspace.access import get_access
 
 # The same commit as hangar_claim_nodes (no wait for the WAL flush), so the difference

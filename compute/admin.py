@@ -2,7 +2,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
-from compute import quota, quota_actions
+from compute import quota
+from compute.actions import quota as quota_actions
 from compute.models import (
     Attachment,
     Compute,

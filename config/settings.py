@@ -232,7 +232,7 @@ HANGAR_JOB_MAX_RETRIES = env_int("HANGAR_JOB_MAX_RETRIES", 3, minimum=0, maximum
 # handler refuses a bigger body before reading its file; a zip is counted as it unpacks.
 HANGAR_CODE_LIMIT_MB = env_int("HANGAR_CODE_LIMIT_MB", 50, minimum=1, maximum=100_000)
 FILE_UPLOAD_HANDLERS = [
-    "compute.uploads.LimitUploadHandler",
+    "compute.lib.uploads.LimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
@@ -274,7 +274,7 @@ CELERY_BEAT_SCHEDULE = {
         # checks the expiry of each message it takes). `expire_seconds` is the key
         # django-celery-beat's DatabaseScheduler keeps (PeriodicTask.expire_seconds, sent as
         # `expires` by its ModelEntry); it drops a plain `expires` option. Tests run the same
-        # scheduler (tests/worker.py).
+        # scheduler (tests/support/worker.py).
         "options": {"expire_seconds": HANGAR_SWEEP_SECONDS},
     },
 }

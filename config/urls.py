@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from workspace.invitation_views import invitation_accept, invitation_decline, invitations
-from workspace.views import home, notifications, notifications_read
+from workspace.views.invitations import invitation_accept, invitation_decline, invitations
+from workspace.views.workspaces import home, notifications, notifications_read
 
 urlpatterns = [
     path("", home, name="home"),

@@ -8,68 +8,17 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
 
-from compute import images
-from compute.drivers import build_driver
+from compute.lib import images
 from config.celery import app
-from tests import leftovers
-from tests.catalog import ensure_catalog
-from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
-from tests.worker import CeleryProcess, Worker
-from tests.worker_log import unexpected_errors
-from workspace.models import Role, Workspace
-
-
-@dataclass
-class Team:
-    workspace: Workspace
-    admin: object
-    contributor: object
-    reader: object
-    outsider: object
-
-
-def make_team(slug: str = "vision") -> Team:
-    workspace = WorkspaceFactory(name=slug.title(), slug=slug)
-    admin = UserFactory(username=f"{slug}-admin")
-    contributor = UserFactory(username=f"{slug}-contributor")
-    reader = UserFactory(username=f"{slug}-reader")
-    for user, role in ((admin, Role.ADMIN), (contributor, Role.CONTRIBUTOR), (reader, Role.READER)):
-        MembershipFactory(workspace=workspace, user=user, role=role)
-    # The outsider is an admin elsewhere: being an admin must not leak across workspaces.
-    MembershipFactory(
-        workspace=WorkspaceFactory(slug=f"{slug}-other"),
-        user=UserFactory(username=f"{slug}-outsider"),
-        role=Role.ADMIN,
-    )
-    outsider = UserFactory(username=f"{slug}-outsider")
-    return Team(workspace, admin, contributor, reader, outsider)
-
-
-def make_site_staff(user: object) -> object:
-    """Site staff holding the permission to attach the local computer."""
-    from django.contrib.auth.models import Permission
-
-    user.is_staff = True
-    user.save(update_fields=["is_staff"])
-    user.user_permissions.add(Permission.objects.get(codename="attach_local_computer"))
-    return type(user).objects.get(pk=user.pk)  # a fresh object: no cached permissions
-
-
-def join_group(user: object, group: str) -> object:
-    """A site power through one of the groups the migrations make ("Workspace creators",
-    "Quota approvers"); returns a fresh object, since Django caches permissions."""
-    from django.contrib.auth.models import Group
-
-    from workspace.sitepowers import ensure_site_groups
-
-    ensure_site_groups()  # a transactional test's flush drops what migrations made
-    user.groups.add(Group.objects.get(name=group))
-    return type(user).objects.get(pk=user.pk)
+from tests.support import leftovers
+from tests.support.catalog import ensure_catalog
+from tests.support.teams import Team, make_team
+from tests.support.worker import CeleryProcess, Worker
+from tests.support.worker_log import unexpected_errors
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +40,7 @@ def team(db) -> Team:
 def fresh_job_records() -> None:
     """Job ids restart with each test database, and a run's record is kept on purpose (a
     relaunch must find it): records and host-process folders of an earlier session go."""
-    from compute import jobfiles
+    from compute.lib import jobfiles
 
     def writable_then_retry(function, path, _error) -> None:
         os.chmod(os.path.dirname(path), 0o700)  # read-only code snapshots, as non-root
@@ -204,13 +153,3 @@ def worker_logs_clean(request: pytest.FixtureRequest) -> Iterator[None]:
     ]
     if problems:
         pytest.fail("errors in the worker log:\n" + "\n".join(problems), pytrace=False)
-
-
-def remove_all_nodes() -> None:
-    """Whatever a test left, no container of the test site survives it. Workers stop
-    first: a live worker's sweep would recreate the nodes its database still expects."""
-    leftovers.stop_celery()
-    for name in ("docker", "local"):
-        driver = build_driver(name, settings.HANGAR_SITE)
-        for observation in driver.list_nodes():
-            driver.remove_node(observation.name)

@@ -198,7 +198,7 @@ class Activity(models.Model):
 
 class InvitationState(models.TextChoices):
     """An invitation's life. Every change is a compare-and-set from PENDING
-    (workspace/invitation_actions.py):
+    (workspace/actions/invitations.py):
 
         pending → accepted   the invitee accepted (a Membership is created in the same
                              transaction), or accepted another invitation to the same workspace

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from workspace import invitation_views, views
+from workspace.views import invitations as invitation_views
+from workspace.views import workspaces as views
 
 app_name = "workspace"
 

@@ -13,9 +13,9 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from compute import runners, secrets, ssh
 from compute.controllers import jobs as job_steps
-from compute.events import record
+from compute.drivers import runners, ssh
+from compute.lib import secrets
 from compute.models import (
     Attachment,
     Compute,
@@ -25,6 +25,7 @@ from compute.models import (
     JobStatus,
     TargetKind,
 )
+from compute.models.events import record
 
 log = logging.getLogger(__name__)
 S = ComputeState

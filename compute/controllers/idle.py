@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compute import idle
-from compute.events import record
 from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction
+from compute.models.events import record
 from compute.tasks import enqueue_reconcile
 from workspace.notify import notify
 

@@ -17,10 +17,11 @@ from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from compute import idle, jobfiles, secrets
+from compute import idle
 from compute.drivers import Driver, DriverUnavailable, JobLaunch, NodeStartError
-from compute.events import record
+from compute.lib import jobfiles, secrets
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
+from compute.models.events import record
 from compute.models.jobs import CodeKind
 
 J = JobStatus

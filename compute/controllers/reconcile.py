@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.utils import timezone
 
-from compute import idle, quota, secrets
+from compute import idle, quota
 from compute.controllers import containers, lease
 from compute.controllers import jobs as job_steps
 from compute.controllers.attached import AttachedPass
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
 from compute.drivers import get_driver as default_driver
-from compute.events import record
+from compute.lib import secrets
 from compute.models import Compute, ComputeSample, ComputeState, Job, Node, NodeState
+from compute.models.events import record
 from compute.models.states import LIVE_NODE_STATES
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from compute import jobfiles
-from compute.jobfiles import RunState
+from compute.lib import jobfiles
+from compute.lib.jobfiles import RunState
 
 LABEL_SITE = "hangar.site"
 LABEL_WORKSPACE = "hangar.workspace"

@@ -12,7 +12,6 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 from requests.exceptions import RequestException
 
-from compute import jobfiles
 from compute.drivers import node_scripts as scripts
 from compute.drivers.base import (
     LABEL_COMPUTE,
@@ -33,7 +32,8 @@ from compute.drivers.node_runs import (
     node_run_dir,
     parse_exit,
 )
-from compute.jobfiles import RunState
+from compute.lib import jobfiles
+from compute.lib.jobfiles import RunState
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ DRAIN_AFTER_EXIT = 1.0  # a leftover holding the pipe does not keep the exit cod
 
 class RunRecord:
     def __init__(self, run_key: str) -> None:
-        from compute import jobfiles
+        from compute.lib import jobfiles
 
         self.jobfiles = jobfiles
         self.run_key = run_key

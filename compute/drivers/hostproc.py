@@ -30,8 +30,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from compute import jobfiles
 from compute.drivers.base import JobLaunch, NodeStartError
+from compute.lib import jobfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"

@@ -15,7 +15,6 @@ import shutil
 import time
 from pathlib import Path
 
-from compute import jobfiles
 from compute.drivers import hostproc
 from compute.drivers.base import (
     Driver,
@@ -26,6 +25,7 @@ from compute.drivers.base import (
     parse_labels,
 )
 from compute.drivers.hostproc import ProcessIdentity
+from compute.lib import jobfiles
 
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 3.0

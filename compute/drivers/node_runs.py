@@ -1,6 +1,6 @@
 """A Docker node's runs as seen from Hangar: where a run sits in the node, the job's code as
 an archive for put_archive, and the follower that copies a running job's output from the
-exec stream into Hangar's record of the run (compute/jobfiles.py)."""
+exec stream into Hangar's record of the run (compute/lib/jobfiles.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from compute import jobfiles
 from compute.drivers import node_scripts as scripts
+from compute.lib import jobfiles
 
 log = logging.getLogger(__name__)
 FOLLOWED = ".followed"  # a follower's heartbeat in the run's record

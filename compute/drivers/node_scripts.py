@@ -5,7 +5,7 @@ runs inside the node, as the job's user, so nothing it does reaches past the con
 A node's work folder (/work, a volume of the node's own) holds each run at
 /work/run-<job>-a<n>-r<rank>-<token>/ and each job's code at /work/code/<job>/. The job's user owns
 them, so the job could rewrite them: nothing here is trusted beyond the node itself, and
-Hangar's own record of the run (compute/jobfiles.py) lives on Hangar's side.
+Hangar's own record of the run (compute/lib/jobfiles.py) lives on Hangar's side.
 
 - `mkdir` of the run folder is the gate that starts an attempt at most once: a relaunch
   after a crash finds the folder and follows the run that is already there.

@@ -11,7 +11,7 @@ from compute.drivers.base import (
     NodeSpec,
     parse_labels,
 )
-from compute.jobfiles import RunState
+from compute.lib.jobfiles import RunState
 
 
 class NoopDriver(Driver):

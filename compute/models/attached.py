@@ -9,7 +9,7 @@ from compute.models.compute import Compute
 
 
 class TargetKind(models.TextChoices):
-    """Every unmanaged kind of seeds/FACTS.md; compute/targets.py says which run today."""
+    """Every unmanaged kind of seeds/FACTS.md; compute/rules/targets.py says which run today."""
 
     LOCAL = "local", "Local computer"
     REMOTE_VM = "remote_vm", "Remote VM"
@@ -35,7 +35,7 @@ class Attachment(models.Model):
     port = models.PositiveIntegerField(default=22)
     username = models.CharField(max_length=64, blank=True)
     secret_kind = models.CharField(max_length=8, choices=SecretKind.choices, blank=True)
-    # A MultiFernet token (compute/secrets.py); never the key or password itself.
+    # A MultiFernet token (compute/lib/secrets.py); never the key or password itself.
     secret = models.TextField(blank=True)
     # Trust on first use: "ssh-ed25519 AAAA…" as first seen; a different key is refused.
     host_key = models.TextField(blank=True)
@@ -70,6 +70,6 @@ class Attachment(models.Model):
 
     @property
     def host_key_fingerprint(self) -> str:
-        from compute.ssh import fingerprint
+        from compute.drivers.ssh import fingerprint
 
         return fingerprint(self.host_key) if self.host_key else ""

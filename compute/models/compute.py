@@ -68,7 +68,7 @@ class Compute(models.Model):
     )
     idle_shutdown_minutes = models.PositiveIntegerField(null=True, blank=True)
     setup_script = models.TextField(blank=True)
-    # Instances: {NAME: MultiFernet token} (compute/secrets.py), put into the node's
+    # Instances: {NAME: MultiFernet token} (compute/lib/secrets.py), put into the node's
     # environment by the worker, so its setup script and every job on it see them.
     secret_environment = models.JSONField(default=dict, blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)

@@ -56,7 +56,7 @@ class Job(models.Model):
     name = models.CharField(max_length=80)
     command = models.TextField()
     environment = models.JSONField(default=dict, blank=True)
-    # {NAME: MultiFernet token} (compute/secrets.py): names readable for the pages, values
+    # {NAME: MultiFernet token} (compute/lib/secrets.py): names readable for the pages, values
     # decrypted only by the worker that launches the job. Never rendered, logged or sent
     # in a task message.
     secret_environment = models.JSONField(default=dict, blank=True)

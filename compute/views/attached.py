@@ -9,10 +9,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from compute import attach_actions
-from compute.attach_forms import AttachForm
+from compute.actions import attached as attach_actions
+from compute.forms.attached import AttachForm
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
-from compute.targets import KINDS, kind_of, why_unavailable
+from compute.rules.targets import KINDS, kind_of, why_unavailable
 from compute.views.common import add_errors, with_polling
 from workspace.access import WorkspaceAccess, workspace_view
 from workspace.models import Role

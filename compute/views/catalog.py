@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 
-from compute.forms import CatalogFilterForm
+from compute.forms.computes import CatalogFilterForm
 from compute.models import GpuArchitecture, VmFamily, VmSize
 
 PAGE_SIZE = 30

@@ -10,9 +10,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from compute import actions
-from compute.charts import cluster_chart
-from compute.forms import ClusterBoundsForm, ClusterForm, InstanceForm
+from compute.actions import computes as actions
+from compute.forms.computes import ClusterBoundsForm, ClusterForm, InstanceForm
+from compute.lib.charts import cluster_chart
 from compute.models import Compute, ComputeKind, ComputeState, Tier
 from compute.models.states import LIVE_NODE_STATES
 from compute.views.attached import attached_detail

@@ -15,8 +15,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from compute import idle, idle_actions, throttle
-from compute.forms import IdleSettingsForm, ScheduleForm
+from compute import idle
+from compute.actions import idle as idle_actions
+from compute.forms.computes import IdleSettingsForm, ScheduleForm
+from compute.lib import throttle
 from compute.models import Compute, ComputeKind, ComputeState
 from compute.views.common import add_errors, back
 from workspace.access import WorkspaceAccess, workspace_view

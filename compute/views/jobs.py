@@ -10,11 +10,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from compute import jobfiles
-from compute.job_actions import cancel_job, preempt_node, submit_job
-from compute.job_forms import JobFilterForm, JobSubmitForm
+from compute.actions.jobs import cancel_job, preempt_node, submit_job
+from compute.forms.jobs import JobFilterForm, JobSubmitForm
+from compute.lib import jobfiles
+from compute.lib.uploads import refused_upload
 from compute.models import Job, JobRun, Node
-from compute.uploads import refused_upload
 from compute.views.common import add_errors, with_polling
 from workspace.access import WorkspaceAccess, workspace_view
 from workspace.models import Role

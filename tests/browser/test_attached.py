@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_first_steps import log_in
-from tests.sshd import SSHServer
+from tests.support.sshd import SSHServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from compute.models import Compute, ComputeState
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_first_steps import log_in
-from tests.conftest import remove_all_nodes
+from tests.support.leftovers import remove_all_nodes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

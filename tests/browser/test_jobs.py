@@ -7,11 +7,11 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from compute import actions
+from compute.actions import computes as actions
 from compute.models import VmSize
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_first_steps import log_in
-from tests.conftest import remove_all_nodes
+from tests.support.leftovers import remove_all_nodes
 from workspace.access import get_access
 from workspace.models import Membership
 

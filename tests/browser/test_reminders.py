@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from compute import actions, idle
+from compute import idle
+from compute.actions import computes as actions
 from compute.controllers.idle import idle_sweep
 from compute.models import Compute, ComputeState, VmSize
 from tests.browser.conftest import ARTIFACTS

@@ -9,7 +9,7 @@ import os
 from django.conf import settings
 
 from compute.drivers import JobLaunch, NodeSpec, build_driver
-from tests.worker import Worker
+from tests.support.worker import Worker
 
 
 def spec(node_id: int, image: str) -> NodeSpec:

@@ -13,13 +13,14 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from compute import attach_actions, jobfiles
-from compute.job_actions import Code, cancel_job, submit_job
+from compute.actions import attached as attach_actions
+from compute.actions.jobs import Code, cancel_job, submit_job
+from compute.lib import jobfiles
 from compute.models import Attachment, Compute, ComputeState, Job, JobRun, JobStatus
-from tests import leftovers
-from tests.conftest import make_site_staff, make_team
 from tests.integration.helpers import run_together, wait_for
-from tests.sshd import SSHServer
+from tests.support import leftovers
+from tests.support.sshd import SSHServer
+from tests.support.teams import make_site_staff, make_team
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

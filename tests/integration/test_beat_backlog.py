@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 
 from tests.integration.helpers import wait_for
-from tests.worker import Beat, Worker
+from tests.support.worker import Beat, Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 OUTAGE = 30  # seconds of beat sending sweeps with no worker serving the queue

@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from compute import health
+from compute.lib import health
 from compute.tasks import ping
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from tests.conftest import make_team
 from tests.integration.helpers import run_together
-from workspace import actions
+from tests.support.teams import make_team
 from workspace.access import get_access
+from workspace.actions import workspaces as actions
 from workspace.models import Membership, Role
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -12,16 +12,16 @@ import docker
 import pytest
 from django.conf import settings
 
-from compute import jobfiles, ssh
-from compute.drivers import JobLaunch, hostproc
-from compute.job_actions import cancel_job, submit_job
+from compute.actions.jobs import cancel_job, submit_job
+from compute.drivers import JobLaunch, hostproc, ssh
+from compute.drivers.runners import SSHRunner
+from compute.lib import jobfiles
 from compute.models import Compute, Event, Job, JobRun, JobStatus, Node, NodeState
-from compute.runners import SSHRunner
-from tests.conftest import remove_all_nodes
-from tests.crash import StartCounter, reconcile_until
 from tests.integration.helpers import run_together, wait_for
 from tests.integration.test_jobs import cluster, docker_jobs  # noqa: F401 (fixture)
-from tests.sshd import SSHServer
+from tests.support.crash import StartCounter, reconcile_until
+from tests.support.leftovers import remove_all_nodes
+from tests.support.sshd import SSHServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 J = JobStatus

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from compute import actions
+from compute.actions import computes as actions
 from compute.models import ComputeState, VmSize
-from tests.conftest import make_team, remove_all_nodes
 from tests.integration.docker_proxy import DockerRelay
 from tests.integration.helpers import converged, driver_named, wait_for
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -10,11 +10,13 @@ import pytest
 import time_machine
 from django.db import connection
 
-from compute import actions, idle
+from compute import idle
+from compute.actions import computes as actions
 from compute.controllers.idle import idle_sweep
 from compute.models import Compute, ComputeState, Reminder, VmSize
-from tests.conftest import make_team, remove_all_nodes
 from tests.integration.helpers import converged, driver_named, wait_for
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
 from workspace.access import get_access
 from workspace.models import Notification
 

@@ -9,11 +9,13 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from compute import actions, jobfiles
-from compute.job_actions import cancel_job, preempt_node, submit_job
+from compute.actions import computes as actions
+from compute.actions.jobs import cancel_job, preempt_node, submit_job
+from compute.lib import jobfiles
 from compute.models import Compute, ComputeState, Job, JobStatus, Node, NodeState, VmSize
-from tests.conftest import make_team, remove_all_nodes
 from tests.integration.helpers import driver_named, wait_for
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -17,9 +17,9 @@ import docker
 import pytest
 from django.conf import settings
 
-from tests import leftovers
-from tests.leftovers import Site
-from tests.worker import ROOT
+from tests.support import leftovers
+from tests.support.leftovers import Site
+from tests.support.worker import ROOT
 
 pytestmark = pytest.mark.integration
 NOISY = "tests/integration/noisy_session.py"

@@ -11,11 +11,12 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from compute import actions
+from compute.actions import computes as actions
 from compute.drivers.base import LABEL_COMPUTE, LABEL_NODE, LABEL_SITE, LABEL_WORKSPACE
 from compute.models import ComputeState, VmSize
-from tests.conftest import make_team, remove_all_nodes
 from tests.integration.helpers import converged, driver_named, run_together, wait_for
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -8,9 +8,10 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from compute import actions, quota
+from compute import quota
+from compute.actions import computes as actions
+from compute.actions.jobs import submit_job
 from compute.controllers.reconcile import reconcile
-from compute.job_actions import submit_job
 from compute.models import (
     Compute,
     ComputeState,
@@ -22,8 +23,9 @@ from compute.models import (
     VmSize,
     WorkspaceQuota,
 )
-from tests.conftest import make_team, remove_all_nodes
 from tests.integration.helpers import driver_named, run_together
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
 from workspace.access import get_access
 from workspace.models import Notification
 
@@ -118,7 +120,7 @@ def test_a_restricted_family_needs_an_approval_given_in_the_admin(client, catalo
     nc6 = VmSize.objects.get(name="Standard_NC6s_v3")
     with pytest.raises(ValidationError, match="NCsv3 is a restricted family"):
         actions.create_cluster(access, name="gpus", vm_size=nc6, max_nodes=2)
-    from compute.quota_actions import request_quota
+    from compute.actions.quota import request_quota
 
     made = request_quota(access, family=nc6.family, cores=12, justification="Fine-tuning a ViT")
     # A non-staff user cannot reach the admin, let alone its actions.
@@ -152,7 +154,7 @@ def test_a_rejection_changes_nothing_and_says_why(client, catalog, workers):
     team = make_team("nope")
     access = get_access(team.contributor, team.workspace.slug)
     family = VmFamily.objects.get(name="NDv2")
-    from compute.quota_actions import request_quota
+    from compute.actions.quota import request_quota
 
     made = request_quota(access, family=family, cores=40, justification="LLM pretraining")
     changelist = reverse("admin:compute_quotarequest_changelist")

@@ -14,13 +14,14 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from compute import actions, jobfiles, secrets
-from compute.job_actions import submit_job
+from compute.actions import computes as actions
+from compute.actions.jobs import submit_job
+from compute.lib import jobfiles, secrets
 from compute.models import Compute, ComputeState, Event, Job, JobStatus, VmSize
-from tests.conftest import remove_all_nodes
 from tests.integration.helpers import wait_for
 from tests.integration.test_attached import attach_vm, attached, settled, sshd  # noqa: F401
 from tests.integration.test_jobs import cluster, docker_jobs  # noqa: F401
+from tests.support.leftovers import remove_all_nodes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 J = JobStatus

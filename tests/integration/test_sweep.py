@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from compute.controllers.reconcile import reconcile
 from compute.controllers.sweep import sweep
 from compute.models import Compute, ComputeKind, ComputeState, VmSize
-from tests.conftest import remove_all_nodes
 from tests.integration.helpers import driver_named
+from tests.support.leftovers import remove_all_nodes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from compute import actions, jobfiles
+from compute.actions import computes as actions
+from compute.actions.jobs import Code, submit_job
 from compute.drivers import hostproc
-from compute.job_actions import Code, submit_job
+from compute.lib import jobfiles
 from compute.models import CodeKind, Compute, ComputeState, JobStatus, VmSize
-from tests.conftest import make_team, remove_all_nodes
 from tests.integration.helpers import wait_for
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from compute import actions
+from compute.actions import computes as actions
 from compute.models import Compute, ComputeState, VmSize
 from workspace.access import get_access
 

@@ -25,8 +25,8 @@ from django.urls import reverse
 
 from compute import idle
 from compute.models import Compute, ComputeKind, ComputeState, VmSize
-from tests.factories import UserFactory, WorkspaceFactory
-from tests.worker import ARTIFACTS, ROOT, database_url
+from tests.support.factories import UserFactory, WorkspaceFactory
+from tests.support.worker import ARTIFACTS, ROOT, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,11 +17,13 @@ from collections.abc import Iterator
 import pytest
 from django.urls import reverse
 
-from compute import attach_actions, netpolicy, ssh
-from compute.attach_actions import Connection
+from compute.actions import attached as attach_actions
+from compute.actions.attached import Connection
 from compute.controllers.reconcile import reconcile
+from compute.drivers import ssh
 from compute.models import Attachment, Compute, ComputeState
-from tests.sshd import keygen
+from compute.rules import netpolicy
+from tests.support.sshd import keygen
 from workspace.access import get_access
 
 pytestmark = pytest.mark.django_db

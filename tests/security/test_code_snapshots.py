@@ -10,8 +10,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
-from compute import jobfiles
-from compute.job_actions import remove_code, submit_job
+from compute.actions.jobs import remove_code, submit_job
+from compute.lib import jobfiles
 from compute.models import Job
 from tests.security.conftest import form_errors, submit_url, zipped
 from workspace.access import get_access

@@ -7,10 +7,10 @@ import os
 import pytest
 from django.urls import reverse
 
-from compute import jobfiles
-from compute.job_actions import Code, submit_job
-from tests.conftest import make_team
+from compute.actions.jobs import Code, submit_job
+from compute.lib import jobfiles
 from tests.security.conftest import make_cluster
+from tests.support.teams import make_team
 from workspace.access import get_access
 
 pytestmark = pytest.mark.django_db

@@ -16,13 +16,15 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from compute import actions, jobfiles
+from compute.actions import computes as actions
+from compute.actions.jobs import Code, cancel_job, submit_job
 from compute.drivers.node_scripts import JOB_USER, NODE_USER, NODE_WORK
-from compute.job_actions import Code, cancel_job, submit_job
+from compute.lib import jobfiles
 from compute.models import Compute, ComputeState, Event, Job, JobStatus, Node, NodeState, VmSize
 from compute.models.jobs import CodeKind
-from tests.conftest import make_team, remove_all_nodes
 from tests.integration.helpers import wait_for
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

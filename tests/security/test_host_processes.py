@@ -18,12 +18,13 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.urls import reverse
 
-from compute import attach_actions, jobfiles
+from compute.actions import attached as attach_actions
+from compute.actions.jobs import cancel_job, submit_job
 from compute.drivers import hostproc
-from compute.job_actions import cancel_job, submit_job
+from compute.lib import jobfiles
 from compute.models import Attachment, Compute, ComputeState, Job, JobStatus
-from tests.conftest import make_site_staff, make_team
 from tests.integration.helpers import wait_for
+from tests.support.teams import make_site_staff, make_team
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

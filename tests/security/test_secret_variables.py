@@ -19,7 +19,7 @@ from django.db import connection
 from django.urls import reverse
 from django.views.debug import ExceptionReporter
 
-from compute import secrets
+from compute.lib import secrets
 from compute.models import Compute, Event, Job, VmSize
 from tests.security.conftest import submit_url
 

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
 from compute import quota
+from compute.actions.quota import decide, request_quota
 from compute.models import (
     FamilyQuota,
     Job,
@@ -18,12 +19,11 @@ from compute.models import (
     RequestStatus,
     VmFamily,
 )
-from compute.quota_actions import decide, request_quota
-from tests.conftest import join_group, make_team
-from tests.factories import UserFactory
 from tests.integration.helpers import run_together
-from workspace import actions
+from tests.support.factories import UserFactory
+from tests.support.teams import join_group, make_team
 from workspace.access import get_access
+from workspace.actions import workspaces as actions
 from workspace.models import Activity, Workspace
 
 CREATE = reverse("workspace:create")

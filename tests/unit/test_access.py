@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from workspace import invitation_actions
 from workspace.access import get_access
+from workspace.actions import invitations as invitation_actions
 from workspace.models import Activity, Invitation, Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -223,7 +223,7 @@ def test_workspace_list_shows_only_mine_with_constant_queries(
 
 
 def test_empty_workspace_list_explains_what_to_do(client, db):
-    from tests.factories import UserFactory
+    from tests.support.factories import UserFactory
 
     client.force_login(UserFactory(username="newcomer"))
     body = client.get(reverse("workspace:list")).content.decode()

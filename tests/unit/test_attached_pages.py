@@ -12,12 +12,13 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from compute import attach_actions, secrets
-from compute.attach_actions import Connection
-from compute.job_actions import submit_job
+from compute.actions import attached as attach_actions
+from compute.actions.attached import Connection
+from compute.actions.jobs import submit_job
+from compute.lib import secrets
 from compute.models import Attachment, Compute, Job, SecretKind, TargetKind
-from compute.targets import KINDS
-from tests.sshd import keygen
+from compute.rules.targets import KINDS
+from tests.support.sshd import keygen
 from workspace.access import get_access
 
 pytestmark = pytest.mark.django_db
@@ -220,7 +221,7 @@ def test_the_attached_tab_lists_targets_and_an_empty_state(client, team, private
 def test_facts_read_gpus_where_nvidia_smi_answers(tmp_path, monkeypatch):
     """This machine has no GPU: a stand-in `nvidia-smi` (a fake of NVIDIA's tool, named as
     such) answers as on a two-GPU box, through the same facts script as over SSH."""
-    from compute.runners import local_facts
+    from compute.drivers.runners import local_facts
 
     fake = tmp_path / "nvidia-smi"
     gpu = "echo 'Tesla V100-SXM2-16GB, 16160 MiB'\n"

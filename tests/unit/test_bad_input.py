@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.conftest import join_group
+from tests.support.teams import join_group
 from workspace.models import Activity, Invitation, Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from compute import actions
+from compute.actions import computes as actions
 from compute.models import Compute, ComputeKind, ComputeState, Event, Node, VmFamily, VmSize
 from workspace.access import get_access
 

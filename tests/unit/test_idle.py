@@ -10,9 +10,10 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 
-from compute import actions, idle
+from compute import idle
+from compute.actions import computes as actions
+from compute.actions.idle import add_schedule, keep_running, rotate_token
 from compute.controllers.idle import idle_sweep
-from compute.idle_actions import add_schedule, keep_running, rotate_token
 from compute.models import Compute, ComputeState, Reminder, Schedule, VmSize
 from workspace.access import get_access
 from workspace.models import Notification

@@ -14,10 +14,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.urls import reverse
 
-from tests.conftest import make_team
-from tests.factories import UserFactory
-from workspace import invitation_actions
+from tests.support.factories import UserFactory
+from tests.support.teams import make_team
 from workspace.access import get_access
+from workspace.actions import invitations as invitation_actions
 from workspace.models import Activity, Invitation, InvitationState, Membership, Notification, Role
 
 pytestmark = pytest.mark.django_db

@@ -9,10 +9,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from compute import actions, jobfiles
-from compute.job_actions import cancel_job, submit_job
+from compute.actions import computes as actions
+from compute.actions.jobs import cancel_job, submit_job
+from compute.lib import jobfiles
 from compute.models import Compute, ComputeState, Job, JobStatus, VmSize
-from tests.conftest import make_team
+from tests.support.teams import make_team
 from workspace.access import get_access
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from compute import actions
+from compute.actions import computes as actions
 from compute.controllers import lease
 from compute.models import Compute, VmSize
 from workspace.access import get_access

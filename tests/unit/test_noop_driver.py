@@ -3,10 +3,10 @@ unchanged (the placement bench measures it), so it must take every call a driver
 
 from __future__ import annotations
 
-from compute import actions
+from compute.actions import computes as actions
+from compute.actions.jobs import submit_job
 from compute.controllers.reconcile import reconcile
 from compute.drivers import build_driver
-from compute.job_actions import submit_job
 from compute.models import Job, JobStatus, Node, NodeState, VmSize
 from workspace.access import get_access
 

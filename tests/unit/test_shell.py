@@ -10,9 +10,10 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.views.defaults import server_error
 
-from tests.conftest import join_group
-from workspace import actions, invitation_actions
+from tests.support.teams import join_group
 from workspace.access import get_access
+from workspace.actions import invitations as invitation_actions
+from workspace.actions import workspaces as actions
 from workspace.models import Activity, Invitation, Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db

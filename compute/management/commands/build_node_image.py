@@ -7,7 +7,7 @@ import time
 import docker
 from django.core.management.base import BaseCommand, CommandError
 
-from compute import images
+from compute.lib import images
 
 
 class Command(BaseCommand):

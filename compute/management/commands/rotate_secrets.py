@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from compute import secrets
+from compute.lib import secrets
 from compute.models import Attachment, Compute, Job
 
 

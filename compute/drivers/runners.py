@@ -24,10 +24,10 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from compute import jobfiles, secrets, ssh
-from compute.drivers import hostproc
+from compute.drivers import hostproc, ssh
 from compute.drivers.base import JobLaunch, NodeStartError
-from compute.jobfiles import RunState
+from compute.lib import jobfiles, secrets
+from compute.lib.jobfiles import RunState
 from compute.models import Attachment, SecretKind, TargetKind
 
 SAFE_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

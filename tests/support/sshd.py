@@ -106,7 +106,7 @@ class SSHServer:
 
     def connection(self, **overrides):
         """How Hangar signs in here: this user, the accepted key (fields may be overridden)."""
-        from compute.attach_actions import Connection
+        from compute.actions.attached import Connection
 
         values = {
             "host": "127.0.0.1",

@@ -15,8 +15,9 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
-from workspace import actions, invitation_actions
 from workspace.access import WorkspaceAccess, workspace_view, workspaces_for
+from workspace.actions import invitations as invitation_actions
+from workspace.actions import workspaces as actions
 from workspace.forms import (
     AddMemberForm,
     ChangeRoleForm,

@@ -12,7 +12,7 @@ from django.utils import timezone
 from compute import quota
 from compute.models import FamilyQuota, QuotaRequest, RequestStatus, VmFamily, WorkspaceQuota
 from workspace.access import WorkspaceAccess, require_role
-from workspace.actions import record as record_activity
+from workspace.actions.workspaces import record as record_activity
 from workspace.models import Activity, Role
 from workspace.notify import notify
 

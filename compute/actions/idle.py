@@ -9,8 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute import idle
-from compute.events import record
 from compute.models import Compute, ComputeKind, ComputeState, Schedule, ScheduleAction
+from compute.models.events import record
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role, Workspace
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import paramiko
 
-from compute import netpolicy
 from compute.drivers.base import DriverUnavailable
+from compute.rules import netpolicy
 
 # paramiko logs failed handshakes and auth at length; our messages say what matters.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)

@@ -3,8 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from compute.env_fields import check_disjoint, parse_variables, secret_variables_field
-from compute.job_actions import Code
+from compute.actions.jobs import Code
+from compute.forms.fields import check_disjoint, parse_variables, secret_variables_field
 from compute.models import CodeKind, Compute, ComputeState, JobStatus
 from workspace.forms import StyledForm
 from workspace.models import Workspace

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from workspace.access import WorkspaceAccess, require_role
-from workspace.actions import record
+from workspace.actions.workspaces import record
 from workspace.models import Activity, Invitation, InvitationState, Membership, Role
 from workspace.notify import notify
 

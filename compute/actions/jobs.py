@@ -11,8 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from compute import idle, secrets, snapshots
-from compute.events import record
+from compute import idle
+from compute.lib import secrets, snapshots
 from compute.models import (
     CodeKind,
     Compute,
@@ -23,6 +23,7 @@ from compute.models import (
     NodeState,
     Tier,
 )
+from compute.models.events import record
 from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role, Workspace

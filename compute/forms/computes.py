@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 
-from compute.env_fields import parse_variables, secret_variables_field
+from compute.forms.fields import parse_variables, secret_variables_field
 from compute.models import Category, Compute, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
 from workspace.forms import StyledForm
@@ -161,7 +161,7 @@ class InstanceForm(ComputeForm):
             del self.fields["assigned_to"]
 
     def clean_idle_shutdown_minutes(self) -> int | None:
-        from compute.idle_actions import check_idle_minutes
+        from compute.actions.idle import check_idle_minutes
 
         value = self.cleaned_data.get("idle_shutdown_minutes")
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.worker import CeleryProcess
+from tests.support.worker import CeleryProcess
 
 SUPERVISOR = "compute.drivers.host_supervisor"
 
@@ -183,7 +183,7 @@ def stop_celery() -> None:
 
 
 def ssh_runs_root(site: Site | None = None) -> Path:
-    """Where SSH runs on this machine live (compute/runners.py: ~/.hangar/<site>/runs)."""
+    """Where SSH runs on this machine live (compute/drivers/runners.py: ~/.hangar/<site>/runs)."""
     return Path.home() / ".hangar" / (site or Site.current()).label / "runs"
 
 
@@ -214,3 +214,15 @@ def end_ssh_runs(site: Site | None = None) -> None:
                 os.killpg(session, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def remove_all_nodes() -> None:
+    """Whatever a test left, no container of the test site survives it. Workers stop
+    first: a live worker's sweep would recreate the nodes its database still expects."""
+    from compute.drivers import build_driver
+
+    stop_celery()
+    for name in ("docker", "local"):
+        driver = build_driver(name, settings.HANGAR_SITE)
+        for observation in driver.list_nodes():
+            driver.remove_node(observation.name)

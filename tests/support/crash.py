@@ -23,7 +23,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.worker import database_url
+from tests.support.worker import database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 

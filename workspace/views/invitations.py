@@ -14,10 +14,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from workspace import invitation_actions
 from workspace.access import WorkspaceAccess, workspace_view
+from workspace.actions import invitations as invitation_actions
 from workspace.models import Invitation, InvitationState, Notification, Role
-from workspace.views import after_member_change, report
+from workspace.views.workspaces import after_member_change, report
 
 EARLIER_SHOWN = 10
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from django.conf import settings
 
 # Where code snapshots live is part of "where a job's files are"; storing them is
-# compute/snapshots.py's.
-from compute.snapshots import code_dir, code_root  # noqa: F401  (re-exported)
+# compute/lib/snapshots.py's.
+from compute.lib.snapshots import code_dir, code_root  # noqa: F401  (re-exported)
 
 OUTPUT_FILE = "output.log"
 EXIT_FILE = "exit_code"

@@ -2,7 +2,7 @@
 
 Each checks the actor's role, validates, changes state inside one transaction and writes
 an Activity row, so the log and the state can never disagree. Nobody is added to a workspace
-here: people join by accepting an invitation (workspace/invitation_actions.py).
+here: people join by accepting an invitation (workspace/actions/invitations.py).
 """
 
 from __future__ import annotations

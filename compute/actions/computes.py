@@ -12,10 +12,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
-from compute import quota, secrets
-from compute.events import record
-from compute.idle_actions import check_idle_minutes
+from compute import quota
+from compute.actions.idle import check_idle_minutes
+from compute.lib import secrets
 from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
+from compute.models.events import record
 from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Membership, Role
@@ -66,7 +67,7 @@ def create_instance(
     setup_script: str = "",
     secret_environment: dict[str, str] | None = None,
 ) -> Compute:
-    """`secret_environment` is encrypted before it reaches the row (compute/secrets.py)."""
+    """`secret_environment` is encrypted before it reaches the row (compute/lib/secrets.py)."""
     require_role(access, Role.CONTRIBUTOR, "creating compute")
     actor = access.membership.user
     assignee = assigned_to or actor

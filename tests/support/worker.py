@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from config.celery import app
-from tests.worker_log import LogEntry, read_entries
+from tests.support.worker_log import LogEntry, read_entries
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -12,11 +12,12 @@ import re
 from django import forms
 from django.conf import settings
 
-from compute import netpolicy, ssh
-from compute.attach_actions import Connection
+from compute.actions.attached import Connection
+from compute.drivers import ssh
 from compute.models import Attachment, SecretKind
 from compute.models.compute import COMPUTE_NAME_RULE
-from compute.targets import Kind
+from compute.rules import netpolicy
+from compute.rules.targets import Kind
 from workspace.forms import StyledForm
 
 HOSTNAME = re.compile(

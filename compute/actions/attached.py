@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
-from compute import quota, secrets
-from compute.events import record
+from compute import quota
+from compute.lib import secrets
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
-from compute.targets import kind_of, why_unavailable
+from compute.models.events import record
+from compute.rules.targets import kind_of, why_unavailable
 from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 
-from compute import jobfiles, snapshots
+from compute.lib import jobfiles, snapshots
 from compute.models import Job
 from workspace.models import Workspace
 
