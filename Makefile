@@ -15,10 +15,12 @@ test:
 test-only:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 lint:
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
 
 format:
 	.venv/bin/ruff format .

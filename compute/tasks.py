@@ -6,8 +6,9 @@ import socket
 import time
 
 from celery import shared_task
-from django.db import transaction
 
+from compute import enqueue
+from compute.controllers.idle import idle_sweep
 from compute.controllers.reconcile import reconcile
 from compute.controllers.sweep import sweep
 
@@ -27,20 +28,12 @@ def reconcile_compute(compute_id: int) -> dict:
 
 @shared_task(name="hangar.sweep", ignore_result=True)
 def reconcile_sweep() -> dict:
-    from compute.controllers.idle import idle_sweep
-
     idle_report = idle_sweep()
     report = sweep()
-    for compute_id in report.due:
-        reconcile_compute.delay(compute_id)
+    enqueue.reconcile_each(sorted(set(idle_report.to_reconcile) | set(report.due)))
     return {
         "due": report.due,
         "strays_removed": report.strays_removed,
         "idle_stopped": idle_report.stopped,
         "schedules_fired": idle_report.fired,
     }
-
-
-def enqueue_reconcile(compute_id: int) -> None:
-    """From an action: only once the transaction that changed the compute has committed."""
-    transaction.on_commit(lambda: reconcile_compute.delay(compute_id))

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
-from compute import quota
+from compute import enqueue, quota
 from compute.lib import secrets
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
 from compute.models.events import record
 from compute.rules.targets import kind_of, why_unavailable
-from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
 
@@ -87,7 +86,7 @@ def attach(
                 f"{actor} attached {kind.label} {compute.name}{where}; validating.",
                 actor=actor,
             )
-            enqueue_reconcile(compute.pk)
+            enqueue.reconcile(compute.pk)
     except IntegrityError:
         raise ValidationError({"name": "A compute with this name already exists here."}) from None
     return compute
@@ -142,7 +141,7 @@ def update_connection(
         record(compute, "attach.updated", f"{actor} changed {what}.", actor=actor)
         if reconnects:
             _validate_again(compute)
-        enqueue_reconcile(compute.pk)
+        enqueue.reconcile(compute.pk)
     return compute
 
 
@@ -156,7 +155,7 @@ def revalidate(access: WorkspaceAccess, compute_id: int) -> Compute:
             raise ValidationError(f"{compute.name} is already {compute.state_label.lower()}.")
         _validate_again(compute)
         record(compute, "attach.validate", f"{actor} asked to validate again.", actor=actor)
-        enqueue_reconcile(compute.pk)
+        enqueue.reconcile(compute.pk)
     return compute
 
 
@@ -176,5 +175,5 @@ def detach(access: WorkspaceAccess, compute_id: int) -> Compute:
             raise ValidationError(f"{compute.name} is already being detached.")
         compute.transition(compute.state, S.DELETING)
         record(compute, "attach.detach", f"{actor} detached {compute.name}.", actor=actor)
-        enqueue_reconcile(compute.pk)
+        enqueue.reconcile(compute.pk)
     return compute

@@ -12,12 +12,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
-from compute import quota
+from compute import enqueue, quota
 from compute.actions.idle import check_idle_minutes
 from compute.lib import secrets
 from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
 from compute.models.events import record
-from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Membership, Role
 
@@ -49,7 +48,7 @@ def _save_new(compute: Compute, actor: AbstractBaseUser, message: str) -> Comput
             _check_quota(compute)
             compute.save()
             record(compute, "compute.created", message, actor=actor)
-            enqueue_reconcile(compute.pk)
+            enqueue.reconcile(compute.pk)
     except IntegrityError:
         # Two tabs creating the same name at once: the loser gets the form's message.
         raise ValidationError({"name": "A compute with this name already exists here."})
@@ -190,7 +189,7 @@ def update_cluster(
         if old[2] != new[2]:
             changes.append(f"idle before scale-down {old[2]} s → {new[2]} s")
         record(compute, "compute.updated", f"{actor} changed {', '.join(changes)}.", actor=actor)
-        enqueue_reconcile(compute.pk)
+        enqueue.reconcile(compute.pk)
     return compute
 
 
@@ -238,7 +237,7 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
         if verb == "start" and compute.last_error:
             Compute.objects.filter(pk=compute.pk).update(last_error="")
         record(compute, f"compute.{verb}", f"{actor} {past} {compute.name}.", actor=actor)
-        enqueue_reconcile(compute.pk)
+        enqueue.reconcile(compute.pk)
     return compute
 
 
@@ -273,5 +272,5 @@ def delete_compute(access: WorkspaceAccess, compute_id: int) -> Compute:
             compute=compute, state__in=(NodeState.PREPARING, NodeState.IDLE)
         ).update(state=NodeState.LEAVING)
         record(compute, "compute.delete", f"{actor} deleted {compute.name}.", actor=actor)
-        enqueue_reconcile(compute.pk)
+        enqueue.reconcile(compute.pk)
     return compute

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from compute import idle
+from compute import enqueue, idle
 from compute.lib import secrets, snapshots
 from compute.models import (
     CodeKind,
@@ -24,7 +24,6 @@ from compute.models import (
     Tier,
 )
 from compute.models.events import record
-from compute.tasks import enqueue_reconcile
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role, Workspace
 
@@ -105,7 +104,7 @@ def submit_job(
                 f"{actor} submitted job {job.name} (#{job.pk}) needing {nodes}.",
                 actor=actor,
             )
-            enqueue_reconcile(compute.pk)
+            enqueue.reconcile(compute.pk)
     except BaseException:
         # The job was rolled back; its id may come again (SQLite), and the next job of that
         # id must find no folder (it would be refused, never handed this one).
@@ -190,7 +189,7 @@ def cancel_job(access: WorkspaceAccess, job_id: int) -> Job:
         elif Job.objects.filter(
             pk=job.pk, status__in=(J.PREPARING, J.RUNNING), cancel_requested_at__isnull=True
         ).update(cancel_requested_at=now, error=f"Canceled by {actor}."):
-            enqueue_reconcile(job.compute_id)
+            enqueue.reconcile(job.compute_id)
         else:
             job.refresh_from_db()
             if job.cancel_requested_at and not job.is_terminal:
@@ -226,5 +225,5 @@ def preempt_node(access: WorkspaceAccess, node_id: int) -> Node:
             f"{actor} preempted node {node.name} (as the cloud may do to low-priority nodes).",
             actor=actor,
         )
-        enqueue_reconcile(node.compute_id)
+        enqueue.reconcile(node.compute_id)
     return node

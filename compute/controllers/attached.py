@@ -9,13 +9,15 @@ that stops answering is unhealthy, its jobs wait with the reason, and it recover
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.utils import timezone
 
 from compute.controllers import jobs as job_steps
-from compute.drivers import runners, ssh
-from compute.lib import secrets
+from compute.drivers import runners
+from compute.drivers.runners import LocalRunner, SSHRunner
+from compute.lib import secrets, ssh
 from compute.models import (
     Attachment,
     Compute,
@@ -23,6 +25,7 @@ from compute.models import (
     ComputeState,
     Job,
     JobStatus,
+    SecretKind,
     TargetKind,
 )
 from compute.models.events import record
@@ -84,7 +87,7 @@ class AttachedPass:
             record(compute, "attach.ready", f"Validated: {describe(facts)}.{pinned}")
 
     def remote_facts(self) -> tuple[dict, str]:
-        endpoint = runners.endpoint_for(self.attachment)
+        endpoint = endpoint_for(self.attachment)
         ssh.forget(endpoint)  # validate on a fresh connection: credentials may have changed
         transport, seen = ssh.connect(endpoint)
         try:
@@ -98,7 +101,7 @@ class AttachedPass:
     def work(self) -> None:
         compute, attachment = self.compute, self.attachment
         try:
-            runner = runners.runner_for(
+            runner = runner_for(
                 attachment,
                 settings.HANGAR_SITE,
                 on_finish=lambda: job_steps.collect_soon(compute.pk),
@@ -154,7 +157,7 @@ class AttachedPass:
         active = list(Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)))
         if active:
             try:
-                runner = runners.runner_for(attachment, settings.HANGAR_SITE)
+                runner = runner_for(attachment, settings.HANGAR_SITE)
                 for runs in job_steps.current_runs(active).values():
                     for run in runs:
                         runner.cancel_job(run.container, run.key)
@@ -163,7 +166,7 @@ class AttachedPass:
         job_steps.cancel_dropped(compute, "Canceled: the compute was detached.")
         if attachment.uses_ssh and attachment.secret:
             try:
-                ssh.forget(runners.endpoint_for(attachment))
+                ssh.forget(endpoint_for(attachment))
             except secrets.SecretUnreadable:
                 pass
         Attachment.objects.filter(pk=attachment.pk).update(secret="", healthy=None)
@@ -202,3 +205,26 @@ def describe(facts: dict) -> str:
     if facts.get("python"):
         parts.append(facts["python"])
     return ", ".join(parts)
+
+
+# Which runner an attachment's jobs go through: read here, from its row, so the drivers
+# never import a model.
+def endpoint_for(attachment: Attachment) -> ssh.Endpoint:
+    plaintext = secrets.decrypt(attachment.secret)
+    is_key = attachment.secret_kind == SecretKind.KEY
+    return ssh.Endpoint(
+        host=attachment.host,
+        port=attachment.port,
+        username=attachment.username,
+        private_key=plaintext if is_key else "",
+        password="" if is_key else plaintext,
+        pinned_host_key=attachment.host_key,
+    )
+
+
+def runner_for(
+    attachment: Attachment, site: str, on_finish: Callable[[], None] | None = None
+) -> LocalRunner | SSHRunner:
+    if attachment.target_kind == TargetKind.LOCAL:
+        return LocalRunner(on_finish)
+    return SSHRunner(endpoint_for(attachment), site, on_finish)

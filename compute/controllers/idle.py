@@ -19,7 +19,6 @@ from django.utils import timezone
 from compute import idle
 from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction
 from compute.models.events import record
-from compute.tasks import enqueue_reconcile
 from workspace.notify import notify
 
 log = logging.getLogger(__name__)
@@ -32,6 +31,8 @@ class IdleReport:
     reminded: list[tuple[int, str, int]] = field(default_factory=list)
     fired: list[tuple[int, str]] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
+    # Computes this sweep moved (stopping, starting): the task enqueues their reconcile.
+    to_reconcile: list[int] = field(default_factory=list)
 
 
 def idle_sweep(now: datetime | None = None) -> IdleReport:
@@ -89,7 +90,7 @@ def stop_idle(compute: Compute, now: datetime, report: IdleReport) -> None:
             f"last activity: {last} at {when}."
         )
         record(compute, "compute.idle_stop", reason)
-        enqueue_reconcile(compute.pk)
+        report.to_reconcile.append(compute.pk)
     report.stopped.append(compute.pk)
     user = owner_of(compute)
     if user:
@@ -178,6 +179,7 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
         missed = " (missed while Hangar was down)" if late.total_seconds() > 60 else ""
         done = "started" if schedule.action == ScheduleAction.START else "stopped"
         if moved:
+            report.to_reconcile.append(compute.pk)
             message = f"Scheduled {schedule.action} ({schedule.cron}, {schedule.timezone}) "
             message += f"{done} {compute.name} for {at}{missed}."
             record(compute, f"schedule.{schedule.action}", message)
@@ -197,6 +199,5 @@ def system_verb(compute: Compute, action: str, now: datetime) -> bool:
         if Compute.objects.filter(pk=compute.pk, state=source).update(
             state=target, state_changed_at=now, idle_deadline=None, idle_next_check_at=None
         ):
-            enqueue_reconcile(compute.pk)
             return True
     return False

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from compute import idle
+from compute import enqueue, idle
 from compute.drivers import Driver, DriverUnavailable, JobLaunch, NodeStartError
 from compute.lib import jobfiles, secrets
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
@@ -38,9 +38,7 @@ class JobReport:
 
 def collect_soon(compute_id: int) -> None:
     """A followed run ended: reconcile now rather than at the next sweep."""
-    from compute.tasks import reconcile_compute  # tasks import the controllers
-
-    reconcile_compute.delay(compute_id)
+    enqueue.reconcile(compute_id)
 
 
 def free_port() -> int:

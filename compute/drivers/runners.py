@@ -24,11 +24,10 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from compute.drivers import hostproc, ssh
+from compute.drivers import hostproc
 from compute.drivers.base import JobLaunch, NodeStartError
-from compute.lib import jobfiles, secrets
+from compute.lib import jobfiles, ssh
 from compute.lib.jobfiles import RunState
-from compute.models import Attachment, SecretKind, TargetKind
 
 SAFE_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -309,27 +308,6 @@ def _take_watch_slot(endpoint: ssh.Endpoint) -> bool:
 def _release_watch_slot(endpoint: ssh.Endpoint) -> None:
     with _watching_lock:
         _watched[endpoint.cache_key] = max(0, _watched.get(endpoint.cache_key, 1) - 1)
-
-
-def endpoint_for(attachment: Attachment) -> ssh.Endpoint:
-    plaintext = secrets.decrypt(attachment.secret)
-    is_key = attachment.secret_kind == SecretKind.KEY
-    return ssh.Endpoint(
-        host=attachment.host,
-        port=attachment.port,
-        username=attachment.username,
-        private_key=plaintext if is_key else "",
-        password="" if is_key else plaintext,
-        pinned_host_key=attachment.host_key,
-    )
-
-
-def runner_for(
-    attachment: Attachment, site: str, on_finish: Callable[[], None] | None = None
-) -> LocalRunner | SSHRunner:
-    if attachment.target_kind == TargetKind.LOCAL:
-        return LocalRunner(on_finish)
-    return SSHRunner(endpoint_for(attachment), site, on_finish)
 
 
 DISABLED = (

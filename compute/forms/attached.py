@@ -13,7 +13,7 @@ from django import forms
 from django.conf import settings
 
 from compute.actions.attached import Connection
-from compute.drivers import ssh
+from compute.lib import ssh
 from compute.models import Attachment, SecretKind
 from compute.models.compute import COMPUTE_NAME_RULE
 from compute.rules import netpolicy

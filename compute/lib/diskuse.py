@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,6 @@ from django.conf import settings
 from django.core.cache import cache
 
 from compute.lib import jobfiles, snapshots
-from compute.models import Job
-from workspace.models import Workspace
 
 MAX_ENTRIES = 200_000
 MAX_DEPTH = 64
@@ -38,19 +37,20 @@ class DiskUse:
         return ("" if self.complete else "at least ") + human_bytes(self.bytes)
 
 
-def workspace_disk_use(workspace: Workspace) -> DiskUse:
-    key = f"hangar:disk-use:{workspace.pk}"
+def disk_use(key: str, job_ids: Callable[[], Iterable[int]]) -> DiskUse:
+    """The files of these jobs (ids from the database, never from a listing), cached
+    under `key`; `job_ids` is only called when the cache has no figure."""
     cached = cache.get(key)
     if cached is None:
-        cached = _count(workspace)
+        cached = _count(job_ids())
         cache.set(key, cached, settings.HANGAR_DISK_USAGE_CACHE_SECONDS)
     return cached
 
 
-def _count(workspace: Workspace) -> DiskUse:
+def _count(job_ids: Iterable[int]) -> DiskUse:
     walk = _Walk()
     code, runs = snapshots.code_root(), jobfiles.runs_root()
-    for job_id in Job.objects.filter(workspace=workspace).values_list("pk", flat=True).iterator():
+    for job_id in job_ids:
         for root in (code, runs):
             walk.folder(root / str(job_id))
     return DiskUse(walk.total, walk.complete)

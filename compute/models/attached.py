@@ -70,6 +70,6 @@ class Attachment(models.Model):
 
     @property
     def host_key_fingerprint(self) -> str:
-        from compute.drivers.ssh import fingerprint
+        from compute.lib.ssh import fingerprint
 
         return fingerprint(self.host_key) if self.host_key else ""

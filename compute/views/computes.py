@@ -12,10 +12,10 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from compute.actions import computes as actions
 from compute.forms.computes import ClusterBoundsForm, ClusterForm, InstanceForm
-from compute.lib.charts import cluster_chart
 from compute.models import Compute, ComputeKind, ComputeState, Tier
 from compute.models.states import LIVE_NODE_STATES
 from compute.views.attached import attached_detail
+from compute.views.charts import cluster_chart
 from compute.views.common import add_errors, back, with_polling
 from workspace.access import WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role

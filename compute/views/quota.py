@@ -10,8 +10,8 @@ from django.shortcuts import redirect, render
 
 from compute import quota
 from compute.actions.quota import lower_limit, request_quota
-from compute.lib.diskuse import workspace_disk_use
 from compute.models import Compute, QuotaRequest, Tier, VmFamily, VmSize
+from compute.selectors import workspace_disk_use
 from compute.views.common import add_errors
 from workspace.access import WorkspaceAccess, require_role, workspace_view
 from workspace.forms import StyledForm

@@ -13,9 +13,9 @@ import pytest
 from django.conf import settings
 
 from compute.actions.jobs import cancel_job, submit_job
-from compute.drivers import JobLaunch, hostproc, ssh
+from compute.drivers import JobLaunch, hostproc
 from compute.drivers.runners import SSHRunner
-from compute.lib import jobfiles
+from compute.lib import jobfiles, ssh
 from compute.models import Compute, Event, Job, JobRun, JobStatus, Node, NodeState
 from tests.integration.helpers import run_together, wait_for
 from tests.integration.test_jobs import cluster, docker_jobs  # noqa: F401 (fixture)

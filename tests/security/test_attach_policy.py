@@ -20,7 +20,7 @@ from django.urls import reverse
 from compute.actions import attached as attach_actions
 from compute.actions.attached import Connection
 from compute.controllers.reconcile import reconcile
-from compute.drivers import ssh
+from compute.lib import ssh
 from compute.models import Attachment, Compute, ComputeState
 from compute.rules import netpolicy
 from tests.support.sshd import keygen

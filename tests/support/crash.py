@@ -25,7 +25,7 @@ from django.conf import settings
 
 from tests.support.worker import database_url
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CRASHER = textwrap.dedent(
     """

@@ -18,7 +18,7 @@ from django.db import connection
 from config.celery import app
 from tests.support.worker_log import LogEntry, read_entries
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 # Whole seconds: production's scheduler (django-celery-beat's DatabaseScheduler) stores
 # the interval as whole seconds.
