@@ -68,7 +68,8 @@ def pool_row(workspace: Workspace, lock: bool = False) -> WorkspaceQuota:
 # A family's dedicated usage: live nodes counted per cluster (an index-only scan of
 # node_live_idx) times the size's vCPUs, plus one node per instance that holds one.
 # On PostgreSQL this is the function hangar_family_usage (migration 0008), which the locked
-# paths call under the quota row lock; this text is the same query for SQLite.
+# paths call under the quota row lock; this text is the same query for SQLite
+# (tests/unit/test_quota_functions.py holds the two, and their state lists, alike).
 DEDICATED_USED_SQL = """
 SELECT COALESCE(SUM(s.vcpus * CASE WHEN c.kind = 'cluster' THEN (
     SELECT count(*) FROM compute_node n
@@ -196,15 +197,29 @@ def nodes_that_fit(workspace: Workspace, size: VmSize, wanted: int, tier: str) -
     return min(wanted, result.free // max(1, size.vcpus)), result
 
 
+def claims_on_server(vendor: str, tier: str, in_transaction: bool) -> bool:
+    """Whether a scale-up claim is the one-statement function of migration 0008.
+
+    Only on PostgreSQL, only for dedicated cores (the function knows family quotas), and
+    only outside a caller's transaction: the function switches `synchronous_commit` off
+    for the transaction it runs in, which inside an `atomic()` block is the caller's whole
+    transaction, and its quota row lock would be held until the caller commits anyway.
+    Everything else takes the plain path: an `atomic()` block (a savepoint inside a
+    caller's transaction) with the row locked until the rows exist.
+    """
+    return vendor == "postgresql" and tier == Tier.DEDICATED and not in_transaction
+
+
 def claim_nodes(cluster: Compute, wanted: int) -> tuple[int, int, Check]:
     """A scale-up: insert the rows of as many of `wanted` nodes as the quota allows.
 
-    Returns (nodes added, first new node number, the check). Call it outside a
-    transaction: on PostgreSQL a dedicated claim is one statement (migration 0008) that
-    commits on the server, so the quota row is never held across a client round trip.
+    Returns (nodes added, first new node number, the check). Best called outside a
+    transaction: on PostgreSQL a dedicated claim is then one statement (migration 0008)
+    that commits on the server, so the quota row is never held across a client round
+    trip. Inside one it takes the plain path (see `claims_on_server`).
     """
     workspace, size = cluster.workspace, cluster.vm_size
-    if cluster.tier == Tier.DEDICATED and connection.vendor == "postgresql":
+    if claims_on_server(connection.vendor, cluster.tier, connection.in_atomic_block):
         family = size.family
         for _ in range(2):
             with connection.cursor() as cursor:

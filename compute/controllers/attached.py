@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from compute.controllers import jobs as job_steps
+from compute.controllers import launches
 from compute.drivers import runners
 from compute.drivers.runners import LocalRunner, SSHRunner
 from compute.lib import secrets, ssh
@@ -104,7 +105,7 @@ class AttachedPass:
             runner = runner_for(
                 attachment,
                 settings.HANGAR_SITE,
-                on_finish=lambda: job_steps.collect_soon(compute.pk),
+                on_finish=lambda: launches.collect_soon(compute.pk),
             )
         except secrets.SecretUnreadable as exc:
             self.set_health(False, str(exc))

@@ -1,31 +1,32 @@
 """Job steps of a reconcile pass: collect finished runs, deliver cancels, requeue the jobs
-of lost nodes, and place queued jobs onto idle nodes (FIFO, all nodes of a job at once).
+of lost nodes, and place queued jobs on attached targets. Placement onto nodes is in
+placement.py, the launch of a placed job in launches.py.
 
-Placement and collection work in batches (a handful of queries per pass, not per job), so
-a queue of thousands moves at thousands of placements per second.
+Collection works in batches (a handful of queries per pass, not per job), so a queue of
+thousands moves at thousands of placements per second. Its steps return what they found
+or decided (healthchecks' `sendalerts` is the model), so each can be tested on its own.
 """
 
 from __future__ import annotations
 
-import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from compute import enqueue, idle
-from compute.drivers import Driver, DriverUnavailable, JobLaunch, NodeStartError
-from compute.lib import jobfiles, secrets
+from compute import idle
+from compute.controllers.launches import claim_launch, launch
+from compute.drivers import Driver, DriverUnavailable, NodeStartError
+from compute.lib import jobfiles
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.events import record
-from compute.models.jobs import CodeKind
 
 J = JobStatus
-PLACE_BATCH = 500
 RELAUNCH_AFTER = timedelta(seconds=5)
 
 
@@ -34,18 +35,6 @@ class JobReport:
     placed: list[int] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
-
-
-def collect_soon(compute_id: int) -> None:
-    """A followed run ended: reconcile now rather than at the next sweep."""
-    enqueue.reconcile(compute_id)
-
-
-def free_port() -> int:
-    """A port for MASTER_PORT: free on this machine now (nodes share its loopback)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def current_runs(jobs: list[Job]) -> dict[int, list[JobRun]]:
@@ -57,6 +46,27 @@ def current_runs(jobs: list[Job]) -> dict[int, list[JobRun]]:
     return runs
 
 
+@dataclass
+class Ending:
+    """How one job ended, written with the others in one transaction by `write_endings`."""
+
+    job: Job
+    status: str
+    exit_code: int | None
+    error: str
+    runs: list[JobRun]
+    output_cut: bool = False
+
+
+class Verdict(Enum):
+    """What collect does with an active job, from what the driver says of its ranks."""
+
+    STOP = "stop"  # canceled: deliver the cancel to the ranks still running
+    RELAUNCH = "relaunch"  # placed, nothing started yet: launch again if lost
+    WAIT = "wait"  # a rank is still running
+    END = "end"  # every rank exited
+
+
 def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
     """Finished runs become finished jobs; their nodes go back to idle."""
     active = list(Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)))
@@ -64,40 +74,12 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
         return
     runs = current_runs(active)
     now = timezone.now()
-    completed, freed_nodes, finished_runs, finished_here = [], [], [], []
-    endings: list[tuple[Job, str, int | None, str]] = []
+    endings: list[Ending] = []
     for job in active:
-        job_runs = runs.get(job.pk, [])
-        states = [driver.job_state(run.key, run.container) for run in job_runs]
-        never_launched = job.status == J.PREPARING and not any(r.launches for r in job_runs)
-        if job.cancel_requested_at and never_launched and claim_launch(job_runs):
-            # Canceled before its (dead) placer launched it: claiming the launch means no
-            # one launches it now, and there is nothing to stop.
-            endings.append((job, J.CANCELED, None, job.error or "Canceled."))
-            freed_nodes += [run.node_id for run in job_runs if run.node_id]
-            finished_runs += job_runs
-            report.finished.append(job.pk)
-            finished_here.append(job)
+        ending = look_at(compute, driver, job, runs.get(job.pk, []), now, report)
+        if ending is None:
             continue
-        if job.cancel_requested_at and any(s.exit_code is None for s in states):
-            for run, state in zip(job_runs, states, strict=True):
-                if state.exit_code is None:
-                    driver.cancel_job(run.container, run.key)
-            continue
-        if job.status == J.PREPARING and job_runs and not any(s.started for s in states):
-            relaunch_if_lost(compute, driver, job, job_runs, now, report)
-            continue
-        if any(s.started for s in states) and (job.status == J.PREPARING or not job.running_at):
-            # Placed by a worker that died before it could say so: it runs all the same.
-            show_running(job, job_runs, now)
-        if not job_runs or any(s.exit_code is None for s in states):
-            continue
-        for run, state in zip(job_runs, states, strict=True):
-            # Before its node takes another job: nothing of this run may be left there.
-            driver.release_run(run.container, run.key)
-            run.exit_code, run.finished_at = state.exit_code, now
-            finished_runs.append(run)
-        if any(state.output_cut for state in states):
+        if ending.output_cut:
             record(
                 compute,
                 "job.output_cut",
@@ -105,36 +87,96 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
                 f"{settings.HANGAR_JOB_OUTPUT_LIMIT_MB} MB (HANGAR_JOB_OUTPUT_LIMIT_MB).",
                 level="warning",
             )
-        freed_nodes += [run.node_id for run in job_runs if run.node_id]
-        codes = [s.exit_code for s in states]
-        if job.cancel_requested_at:
-            endings.append((job, J.CANCELED, next((c for c in codes if c), 0), "Canceled."))
-        elif all(code == 0 for code in codes):
-            completed.append(job.pk)
-        else:
-            rank, code = next((r, c) for r, c in enumerate(codes) if c != 0)
-            endings.append((job, J.FAILED, code, f"Rank {rank} exited with code {code}."))
         report.finished.append(job.pk)
-        finished_here.append(job)
+        endings.append(ending)
+    write_endings(compute, endings, now)
+
+
+def look_at(
+    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], now: datetime, report: JobReport
+) -> Ending | None:
+    """Act on one active job as its ranks stand; its Ending if it ended, its ranks released."""
+    states = [driver.job_state(run.key, run.container) for run in runs]
+    never_launched = job.status == J.PREPARING and not any(r.launches for r in runs)
+    if job.cancel_requested_at and never_launched and claim_launch(runs):
+        # Canceled before its (dead) placer launched it: claiming the launch means no
+        # one launches it now, and there is nothing to stop.
+        return Ending(job, J.CANCELED, None, job.error or "Canceled.", runs)
+    verdict = judge(job, states)
+    if verdict == Verdict.STOP:
+        for run, state in zip(runs, states, strict=True):
+            if state.exit_code is None:
+                driver.cancel_job(run.container, run.key)
+        return None
+    if verdict == Verdict.RELAUNCH:
+        relaunch_if_lost(compute, driver, job, runs, now, report)
+        return None
+    if started_unseen(job, states):
+        # Placed by a worker that died before it could say so: it runs all the same.
+        show_running(job, runs, now)
+    if verdict == Verdict.WAIT:
+        return None
+    for run, state in zip(runs, states, strict=True):
+        # Before its node takes another job: nothing of this run may be left there.
+        driver.release_run(run.container, run.key)
+        run.exit_code, run.finished_at = state.exit_code, now
+    status, code, error = how_it_ended(job, [s.exit_code for s in states])
+    return Ending(job, status, code, error, runs, any(s.output_cut for s in states))
+
+
+def judge(job: Job, states: list[jobfiles.RunState]) -> Verdict:
+    """`states`: the driver's word on each rank of the job's current attempt."""
+    if job.cancel_requested_at and any(s.exit_code is None for s in states):
+        return Verdict.STOP
+    if job.status == J.PREPARING and states and not any(s.started for s in states):
+        return Verdict.RELAUNCH
+    if not states or any(s.exit_code is None for s in states):
+        return Verdict.WAIT
+    return Verdict.END
+
+
+def started_unseen(job: Job, states: list[jobfiles.RunState]) -> bool:
+    """Started on its nodes while its row says it has not (preparing, or no start time)."""
+    return any(s.started for s in states) and (job.status == J.PREPARING or not job.running_at)
+
+
+def how_it_ended(job: Job, codes: list[int | None]) -> tuple[str, int | None, str]:
+    """(status, exit code, error) of a job every rank of which exited with `codes`."""
+    if job.cancel_requested_at:
+        return J.CANCELED, next((c for c in codes if c), 0), "Canceled."
+    if all(code == 0 for code in codes):
+        return J.COMPLETED, 0, ""
+    rank, code = next((r, c) for r, c in enumerate(codes) if c != 0)
+    return J.FAILED, code, f"Rank {rank} exited with code {code}."
+
+
+def write_endings(compute: Compute, endings: list[Ending], now: datetime) -> None:
+    """The ended jobs, their runs and their freed nodes, in one transaction and a handful
+    of statements however many jobs ended."""
+    if not endings:
+        return
+    completed = [e.job.pk for e in endings if e.status == J.COMPLETED]
     # A job shows as ended in the same moment its nodes are free again (all released
-    # above), so whoever waits for the end finds the nodes ready for the next job.
+    # before this), so whoever waits for the end finds the nodes ready for the next job.
     with transaction.atomic():
-        for job, status, code, error in endings:
-            finish(job, status, code, error, now)
+        for e in endings:
+            if e.status != J.COMPLETED:
+                finish(e.job, e.status, e.exit_code, e.error, now)
         if completed:
             Job.objects.filter(pk__in=completed, status__in=(J.PREPARING, J.RUNNING)).update(
                 status=J.COMPLETED, exit_code=0, finished_at=now
             )
-        if compute.is_instance and finished_here:
-            idle.record_activity(compute.pk, f"job {finished_here[-1].name} finished", now)
+        if compute.is_instance:
+            idle.record_activity(compute.pk, f"job {endings[-1].job.name} finished", now)
         # One UPDATE per distinct exit code (almost always just 0), not one per run.
-        by_code: dict[int, list[int]] = defaultdict(list)
-        for run in finished_runs:
+        by_code: dict[int | None, list[int]] = defaultdict(list)
+        for run in (run for e in endings for run in e.runs):
             by_code[run.exit_code].append(run.pk)
         for code, run_ids in by_code.items():
             JobRun.objects.filter(pk__in=run_ids).update(exit_code=code, finished_at=now)
-        if freed_nodes:
-            Node.objects.filter(pk__in=freed_nodes, state=NodeState.RUNNING).update(
+        freed = [run.node_id for e in endings for run in e.runs if run.node_id]
+        if freed:
+            Node.objects.filter(pk__in=freed, state=NodeState.RUNNING).update(
                 state=NodeState.IDLE, last_busy_at=now
             )
 
@@ -239,78 +281,6 @@ def cancel_dropped(compute: Compute, reason: str) -> None:
     )
 
 
-def place(compute: Compute, driver: Driver, report: JobReport) -> None:
-    """FIFO: the head of the queue takes the idle nodes it needs, or everyone waits."""
-    free = list(
-        Node.objects.filter(compute=compute, state=NodeState.IDLE)
-        .exclude(container_ref="")
-        .order_by("index")
-    )
-    if not free:
-        return
-    queue = list(
-        Job.objects.filter(compute=compute, status=J.QUEUED).order_by("queued_at", "id")[
-            : min(PLACE_BATCH, len(free))
-        ]
-    )
-    assignments: list[tuple[Job, list[Node]]] = []
-    for job in queue:
-        if job.node_count > len(free):
-            break
-        assignments.append((job, free[: job.node_count]))
-        free = free[job.node_count :]
-    if not assignments:
-        return
-    now = timezone.now()
-    node_ids = [node.pk for _, nodes in assignments for node in nodes]
-    job_ids = [job.pk for job, _ in assignments]
-    with transaction.atomic():
-        claimed = Node.objects.filter(pk__in=node_ids, state=NodeState.IDLE).update(
-            state=NodeState.RUNNING, last_busy_at=now
-        )
-        moved = Job.objects.filter(pk__in=job_ids, status=J.QUEUED).update(
-            status=J.PREPARING, preparing_at=now
-        )
-        if claimed != len(node_ids) or moved != len(job_ids):
-            # A cancel or another placement got there first: undo, look again next pass.
-            transaction.set_rollback(True)
-            return
-        runs = JobRun.objects.bulk_create(
-            JobRun(
-                job=job,
-                attempt=job.retries,
-                rank=rank,
-                node=node,
-                node_name=node.name,
-                container=node_container(compute, node),
-            )
-            for job, nodes in assignments
-            for rank, node in enumerate(nodes)
-        )
-    by_job: dict[int, list[JobRun]] = defaultdict(list)
-    for run in runs:
-        by_job[run.job_id].append(run)
-    # The whole batch's launches written down in one statement (one per job only if
-    # another reconciler got to some of them meanwhile).
-    claimed = claim_launch(runs)
-    started = []
-    for job, _ in assignments:
-        job.status = J.PREPARING
-        try:
-            if not launch(compute, driver, job, by_job[job.pk], claimed=claimed):
-                continue
-        except NodeStartError as exc:
-            finish(job, J.FAILED, None, str(exc), timezone.now())
-            continue
-        started.append(job.pk)
-    now = timezone.now()
-    mark_running(started, now)
-    if compute.is_instance and started:
-        # A running job is activity that lasts: no idle deadline until it ends.
-        idle.record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
-    report.placed += started
-
-
 def place_on_target(compute: Compute, runner: Driver, slots: int, report: JobReport) -> None:
     """Attached computes: FIFO, one rank per job, at most `slots` jobs at once, no nodes.
     The reconcile lease makes this pass the only one placing on this compute."""
@@ -350,85 +320,6 @@ def place_on_target(compute: Compute, runner: Driver, slots: int, report: JobRep
         Job.objects.filter(pk=job.pk, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
         JobRun.objects.filter(pk=run.pk).update(started_at=now)
         report.placed.append(job.pk)
-
-
-def node_container(compute: Compute, node: Node) -> str:
-    from compute.drivers.base import container_name
-
-    return container_name(settings.HANGAR_SITE, compute.pk, node.pk)
-
-
-def claim_launch(runs: list[JobRun]) -> bool:
-    """Write down a launch before anything starts: a compare-and-set on the runs' launch
-    count, so of two reconcilers launching one attempt (a lease that lapsed, a relaunch
-    racing a slow first launch) exactly one goes on."""
-    now = timezone.now()
-    counts = {run.launches for run in runs}
-    if len(counts) != 1:
-        return False
-    with transaction.atomic():
-        claimed = JobRun.objects.filter(pk__in=[r.pk for r in runs], launches=counts.pop()).update(
-            launches=F("launches") + 1, launched_at=now
-        )
-        if claimed != len(runs):
-            transaction.set_rollback(True)
-            return False
-    for run in runs:
-        run.launches, run.launched_at = run.launches + 1, now
-    return True
-
-
-def launch(
-    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], claimed: bool = False
-) -> bool:
-    """Start every rank of the job; False if another reconciler claimed this launch.
-    `claimed`: the caller already wrote this launch down (claim_launch)."""
-    if not claimed and not claim_launch(runs):
-        return False
-    compute_id = compute.pk
-    port = job.master_port or free_port()
-    if not job.master_port and job.node_count > 1:
-        # Kept so a relaunch after a crash gives every rank the same rendezvous port.
-        Job.objects.filter(pk=job.pk).update(master_port=port)
-        job.master_port = port
-    world = len(runs)
-    hidden = secret_variables(compute, job)
-    for run in runs:
-        environment = {
-            **{str(k): str(v) for k, v in (job.environment or {}).items()},
-            **hidden,
-            "HANGAR_COMMAND": job.command,
-            "HANGAR_JOB_ID": str(job.pk),
-            "HANGAR_JOB_NAME": job.name,
-            "RANK": str(run.rank),
-            "WORLD_SIZE": str(world),
-            "LOCAL_RANK": "0",
-            "NODE_RANK": str(run.rank),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-        driver.start_job(
-            JobLaunch(
-                container=run.container,
-                run_key=run.key,
-                command=job.command,
-                environment=environment,
-                code_job_id=job.pk if job.code_kind != CodeKind.NONE else None,
-                on_finish=lambda: collect_soon(compute_id),
-            )
-        )
-    return True
-
-
-def secret_variables(compute: Compute, job: Job) -> dict[str, str]:
-    """The instance's secret variables, then the job's own (which win): decrypted here, in
-    the worker launching the job, into the process environment and nowhere else. A job
-    whose secrets no key opens fails with the variable's name, never a value."""
-    try:
-        found = secrets.decrypt_variables(compute.secret_environment) if compute.is_instance else {}
-        return {**found, **secrets.decrypt_variables(job.secret_environment)}
-    except secrets.SecretUnreadable as exc:
-        raise NodeStartError(str(exc)) from None
 
 
 def demand(compute: Compute) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from compute import idle, quota
-from compute.controllers import containers, lease
+from compute.controllers import containers, lease, placement
 from compute.controllers import jobs as job_steps
 from compute.controllers.attached import AttachedPass
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
@@ -145,7 +145,7 @@ class Pass:
             nodes = self.scale(nodes)
             self.start_preparing(observed, nodes)
             if compute.state in PLACES_JOBS:
-                job_steps.place(compute, self.driver, self.outcome.jobs)
+                placement.place(compute, self.driver, self.outcome.jobs)
         except DriverUnavailable as exc:
             self.set_error(f"{exc}. Hangar retries automatically; nothing is lost.")
             return False

@@ -4,6 +4,9 @@ whose jobs need placing or collecting, or whose idle nodes reached their deadlin
 It reads all live computes, nodes, job counts and due health checks in four queries and lists the
 containers in one driver call, then compares in memory: a constant number of queries
 however many computes there are. It returns the computes that need a reconcile.
+
+Each step returns what it found (healthchecks' `sendalerts` is the model), so a test can
+ask one step one question with the clock under control.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from compute.controllers import containers
-from compute.drivers import Driver, DriverUnavailable
+from compute.drivers import Driver, DriverUnavailable, NodeObservation
 from compute.drivers import get_driver as default_driver
 from compute.models import (
     Attachment,
@@ -46,109 +50,210 @@ class SweepReport:
     driver_error: str = ""
 
 
+class ComputeRow(NamedTuple):
+    pk: int
+    kind: str
+    state: str
+    min_nodes: int
+    max_nodes: int
+    idle_seconds: int
+    tier: str
+
+
+class NodeRow(NamedTuple):
+    pk: int
+    compute_id: int
+    state: str
+    last_busy_at: datetime | None
+    container_ref: str
+
+
+JobCounts = Counter[tuple[int, str]]  # (compute id, job status) -> jobs
+
+
 def sweep(driver: Driver | None = None) -> SweepReport:
     driver = driver or default_driver()
     report = SweepReport()
     now = timezone.now()
-    # Served by compute_live_idx, node_live_idx and job_active_idx.
-    computes = list(
-        Compute.objects.exclude(state=ComputeState.DELETED).values_list(
-            "pk", "kind", "state", "min_nodes", "max_nodes", "idle_seconds_before_scaledown", "tier"
-        )
+    computes = live_computes()
+    nodes = live_nodes()
+    jobs = active_job_counts()
+    observed, strays, report.driver_error = look(driver, nodes)
+    health_due = health_checks_due(now)
+
+    by_compute: defaultdict[int, list[NodeRow]] = defaultdict(list)
+    for node in nodes:
+        by_compute[node.compute_id].append(node)
+    for compute in computes:
+        mine = by_compute[compute.pk]
+        reason = why_due(compute, mine, jobs, health_due, now)
+        if reason:
+            report.reasons.setdefault(compute.pk, reason)
+        if preemptible(compute):
+            live = [n for n in mine if n.state in LIVE_NODE_STATES]
+            simulate_preemptions(live, report, compute.pk)
+    if observed is not None:
+        known = {compute.pk for compute in computes}
+        for compute_id, reason in [*dead_containers(nodes, observed), *strays_of(strays, known)]:
+            report.reasons.setdefault(compute_id, reason)
+        report.strays_removed = remove_foreign_strays(driver, strays, known)
+    report.due = sorted(report.reasons)
+    return report
+
+
+# Reads: one query each ---------------------------------------------------------------
+
+
+def live_computes() -> list[ComputeRow]:
+    # Served by compute_live_idx.
+    rows = Compute.objects.exclude(state=ComputeState.DELETED).values_list(
+        "pk", "kind", "state", "min_nodes", "max_nodes", "idle_seconds_before_scaledown", "tier"
     )
-    nodes = list(
-        Node.objects.filter(
-            state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
-            ended_at__isnull=True,
-        ).values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
-    )
-    jobs = Counter()
+    return [ComputeRow(*row) for row in rows]
+
+
+def live_nodes() -> list[NodeRow]:
+    # Served by node_live_idx.
+    rows = Node.objects.filter(
+        state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
+        ended_at__isnull=True,
+    ).values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
+    return [NodeRow(*row) for row in rows]
+
+
+def active_job_counts() -> JobCounts:
+    # Served by job_active_idx.
+    jobs: JobCounts = Counter()
     for compute_id, status, count in (
         Job.objects.filter(status__in=("queued", "preparing", "running"))
         .values_list("compute_id", "status")
         .annotate(n=Count("id"))
     ):
         jobs[compute_id, status] = count
-    try:
-        observed, strays = containers.match(
-            settings.HANGAR_SITE,
-            driver.list_nodes(),
-            [containers.NodeRef(pk, cid, ref) for pk, cid, _, _, ref in nodes],
-        )
-    except DriverUnavailable as exc:
-        observed, strays = None, []
-        report.driver_error = str(exc)
+    return jobs
 
-    # Ready attached computes whose health check is due (attachment_health_idx).
+
+def health_checks_due(now: datetime) -> set[int]:
+    """Ready attached computes whose health check is due (attachment_health_idx)."""
     stale = now - timedelta(seconds=settings.HANGAR_ATTACHED_HEALTH_SECONDS)
-    health_due = set(
+    return set(
         Attachment.objects.filter(compute__state=ComputeState.STEADY)
         .filter(Q(health_checked_at__isnull=True) | Q(health_checked_at__lt=stale))
         .values_list("compute_id", flat=True)
     )
 
-    def due(compute_id: int, reason: str) -> None:
-        report.reasons.setdefault(compute_id, reason)
 
-    by_compute = defaultdict(list)
-    for pk, compute_id, state, last_busy_at, _ in nodes:
-        by_compute[compute_id].append((pk, state, last_busy_at))
-    known = set()
-    for pk, kind, state, min_nodes, max_nodes, idle_seconds, tier in computes:
-        known.add(pk)
-        mine = by_compute[pk]
-        live = [n for n in mine if n[1] in LIVE_NODE_STATES]
-        busy = sum(1 for n in live if n[1] == NodeState.RUNNING)
-        if state in TRANSITIONAL:
-            due(pk, f"{state} in progress")
-        elif state == ComputeState.FAILED:
-            continue
-        elif kind == ComputeKind.ATTACHED:
-            # No nodes or containers: only jobs and health checks bring it here.
-            if jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"]:
-                due(pk, "jobs to place or collect")
-            elif pk in health_due:
-                due(pk, "health check due")
-            continue
-        elif jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"]:
-            due(pk, "jobs to place or collect")
-        elif any(n[1] in (NodeState.LEAVING, NodeState.PREEMPTED) for n in mine):
-            due(pk, "nodes to remove")
-        elif len(live) != desired_count(kind, state, min_nodes, max_nodes, busy):
-            if kind == "instance" or len(live) < min_nodes or len(live) > max_nodes:
-                due(pk, "node count differs from desired")
-            elif any(
-                n[1] == NodeState.IDLE
-                and n[2] is not None
-                and (now - n[2]).total_seconds() >= idle_seconds
-                for n in live
-            ):
-                due(pk, "an idle node reached its scale-down deadline")
-        if tier == Tier.LOW_PRIORITY and settings.HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR:
-            simulate_preemptions(live, report, pk)
-    if observed is not None:
-        for pk, cid, state, _, _ in nodes:
-            observation = observed.get(pk)
-            started = state in (NodeState.IDLE, NodeState.RUNNING)
-            if started and (observation is None or not observation.running):
-                due(cid, "a node's container is gone or stopped")
-        for observation in strays:
-            if observation.compute_id in known:
-                due(observation.compute_id, f"container {observation.name} has no node")
-            else:
-                # Its compute is deleted or never existed here: nobody will reconcile it.
-                driver.remove_node(observation.name)
-                report.strays_removed.append(observation.name)
-                log.warning("removed stray container %s", observation.name)
-    report.due = sorted(report.reasons)
-    return report
+def look(
+    driver: Driver, nodes: list[NodeRow]
+) -> tuple[dict[int, NodeObservation] | None, list[NodeObservation], str]:
+    """(each node's container, strays, "") in one driver call; (None, [], why) when the
+    driver cannot be reached: nothing is judged on containers then."""
+    try:
+        observed, strays = containers.match(
+            settings.HANGAR_SITE,
+            driver.list_nodes(),
+            [containers.NodeRef(n.pk, n.compute_id, n.container_ref) for n in nodes],
+        )
+    except DriverUnavailable as exc:
+        return None, [], str(exc)
+    return observed, strays, ""
 
 
-def simulate_preemptions(live: list[tuple], report: SweepReport, compute_id: int) -> None:
+# Decisions: in memory ----------------------------------------------------------------
+
+
+def why_due(
+    compute: ComputeRow, nodes: list[NodeRow], jobs: JobCounts, health_due: set[int], now: datetime
+) -> str:
+    """Why this compute needs a reconcile now, from its rows alone; "" if it does not."""
+    pk, kind, state = compute.pk, compute.kind, compute.state
+    has_jobs = bool(jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"])
+    live = [n for n in nodes if n.state in LIVE_NODE_STATES]
+    busy = sum(1 for n in live if n.state == NodeState.RUNNING)
+    if state in TRANSITIONAL:
+        return f"{state} in progress"
+    if state == ComputeState.FAILED:
+        return ""
+    if kind == ComputeKind.ATTACHED:
+        # No nodes or containers: only jobs and health checks bring it here.
+        if has_jobs:
+            return "jobs to place or collect"
+        return "health check due" if pk in health_due else ""
+    if has_jobs:
+        return "jobs to place or collect"
+    if any(n.state in (NodeState.LEAVING, NodeState.PREEMPTED) for n in nodes):
+        return "nodes to remove"
+    if len(live) == desired_count(kind, state, compute.min_nodes, compute.max_nodes, busy):
+        return ""
+    if kind == "instance" or len(live) < compute.min_nodes or len(live) > compute.max_nodes:
+        return "node count differs from desired"
+    if any(past_scale_down(n, compute.idle_seconds, now) for n in live):
+        return "an idle node reached its scale-down deadline"
+    return ""
+
+
+def past_scale_down(node: NodeRow, idle_seconds: int, now: datetime) -> bool:
+    """An idle node whose last job ended `idle_seconds` ago or longer."""
+    return (
+        node.state == NodeState.IDLE
+        and node.last_busy_at is not None
+        and (now - node.last_busy_at).total_seconds() >= idle_seconds
+    )
+
+
+def dead_containers(
+    nodes: list[NodeRow], observed: dict[int, NodeObservation]
+) -> list[tuple[int, str]]:
+    """(compute id, reason) for every started node whose container is gone or stopped."""
+    found = []
+    for node in nodes:
+        observation = observed.get(node.pk)
+        started = node.state in (NodeState.IDLE, NodeState.RUNNING)
+        if started and (observation is None or not observation.running):
+            found.append((node.compute_id, "a node's container is gone or stopped"))
+    return found
+
+
+def strays_of(strays: list[NodeObservation], known: set[int]) -> list[tuple[int, str]]:
+    """(compute id, reason): a stray of a live compute is its reconciler's to remove."""
+    return [
+        (observation.compute_id, f"container {observation.name} has no node")
+        for observation in strays
+        if observation.compute_id in known
+    ]
+
+
+# Actions: the only ones the sweep takes itself -----------------------------------------
+
+
+def remove_foreign_strays(
+    driver: Driver, strays: list[NodeObservation], known: set[int]
+) -> list[str]:
+    """Strays whose compute is deleted or never existed here: nobody will reconcile them,
+    so they go now. Returns their names."""
+    removed = []
+    for observation in strays:
+        if observation.compute_id not in known:
+            driver.remove_node(observation.name)
+            removed.append(observation.name)
+            log.warning("removed stray container %s", observation.name)
+    return removed
+
+
+def preemptible(compute: ComputeRow) -> bool:
+    """Demo only: low-priority nodes are preempted at random when the operator asks."""
+    return (
+        compute.tier == Tier.LOW_PRIORITY
+        and compute.state != ComputeState.FAILED
+        and bool(settings.HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR)
+    )
+
+
+def simulate_preemptions(live: list[NodeRow], report: SweepReport, compute_id: int) -> None:
     """Demo only: preempt low-priority nodes at HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR."""
     chance = settings.HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR * settings.HANGAR_SWEEP_SECONDS / 3600
-    for pk, state, _ in live:
-        if state in (NodeState.IDLE, NodeState.RUNNING) and random.random() < chance:  # noqa: S311
-            if Node.objects.filter(pk=pk, state=state).update(state=NodeState.PREEMPTED):
-                report.preempted.append(pk)
+    for node in live:
+        if node.state in (NodeState.IDLE, NodeState.RUNNING) and random.random() < chance:  # noqa: S311
+            if Node.objects.filter(pk=node.pk, state=node.state).update(state=NodeState.PREEMPTED):
+                report.preempted.append(node.pk)
                 report.reasons.setdefault(compute_id, "simulated preemption")

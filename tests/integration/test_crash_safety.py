@@ -65,7 +65,7 @@ def assert_ran_once(job: Job, counter: StartCounter) -> None:
     ("module", "function", "relaunched"),
     [
         # Placed (committed) but never launched: launched again at once.
-        ("compute.controllers.jobs", "claim_launch", "was never launched"),
+        ("compute.controllers.launches", "claim_launch", "was never launched"),
         # Launch written down, then the worker died before reaching the node: relaunched
         # once the launch is old enough to be lost, never twice.
         ("compute.drivers.docker", "_exec_stream", "had not started"),
@@ -109,7 +109,7 @@ def test_a_job_canceled_after_its_placer_died_ends_without_starting(
     compute = one_idle_node(access, "dropped")
     workers.stop()
     job = submit_job(access, compute_id=compute.pk, name="never", command=counter.command())
-    reconcile_until(compute.pk, "compute.controllers.jobs", "claim_launch")
+    reconcile_until(compute.pk, "compute.controllers.launches", "claim_launch")
     cancel_job(access, job.pk)
     workers.get("docker", HANGAR_NODE_NETWORK="host")
     wait_for(lambda: refreshed(job).status == J.CANCELED, timeout=10, what="canceled")
@@ -132,7 +132,7 @@ def test_a_dead_workers_lease_is_taken_over_within_2_s_of_a_live_worker(
     job = submit_job(access, compute_id=compute.pk, name="after", command=counter.command())
     # Dies holding a 60-second lease, just before placing the job.
     reconcile_until(
-        compute.pk, "compute.controllers.jobs", "place", HANGAR_RECONCILE_LEASE_SECONDS="60"
+        compute.pk, "compute.controllers.placement", "place", HANGAR_RECONCILE_LEASE_SECONDS="60"
     )
     held = Compute.objects.get(pk=compute.pk)
     assert held.lease_owner and held.lease_until is not None

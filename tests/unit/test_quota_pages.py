@@ -56,7 +56,8 @@ def test_quota_page_shows_bars_and_admins_cannot_raise_above_approved(client, te
 
 
 def test_a_scale_up_claims_only_what_fits(team, dsv2):
-    """The autoscaler's claim (one SQL function on PostgreSQL) at its boundaries."""
+    """The autoscaler's claim at its boundaries (inside the test's transaction: the plain
+    path; test_quota_functions.py runs PostgreSQL's one-statement path too)."""
     from compute import quota
 
     access = get_access(team.admin, team.workspace.slug)

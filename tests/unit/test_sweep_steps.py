@@ -1,0 +1,122 @@
+"""The sweep's steps, each asked one question with the clock under control (time-machine),
+on the no-op driver: as healthchecks tests the steps of `sendalerts` one by one."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from compute.actions import computes as actions
+from compute.actions.jobs import submit_job
+from compute.controllers import sweep as steps
+from compute.controllers.reconcile import reconcile
+from compute.drivers.noop import NoopDriver
+from compute.models import Compute, ComputeState, Job, JobStatus, Node, NodeState, VmSize
+from workspace.access import WorkspaceAccess, get_access
+
+pytestmark = pytest.mark.django_db
+T0 = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
+IDLE_SECONDS = 120
+DEADLINE_REASON = "an idle node reached its scale-down deadline"
+
+
+@pytest.fixture
+def driver(settings) -> NoopDriver:
+    """A no-op driver of this test's own: `build_driver`'s is shared by the whole session,
+    and containers an earlier test left in it would be strays here."""
+    settings.HANGAR_DRIVER = "noop"
+    return NoopDriver(settings.HANGAR_SITE)
+
+
+@pytest.fixture
+def access(team) -> WorkspaceAccess:
+    return get_access(team.admin, team.workspace.slug)
+
+
+def cluster(access: WorkspaceAccess, **bounds: int) -> Compute:
+    return actions.create_cluster(
+        access, name="pool", vm_size=VmSize.objects.get(name="Standard_DS3_v2"), **bounds
+    )
+
+
+@pytest.fixture
+def idle_since_t0(access, driver) -> Compute:
+    """A scale-from-zero cluster whose one node ran a job that ended at T0: idle since."""
+    with time_machine.travel(T0, tick=False):
+        pool = cluster(access, min_nodes=0, max_nodes=1, idle_seconds_before_scaledown=IDLE_SECONDS)
+        job = submit_job(access, compute_id=pool.pk, name="train", command="true")
+        reconcile(pool.pk, driver)  # scales up and places the job
+        reconcile(pool.pk, driver)  # collects it: the no-op driver ends every job at once
+    assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+    node = Node.objects.get(compute=pool)
+    assert (node.state, node.last_busy_at) == (NodeState.IDLE, T0)
+    return pool
+
+
+def why_due_at(moment: datetime, compute: Compute) -> str:
+    """The decision step alone, on the rows the sweep reads."""
+    row = next(r for r in steps.live_computes() if r.pk == compute.pk)
+    nodes = [n for n in steps.live_nodes() if n.compute_id == compute.pk]
+    return steps.why_due(row, nodes, steps.active_job_counts(), set(), moment)
+
+
+def sweep_at(moment: datetime, driver: NoopDriver) -> steps.SweepReport:
+    with time_machine.travel(moment, tick=False):
+        return steps.sweep(driver)
+
+
+def test_an_idle_node_reaches_its_scale_down_deadline_at_idle_seconds_not_one_before(
+    idle_since_t0,
+):
+    just_before = T0 + timedelta(seconds=IDLE_SECONDS - 1)
+    assert why_due_at(just_before, idle_since_t0) == ""
+    assert why_due_at(T0 + timedelta(seconds=IDLE_SECONDS), idle_since_t0) == DEADLINE_REASON
+
+
+def test_the_sweep_sends_the_cluster_to_scale_down_at_its_deadline(idle_since_t0, driver):
+    assert sweep_at(T0 + timedelta(seconds=IDLE_SECONDS - 1), driver).due == []
+    report = sweep_at(T0 + timedelta(seconds=IDLE_SECONDS), driver)
+    assert report.due == [idle_since_t0.pk]
+    assert report.reasons == {idle_since_t0.pk: DEADLINE_REASON}
+    # What the sweep sent it for is what the reconcile then does: the node goes.
+    with time_machine.travel(T0 + timedelta(seconds=IDLE_SECONDS), tick=False):
+        reconcile(idle_since_t0.pk, driver)
+    assert not Node.objects.filter(compute=idle_since_t0, state__in=steps.LIVE_NODE_STATES)
+    assert driver.list_nodes(idle_since_t0.pk) == []
+
+
+def test_a_busy_node_is_never_due_for_scale_down_however_long_it_runs(idle_since_t0):
+    Node.objects.filter(compute=idle_since_t0).update(state=NodeState.RUNNING)
+    a_day_later = T0 + timedelta(days=1)
+    assert why_due_at(a_day_later, idle_since_t0) == ""
+
+
+def test_a_node_whose_container_vanished_makes_its_compute_due(idle_since_t0, driver):
+    (container,) = driver.list_nodes(idle_since_t0.pk)
+    driver.remove_node(container.name)  # behind Hangar's back
+    report = sweep_at(T0 + timedelta(seconds=1), driver)
+    assert report.reasons == {idle_since_t0.pk: "a node's container is gone or stopped"}
+
+
+def test_queued_jobs_and_stalled_transitions_are_due_and_a_failed_compute_is_not(access):
+    pool = cluster(access, min_nodes=0, max_nodes=1)
+    counts = Counter({(pool.pk, "queued"): 1})
+    row = next(r for r in steps.live_computes() if r.pk == pool.pk)
+    assert steps.why_due(row, [], Counter(), set(), T0) == "creating in progress"
+
+    steady = row._replace(state=ComputeState.STEADY)
+    assert steps.why_due(steady, [], Counter(), set(), T0) == ""
+    assert steps.why_due(steady, [], counts, set(), T0) == "jobs to place or collect"
+
+    failed = row._replace(state=ComputeState.FAILED)
+    assert steps.why_due(failed, [], counts, set(), T0) == ""
+
+
+def test_a_cluster_below_its_minimum_is_due_at_once(access):
+    pool = cluster(access, min_nodes=2, max_nodes=2)
+    Compute.objects.filter(pk=pool.pk).update(state=ComputeState.STEADY)
+    (row,) = [r for r in steps.live_computes() if r.pk == pool.pk]
+    assert steps.why_due(row, [], Counter(), set(), T0) == "node count differs from desired"
