@@ -111,7 +111,7 @@ def look_at(
     if verdict == Verdict.RELAUNCH:
         relaunch_if_lost(compute, driver, job, runs, now, report)
         return None
-    if started_unseen(job, states):
+    if started_unseen(job, runs, states):
         # Placed by a worker that died before it could say so: it runs all the same.
         show_running(job, runs, now)
     if verdict == Verdict.WAIT:
@@ -135,9 +135,12 @@ def judge(job: Job, states: list[jobfiles.RunState]) -> Verdict:
     return Verdict.END
 
 
-def started_unseen(job: Job, states: list[jobfiles.RunState]) -> bool:
-    """Started on its nodes while its row says it has not (preparing, or no start time)."""
-    return any(s.started for s in states) and (job.status == J.PREPARING or not job.running_at)
+def started_unseen(job: Job, runs: list[JobRun], states: list[jobfiles.RunState]) -> bool:
+    """Started on its nodes while its rows say it has not: the job preparing or without a
+    start time, or a run without one (its start is written in statements of their own, so
+    a worker killed between them leaves the job running and a run without a start)."""
+    unseen = job.status == J.PREPARING or not job.running_at
+    return any(s.started for s in states) and (unseen or any(not r.started_at for r in runs))
 
 
 def how_it_ended(job: Job, codes: list[int | None]) -> tuple[str, int | None, str]:

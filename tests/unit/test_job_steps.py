@@ -139,15 +139,17 @@ def test_a_canceled_job_is_stopped_while_a_rank_runs_then_ends_canceled():
 
 def test_a_preparing_job_started_on_its_nodes_is_shown_running_and_waited_for():
     preparing = job(J.PREPARING, running_at=False)
-    assert steps.started_unseen(preparing, [RUNNING, NOT_STARTED])
+    assert steps.started_unseen(preparing, [], [RUNNING, NOT_STARTED])
     assert steps.judge(preparing, [RUNNING, NOT_STARTED]) == steps.Verdict.WAIT
-    assert not steps.started_unseen(job(), [RUNNING])  # its row already says so
+    started = [JobRun(started_at=timezone.now())]
+    assert not steps.started_unseen(job(), started, [RUNNING])  # its rows already say so
+    assert steps.started_unseen(job(), [JobRun(started_at=None)], [RUNNING])  # not all of them
 
 
 def test_a_preparing_job_with_no_rank_started_is_one_to_relaunch_if_lost():
     preparing = job(J.PREPARING, running_at=False)
     assert steps.judge(preparing, [NOT_STARTED, NOT_STARTED]) == steps.Verdict.RELAUNCH
-    assert not steps.started_unseen(preparing, [NOT_STARTED, NOT_STARTED])
+    assert not steps.started_unseen(preparing, [], [NOT_STARTED, NOT_STARTED])
     assert steps.judge(preparing, []) == steps.Verdict.WAIT  # no runs: nothing to launch
 
 
@@ -200,3 +202,15 @@ def test_a_canceled_job_whose_ranks_exited_ends_canceled(access, pool, driver):
     steps.collect(pool, driver, steps.JobReport())
     stopped.refresh_from_db()
     assert (stopped.status, stopped.exit_code, stopped.error) == (J.CANCELED, 0, "Canceled.")
+
+
+def test_a_run_left_without_its_start_by_a_worker_killed_mid_write_gets_it(access, pool, driver):
+    """mark_running writes the job's start, then its runs': a worker killed between the
+    two left the job running with a run that never got one (the chaos test caught it)."""
+    cut = submit(access, pool, "cut")
+    placement.place(pool, driver, steps.JobReport())
+    JobRun.objects.filter(job=cut).update(started_at=None)
+    steps.collect(pool, driver, steps.JobReport())
+    cut.refresh_from_db()
+    assert cut.status == J.COMPLETED
+    assert not JobRun.objects.filter(job=cut, started_at__isnull=True).exists()
