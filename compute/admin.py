@@ -207,8 +207,8 @@ class QuotaRequestAdmin(admin.ModelAdmin):
     @admin.display(description="current limit")
     def current_limit(self, obj: QuotaRequest) -> int:
         if obj.family_id:
-            return quota.family_row(obj.workspace, obj.family).limit
-        return quota.pool_row(obj.workspace).low_priority_limit
+            return quota.family_limit(obj.workspace, obj.family)
+        return quota.pool_limit(obj.workspace)
 
     @admin.display(description="in use now")
     def current_usage(self, obj: QuotaRequest) -> int:

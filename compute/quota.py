@@ -51,6 +51,19 @@ def family_row(workspace: Workspace, family: VmFamily, lock: bool = False) -> Fa
     return row
 
 
+def family_limit(workspace: Workspace, family: VmFamily) -> int:
+    """The limit as it stands, for display: the site default when no row was made yet
+    (reading never writes a row)."""
+    row = FamilyQuota.objects.filter(workspace=workspace, family=family).first()
+    return row.limit if row else default_family_limit(family)
+
+
+def pool_limit(workspace: Workspace) -> int:
+    """The low-priority limit as it stands, for display (reading never writes a row)."""
+    row = WorkspaceQuota.objects.filter(workspace=workspace).first()
+    return row.low_priority_limit if row else settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES
+
+
 def pool_row(workspace: Workspace, lock: bool = False) -> WorkspaceQuota:
     row, _ = WorkspaceQuota.objects.get_or_create(
         workspace=workspace,

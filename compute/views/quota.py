@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -10,27 +9,12 @@ from django.shortcuts import redirect, render
 
 from compute import quota
 from compute.actions.quota import lower_limit, request_quota
+from compute.forms.quota import QuotaRequestForm
 from compute.models import Compute, QuotaRequest, Tier, VmFamily, VmSize
 from compute.selectors import workspace_disk_use
 from compute.views.common import add_errors
 from workspace.access import WorkspaceAccess, require_role, workspace_view
-from workspace.forms import StyledForm
 from workspace.models import Role
-
-
-class QuotaRequestForm(StyledForm, forms.Form):
-    family = forms.ModelChoiceField(
-        queryset=VmFamily.objects.order_by("name"),
-        required=False,
-        empty_label="Low-priority pool (any family)",
-        label="For",
-    )
-    cores = forms.IntegerField(label="New limit (cores)", min_value=1, max_value=100_000)
-    justification = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}),
-        max_length=2000,
-        help_text="What the cores are for, for how long: site admins decide on this.",
-    )
 
 
 @workspace_view()
