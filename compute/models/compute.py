@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
@@ -104,8 +105,11 @@ class Compute(models.Model):
         ordering = ["name"]
         constraints = [
             # A deleted compute keeps its row (and history) but frees its name.
+            # Case-insensitive, as the form checks it: "Train" and "train" would read as
+            # one compute on every page.
             models.UniqueConstraint(
-                fields=["workspace", "name"],
+                Lower("name"),
+                "workspace",
                 condition=~Q(state="deleted"),
                 name="compute_name_unique_live",
                 violation_error_message="A compute with this name already exists here.",
