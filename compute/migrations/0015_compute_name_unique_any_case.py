@@ -6,20 +6,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('compute', '0014_crash_safe_launches'),
-        ('workspace', '0006_activity_verbs_merged'),
+        ("compute", "0014_crash_safe_launches"),
+        ("workspace", "0006_activity_verbs_merged"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='compute',
-            name='compute_name_unique_live',
+            model_name="compute",
+            name="compute_name_unique_live",
         ),
         migrations.AddConstraint(
-            model_name='compute',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('name'), models.F('workspace'), condition=models.Q(('state', 'deleted'), _negated=True), name='compute_name_unique_live', violation_error_message='A compute with this name already exists here.'),
+            model_name="compute",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("name"),
+                models.F("workspace"),
+                condition=models.Q(("state", "deleted"), _negated=True),
+                name="compute_name_unique_live",
+                violation_error_message="A compute with this name already exists here.",
+            ),
         ),
     ]

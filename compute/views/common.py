@@ -11,6 +11,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from compute.models import Compute
 from workspace.models import Notification
+from workspace.redirects import local_target
 
 
 def with_polling(request: HttpRequest, response: HttpResponse, steady: bool) -> HttpResponse:
@@ -34,5 +35,4 @@ def back(request: HttpRequest, compute: Compute) -> HttpResponse:
     note = request.POST.get("notification", "")
     if note.isdigit():
         Notification.objects.filter(user=request.user, pk=int(note)).update(read_at=timezone.now())
-    target = request.POST.get("next") or ""
-    return redirect(target if target.startswith("/") and not target.startswith("//") else compute)
+    return redirect(local_target(request, request.POST.get("next", ""), compute.get_absolute_url()))

@@ -26,6 +26,7 @@ from workspace.forms import (
     WorkspaceSettingsForm,
 )
 from workspace.models import IDLE_POLICY_FIELDS, InvitationState, Membership, Notification, Role
+from workspace.redirects import local_target
 
 ACTIVITY_PAGE_SIZE = 25
 
@@ -250,8 +251,7 @@ def notifications_read(request: HttpRequest) -> HttpResponse:
     if request.POST.get("id", "").isdigit():
         unread = unread.filter(pk=int(request.POST["id"]))
     unread.update(read_at=timezone.now())
-    target = request.POST.get("next") or reverse("notifications")
-    return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+    return redirect(local_target(request, request.POST.get("next", ""), reverse("notifications")))
 
 
 def home(request: HttpRequest) -> HttpResponse:
