@@ -58,7 +58,7 @@ def test_two_admins_removing_each_other_leave_one_admin():
 
 
 def test_two_tabs_naming_a_compute_in_different_case_make_one(catalog):
-    """"Train" and "train" would read as one compute on every page: the database, not
+    """ "Train" and "train" would read as one compute on every page: the database, not
     only the form, keeps names unique whatever their case."""
     from compute.actions import computes as compute_actions
     from compute.models import Compute, VmSize

@@ -9,7 +9,12 @@ from compute.actions import computes as compute_actions
 from compute.models import VmSize
 from workspace.access import get_access
 
-OFF_SITE = ["//evil.example/x", "/\\evil.example/x", "https://evil.example/x", "javascript:alert(1)"]
+OFF_SITE = [
+    "//evil.example/x",
+    "/\\evil.example/x",
+    "https://evil.example/x",
+    "javascript:alert(1)",
+]
 
 
 @pytest.mark.django_db
