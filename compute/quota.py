@@ -170,8 +170,8 @@ def check(workspace: Workspace, size: VmSize, count: int, tier: str, lock: bool 
     quota row stays locked until commit, so whoever checks next sees this change."""
     need = size.vcpus * count
     if tier == Tier.LOW_PRIORITY:
-        row = pool_row(workspace, lock)
-        return Check("low-priority", need, row.low_priority_limit, low_priority_used(workspace))
+        pool = pool_row(workspace, lock)
+        return Check("low-priority", need, pool.low_priority_limit, low_priority_used(workspace))
     family = size.family
     if lock and connection.vendor == "postgresql":
         limit, approved, used = locked_family_usage(workspace, family)
@@ -217,6 +217,7 @@ def claim_nodes(cluster: Compute, wanted: int) -> tuple[int, int, Check]:
     commits on the server, so the quota row is never held across a client round trip.
     """
     workspace, size = cluster.workspace, cluster.vm_size
+    assert size is not None  # only attached computes have no size, and they have no nodes
     if cluster.tier == Tier.DEDICATED and connection.vendor == "postgresql":
         family = size.family
         for _ in range(2):

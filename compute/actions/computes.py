@@ -7,7 +7,7 @@ writes an event saying who did what, and enqueues the reconciler on commit.
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
@@ -35,13 +35,14 @@ def _check_quota(compute: Compute) -> None:
     """Inside the creating transaction: the compute count, and for an instance its cores
     (it holds a node from the start). Row locks keep concurrent creations honest."""
     workspace, size = compute.workspace, compute.vm_size
+    assert size is not None  # instances and clusters always have one
     quota.ensure_room_for_a_compute(workspace)
     cores = quota.check(workspace, size, 1 if compute.is_instance else 0, Tier.DEDICATED, lock=True)
     if cores.restricted_unapproved or (compute.is_instance and not cores.fits):
         raise ValidationError({"vm_size": cores.message})
 
 
-def _save_new(compute: Compute, actor: AbstractBaseUser, message: str) -> Compute:
+def _save_new(compute: Compute, actor: User, message: str) -> Compute:
     compute.full_clean()
     try:
         with transaction.atomic():
@@ -61,7 +62,7 @@ def create_instance(
     *,
     name: str,
     vm_size: VmSize,
-    assigned_to: AbstractBaseUser | None = None,
+    assigned_to: User | None = None,
     idle_shutdown_minutes: int | None = None,
     setup_script: str = "",
     secret_environment: dict[str, str] | None = None,
@@ -220,6 +221,7 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
             )
         if verb == "start" and compute.state in sources:
             # Checked before the move: a starting instance already counts as holding cores.
+            assert compute.vm_size is not None  # instances always have one
             cores = quota.check(access.workspace, compute.vm_size, 1, Tier.DEDICATED, lock=True)
             if not cores.fits:
                 raise ValidationError(f"Cannot start {compute.name}: {cores.message}")

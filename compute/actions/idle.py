@@ -116,7 +116,7 @@ def postpone_scheduled_stop(compute: Compute, actor, now: datetime, extra) -> da
         schedule.postponed_to = schedule.effective_run_at + extra
         schedule.next_check_at = idle.schedule_next_check(schedule, compute.workspace.leads, now)
         schedule.save(update_fields=["postponed_to", "next_check_at"])
-    moved = min(s.postponed_to for s in upcoming)
+    moved = min(s.postponed_to for s in upcoming if s.postponed_to is not None)  # all, just set
     record(
         compute,
         "schedule.postponed",

@@ -29,7 +29,7 @@ from workspace.models import Role, Workspace
 
 S = ComputeState
 J = JobStatus
-REFUSING_JOBS = {
+REFUSING_JOBS: dict[str, str] = {
     S.STOPPED: "is stopped; start it first",
     S.STOPPING: "is stopping",
     S.DELETING: "is being deleted",

@@ -18,7 +18,7 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from compute import enqueue, idle
-from compute.drivers import Driver, DriverUnavailable, JobLaunch, NodeStartError
+from compute.drivers import DriverUnavailable, JobLaunch, JobRunner, NodeStartError
 from compute.lib import jobfiles, secrets
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.events import record
@@ -57,7 +57,7 @@ def current_runs(jobs: list[Job]) -> dict[int, list[JobRun]]:
     return runs
 
 
-def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
+def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
     """Finished runs become finished jobs; their nodes go back to idle."""
     active = list(Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)))
     if not active:
@@ -128,7 +128,7 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
         if compute.is_instance and finished_here:
             idle.record_activity(compute.pk, f"job {finished_here[-1].name} finished", now)
         # One UPDATE per distinct exit code (almost always just 0), not one per run.
-        by_code: dict[int, list[int]] = defaultdict(list)
+        by_code: dict[int | None, list[int]] = defaultdict(list)  # None: canceled unlaunched
         for run in finished_runs:
             by_code[run.exit_code].append(run.pk)
         for code, run_ids in by_code.items():
@@ -153,7 +153,12 @@ def show_running(job: Job, runs: list[JobRun], now: datetime) -> None:
 
 
 def relaunch_if_lost(
-    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], now: datetime, report: JobReport
+    compute: Compute,
+    driver: JobRunner,
+    job: Job,
+    runs: list[JobRun],
+    now: datetime,
+    report: JobReport,
 ) -> None:
     """A placed job that has not started. Never launched (the placer died between placing
     and launching): launch it now. Launched a while ago and still not started: launch
@@ -191,7 +196,9 @@ def finish(job: Job, status: str, exit_code: int | None, error: str, now) -> Non
     )
 
 
-def requeue_lost(compute: Compute, driver: Driver, lost: dict[int, str], report: JobReport) -> None:
+def requeue_lost(
+    compute: Compute, driver: JobRunner, lost: dict[int, str], report: JobReport
+) -> None:
     """Jobs that ran on lost nodes (preempted or dead) go back to the queue, up to a limit."""
     if not lost:
         return
@@ -239,7 +246,7 @@ def cancel_dropped(compute: Compute, reason: str) -> None:
     )
 
 
-def place(compute: Compute, driver: Driver, report: JobReport) -> None:
+def place(compute: Compute, driver: JobRunner, report: JobReport) -> None:
     """FIFO: the head of the queue takes the idle nodes it needs, or everyone waits."""
     free = list(
         Node.objects.filter(compute=compute, state=NodeState.IDLE)
@@ -311,7 +318,7 @@ def place(compute: Compute, driver: Driver, report: JobReport) -> None:
     report.placed += started
 
 
-def place_on_target(compute: Compute, runner: Driver, slots: int, report: JobReport) -> None:
+def place_on_target(compute: Compute, runner: JobRunner, slots: int, report: JobReport) -> None:
     """Attached computes: FIFO, one rank per job, at most `slots` jobs at once, no nodes.
     The reconcile lease makes this pass the only one placing on this compute."""
     active = Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)).count()
@@ -379,7 +386,7 @@ def claim_launch(runs: list[JobRun]) -> bool:
 
 
 def launch(
-    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], claimed: bool = False
+    compute: Compute, driver: JobRunner, job: Job, runs: list[JobRun], claimed: bool = False
 ) -> bool:
     """Start every rank of the job; False if another reconciler claimed this launch.
     `claimed`: the caller already wrote this launch down (claim_launch)."""

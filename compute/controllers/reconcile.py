@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -33,7 +34,7 @@ MAX_PASSES = 3
 PLACES_JOBS = (S.RUNNING, S.STEADY, S.RESIZING, S.CREATING)
 
 # Where a transitional state goes once the nodes match.
-SETTLES_TO = {
+SETTLES_TO: dict[str, dict[str, ComputeState]] = {
     S.CREATING: {"instance": S.RUNNING, "cluster": S.STEADY},
     S.STARTING: {"instance": S.RUNNING},
     S.RESTARTING: {"instance": S.RUNNING},
@@ -256,7 +257,7 @@ class Pass:
             S.STOPPING: "instance stopping",
             S.RESTARTING: "instance restarting",
             S.DELETING: f"{self.compute.get_kind_display().lower()} deleting",
-        }.get(self.compute.state, f"min nodes is {self.compute.min_nodes}")
+        }.get(cast(S, self.compute.state), f"min nodes is {self.compute.min_nodes}")
 
     def scale(self, nodes: list[Node]) -> list[Node]:
         """Instances keep one node while they run; clusters follow the autoscaler."""
@@ -394,7 +395,7 @@ class Pass:
             elif target == S.RUNNING:
                 idle.record_activity(compute.pk, "instance started")
 
-    def settled_message(self, state: str, nodes: int) -> str:
+    def settled_message(self, state: ComputeState, nodes: int) -> str:
         compute = self.compute
         if state == S.STEADY:
             return f"Cluster steady at {nodes} node(s)."
@@ -419,6 +420,7 @@ class Pass:
         for the node's environment (its setup script and its jobs read them); only the
         start of a node needs them, a removal needs the name alone."""
         size = self.compute.vm_size
+        assert size is not None  # only attached computes have no size, and they have no nodes
         environment = {
             "HANGAR_COMPUTE": self.compute.name,
             "HANGAR_NODE": node.name,

@@ -62,7 +62,7 @@ def sweep(driver: Driver | None = None) -> SweepReport:
             ended_at__isnull=True,
         ).values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
     )
-    jobs = Counter()
+    jobs: Counter[tuple[int, str]] = Counter()
     for compute_id, status, count in (
         Job.objects.filter(status__in=("queued", "preparing", "running"))
         .values_list("compute_id", "status")

@@ -220,7 +220,8 @@ class SSHRunner:
             jobfiles.mark_started(run_key)
             jobfiles.write_output(run_key, 0, output)  # the whole output, at its place
             jobfiles.write_exit_code(run_key, int(code))
-        self.on_finish()
+        if self.on_finish is not None:  # always: only a watched start hands over to here
+            self.on_finish()
 
     def _upload_code(self, job_id: int) -> str:
         """The job's code snapshot, copied once (a relaunch finds it); returns its folder

@@ -28,7 +28,7 @@ COMPUTE_NAME_RULE = RegexValidator(
 )
 
 
-ATTACHED_STATE_LABELS = {
+ATTACHED_STATE_LABELS: dict[str, str] = {
     ComputeState.CREATING: "Validating",
     ComputeState.STEADY: "Ready",
     ComputeState.FAILED: "Error",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from compute.models import Compute, Event
 
@@ -12,7 +12,7 @@ def record(
     verb: str,
     message: str,
     *,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     level: str = "info",
 ) -> Event:
     return Event.objects.create(

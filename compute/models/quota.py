@@ -85,4 +85,4 @@ class QuotaRequest(models.Model):
 
     @property
     def target(self) -> str:
-        return f"{self.family.name} cores" if self.family_id else "low-priority cores"
+        return f"{self.family.name} cores" if self.family else "low-priority cores"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
@@ -17,7 +19,7 @@ from compute.models.states import LIVE_NODE_STATES
 from compute.views.attached import attached_detail
 from compute.views.charts import cluster_chart
 from compute.views.common import add_errors, back, with_polling
-from workspace.access import WorkspaceAccess, require_role, workspace_view
+from workspace.access import AuthedRequest, WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
 
 TABS = {
@@ -35,7 +37,7 @@ def computes_of(access: WorkspaceAccess):
 
 
 @workspace_view()
-def compute_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def compute_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     tab = request.GET.get("tab", "instances")
     if tab not in TABS:
         tab = "instances"
@@ -92,15 +94,15 @@ def _members(access: WorkspaceAccess) -> list:
 @sensitive_post_parameters("secret_environment")
 @sensitive_variables()  # an instance's secret variables pass through here in clear
 @workspace_view(Role.CONTRIBUTOR, "creating compute")
-def compute_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
+def compute_create(request: AuthedRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
     if kind not in ("instance", "cluster"):
         raise Http404("No such kind of compute.")
     data = request.POST if request.method == "POST" else None
     if kind == "instance":
-        form = InstanceForm(
+        form: InstanceForm | ClusterForm = InstanceForm(
             data, workspace=access.workspace, members=_members(access), can_assign=access.is_admin
         )
-        create = actions.create_instance
+        create: Callable[..., Compute] = actions.create_instance
     else:
         form = ClusterForm(data, workspace=access.workspace)
         create = actions.create_cluster
@@ -150,7 +152,7 @@ def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
 
 
 @workspace_view()
-def compute_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def compute_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = get_object_or_404(
         computes_of(access).select_related("vm_size__family", "created_by", "assigned_to"), pk=pk
     )
@@ -164,7 +166,7 @@ def compute_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Ht
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")
 def compute_action(
-    request: HttpRequest, access: WorkspaceAccess, pk: int, verb: str
+    request: AuthedRequest, access: WorkspaceAccess, pk: int, verb: str
 ) -> HttpResponse:
     if verb not in ("start", "stop", "restart", "delete"):
         raise Http404("No such action.")
@@ -190,7 +192,7 @@ def compute_action(
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")
-def cluster_update(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def cluster_update(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = get_object_or_404(computes_of(access).filter(kind=ComputeKind.CLUSTER), pk=pk)
     initial = {
         "min_nodes": compute.min_nodes,
