@@ -26,11 +26,11 @@ from compute.models import (
     VmSize,
     WorkspaceQuota,
 )
-from compute.models.states import LIVE_NODE_STATES
+from compute.models.states import INSTANCE_UP, LIVE_NODE_STATES
 from workspace.models import Workspace
 
 S = ComputeState
-HOLDING_INSTANCE = (S.CREATING, S.STARTING, S.RUNNING, S.RESTARTING)
+HOLDING_INSTANCE = INSTANCE_UP  # as DEDICATED_USED_SQL and hangar_family_usage count it
 
 
 def default_family_limit(family: VmFamily) -> int:

@@ -21,8 +21,9 @@ from compute import enqueue, idle
 from compute.drivers import DriverUnavailable, JobLaunch, JobRunner, NodeStartError
 from compute.lib import jobfiles, secrets
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
-from compute.models.events import record
+from compute.models.events import EventVerb, record
 from compute.models.jobs import CodeKind
+from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED
 
 J = JobStatus
 PLACE_BATCH = 500
@@ -59,7 +60,7 @@ def current_runs(jobs: list[Job]) -> dict[int, list[JobRun]]:
 
 def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
     """Finished runs become finished jobs; their nodes go back to idle."""
-    active = list(Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)))
+    active = list(Job.objects.filter(compute=compute, status__in=JOB_ACTIVE))
     if not active:
         return
     runs = current_runs(active)
@@ -100,7 +101,7 @@ def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
         if any(state.output_cut for state in states):
             record(
                 compute,
-                "job.output_cut",
+                EventVerb.JOB_OUTPUT_CUT,
                 f"Output of job {job.name} (#{job.pk}) was cut at "
                 f"{settings.HANGAR_JOB_OUTPUT_LIMIT_MB} MB (HANGAR_JOB_OUTPUT_LIMIT_MB).",
                 level="warning",
@@ -122,8 +123,8 @@ def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
         for job, status, code, error in endings:
             finish(job, status, code, error, now)
         if completed:
-            Job.objects.filter(pk__in=completed, status__in=(J.PREPARING, J.RUNNING)).update(
-                status=J.COMPLETED, exit_code=0, finished_at=now
+            Job.objects.filter(pk__in=completed).transition(
+                JOB_ACTIVE, J.COMPLETED, exit_code=0, finished_at=now
             )
         if compute.is_instance and finished_here:
             idle.record_activity(compute.pk, f"job {finished_here[-1].name} finished", now)
@@ -144,7 +145,7 @@ def show_running(job: Job, runs: list[JobRun], now: datetime) -> None:
     moment its record says it started (close enough: when the launcher marked it)."""
     ages = [jobfiles.seconds_since(run.key, jobfiles.STARTED_FILE) for run in runs]
     began = now - timedelta(seconds=max((a for a in ages if a is not None), default=0.0))
-    Job.objects.filter(pk=job.pk, status=J.PREPARING).update(status=J.RUNNING)
+    Job.objects.filter(pk=job.pk).transition(J.PREPARING, J.RUNNING)
     Job.objects.filter(pk=job.pk, running_at__isnull=True).update(running_at=began)
     JobRun.objects.filter(pk__in=[r.pk for r in runs], started_at__isnull=True).update(
         started_at=began
@@ -176,7 +177,7 @@ def relaunch_if_lost(
     why = "was never launched" if not launched else "had not started"
     record(
         compute,
-        "job.relaunched",
+        EventVerb.JOB_RELAUNCHED,
         f"Job {job.name} (#{job.pk}) {why}: the worker placing it stopped. Launched again "
         "(an attempt starts at most once; a start already made is followed, not repeated).",
         level="warning",
@@ -186,13 +187,13 @@ def relaunch_if_lost(
 
 
 def mark_running(job_ids: list[int], now: datetime) -> None:
-    Job.objects.filter(pk__in=job_ids, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+    Job.objects.filter(pk__in=job_ids).transition(J.PREPARING, J.RUNNING, running_at=now)
     JobRun.objects.filter(job_id__in=job_ids, started_at__isnull=True).update(started_at=now)
 
 
 def finish(job: Job, status: str, exit_code: int | None, error: str, now) -> None:
-    Job.objects.filter(pk=job.pk, status__in=(J.QUEUED, J.PREPARING, J.RUNNING)).update(
-        status=status, exit_code=exit_code, error=error, finished_at=now
+    Job.objects.filter(pk=job.pk).transition(
+        JOB_ACTIVE, status, exit_code=exit_code, error=error, finished_at=now
     )
 
 
@@ -205,7 +206,7 @@ def requeue_lost(
     now = timezone.now()
     hit = Job.objects.filter(
         compute=compute,
-        status__in=(J.PREPARING, J.RUNNING),
+        status__in=JOB_ACTIVE,
         runs__node_id__in=list(lost),
     ).distinct()
     for job in hit:
@@ -220,8 +221,9 @@ def requeue_lost(
                 state=NodeState.IDLE, last_busy_at=now
             )
             if job.retries < job.max_retries:
-                Job.objects.filter(pk=job.pk, status=job.status).update(
-                    status=J.QUEUED,
+                Job.objects.filter(pk=job.pk).transition(
+                    job.status,
+                    J.QUEUED,
                     retries=F("retries") + 1,
                     preparing_at=None,
                     running_at=None,
@@ -232,17 +234,19 @@ def requeue_lost(
                     f"(retry {job.retries + 1} of {job.max_retries})."
                 )
                 report.requeued.append(job.pk)
+                verb = EventVerb.JOB_REQUEUED
             else:
                 finish(job, J.FAILED, None, f"{why}; gave up after {job.max_retries} retries.", now)
                 message = f"Job {job.name} (#{job.pk}) failed: {why}, retries exhausted."
-            record(compute, "job.requeued", message, level="warning")
+                verb = EventVerb.JOB_GAVE_UP
+            record(compute, verb, message, level="warning")
 
 
 def cancel_dropped(compute: Compute, reason: str) -> None:
     """A stopping or deleted compute takes its queued and running jobs with it."""
     now = timezone.now()
-    Job.objects.filter(compute=compute, status__in=(J.QUEUED, J.PREPARING, J.RUNNING)).update(
-        status=J.CANCELED, error=reason, finished_at=now, cancel_requested_at=now
+    Job.objects.filter(compute=compute).transition(
+        JOB_UNFINISHED, J.CANCELED, error=reason, finished_at=now, cancel_requested_at=now
     )
 
 
@@ -275,8 +279,8 @@ def place(compute: Compute, driver: JobRunner, report: JobReport) -> None:
         claimed = Node.objects.filter(pk__in=node_ids, state=NodeState.IDLE).update(
             state=NodeState.RUNNING, last_busy_at=now
         )
-        moved = Job.objects.filter(pk__in=job_ids, status=J.QUEUED).update(
-            status=J.PREPARING, preparing_at=now
+        moved = Job.objects.filter(pk__in=job_ids).transition(
+            J.QUEUED, J.PREPARING, preparing_at=now
         )
         if claimed != len(node_ids) or moved != len(job_ids):
             # A cancel or another placement got there first: undo, look again next pass.
@@ -321,14 +325,14 @@ def place(compute: Compute, driver: JobRunner, report: JobReport) -> None:
 def place_on_target(compute: Compute, runner: JobRunner, slots: int, report: JobReport) -> None:
     """Attached computes: FIFO, one rank per job, at most `slots` jobs at once, no nodes.
     The reconcile lease makes this pass the only one placing on this compute."""
-    active = Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)).count()
+    active = Job.objects.filter(compute=compute, status__in=JOB_ACTIVE).count()
     if active >= slots:
         return
     queue = Job.objects.filter(compute=compute, status=J.QUEUED).order_by("queued_at", "id")
     for job in queue[: slots - active]:
         with transaction.atomic():
-            if not Job.objects.filter(pk=job.pk, status=J.QUEUED).update(
-                status=J.PREPARING, preparing_at=timezone.now()
+            if not Job.objects.filter(pk=job.pk).transition(
+                J.QUEUED, J.PREPARING, preparing_at=timezone.now()
             ):
                 continue  # canceled meanwhile
             run = JobRun.objects.create(
@@ -349,12 +353,10 @@ def place_on_target(compute: Compute, runner: JobRunner, slots: int, report: Job
             # Nothing started over there: back to the head of the queue, as it was.
             with transaction.atomic():
                 run.delete()
-                Job.objects.filter(pk=job.pk, status=J.PREPARING).update(
-                    status=J.QUEUED, preparing_at=None
-                )
+                Job.objects.filter(pk=job.pk).transition(J.PREPARING, J.QUEUED, preparing_at=None)
             raise
         now = timezone.now()
-        Job.objects.filter(pk=job.pk, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+        Job.objects.filter(pk=job.pk).transition(J.PREPARING, J.RUNNING, running_at=now)
         JobRun.objects.filter(pk=run.pk).update(started_at=now)
         report.placed.append(job.pk)
 

@@ -32,7 +32,14 @@ from compute.models import (
     Tier,
 )
 from compute.models.compute import desired_count
-from compute.models.states import LIVE_NODE_STATES, TRANSITIONAL
+from compute.models.states import (
+    JOB_UNFINISHED,
+    LIVE_NODE_STATES,
+    NODE_GOING,
+    NODE_UP,
+    NODE_WITH_CONTAINER,
+    TRANSITIONAL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +65,13 @@ def sweep(driver: Driver | None = None) -> SweepReport:
     )
     nodes = list(
         Node.objects.filter(
-            state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
+            state__in=NODE_WITH_CONTAINER,
             ended_at__isnull=True,
         ).values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
     )
     jobs: Counter[tuple[int, str]] = Counter()
     for compute_id, status, count in (
-        Job.objects.filter(status__in=("queued", "preparing", "running"))
+        Job.objects.filter(status__in=JOB_UNFINISHED)
         .values_list("compute_id", "status")
         .annotate(n=Count("id"))
     ):
@@ -105,14 +112,14 @@ def sweep(driver: Driver | None = None) -> SweepReport:
             continue
         elif kind == ComputeKind.ATTACHED:
             # No nodes or containers: only jobs and health checks bring it here.
-            if jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"]:
+            if any(jobs[pk, status] for status in JOB_UNFINISHED):
                 due(pk, "jobs to place or collect")
             elif pk in health_due:
                 due(pk, "health check due")
             continue
-        elif jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"]:
+        elif any(jobs[pk, status] for status in JOB_UNFINISHED):
             due(pk, "jobs to place or collect")
-        elif any(n[1] in (NodeState.LEAVING, NodeState.PREEMPTED) for n in mine):
+        elif any(n[1] in NODE_GOING for n in mine):
             due(pk, "nodes to remove")
         elif len(live) != desired_count(kind, state, min_nodes, max_nodes, busy):
             if kind == "instance" or len(live) < min_nodes or len(live) > max_nodes:
@@ -129,7 +136,7 @@ def sweep(driver: Driver | None = None) -> SweepReport:
     if observed is not None:
         for pk, cid, state, _, _ in nodes:
             observation = observed.get(pk)
-            started = state in (NodeState.IDLE, NodeState.RUNNING)
+            started = state in NODE_UP
             if started and (observation is None or not observation.running):
                 due(cid, "a node's container is gone or stopped")
         for observation in strays:
@@ -148,7 +155,7 @@ def simulate_preemptions(live: list[tuple], report: SweepReport, compute_id: int
     """Demo only: preempt low-priority nodes at HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR."""
     chance = settings.HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR * settings.HANGAR_SWEEP_SECONDS / 3600
     for pk, state, _ in live:
-        if state in (NodeState.IDLE, NodeState.RUNNING) and random.random() < chance:  # noqa: S311
+        if state in NODE_UP and random.random() < chance:  # noqa: S311
             if Node.objects.filter(pk=pk, state=state).update(state=NodeState.PREEMPTED):
                 report.preempted.append(pk)
                 report.reasons.setdefault(compute_id, "simulated preemption")

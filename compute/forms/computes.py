@@ -9,7 +9,7 @@ from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 
 from compute.forms.fields import parse_variables, secret_variables_field
-from compute.models import Category, Compute, Tier, VmSize
+from compute.models import Category, Compute, ComputeState, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
 from workspace.forms import StyledForm
 from workspace.models import Workspace
@@ -107,7 +107,7 @@ class ComputeForm(StyledForm, forms.Form):
         name = self.cleaned_data["name"].strip()
         taken = (
             Compute.objects.filter(workspace=self.workspace, name__iexact=name)
-            .exclude(state="deleted")
+            .exclude(state=ComputeState.DELETED)
             .exists()
         )
         if taken:

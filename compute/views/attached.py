@@ -12,6 +12,7 @@ from django.urls import reverse
 from compute.actions import attached as attach_actions
 from compute.forms.attached import AttachForm
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
+from compute.models.states import JOB_UNFINISHED
 from compute.rules.targets import KINDS, kind_of, why_unavailable
 from compute.views.common import add_errors, with_polling
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
@@ -97,7 +98,7 @@ def attach_edit(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> Htt
 
 
 def attached_context(access: WorkspaceAccess, compute: Compute) -> dict:
-    busy = compute.jobs.filter(status__in=("queued", "preparing", "running")).exists()
+    busy = compute.jobs.filter(status__in=JOB_UNFINISHED).exists()
     attachment = compute.attachment
     return _page(
         access,
@@ -107,7 +108,7 @@ def attached_context(access: WorkspaceAccess, compute: Compute) -> dict:
         steady=compute.is_steady and not busy,
         recent_jobs=compute.jobs.select_related("submitted_by").order_by("-queued_at")[:10],
         events=compute.events.select_related("actor")[:EVENTS_ON_PAGE],
-        can_act=access.is_contributor,
+        verbs=compute.allowed_verbs(access.role),
     )
 
 

@@ -14,8 +14,8 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from compute.actions import computes as actions
 from compute.forms.computes import ClusterBoundsForm, ClusterForm, InstanceForm
-from compute.models import Compute, ComputeKind, ComputeState, Tier
-from compute.models.states import LIVE_NODE_STATES
+from compute.models import Compute, ComputeKind, ComputeState, JobStatus
+from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED, LIVE_NODE_STATES, NODE_CHANGING
 from compute.views.attached import attached_detail
 from compute.views.charts import cluster_chart
 from compute.views.common import add_errors, back, with_polling
@@ -48,10 +48,8 @@ def compute_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespons
         .select_related("vm_size", "created_by", "assigned_to", "attachment")
         .annotate(
             live_nodes=Count("nodes", filter=Q(nodes__state__in=LIVE_NODE_STATES), distinct=True),
-            queued_jobs=Count("jobs", filter=Q(jobs__status="queued"), distinct=True),
-            running_jobs=Count(
-                "jobs", filter=Q(jobs__status__in=("preparing", "running")), distinct=True
-            ),
+            queued_jobs=Count("jobs", filter=Q(jobs__status=JobStatus.QUEUED), distinct=True),
+            running_jobs=Count("jobs", filter=Q(jobs__status__in=JOB_ACTIVE), distinct=True),
         )
         .order_by("name")
     )
@@ -129,8 +127,8 @@ def compute_create(request: AuthedRequest, access: WorkspaceAccess, kind: str) -
 
 def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
     # Jobs at work or nodes coming and going keep the page live even in a steady state.
-    busy = compute.jobs.filter(status__in=("queued", "preparing", "running")).exists()
-    changing = compute.nodes.filter(state__in=("preparing", "leaving")).exists()
+    busy = compute.jobs.filter(status__in=JOB_UNFINISHED).exists()
+    changing = compute.nodes.filter(state__in=NODE_CHANGING).exists()
     if compute.is_cluster and not changing:  # idle nodes above min will scale down soon
         live = compute.nodes.filter(state__in=LIVE_NODE_STATES).count()
         changing = live > compute.min_nodes
@@ -138,7 +136,6 @@ def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
         "steady": compute.is_steady and not busy and not changing,
         "chart": cluster_chart(compute) if compute.is_cluster else None,
         "recent_jobs": compute.jobs.select_related("submitted_by").order_by("-queued_at")[:8],
-        "can_preempt": access.is_admin and compute.tier == Tier.LOW_PRIORITY and compute.is_cluster,
         "nav": "compute",
         "access": access,
         "workspace": access.workspace,
@@ -146,8 +143,7 @@ def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
         "nodes": compute.nodes.order_by("-index")[:50],
         "live_nodes": compute.nodes.filter(state__in=LIVE_NODE_STATES).count(),
         "events": compute.events.select_related("actor")[:EVENTS_ON_PAGE],
-        "can_act": access.is_contributor,
-        "can_delete": access.is_admin,
+        "verbs": compute.allowed_verbs(access.role),
     }
 
 

@@ -17,8 +17,11 @@ from workspace.access import WorkspaceAccess, require_role
 from workspace.models import IDLE_POLICY_FIELDS, Activity, Membership, Role, Workspace
 
 
-def record(workspace: Workspace, actor: User | None, verb: str, message: str) -> None:
-    Activity.objects.create(workspace=workspace, actor=actor, verb=verb, message=message)
+def record(workspace: Workspace, actor: User | None, verb: Activity.Verb, message: str) -> None:
+    # Activity.Verb(verb) raises for a verb outside the vocabulary, as compute's record does.
+    Activity.objects.create(
+        workspace=workspace, actor=actor, verb=Activity.Verb(verb), message=message
+    )
 
 
 CREATE_PERMISSION = "workspace.add_workspace"
@@ -182,7 +185,7 @@ def update_idle_policy(access: WorkspaceAccess, **values: object) -> Workspace:
         record(
             workspace,
             actor,
-            Activity.Verb.WORKSPACE_UPDATED,
+            Activity.Verb.IDLE_POLICY_CHANGED,
             f"{actor} set the idle policy: {summary}",
         )
     return workspace
