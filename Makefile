@@ -16,11 +16,13 @@ test-only:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 format:
 	.venv/bin/ruff format .
@@ -31,4 +33,4 @@ bench:
 	$(PY) -m bench $(BENCH)
 
 clean:
-	rm -rf .local/staticfiles .pytest_cache .ruff_cache
+	rm -rf .local/staticfiles .pytest_cache .ruff_cache .mypy_cache

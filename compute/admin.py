@@ -80,8 +80,8 @@ class ReadMostlyAdmin(admin.ModelAdmin):
 class NodeInline(admin.TabularInline):
     model = Node
     extra = 0
-    fields = ["index", "state", "container_ref", "started_at", "last_busy_at", "error"]
-    readonly_fields = fields
+    readonly_fields = ["index", "state", "container_ref", "started_at", "last_busy_at", "error"]
+    fields = tuple(readonly_fields)
     can_delete = False
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -206,13 +206,13 @@ class QuotaRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description="current limit")
     def current_limit(self, obj: QuotaRequest) -> int:
-        if obj.family_id:
-            return quota.family_row(obj.workspace, obj.family).limit
-        return quota.pool_row(obj.workspace).low_priority_limit
+        if obj.family is not None:
+            return quota.family_limit(obj.workspace, obj.family)
+        return quota.pool_limit(obj.workspace)
 
     @admin.display(description="in use now")
     def current_usage(self, obj: QuotaRequest) -> int:
-        if obj.family_id:
+        if obj.family is not None:
             return quota.dedicated_used(obj.workspace, obj.family)
         return quota.low_priority_used(obj.workspace)
 
@@ -244,7 +244,8 @@ class QuotaRequestAdmin(admin.ModelAdmin):
             try:
                 quota_actions.decide(item.pk, approve=approve, admin=request.user, reason=reason)
             except (ValidationError, PermissionDenied) as error:
-                self.message_user(request, " ".join(error.messages), level=messages.ERROR)
+                why = error.messages if isinstance(error, ValidationError) else [str(error)]
+                self.message_user(request, " ".join(why), level=messages.ERROR)
             else:
                 verb = "Approved" if approve else "Rejected"
                 self.message_user(request, f"{verb} request #{item.pk}.", level=messages.SUCCESS)

@@ -19,8 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from compute.models import Compute, ComputeKind, ComputeState, Job, Schedule, ScheduleAction
-
-ACTIVE_JOBS = ("queued", "preparing", "running")
+from compute.models.states import JOB_ACTIVE
 
 
 def minutes(count: float) -> timedelta:
@@ -28,7 +27,7 @@ def minutes(count: float) -> timedelta:
 
 
 def is_busy(compute: Compute) -> bool:
-    return Job.objects.filter(compute=compute, status__in=("preparing", "running")).exists()
+    return Job.objects.filter(compute=compute, status__in=JOB_ACTIVE).exists()
 
 
 def deadline_of(compute: Compute, busy: bool) -> datetime | None:

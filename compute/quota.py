@@ -26,11 +26,11 @@ from compute.models import (
     VmSize,
     WorkspaceQuota,
 )
-from compute.models.states import LIVE_NODE_STATES
+from compute.models.states import INSTANCE_UP, LIVE_NODE_STATES
 from workspace.models import Workspace
 
 S = ComputeState
-HOLDING_INSTANCE = (S.CREATING, S.STARTING, S.RUNNING, S.RESTARTING)
+HOLDING_INSTANCE = INSTANCE_UP  # as DEDICATED_USED_SQL and hangar_family_usage count it
 
 
 def default_family_limit(family: VmFamily) -> int:
@@ -49,6 +49,19 @@ def family_row(workspace: Workspace, family: VmFamily, lock: bool = False) -> Fa
         if lock:
             row = FamilyQuota.objects.select_for_update().get(pk=row.pk)
     return row
+
+
+def family_limit(workspace: Workspace, family: VmFamily) -> int:
+    """The limit as it stands, for display: the site default when no row was made yet
+    (reading never writes a row)."""
+    row = FamilyQuota.objects.filter(workspace=workspace, family=family).first()
+    return row.limit if row else default_family_limit(family)
+
+
+def pool_limit(workspace: Workspace) -> int:
+    """The low-priority limit as it stands, for display (reading never writes a row)."""
+    row = WorkspaceQuota.objects.filter(workspace=workspace).first()
+    return row.low_priority_limit if row else settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES
 
 
 def pool_row(workspace: Workspace, lock: bool = False) -> WorkspaceQuota:
@@ -158,8 +171,8 @@ def check(workspace: Workspace, size: VmSize, count: int, tier: str, lock: bool 
     quota row stays locked until commit, so whoever checks next sees this change."""
     need = size.vcpus * count
     if tier == Tier.LOW_PRIORITY:
-        row = pool_row(workspace, lock)
-        return Check("low-priority", need, row.low_priority_limit, low_priority_used(workspace))
+        pool = pool_row(workspace, lock)
+        return Check("low-priority", need, pool.low_priority_limit, low_priority_used(workspace))
     family = size.family
     if lock and connection.vendor == "postgresql":
         limit, approved, used = locked_family_usage(workspace, family)
@@ -219,6 +232,7 @@ def claim_nodes(cluster: Compute, wanted: int) -> tuple[int, int, Check]:
     trip. Inside one it takes the plain path (see `claims_on_server`).
     """
     workspace, size = cluster.workspace, cluster.vm_size
+    assert size is not None  # only attached computes have no size, and they have no nodes
     if claims_on_server(connection.vendor, cluster.tier, connection.in_atomic_block):
         family = size.family
         for _ in range(2):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from compute.lib.diskuse import DiskUse, disk_use
-from compute.models import Compute, Job
+from compute.models import Compute, ComputeState, Job
 from workspace.models import Workspace
 
 
@@ -19,4 +19,4 @@ def workspace_disk_use(workspace: Workspace) -> DiskUse:
 
 def computes_of(workspace: Workspace) -> QuerySet[Compute]:
     """The workspace's computes, deleted ones left out."""
-    return Compute.objects.filter(workspace=workspace).exclude(state="deleted")
+    return Compute.objects.filter(workspace=workspace).exclude(state=ComputeState.DELETED)

@@ -11,16 +11,23 @@ import os
 import pwd
 import secrets
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import overload
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from dj_database_url import DBConfig
 from django.core.exceptions import ImproperlyConfigured
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     if value is None:
@@ -145,7 +152,7 @@ SUPPORTED_DATABASE_ENGINES = {
 }
 
 
-def env_database(name: str, default_sqlite_path: Path) -> dict:
+def env_database(name: str, default_sqlite_path: Path) -> DBConfig:
     """DATABASE_URL: sqlite:///path or postgres://user:pass@host:port/db."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
@@ -177,7 +184,7 @@ def env_redis_url(name: str, default: str) -> str:
     return raw
 
 
-def read_or_create_local_secret(path: Path, make: callable) -> str:
+def read_or_create_local_secret(path: Path, make: Callable[[], str]) -> str:
     """A development secret kept in an untracked file so restarts keep sessions valid."""
     if path.exists():
         if path.stat().st_mode & 0o077 and path.stat().st_uid == os.geteuid():

@@ -12,12 +12,29 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
+from django_htmx.middleware import HtmxDetails
 
 from workspace.models import Membership, Role, Workspace
+
+
+class HtmxRequest(HttpRequest):
+    """Any request, as mypy sees it once django-htmx's middleware has run (Django builds
+    plain HttpRequests; these classes are annotations only)."""
+
+    htmx: HtmxDetails
+
+
+class AuthedRequest(HtmxRequest):
+    """A request behind `login_required`: a signed-in user, and, behind `workspace_view`,
+    the user's access to the workspace (read by the context processor)."""
+
+    user: User
+    workspace_access: WorkspaceAccess
 
 
 @dataclass(frozen=True)
@@ -43,21 +60,21 @@ class WorkspaceAccess:
         return self.can(Role.CONTRIBUTOR)
 
 
-def workspaces_for(user: AbstractBaseUser) -> QuerySet[Workspace]:
+def workspaces_for(user: User | AnonymousUser) -> QuerySet[Workspace]:
     """Every workspace the user may see: exactly those they are a member of."""
     if not user.is_authenticated:
         return Workspace.objects.none()
     return Workspace.objects.filter(memberships__user=user)
 
 
-def scoped(queryset: QuerySet, user: AbstractBaseUser, path: str = "workspace") -> QuerySet:
+def scoped(queryset: QuerySet, user: User | AnonymousUser, path: str = "workspace") -> QuerySet:
     """Scope any queryset of workspace-owned objects to the user's memberships."""
     if not user.is_authenticated:
         return queryset.none()
     return queryset.filter(**{f"{path}__memberships__user": user})
 
 
-def get_access(user: AbstractBaseUser, slug: str) -> WorkspaceAccess:
+def get_access(user: User, slug: str) -> WorkspaceAccess:
     membership = (
         Membership.objects.select_related("workspace")
         .filter(workspace__slug=slug, user_id=user.pk)
@@ -76,7 +93,7 @@ def require_role(access: WorkspaceAccess, minimum: str, doing: str) -> None:
         )
 
 
-ViewFunc = Callable[..., HttpResponse]
+ViewFunc = Callable[..., HttpResponseBase]  # a page, or a file (a job's log)
 
 
 def workspace_view(
@@ -87,7 +104,9 @@ def workspace_view(
     def decorate(view: ViewFunc) -> ViewFunc:
         @login_required
         @wraps(view)
-        def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(
+            request: AuthedRequest, slug: str, *args: Any, **kwargs: Any
+        ) -> HttpResponseBase:
             access = get_access(request.user, slug)
             require_role(access, minimum, doing)
             request.workspace_access = access

@@ -26,7 +26,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
     @admin.display(description="members", ordering="_members")
     def member_count(self, obj: Workspace) -> int:
-        return obj._members
+        return obj._members  # type: ignore[attr-defined]  # annotated by get_queryset above
 
 
 @admin.register(Membership)

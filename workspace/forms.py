@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django import forms
 from django.utils.text import slugify
 
@@ -14,12 +16,22 @@ def style_fields(form: forms.BaseForm) -> None:
         classes = widget.attrs.get("class", "").split()
         classes += [c for c in (base,) if c not in classes]
         # _errors, not errors: reading .errors here would validate before __init__ ends.
-        if name in (form._errors or {}) and "is-invalid" not in classes:
+        if name in (form._errors or {}) and "is-invalid" not in classes:  # type: ignore[attr-defined]  # private, not in the stubs
             classes.append("is-invalid")
         widget.attrs["class"] = " ".join(classes)
 
 
-class StyledForm:
+if TYPE_CHECKING:
+    FormBase = forms.BaseForm  # what the mixin is always combined with
+else:
+    FormBase = object
+
+
+class StyledForm(FormBase):
+    if TYPE_CHECKING:
+        # Every clean() here returns the cleaned data (the stubs allow None for any form).
+        def clean(self) -> dict[str, Any]: ...
+
     def full_clean(self) -> None:
         super().full_clean()
         style_fields(self)

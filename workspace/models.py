@@ -169,6 +169,7 @@ class Activity(models.Model):
     class Verb(models.TextChoices):
         WORKSPACE_CREATED = "workspace.created", "created the workspace"
         WORKSPACE_UPDATED = "workspace.updated", "updated the workspace"
+        IDLE_POLICY_CHANGED = "workspace.idle_policy_changed", "changed the idle policy"
         QUOTA_REQUESTED = "quota.requested", "requested quota"
         QUOTA_APPROVED = "quota.approved", "approved a quota request"
         QUOTA_REJECTED = "quota.rejected", "rejected a quota request"
@@ -225,12 +226,6 @@ INVITATION_TRANSITIONS = {
         InvitationState.EXPIRED,
     ),
 }
-INVITATION_TERMINAL = (
-    InvitationState.ACCEPTED,
-    InvitationState.DECLINED,
-    InvitationState.REVOKED,
-    InvitationState.EXPIRED,
-)
 
 
 class Invitation(models.Model):
@@ -294,3 +289,8 @@ class Invitation(models.Model):
         if self.state == InvitationState.PENDING and self.is_expired:
             return InvitationState.EXPIRED
         return InvitationState(self.state)
+
+    @property
+    def is_pending(self) -> bool:
+        """The invitee may still answer: pending and not expired."""
+        return self.effective_state == InvitationState.PENDING

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
 
@@ -19,7 +19,7 @@ def absolute(url: str) -> str:
 
 
 def notify(
-    user: AbstractBaseUser,
+    user: User,
     *,
     title: str,
     body: str = "",

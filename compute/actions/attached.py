@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from compute import enqueue, quota
 from compute.lib import secrets
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
-from compute.models.events import record
+from compute.models.events import EventVerb, record
 from compute.rules.targets import kind_of, why_unavailable
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
@@ -82,7 +82,7 @@ def attach(
             where = f" ({reached.where})" if reached else ""
             record(
                 compute,
-                "attach.created",
+                EventVerb.ATTACHED,
                 f"{actor} attached {kind.label} {compute.name}{where}; validating.",
                 actor=actor,
             )
@@ -138,7 +138,7 @@ def update_connection(
             changed.append("jobs at once")
         attachment.save()
         what = ", ".join(changed) or "nothing"
-        record(compute, "attach.updated", f"{actor} changed {what}.", actor=actor)
+        record(compute, EventVerb.ATTACHMENT_UPDATED, f"{actor} changed {what}.", actor=actor)
         if reconnects:
             _validate_again(compute)
         enqueue.reconcile(compute.pk)
@@ -151,10 +151,15 @@ def revalidate(access: WorkspaceAccess, compute_id: int) -> Compute:
     actor = access.membership.user
     with transaction.atomic():
         compute = _attached(access, compute_id)
-        if compute.state in (S.CREATING, S.DELETING):
+        if not compute.can_move(S.CREATING):  # validating already, or detaching
             raise ValidationError(f"{compute.name} is already {compute.state_label.lower()}.")
         _validate_again(compute)
-        record(compute, "attach.validate", f"{actor} asked to validate again.", actor=actor)
+        record(
+            compute,
+            EventVerb.VALIDATION_REQUESTED,
+            f"{actor} asked to validate again.",
+            actor=actor,
+        )
         enqueue.reconcile(compute.pk)
     return compute
 
@@ -174,6 +179,8 @@ def detach(access: WorkspaceAccess, compute_id: int) -> Compute:
         if compute.state == S.DELETING:
             raise ValidationError(f"{compute.name} is already being detached.")
         compute.transition(compute.state, S.DELETING)
-        record(compute, "attach.detach", f"{actor} detached {compute.name}.", actor=actor)
+        record(
+            compute, EventVerb.DETACH_REQUESTED, f"{actor} detached {compute.name}.", actor=actor
+        )
         enqueue.reconcile(compute.pk)
     return compute

@@ -7,7 +7,7 @@ writes an event saying who did what, and enqueues the reconciler on commit.
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
@@ -16,7 +16,8 @@ from compute import enqueue, quota
 from compute.actions.idle import check_idle_minutes
 from compute.lib import secrets
 from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
-from compute.models.events import record
+from compute.models.events import EventVerb, record
+from compute.models.states import GONE, INSTANCE_DOWN, INSTANCE_UP, NODE_NOT_BUSY, RESIZABLE
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Membership, Role
 
@@ -35,19 +36,20 @@ def _check_quota(compute: Compute) -> None:
     """Inside the creating transaction: the compute count, and for an instance its cores
     (it holds a node from the start). Row locks keep concurrent creations honest."""
     workspace, size = compute.workspace, compute.vm_size
+    assert size is not None  # instances and clusters always have one
     quota.ensure_room_for_a_compute(workspace)
     cores = quota.check(workspace, size, 1 if compute.is_instance else 0, Tier.DEDICATED, lock=True)
     if cores.restricted_unapproved or (compute.is_instance and not cores.fits):
         raise ValidationError({"vm_size": cores.message})
 
 
-def _save_new(compute: Compute, actor: AbstractBaseUser, message: str) -> Compute:
+def _save_new(compute: Compute, actor: User, message: str) -> Compute:
     compute.full_clean()
     try:
         with transaction.atomic():
             _check_quota(compute)
             compute.save()
-            record(compute, "compute.created", message, actor=actor)
+            record(compute, EventVerb.COMPUTE_CREATED, message, actor=actor)
             enqueue.reconcile(compute.pk)
     except IntegrityError:
         # Two tabs creating the same name at once: the loser gets the form's message.
@@ -61,7 +63,7 @@ def create_instance(
     *,
     name: str,
     vm_size: VmSize,
-    assigned_to: AbstractBaseUser | None = None,
+    assigned_to: User | None = None,
     idle_shutdown_minutes: int | None = None,
     setup_script: str = "",
     secret_environment: dict[str, str] | None = None,
@@ -167,7 +169,7 @@ def update_cluster(
         compute = _locked(access, compute_id)
         if not compute.is_cluster:
             raise ValidationError("Only clusters have node bounds.")
-        if compute.state not in (S.CREATING, S.STEADY, S.RESIZING, S.FAILED):
+        if compute.state not in RESIZABLE:
             raise ValidationError(f"{compute.name} is {compute.state}; it cannot be resized now.")
         old = (compute.min_nodes, compute.max_nodes, compute.idle_seconds_before_scaledown)
         new = (min_nodes, max_nodes, idle_seconds_before_scaledown)
@@ -181,33 +183,34 @@ def update_cluster(
         )
         compute.min_nodes, compute.max_nodes = min_nodes, max_nodes
         compute.idle_seconds_before_scaledown = idle_seconds_before_scaledown
-        if compute.state in (S.STEADY, S.FAILED):
+        if compute.can_move(S.RESIZING):
             compute.transition(compute.state, S.RESIZING)
         changes = []
         if old[:2] != new[:2]:
             changes.append(f"nodes {old[0]}–{old[1]} → {min_nodes}–{max_nodes}")
         if old[2] != new[2]:
             changes.append(f"idle before scale-down {old[2]} s → {new[2]} s")
-        record(compute, "compute.updated", f"{actor} changed {', '.join(changes)}.", actor=actor)
+        record(
+            compute,
+            EventVerb.COMPUTE_UPDATED,
+            f"{actor} changed {', '.join(changes)}.",
+            actor=actor,
+        )
         enqueue.reconcile(compute.pk)
     return compute
 
 
-# Instance verbs: (from states, to state, past tense for the event, role needed)
+# Instance verbs: (to state, past tense for the message, the event, role needed). The
+# states each starts from are the transition table's, as for the page's buttons.
 VERBS = {
-    "start": ((S.STOPPED, S.FAILED), S.STARTING, "started", Role.CONTRIBUTOR),
-    "stop": (
-        (S.RUNNING, S.CREATING, S.STARTING, S.RESTARTING),
-        S.STOPPING,
-        "stopped",
-        Role.CONTRIBUTOR,
-    ),
-    "restart": ((S.RUNNING,), S.RESTARTING, "restarted", Role.CONTRIBUTOR),
+    "start": (S.STARTING, "started", EventVerb.START_REQUESTED, Role.CONTRIBUTOR),
+    "stop": (S.STOPPING, "stopped", EventVerb.STOP_REQUESTED, Role.CONTRIBUTOR),
+    "restart": (S.RESTARTING, "restarted", EventVerb.RESTART_REQUESTED, Role.CONTRIBUTOR),
 }
 
 
 def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Compute:
-    sources, target, past, role = VERBS[verb]
+    target, past, event, role = VERBS[verb]
     require_role(
         access, role, f"{verb}ing an instance" if verb != "stop" else "stopping an instance"
     )
@@ -218,12 +221,13 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
             raise ValidationError(
                 f"Only compute instances can be {past}; {compute.name} is a cluster."
             )
-        if verb == "start" and compute.state in sources:
+        if verb == "start" and compute.can_move(target):
             # Checked before the move: a starting instance already counts as holding cores.
+            assert compute.vm_size is not None  # instances always have one
             cores = quota.check(access.workspace, compute.vm_size, 1, Tier.DEDICATED, lock=True)
             if not cores.fits:
                 raise ValidationError(f"Cannot start {compute.name}: {cores.message}")
-        if compute.state not in sources or not compute.transition(compute.state, target):
+        if not compute.can_move(target) or not compute.transition(compute.state, target):
             raise ValidationError(_refusal(compute, verb))
         if verb in ("stop", "restart"):
             Compute.objects.filter(pk=compute.pk).update(
@@ -231,25 +235,23 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
             )
         if verb == "restart":
             # The reconciler removes leaving nodes and brings up a fresh one.
-            compute.nodes.filter(state__in=(NodeState.IDLE, NodeState.PREPARING)).update(
-                state=NodeState.LEAVING
-            )
+            compute.nodes.filter(state__in=NODE_NOT_BUSY).update(state=NodeState.LEAVING)
         if verb == "start" and compute.last_error:
             Compute.objects.filter(pk=compute.pk).update(last_error="")
-        record(compute, f"compute.{verb}", f"{actor} {past} {compute.name}.", actor=actor)
+        record(compute, event, f"{actor} {past} {compute.name}.", actor=actor)
         enqueue.reconcile(compute.pk)
     return compute
 
 
 def _refusal(compute: Compute, verb: str) -> str:
     state = compute.get_state_display().lower()
-    if verb == "start" and compute.state in (S.RUNNING, S.STARTING, S.CREATING, S.RESTARTING):
+    if verb == "start" and compute.state in INSTANCE_UP:
         return f"{compute.name} is already {state}."
-    if verb == "stop" and compute.state in (S.STOPPED, S.STOPPING):
+    if verb == "stop" and compute.state in INSTANCE_DOWN:
         return f"{compute.name} is already {state}."
     if verb == "start":
         return f"{compute.name} is {state}; only a stopped instance can be started."
-    return f"{compute.name} is {state}; it cannot be {VERBS[verb][2]} now."
+    return f"{compute.name} is {state}; it cannot be {VERBS[verb][1]} now."
 
 
 def delete_compute(access: WorkspaceAccess, compute_id: int) -> Compute:
@@ -263,14 +265,14 @@ def delete_compute(access: WorkspaceAccess, compute_id: int) -> Compute:
         )
         if compute is None:
             raise ValidationError("This compute no longer exists.")
-        if compute.state in (S.DELETING, S.DELETED):
+        if compute.state in GONE:
             raise ValidationError(
                 f"{compute.name} is already {compute.get_state_display().lower()}."
             )
         compute.transition(compute.state, S.DELETING)
-        Node.objects.filter(
-            compute=compute, state__in=(NodeState.PREPARING, NodeState.IDLE)
-        ).update(state=NodeState.LEAVING)
-        record(compute, "compute.delete", f"{actor} deleted {compute.name}.", actor=actor)
+        Node.objects.filter(compute=compute, state__in=NODE_NOT_BUSY).update(
+            state=NodeState.LEAVING
+        )
+        record(compute, EventVerb.DELETE_REQUESTED, f"{actor} deleted {compute.name}.", actor=actor)
         enqueue.reconcile(compute.pk)
     return compute

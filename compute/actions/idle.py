@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from compute import idle
 from compute.models import Compute, ComputeKind, ComputeState, Schedule, ScheduleAction
-from compute.models.events import record
+from compute.models.events import EventVerb, record
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role, Workspace
 
@@ -65,7 +65,7 @@ def set_idle_minutes(access: WorkspaceAccess, compute_id: int, value: int | None
         describe = lambda v: f"{v} min" if v else "off"  # noqa: E731
         record(
             compute,
-            "compute.idle_settings",
+            EventVerb.IDLE_SETTINGS_CHANGED,
             f"{actor} changed idle shutdown from {describe(old)} to {describe(value)}.",
             actor=actor,
         )
@@ -93,7 +93,7 @@ def keep_running(access: WorkspaceAccess, compute_id: int, kind: str = "idle") -
         compute.refresh_from_db()
         record(
             compute,
-            "compute.keep_running",
+            EventVerb.KEPT_RUNNING,
             f"{actor} kept {compute.name} running: idle shutdown moved to "
             f"{compute.idle_deadline:%H:%M} UTC."
             if compute.idle_deadline
@@ -116,10 +116,10 @@ def postpone_scheduled_stop(compute: Compute, actor, now: datetime, extra) -> da
         schedule.postponed_to = schedule.effective_run_at + extra
         schedule.next_check_at = idle.schedule_next_check(schedule, compute.workspace.leads, now)
         schedule.save(update_fields=["postponed_to", "next_check_at"])
-    moved = min(s.postponed_to for s in upcoming)
+    moved = min(s.postponed_to for s in upcoming if s.postponed_to is not None)  # all, just set
     record(
         compute,
-        "schedule.postponed",
+        EventVerb.SCHEDULE_POSTPONED,
         f"{actor} postponed the scheduled stop of {compute.name} to {moved:%H:%M} UTC.",
         actor=actor,
     )
@@ -134,7 +134,7 @@ def rotate_token(access: WorkspaceAccess, compute_id: int) -> str:
     token, digest = idle.new_token()
     Compute.objects.filter(pk=compute.pk).update(activity_token_hash=digest)
     actor = access.membership.user
-    record(compute, "compute.token", f"{actor} issued a new activity token.", actor=actor)
+    record(compute, EventVerb.TOKEN_ISSUED, f"{actor} issued a new activity token.", actor=actor)
     return token
 
 
@@ -160,7 +160,7 @@ def add_schedule(
         actor = access.membership.user
         record(
             compute,
-            "schedule.added",
+            EventVerb.SCHEDULE_ADDED,
             f"{actor} added a schedule: {action} at “{cron}” ({tz}); "
             f"next {schedule.next_run_at:%a %d %b %H:%M} UTC.",
             actor=actor,
@@ -176,4 +176,9 @@ def delete_schedule(access: WorkspaceAccess, compute_id: int, schedule_id: int) 
         raise ValidationError("This schedule no longer exists.")
     schedule.delete()
     actor = access.membership.user
-    record(compute, "schedule.deleted", f"{actor} removed the schedule {schedule}.", actor=actor)
+    record(
+        compute,
+        EventVerb.SCHEDULE_DELETED,
+        f"{actor} removed the schedule {schedule}.",
+        actor=actor,
+    )

@@ -23,13 +23,14 @@ from compute.models import (
     NodeState,
     Tier,
 )
-from compute.models.events import record
+from compute.models.events import EventVerb, record
+from compute.models.states import JOB_ACTIVE, NODE_UP
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role, Workspace
 
 S = ComputeState
 J = JobStatus
-REFUSING_JOBS = {
+REFUSING_JOBS: dict[str, str] = {
     S.STOPPED: "is stopped; start it first",
     S.STOPPING: "is stopping",
     S.DELETING: "is being deleted",
@@ -100,7 +101,7 @@ def submit_job(
             nodes = "1 node" if node_count == 1 else f"{node_count} nodes"
             record(
                 compute,
-                "job.submitted",
+                EventVerb.JOB_SUBMITTED,
                 f"{actor} submitted job {job.name} (#{job.pk}) needing {nodes}.",
                 actor=actor,
             )
@@ -179,24 +180,24 @@ def cancel_job(access: WorkspaceAccess, job_id: int) -> Job:
         raise ValidationError("This job does not exist.")
     now = timezone.now()
     with transaction.atomic():
-        if Job.objects.filter(pk=job.pk, status=J.QUEUED).update(
-            status=J.CANCELED,
-            cancel_requested_at=now,
-            finished_at=now,
-            error=f"Canceled by {actor}.",
+        error = f"Canceled by {actor}."
+        if not job.transition(
+            J.QUEUED, J.CANCELED, cancel_requested_at=now, finished_at=now, error=error
         ):
-            job.status = J.CANCELED
-        elif Job.objects.filter(
-            pk=job.pk, status__in=(J.PREPARING, J.RUNNING), cancel_requested_at__isnull=True
-        ).update(cancel_requested_at=now, error=f"Canceled by {actor}."):
+            # Placed already: the reconciler stops its runs, then ends it as canceled.
+            if not Job.objects.filter(
+                pk=job.pk, status__in=JOB_ACTIVE, cancel_requested_at__isnull=True
+            ).update(cancel_requested_at=now, error=error):
+                job.refresh_from_db()
+                if job.cancel_requested_at and not job.is_terminal:
+                    raise ValidationError(f"{job.name} is already being canceled.")
+                raise ValidationError(f"{job.name} is already {job.get_status_display().lower()}.")
             enqueue.reconcile(job.compute_id)
-        else:
-            job.refresh_from_db()
-            if job.cancel_requested_at and not job.is_terminal:
-                raise ValidationError(f"{job.name} is already being canceled.")
-            raise ValidationError(f"{job.name} is already {job.get_status_display().lower()}.")
         record(
-            job.compute, "job.cancel", f"{actor} canceled job {job.name} (#{job.pk}).", actor=actor
+            job.compute,
+            EventVerb.JOB_CANCELED,
+            f"{actor} canceled job {job.name} (#{job.pk}).",
+            actor=actor,
         )
     return job
 
@@ -215,13 +216,11 @@ def preempt_node(access: WorkspaceAccess, node_id: int) -> Node:
     if node.compute.tier != Tier.LOW_PRIORITY or not node.compute.is_cluster:
         raise ValidationError("Only nodes of low-priority clusters can be preempted.")
     with transaction.atomic():
-        if not Node.objects.filter(
-            pk=node.pk, state__in=(NodeState.IDLE, NodeState.RUNNING)
-        ).update(state=NodeState.PREEMPTED):
+        if not Node.objects.filter(pk=node.pk, state__in=NODE_UP).update(state=NodeState.PREEMPTED):
             raise ValidationError(f"Node {node.name} is {node.get_state_display().lower()}.")
         record(
             node.compute,
-            "node.preempt",
+            EventVerb.NODE_PREEMPTED_ON_DEMAND,
             f"{actor} preempted node {node.name} (as the cloud may do to low-priority nodes).",
             actor=actor,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.urls import reverse
@@ -60,18 +60,18 @@ NOT_AN_APPROVER = (
 )
 
 
-def can_decide(user: AbstractBaseUser) -> bool:
+def can_decide(user: User) -> bool:
     return user.is_authenticated and user.is_staff and user.has_perm(DECIDE_PERMISSION)
 
 
-def check_not_own(made: QuotaRequest, admin: AbstractBaseUser) -> None:
+def check_not_own(made: QuotaRequest, admin: User) -> None:
     if made.requested_by_id == admin.pk and not settings.HANGAR_ALLOW_SELF_APPROVAL:
         raise ValidationError(
             f"You asked for request #{made.pk} yourself: another approver must decide it."
         )
 
 
-def decide(request_id: int, *, approve: bool, admin: AbstractBaseUser, reason: str) -> QuotaRequest:
+def decide(request_id: int, *, approve: bool, admin: User, reason: str) -> QuotaRequest:
     """A quota approver's decision: once only, never on their own request; an approval
     raises the limit in the same transaction; the requester hears about it either way."""
     if not can_decide(admin):
@@ -114,14 +114,14 @@ def decide(request_id: int, *, approve: bool, admin: AbstractBaseUser, reason: s
 
 
 def raise_limit(made: QuotaRequest) -> None:
-    if made.family_id:
+    if made.family is not None:
         row = quota.family_row(made.workspace, made.family, lock=True)
         FamilyQuota.objects.filter(pk=row.pk).update(
             limit=made.requested_limit, approved=made.requested_limit
         )
     else:
-        row = quota.pool_row(made.workspace, lock=True)
-        WorkspaceQuota.objects.filter(pk=row.pk).update(
+        pool = quota.pool_row(made.workspace, lock=True)
+        WorkspaceQuota.objects.filter(pk=pool.pk).update(
             low_priority_limit=made.requested_limit, low_priority_approved=made.requested_limit
         )
 
@@ -147,9 +147,7 @@ def lower_limit(access: WorkspaceAccess, family: VmFamily, limit: int) -> Family
     return row
 
 
-def set_quota(
-    admin: AbstractBaseUser, row: FamilyQuota | WorkspaceQuota, changes: dict[str, int]
-) -> None:
+def set_quota(admin: User, row: FamilyQuota | WorkspaceQuota, changes: dict[str, int]) -> None:
     """A quota approver editing a quota row in the Django admin: the same power as a
     decision, so the same permission, and the change lands in the workspace's log."""
     if not can_decide(admin):
@@ -166,7 +164,9 @@ def set_quota(
         what = ", ".join(
             f"{f.replace('_', ' ')} {getattr(before, f)} → {v}" for f, v in changed.items()
         )
-        target = f"{before.family.name} cores" if model is FamilyQuota else "workspace quota"
+        target = (
+            f"{before.family.name} cores" if isinstance(before, FamilyQuota) else "workspace quota"
+        )
         record_activity(
             before.workspace,
             admin,

@@ -25,15 +25,14 @@ from compute.models import (
     ComputeKind,
     ComputeState,
     Job,
-    JobStatus,
     SecretKind,
     TargetKind,
 )
-from compute.models.events import record
+from compute.models.events import EventVerb, record
+from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED
 
 log = logging.getLogger(__name__)
 S = ComputeState
-J = JobStatus
 
 
 class AttachedPass:
@@ -70,7 +69,12 @@ class AttachedPass:
                 healthy=False, health_reason=reason[:300], health_checked_at=timezone.now()
             )
             if compute.transition(S.CREATING, S.FAILED, last_error=reason):
-                record(compute, "attach.failed", f"Validation failed: {reason}.", level="error")
+                record(
+                    compute,
+                    EventVerb.VALIDATION_FAILED,
+                    f"Validation failed: {reason}.",
+                    level="error",
+                )
             return
         now = timezone.now()
         Attachment.objects.filter(pk=attachment.pk).update(
@@ -85,7 +89,7 @@ class AttachedPass:
             pinned = ""
             if seen and not pinned_before:
                 pinned = f" Host key {ssh.fingerprint(seen)} pinned (trust on first use)."
-            record(compute, "attach.ready", f"Validated: {describe(facts)}.{pinned}")
+            record(compute, EventVerb.VALIDATED, f"Validated: {describe(facts)}.{pinned}")
 
     def remote_facts(self) -> tuple[dict, str]:
         endpoint = endpoint_for(self.attachment)
@@ -139,9 +143,9 @@ class AttachedPass:
         for name, value in fields.items():
             setattr(attachment, name, value)
         if was is not False and not healthy:
-            record(compute, "health.down", f"Unreachable: {reason}.", level="warning")
+            record(compute, EventVerb.WENT_UNREACHABLE, f"Unreachable: {reason}.", level="warning")
         elif was is False and healthy:
-            record(compute, "health.up", "Reachable again.")
+            record(compute, EventVerb.CAME_BACK, "Reachable again.")
             Compute.objects.filter(pk=compute.pk).update(autoscale_note="")
 
     def say_why_jobs_wait(self) -> None:
@@ -155,7 +159,7 @@ class AttachedPass:
     def detach(self) -> None:
         """Stop Hangar's own jobs over there, forget the credentials; the machine stays."""
         compute, attachment = self.compute, self.attachment
-        active = list(Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)))
+        active = list(Job.objects.filter(compute=compute, status__in=JOB_ACTIVE))
         if active:
             try:
                 runner = runner_for(attachment, settings.HANGAR_SITE)
@@ -172,7 +176,7 @@ class AttachedPass:
                 pass
         Attachment.objects.filter(pk=attachment.pk).update(secret="", healthy=None)
         if compute.transition(S.DELETING, S.DELETED):
-            record(compute, "attach.detached", "Detached. The machine itself was not touched.")
+            record(compute, EventVerb.DETACHED, "Detached. The machine itself was not touched.")
 
 
 def active_attached_jobs() -> set[int]:
@@ -180,7 +184,7 @@ def active_attached_jobs() -> set[int]:
     since several targets may share one account on one machine."""
     return set(
         Job.objects.filter(
-            compute__kind=ComputeKind.ATTACHED, status__in=(J.QUEUED, J.PREPARING, J.RUNNING)
+            compute__kind=ComputeKind.ATTACHED, status__in=JOB_UNFINISHED
         ).values_list("pk", flat=True)
     )
 

@@ -18,11 +18,17 @@ from django.utils import timezone
 
 from compute import idle
 from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction
-from compute.models.events import record
+from compute.models.events import EventVerb, record
+from compute.models.states import SCHEDULED_START_FROM, SCHEDULED_STOP_FROM
 from workspace.notify import notify
 
 log = logging.getLogger(__name__)
 S = ComputeState
+# The event of each schedule action that moved the instance.
+FIRED: dict[str, EventVerb] = {
+    ScheduleAction.START: EventVerb.SCHEDULED_START,
+    ScheduleAction.STOP: EventVerb.SCHEDULED_STOP,
+}
 
 
 @dataclass
@@ -89,7 +95,7 @@ def stop_idle(compute: Compute, now: datetime, report: IdleReport) -> None:
             f"Stopped after {compute.idle_shutdown_minutes} min idle; "
             f"last activity: {last} at {when}."
         )
-        record(compute, "compute.idle_stop", reason)
+        record(compute, EventVerb.IDLE_STOPPED, reason)
         report.to_reconcile.append(compute.pk)
     report.stopped.append(compute.pk)
     user = owner_of(compute)
@@ -145,7 +151,7 @@ def remind(
                 },
             ],
         )
-        record(compute, "compute.reminder", f"Reminded {user} {lead} min before {what}.")
+        record(compute, EventVerb.REMINDED, f"Reminded {user} {lead} min before {what}.")
 
 
 def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport) -> None:
@@ -167,7 +173,7 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
         if schedule.action == ScheduleAction.START and late > idle.minutes(policy_window):
             record(
                 compute,
-                "schedule.skipped",
+                EventVerb.SCHEDULE_SKIPPED,
                 f"Skipped the scheduled start of {at}: missed by "
                 f"{late.total_seconds() / 60:.0f} min (while Hangar was down), more than "
                 f"the {policy_window} min window.",
@@ -182,18 +188,18 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
             report.to_reconcile.append(compute.pk)
             message = f"Scheduled {schedule.action} ({schedule.cron}, {schedule.timezone}) "
             message += f"{done} {compute.name} for {at}{missed}."
-            record(compute, f"schedule.{schedule.action}", message)
+            record(compute, FIRED[schedule.action], message)
         else:
             state = compute.get_state_display().lower()
-            record(compute, "schedule.noop", f"Schedule for {at}: {compute.name} was {state}.")
+            record(
+                compute, EventVerb.SCHEDULE_IDLE, f"Schedule for {at}: {compute.name} was {state}."
+            )
     report.fired.append((schedule.pk, schedule.action))
 
 
 def system_verb(compute: Compute, action: str, now: datetime) -> bool:
     """Start or stop on Hangar's own authority (a schedule), by compare-and-set."""
-    sources = (
-        (S.STOPPED,) if action == ScheduleAction.START else (S.RUNNING, S.CREATING, S.STARTING)
-    )
+    sources = SCHEDULED_START_FROM if action == ScheduleAction.START else SCHEDULED_STOP_FROM
     target = S.STARTING if action == ScheduleAction.START else S.STOPPING
     for source in sources:
         if Compute.objects.filter(pk=compute.pk, state=source).update(

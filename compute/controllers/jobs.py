@@ -21,10 +21,11 @@ from django.utils import timezone
 
 from compute import idle
 from compute.controllers.launches import claim_launch, launch
-from compute.drivers import Driver, DriverUnavailable, NodeStartError
+from compute.drivers import DriverUnavailable, JobRunner, NodeStartError
 from compute.lib import jobfiles
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
-from compute.models.events import record
+from compute.models.events import EventVerb, record
+from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED
 
 J = JobStatus
 RELAUNCH_AFTER = timedelta(seconds=5)
@@ -67,9 +68,9 @@ class Verdict(Enum):
     END = "end"  # every rank exited
 
 
-def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
+def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
     """Finished runs become finished jobs; their nodes go back to idle."""
-    active = list(Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)))
+    active = list(Job.objects.filter(compute=compute, status__in=JOB_ACTIVE))
     if not active:
         return
     runs = current_runs(active)
@@ -82,7 +83,7 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
         if ending.output_cut:
             record(
                 compute,
-                "job.output_cut",
+                EventVerb.JOB_OUTPUT_CUT,
                 f"Output of job {job.name} (#{job.pk}) was cut at "
                 f"{settings.HANGAR_JOB_OUTPUT_LIMIT_MB} MB (HANGAR_JOB_OUTPUT_LIMIT_MB).",
                 level="warning",
@@ -93,7 +94,12 @@ def collect(compute: Compute, driver: Driver, report: JobReport) -> None:
 
 
 def look_at(
-    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], now: datetime, report: JobReport
+    compute: Compute,
+    driver: JobRunner,
+    job: Job,
+    runs: list[JobRun],
+    now: datetime,
+    report: JobReport,
 ) -> Ending | None:
     """Act on one active job as its ranks stand; its Ending if it ended, its ranks released."""
     states = [driver.job_state(run.key, run.container) for run in runs]
@@ -166,13 +172,13 @@ def write_endings(compute: Compute, endings: list[Ending], now: datetime) -> Non
             if e.status != J.COMPLETED:
                 finish(e.job, e.status, e.exit_code, e.error, now)
         if completed:
-            Job.objects.filter(pk__in=completed, status__in=(J.PREPARING, J.RUNNING)).update(
-                status=J.COMPLETED, exit_code=0, finished_at=now
+            Job.objects.filter(pk__in=completed).transition(
+                JOB_ACTIVE, J.COMPLETED, exit_code=0, finished_at=now
             )
         if compute.is_instance:
             idle.record_activity(compute.pk, f"job {endings[-1].job.name} finished", now)
         # One UPDATE per distinct exit code (almost always just 0), not one per run.
-        by_code: dict[int | None, list[int]] = defaultdict(list)
+        by_code: dict[int | None, list[int]] = defaultdict(list)  # None: canceled unlaunched
         for run in (run for e in endings for run in e.runs):
             by_code[run.exit_code].append(run.pk)
         for code, run_ids in by_code.items():
@@ -189,7 +195,7 @@ def show_running(job: Job, runs: list[JobRun], now: datetime) -> None:
     moment its record says it started (close enough: when the launcher marked it)."""
     ages = [jobfiles.seconds_since(run.key, jobfiles.STARTED_FILE) for run in runs]
     began = now - timedelta(seconds=max((a for a in ages if a is not None), default=0.0))
-    Job.objects.filter(pk=job.pk, status=J.PREPARING).update(status=J.RUNNING)
+    Job.objects.filter(pk=job.pk).transition(J.PREPARING, J.RUNNING)
     Job.objects.filter(pk=job.pk, running_at__isnull=True).update(running_at=began)
     JobRun.objects.filter(pk__in=[r.pk for r in runs], started_at__isnull=True).update(
         started_at=began
@@ -198,7 +204,12 @@ def show_running(job: Job, runs: list[JobRun], now: datetime) -> None:
 
 
 def relaunch_if_lost(
-    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], now: datetime, report: JobReport
+    compute: Compute,
+    driver: JobRunner,
+    job: Job,
+    runs: list[JobRun],
+    now: datetime,
+    report: JobReport,
 ) -> None:
     """A placed job that has not started. Never launched (the placer died between placing
     and launching): launch it now. Launched a while ago and still not started: launch
@@ -216,7 +227,7 @@ def relaunch_if_lost(
     why = "was never launched" if not launched else "had not started"
     record(
         compute,
-        "job.relaunched",
+        EventVerb.JOB_RELAUNCHED,
         f"Job {job.name} (#{job.pk}) {why}: the worker placing it stopped. Launched again "
         "(an attempt starts at most once; a start already made is followed, not repeated).",
         level="warning",
@@ -226,24 +237,26 @@ def relaunch_if_lost(
 
 
 def mark_running(job_ids: list[int], now: datetime) -> None:
-    Job.objects.filter(pk__in=job_ids, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+    Job.objects.filter(pk__in=job_ids).transition(J.PREPARING, J.RUNNING, running_at=now)
     JobRun.objects.filter(job_id__in=job_ids, started_at__isnull=True).update(started_at=now)
 
 
 def finish(job: Job, status: str, exit_code: int | None, error: str, now) -> None:
-    Job.objects.filter(pk=job.pk, status__in=(J.QUEUED, J.PREPARING, J.RUNNING)).update(
-        status=status, exit_code=exit_code, error=error, finished_at=now
+    Job.objects.filter(pk=job.pk).transition(
+        JOB_ACTIVE, status, exit_code=exit_code, error=error, finished_at=now
     )
 
 
-def requeue_lost(compute: Compute, driver: Driver, lost: dict[int, str], report: JobReport) -> None:
+def requeue_lost(
+    compute: Compute, driver: JobRunner, lost: dict[int, str], report: JobReport
+) -> None:
     """Jobs that ran on lost nodes (preempted or dead) go back to the queue, up to a limit."""
     if not lost:
         return
     now = timezone.now()
     hit = Job.objects.filter(
         compute=compute,
-        status__in=(J.PREPARING, J.RUNNING),
+        status__in=JOB_ACTIVE,
         runs__node_id__in=list(lost),
     ).distinct()
     for job in hit:
@@ -258,8 +271,9 @@ def requeue_lost(compute: Compute, driver: Driver, lost: dict[int, str], report:
                 state=NodeState.IDLE, last_busy_at=now
             )
             if job.retries < job.max_retries:
-                Job.objects.filter(pk=job.pk, status=job.status).update(
-                    status=J.QUEUED,
+                Job.objects.filter(pk=job.pk).transition(
+                    job.status,
+                    J.QUEUED,
                     retries=F("retries") + 1,
                     preparing_at=None,
                     running_at=None,
@@ -270,31 +284,33 @@ def requeue_lost(compute: Compute, driver: Driver, lost: dict[int, str], report:
                     f"(retry {job.retries + 1} of {job.max_retries})."
                 )
                 report.requeued.append(job.pk)
+                verb = EventVerb.JOB_REQUEUED
             else:
                 finish(job, J.FAILED, None, f"{why}; gave up after {job.max_retries} retries.", now)
                 message = f"Job {job.name} (#{job.pk}) failed: {why}, retries exhausted."
-            record(compute, "job.requeued", message, level="warning")
+                verb = EventVerb.JOB_GAVE_UP
+            record(compute, verb, message, level="warning")
 
 
 def cancel_dropped(compute: Compute, reason: str) -> None:
     """A stopping or deleted compute takes its queued and running jobs with it."""
     now = timezone.now()
-    Job.objects.filter(compute=compute, status__in=(J.QUEUED, J.PREPARING, J.RUNNING)).update(
-        status=J.CANCELED, error=reason, finished_at=now, cancel_requested_at=now
+    Job.objects.filter(compute=compute).transition(
+        JOB_UNFINISHED, J.CANCELED, error=reason, finished_at=now, cancel_requested_at=now
     )
 
 
-def place_on_target(compute: Compute, runner: Driver, slots: int, report: JobReport) -> None:
+def place_on_target(compute: Compute, runner: JobRunner, slots: int, report: JobReport) -> None:
     """Attached computes: FIFO, one rank per job, at most `slots` jobs at once, no nodes.
     The reconcile lease makes this pass the only one placing on this compute."""
-    active = Job.objects.filter(compute=compute, status__in=(J.PREPARING, J.RUNNING)).count()
+    active = Job.objects.filter(compute=compute, status__in=JOB_ACTIVE).count()
     if active >= slots:
         return
     queue = Job.objects.filter(compute=compute, status=J.QUEUED).order_by("queued_at", "id")
     for job in queue[: slots - active]:
         with transaction.atomic():
-            if not Job.objects.filter(pk=job.pk, status=J.QUEUED).update(
-                status=J.PREPARING, preparing_at=timezone.now()
+            if not Job.objects.filter(pk=job.pk).transition(
+                J.QUEUED, J.PREPARING, preparing_at=timezone.now()
             ):
                 continue  # canceled meanwhile
             run = JobRun.objects.create(
@@ -315,12 +331,10 @@ def place_on_target(compute: Compute, runner: Driver, slots: int, report: JobRep
             # Nothing started over there: back to the head of the queue, as it was.
             with transaction.atomic():
                 run.delete()
-                Job.objects.filter(pk=job.pk, status=J.PREPARING).update(
-                    status=J.QUEUED, preparing_at=None
-                )
+                Job.objects.filter(pk=job.pk).transition(J.PREPARING, J.QUEUED, preparing_at=None)
             raise
         now = timezone.now()
-        Job.objects.filter(pk=job.pk, status=J.PREPARING).update(status=J.RUNNING, running_at=now)
+        Job.objects.filter(pk=job.pk).transition(J.PREPARING, J.RUNNING, running_at=now)
         JobRun.objects.filter(pk=run.pk).update(started_at=now)
         report.placed.append(job.pk)
 

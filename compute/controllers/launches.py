@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from compute import enqueue
-from compute.drivers import Driver, JobLaunch, NodeStartError
+from compute.drivers import JobLaunch, JobRunner, NodeStartError
 from compute.lib import secrets
 from compute.models import Compute, Job, JobRun
 from compute.models.jobs import CodeKind
@@ -54,7 +54,7 @@ def claim_launch(runs: list[JobRun]) -> bool:
 
 
 def launch(
-    compute: Compute, driver: Driver, job: Job, runs: list[JobRun], claimed: bool = False
+    compute: Compute, driver: JobRunner, job: Job, runs: list[JobRun], claimed: bool = False
 ) -> bool:
     """Start every rank of the job; False if another reconciler claimed this launch.
     `claimed`: the caller already wrote this launch down (claim_launch)."""

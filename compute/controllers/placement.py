@@ -16,14 +16,14 @@ from django.utils import timezone
 from compute import idle
 from compute.controllers.jobs import JobReport, finish, mark_running
 from compute.controllers.launches import claim_launch, launch
-from compute.drivers import Driver, NodeStartError
+from compute.drivers import JobRunner, NodeStartError
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
 
 J = JobStatus
 PLACE_BATCH = 500
 
 
-def place(compute: Compute, driver: Driver, report: JobReport) -> None:
+def place(compute: Compute, driver: JobRunner, report: JobReport) -> None:
     """FIFO: the head of the queue takes the idle nodes it needs, or everyone waits."""
     free = free_nodes(compute)
     if not free:
@@ -82,8 +82,8 @@ def reserve(
         claimed = Node.objects.filter(pk__in=node_ids, state=NodeState.IDLE).update(
             state=NodeState.RUNNING, last_busy_at=now
         )
-        moved = Job.objects.filter(pk__in=job_ids, status=J.QUEUED).update(
-            status=J.PREPARING, preparing_at=now
+        moved = Job.objects.filter(pk__in=job_ids).transition(
+            J.QUEUED, J.PREPARING, preparing_at=now
         )
         if claimed != len(node_ids) or moved != len(job_ids):
             # A cancel or another placement got there first: undo, look again next pass.
@@ -105,7 +105,7 @@ def reserve(
 
 def launch_all(
     compute: Compute,
-    driver: Driver,
+    driver: JobRunner,
     assignments: list[tuple[Job, list[Node]]],
     runs: list[JobRun],
 ) -> list[int]:

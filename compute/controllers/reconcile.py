@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -22,24 +23,37 @@ from compute.controllers.attached import AttachedPass
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
 from compute.drivers import get_driver as default_driver
 from compute.lib import secrets
-from compute.models import Compute, ComputeSample, ComputeState, Job, Node, NodeState
-from compute.models.events import record
-from compute.models.states import LIVE_NODE_STATES
+from compute.models import Compute, ComputeSample, ComputeState, Job, JobStatus, Node, NodeState
+from compute.models.events import EventVerb, record
+from compute.models.states import (
+    GOING_AWAY,
+    LIVE_NODE_STATES,
+    NODE_UP,
+    NODE_WITH_CONTAINER,
+    PLACES_JOBS,
+    SETTLES_WITHIN_BOUNDS,
+)
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
 S = ComputeState
 MAX_PASSES = 3
-PLACES_JOBS = (S.RUNNING, S.STEADY, S.RESIZING, S.CREATING)
 
 # Where a transitional state goes once the nodes match.
-SETTLES_TO = {
+SETTLES_TO: dict[str, dict[str, ComputeState]] = {
     S.CREATING: {"instance": S.RUNNING, "cluster": S.STEADY},
     S.STARTING: {"instance": S.RUNNING},
     S.RESTARTING: {"instance": S.RUNNING},
     S.RESIZING: {"cluster": S.STEADY},
     S.STOPPING: {"instance": S.STOPPED},
     S.DELETING: {"instance": S.DELETED, "cluster": S.DELETED},
+}
+# The event of each state a compute settles in.
+SETTLED: dict[str, EventVerb] = {
+    S.RUNNING: EventVerb.REACHED_RUNNING,
+    S.STOPPED: EventVerb.REACHED_STOPPED,
+    S.STEADY: EventVerb.REACHED_STEADY,
+    S.DELETED: EventVerb.DELETED,
 }
 
 
@@ -125,7 +139,7 @@ class Pass:
         try:
             nodes = list(
                 compute.nodes.filter(
-                    state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
+                    state__in=NODE_WITH_CONTAINER,
                     ended_at__isnull=True,
                 ).order_by("index")
             )
@@ -138,7 +152,7 @@ class Pass:
             self.remove_strays(strays, nodes)
             nodes = self.replace_dead(observed, nodes)
             job_steps.requeue_lost(compute, self.driver, self.lost, self.outcome.jobs)
-            if compute.state in (S.STOPPING, S.DELETING):
+            if compute.state in GOING_AWAY:
                 job_steps.cancel_dropped(compute, self.why_removed().capitalize() + ".")
             job_steps.collect(compute, self.driver, self.outcome.jobs)
             nodes = self.remove_leaving(observed, nodes)
@@ -178,7 +192,7 @@ class Pass:
             self.lost[node.pk] = f"node {node.name} was preempted"
             record(
                 self.compute,
-                "node.preempted",
+                EventVerb.NODE_PREEMPTED,
                 f"Node {node.name} was preempted; its container is gone.",
                 level="warning",
             )
@@ -200,7 +214,7 @@ class Pass:
                 why = "no node of this compute expects it (left over from a crash or removed node)"
             record(
                 self.compute,
-                "node.orphan_removed",
+                EventVerb.ORPHAN_REMOVED,
                 f"Removed container {observation.name}: {why}.",
                 level="warning",
             )
@@ -210,7 +224,7 @@ class Pass:
         alive = []
         for node in nodes:
             observation = observed.get(node.pk)
-            started = node.state in (NodeState.IDLE, NodeState.RUNNING)
+            started = node.state in NODE_UP
             if started and (observation is None or not observation.running):
                 what = (
                     "container is gone"
@@ -226,7 +240,7 @@ class Pass:
                     self.lost[node.pk] = f"node {node.name}'s {what}"
                     record(
                         self.compute,
-                        "node.unusable",
+                        EventVerb.NODE_UNUSABLE,
                         f"Node {node.name} is unusable: its {what}. A new node replaces it.",
                         level="warning",
                     )
@@ -248,7 +262,7 @@ class Pass:
         self.driver.remove_node(name)
         Node.objects.filter(pk=node.pk).delete()
         self.outcome.removed.append(node.name)
-        record(self.compute, "node.removed", f"Node {node.name} removed: {why}.")
+        record(self.compute, EventVerb.NODE_REMOVED, f"Node {node.name} removed: {why}.")
         self.keep_lease()
 
     def why_removed(self) -> str:
@@ -256,13 +270,13 @@ class Pass:
             S.STOPPING: "instance stopping",
             S.RESTARTING: "instance restarting",
             S.DELETING: f"{self.compute.get_kind_display().lower()} deleting",
-        }.get(self.compute.state, f"min nodes is {self.compute.min_nodes}")
+        }.get(cast(S, self.compute.state), f"min nodes is {self.compute.min_nodes}")
 
     def scale(self, nodes: list[Node]) -> list[Node]:
         """Instances keep one node while they run; clusters follow the autoscaler."""
         compute = self.compute
         nodes = [n for n in nodes if n.state in LIVE_NODE_STATES]
-        going_away = compute.state in (S.STOPPING, S.DELETING)
+        going_away = compute.state in GOING_AWAY
         if going_away or compute.is_instance:
             desired = compute.desired_node_count()
             for node in list(reversed(nodes))[: max(0, len(nodes) - desired)]:
@@ -289,20 +303,24 @@ class Pass:
             fit, first, cores = quota.claim_nodes(compute, desired - live)
             if fit < desired - live:
                 self.note(
+                    EventVerb.SCALING_HELD,
                     f"Not scaling to {desired}: {cores.message}"
-                    + (f" Scaling to {live + fit} instead." if fit else "")
+                    + (f" Scaling to {live + fit} instead." if fit else ""),
                 )
             if not fit:
                 return nodes
             if fit == desired - live:
                 message = f"Scaled {live} → {desired}: {reason} (max {compute.max_nodes})."
-                self.note(message, force=True)
+                self.note(EventVerb.SCALED_UP, message, force=True)
             return nodes + self.announce_nodes(first, fit, reason)
         if live > desired:
             nodes = self.scale_down(nodes, live - desired)
         elif need and live >= compute.max_nodes and need > live - busy:
             waiting = "job waits" if queued == 1 else "jobs wait"
-            self.note(f"Not scaling: at max_nodes ({compute.max_nodes}); {queued} {waiting}.")
+            self.note(
+                EventVerb.SCALING_HELD,
+                f"Not scaling: at max_nodes ({compute.max_nodes}); {queued} {waiting}.",
+            )
         return nodes
 
     def scale_down(self, nodes: list[Node], surplus: int) -> list[Node]:
@@ -330,12 +348,12 @@ class Pass:
                 nodes.remove(node)
         return nodes
 
-    def note(self, message: str, force: bool = False) -> None:
+    def note(self, verb: EventVerb, message: str, force: bool = False) -> None:
         """An autoscaler decision, written once while it stands."""
         if force or message != self.compute.autoscale_note:
             Compute.objects.filter(pk=self.compute.pk).update(autoscale_note=message)
             self.compute.autoscale_note = message
-            record(self.compute, "autoscale", message)
+            record(self.compute, verb, message)
 
     def add_nodes(self, count: int, reason: str) -> list[Node]:
         """Nodes outside the autoscaler (an instance's one): its quota was taken on start."""
@@ -344,7 +362,7 @@ class Pass:
     def announce_nodes(self, first: int, count: int, reason: str) -> list[Node]:
         """Record the new rows and hand them on for their containers."""
         names = ", ".join(f"n-{i}" for i in range(first, first + count))
-        record(self.compute, "node.adding", f"Adding {names} ({reason}).")
+        record(self.compute, EventVerb.NODE_ADDED, f"Adding {names} ({reason}).")
         return list(Node.objects.filter(compute=self.compute, index__gte=first).order_by("index"))
 
     def start_preparing(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
@@ -365,7 +383,9 @@ class Pass:
                     if node.pk in observed
                     else ""
                 )
-                record(self.compute, "node.ready", f"Node {node.name} is up and idle{adopted}.")
+                record(
+                    self.compute, EventVerb.NODE_READY, f"Node {node.name} is up and idle{adopted}."
+                )
             self.keep_lease()
 
     # State ---------------------------------------------------------------------------
@@ -377,7 +397,7 @@ class Pass:
         ready = all(n.state != NodeState.PREPARING for n in live)
         if compute.state == S.DELETING:
             converged = not live and not self.driver.list_nodes(compute.pk)
-        elif compute.is_cluster and compute.state in (S.CREATING, S.RESIZING, S.STEADY):
+        elif compute.is_cluster and compute.state in SETTLES_WITHIN_BOUNDS:
             converged = ready and compute.min_nodes <= len(live) <= compute.max_nodes
         else:
             converged = ready and len(live) == compute.desired_node_count()
@@ -386,15 +406,15 @@ class Pass:
         if compute.last_error:
             Compute.objects.filter(pk=compute.pk).update(last_error="")
             compute.last_error = ""
-            record(compute, "compute.recovered", "Recovered: the nodes match again.")
+            record(compute, EventVerb.RECOVERED, "Recovered: the nodes match again.")
         if target and compute.transition(compute.state, target):
-            record(compute, f"compute.{target}", self.settled_message(target, len(live)))
+            record(compute, SETTLED[target], self.settled_message(target, len(live)))
             if target == S.RUNNING and idle.is_busy(compute):
                 idle.refresh_deadline(compute)  # a job already runs: that is the activity
             elif target == S.RUNNING:
                 idle.record_activity(compute.pk, "instance started")
 
-    def settled_message(self, state: str, nodes: int) -> str:
+    def settled_message(self, state: ComputeState, nodes: int) -> str:
         compute = self.compute
         if state == S.STEADY:
             return f"Cluster steady at {nodes} node(s)."
@@ -407,7 +427,7 @@ class Pass:
     def sample(self) -> None:
         """A point for the cluster chart, whenever node count or queue length changed."""
         nodes = self.compute.nodes.filter(state__in=LIVE_NODE_STATES).count()
-        queued = Job.objects.filter(compute=self.compute, status="queued").count()
+        queued = Job.objects.filter(compute=self.compute, status=JobStatus.QUEUED).count()
         last = self.compute.samples.order_by("-at").values_list("nodes", "queued").first()
         if last != (nodes, queued):
             ComputeSample.objects.create(compute=self.compute, nodes=nodes, queued=queued)
@@ -419,6 +439,7 @@ class Pass:
         for the node's environment (its setup script and its jobs read them); only the
         start of a node needs them, a removal needs the name alone."""
         size = self.compute.vm_size
+        assert size is not None  # only attached computes have no size, and they have no nodes
         environment = {
             "HANGAR_COMPUTE": self.compute.name,
             "HANGAR_NODE": node.name,
@@ -456,7 +477,7 @@ class Pass:
         if self.compute.last_error != message:
             Compute.objects.filter(pk=self.compute.pk).update(last_error=message)
             self.compute.last_error = message
-            record(self.compute, "compute.error", message, level="error")
+            record(self.compute, EventVerb.ERRORED, message, level="error")
         self.outcome.error = message
 
     def fail(self, message: str) -> None:
@@ -467,7 +488,7 @@ class Pass:
         if compute.can_move(S.FAILED) and compute.transition(
             compute.state, S.FAILED, last_error=message
         ):
-            record(compute, "compute.failed", f"Failed: {message}", level="error")
+            record(compute, EventVerb.FAILED, f"Failed: {message}", level="error")
         self.outcome.error = message
         self.outcome.state = compute.state
 

@@ -36,7 +36,14 @@ from compute.models import (
     Tier,
 )
 from compute.models.compute import desired_count
-from compute.models.states import LIVE_NODE_STATES, TRANSITIONAL
+from compute.models.states import (
+    JOB_UNFINISHED,
+    LIVE_NODE_STATES,
+    NODE_GOING,
+    NODE_UP,
+    NODE_WITH_CONTAINER,
+    TRANSITIONAL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +122,7 @@ def live_computes() -> list[ComputeRow]:
 def live_nodes() -> list[NodeRow]:
     # Served by node_live_idx.
     rows = Node.objects.filter(
-        state__in=(*LIVE_NODE_STATES, NodeState.LEAVING, NodeState.PREEMPTED),
+        state__in=NODE_WITH_CONTAINER,
         ended_at__isnull=True,
     ).values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
     return [NodeRow(*row) for row in rows]
@@ -125,7 +132,7 @@ def active_job_counts() -> JobCounts:
     # Served by job_active_idx.
     jobs: JobCounts = Counter()
     for compute_id, status, count in (
-        Job.objects.filter(status__in=("queued", "preparing", "running"))
+        Job.objects.filter(status__in=JOB_UNFINISHED)
         .values_list("compute_id", "status")
         .annotate(n=Count("id"))
     ):
@@ -167,7 +174,7 @@ def why_due(
 ) -> str:
     """Why this compute needs a reconcile now, from its rows alone; "" if it does not."""
     pk, kind, state = compute.pk, compute.kind, compute.state
-    has_jobs = bool(jobs[pk, "queued"] or jobs[pk, "preparing"] or jobs[pk, "running"])
+    has_jobs = any(jobs[pk, status] for status in JOB_UNFINISHED)
     live = [n for n in nodes if n.state in LIVE_NODE_STATES]
     busy = sum(1 for n in live if n.state == NodeState.RUNNING)
     if state in TRANSITIONAL:
@@ -181,7 +188,7 @@ def why_due(
         return "health check due" if pk in health_due else ""
     if has_jobs:
         return "jobs to place or collect"
-    if any(n.state in (NodeState.LEAVING, NodeState.PREEMPTED) for n in nodes):
+    if any(n.state in NODE_GOING for n in nodes):
         return "nodes to remove"
     if len(live) == desired_count(kind, state, compute.min_nodes, compute.max_nodes, busy):
         return ""
@@ -208,7 +215,7 @@ def dead_containers(
     found = []
     for node in nodes:
         observation = observed.get(node.pk)
-        started = node.state in (NodeState.IDLE, NodeState.RUNNING)
+        started = node.state in NODE_UP
         if started and (observation is None or not observation.running):
             found.append((node.compute_id, "a node's container is gone or stopped"))
     return found
@@ -253,7 +260,7 @@ def simulate_preemptions(live: list[NodeRow], report: SweepReport, compute_id: i
     """Demo only: preempt low-priority nodes at HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR."""
     chance = settings.HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR * settings.HANGAR_SWEEP_SECONDS / 3600
     for node in live:
-        if node.state in (NodeState.IDLE, NodeState.RUNNING) and random.random() < chance:  # noqa: S311
+        if node.state in NODE_UP and random.random() < chance:  # noqa: S311
             if Node.objects.filter(pk=node.pk, state=node.state).update(state=NodeState.PREEMPTED):
                 report.preempted.append(node.pk)
                 report.reasons.setdefault(compute_id, "simulated preemption")

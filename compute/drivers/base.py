@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from compute.lib import jobfiles
 from compute.lib.jobfiles import RunState
@@ -102,7 +103,29 @@ class JobLaunch:
     on_finish: Callable[[], None] | None = None
 
 
-class Driver(abc.ABC):
+class JobRunner(Protocol):
+    """What the job steps (controllers/jobs.py) need of wherever a job's ranks run: every
+    driver, for ranks on its nodes, and the runners of attached computes (runners.py:
+    LocalRunner, SSHRunner), which have no nodes. Same idempotence as a driver's calls."""
+
+    def start_job(self, launch: JobLaunch) -> None:
+        """Start one rank detached: it must outlive the worker that started it."""
+        ...
+
+    def cancel_job(self, container: str, run_key: str) -> None:
+        """Stop a rank promptly: TERM to its process group, KILL a second later."""
+        ...
+
+    def job_state(self, run_key: str, container: str = "") -> RunState:
+        """Started? Exit code? From the run's record, which outlives any worker."""
+        ...
+
+    def release_run(self, container: str, run_key: str) -> None:
+        """A run was collected: end whatever of it is left and remove its files."""
+        ...
+
+
+class Driver(JobRunner, abc.ABC):
     name: str = ""
     label: str = ""  # what users call the place nodes live, for messages
 

@@ -89,9 +89,12 @@ class DockerDriver(Driver):
             if container.status != "running":
                 container.start()
                 container.reload()
-            return self._observe(
+            observed = self._observe(
                 container.name, container.id, container.labels, container.status, container.attrs
             )
+            if observed is None:  # a container of that name that Hangar did not label
+                raise NodeStartError(f"{spec.container_name} exists without Hangar's labels.")
+            return observed
         except (NodeStartError, DriverUnavailable):
             raise
         except APIError as exc:

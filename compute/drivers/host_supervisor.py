@@ -118,6 +118,7 @@ def start(orders: dict) -> subprocess.Popen:
 
 def pump(child: subprocess.Popen, record: RunRecord | NodeRecord) -> None:
     """Copy output into the record as it comes (live within a fraction of a second)."""
+    assert child.stdout is not None  # started with stdout=PIPE
     fd = child.stdout.fileno()
     offset = 0
     ended_at = None
@@ -164,6 +165,7 @@ def supervise(orders: dict) -> None:
         record.note(f"could not start: {failure}")
         record.exit(127)
         return
+    assert child.stdout is not None  # started with stdout=PIPE
     try:
         pump(child, record)
     finally:  # whatever failed here, the run still gets its exit code

@@ -18,6 +18,7 @@ import json
 import os
 import pwd
 import secrets
+import select
 import shutil
 import signal
 import stat
@@ -220,6 +221,21 @@ def is_alive(identity: ProcessIdentity) -> bool:
         and found.state not in ("Z", "X")
         and (found.start, found.uid) == (identity.start, identity.uid)
     )
+
+
+def wait_for_exit(identity: ProcessIdentity, timeout: float) -> None:
+    """Sleep until the identified process ends (or `timeout`): the kernel wakes us through
+    a pidfd, so nothing polls while it runs. The pid is checked against the identity after
+    the pidfd is open, so a reused pid is never waited on."""
+    try:
+        fd = os.pidfd_open(identity.pid)
+    except OSError:
+        return  # already gone
+    try:
+        if is_alive(identity):
+            select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def group_members(identity: ProcessIdentity) -> list[int]:

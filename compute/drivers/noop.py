@@ -49,5 +49,7 @@ class NoopDriver(Driver):
 
     @staticmethod
     def _observe(name: str, labels: dict[str, str]) -> NodeObservation:
-        compute_id, node_id = parse_labels(labels)
+        ids = parse_labels(labels)
+        assert ids is not None  # the noop driver lists only the nodes it labelled itself
+        compute_id, node_id = ids
         return NodeObservation(name, name, compute_id, node_id, True, "running")

@@ -50,6 +50,7 @@ kill -TERM -"$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
 ( sleep 1; kill -KILL -"$p" 2>/dev/null ) > /dev/null 2>&1 &
 """
 WATCH_SECONDS = 6 * 3600
+DRAIN_SECONDS = 1.0  # host_supervisor.DRAIN_AFTER_EXIT: the exit code follows within it
 _watching: set[tuple[str, str]] = set()
 _watching_lock = threading.Lock()
 
@@ -86,7 +87,18 @@ class LocalRunner:
         if self.on_finish is not None:
 
             def wait() -> None:
-                deadline = time.monotonic() + WATCH_SECONDS
+                # The supervisor writes the identity a moment after the launch, and the
+                # exit code a moment after the process ends: only those moments are polled.
+                identity = None
+                deadline = time.monotonic() + hostproc.START_TIMEOUT
+                while identity is None and time.monotonic() < deadline:
+                    if jobfiles.read_run(launch.run_key).exit_code is not None:
+                        return
+                    identity = hostproc.run_identity(launch.run_key)
+                    time.sleep(0.02)
+                if identity is not None:
+                    hostproc.wait_for_exit(identity, WATCH_SECONDS)
+                deadline = time.monotonic() + hostproc.KILL_AFTER + 2 * DRAIN_SECONDS
                 while time.monotonic() < deadline:
                     if jobfiles.read_run(launch.run_key).exit_code is not None:
                         return
@@ -151,6 +163,7 @@ class SSHRunner:
             'if mkdir "$run" 2>/dev/null; then',
             f'  ( cd "$run" && exec setsid sh -c {shlex.quote(REMOTE_WRAPPER)} hangar "$run" ) '
             "< /dev/null > /dev/null 2>&1 &",
+            "  wrapper=$!",  # setsid execs in place (not a group leader): our own child
             "fi",
             'cd "$run" || exit 1',
             "echo started",
@@ -158,8 +171,12 @@ class SSHRunner:
         watched = self.on_finish is not None and _take_watch_slot(self.endpoint)
         if watched:
             lines += [
-                f"i=0; while [ ! -e exit_code ] && [ $i -lt {WATCH_SECONDS * 50} ]; "
-                "do sleep 0.02; i=$((i+1)); done",
+                # Wait on the wrapper itself: nothing polls over there while the job runs.
+                # (A relaunch that found the run started elsewhere has no child to wait
+                # on: it looks once a second.)
+                '[ -n "${wrapper:-}" ] && wait "$wrapper"',
+                f"i=0; while [ ! -e exit_code ] && [ $i -lt {WATCH_SECONDS} ]; "
+                "do sleep 1; i=$((i+1)); done",
                 '[ -e exit_code ] && echo "exit=$(cat exit_code)" && cat output.log',
             ]
         handed_over = False  # to the thread that finishes the command and frees the slot
@@ -203,7 +220,8 @@ class SSHRunner:
             jobfiles.mark_started(run_key)
             jobfiles.write_output(run_key, 0, output)  # the whole output, at its place
             jobfiles.write_exit_code(run_key, int(code))
-        self.on_finish()
+        if self.on_finish is not None:  # always: only a watched start hands over to here
+            self.on_finish()
 
     def _upload_code(self, job_id: int) -> str:
         """The job's code snapshot, copied once (a relaunch finds it); returns its folder

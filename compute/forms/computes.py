@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -7,7 +9,7 @@ from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 
 from compute.forms.fields import parse_variables, secret_variables_field
-from compute.models import Category, Compute, Tier, VmSize
+from compute.models import Category, Compute, ComputeState, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
 from workspace.forms import StyledForm
 from workspace.models import Workspace
@@ -98,14 +100,14 @@ class ComputeForm(StyledForm, forms.Form):
     def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.workspace = workspace
-        self.fields["vm_size"].choices = size_choices()
+        cast(forms.ChoiceField, self.fields["vm_size"]).choices = size_choices()
         self.fields["name"].widget.attrs.update(autofocus=True, autocomplete="off")
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
         taken = (
             Compute.objects.filter(workspace=self.workspace, name__iexact=name)
-            .exclude(state="deleted")
+            .exclude(state=ComputeState.DELETED)
             .exists()
         )
         if taken:
@@ -153,7 +155,7 @@ class InstanceForm(ComputeForm):
         super().__init__(*args, **kwargs)
         self.members = {str(user.pk): user for user in members or []}
         if can_assign:
-            self.fields["assigned_to"].choices = [
+            cast(forms.ChoiceField, self.fields["assigned_to"]).choices = [
                 ("", "Me"),
                 *((pk, str(u)) for pk, u in self.members.items()),
             ]
@@ -188,7 +190,7 @@ class IdleSettingsForm(StyledForm, forms.Form):
         self.workspace = workspace
 
     def clean_idle_shutdown_minutes(self) -> int | None:
-        return InstanceForm.clean_idle_shutdown_minutes(self)
+        return InstanceForm.clean_idle_shutdown_minutes(self)  # type: ignore[arg-type]  # same field and workspace
 
 
 class ScheduleForm(StyledForm, forms.Form):
@@ -214,7 +216,7 @@ class ScheduleForm(StyledForm, forms.Form):
         super().__init__(*args, **kwargs)
         from compute.idle import DAYS
 
-        self.fields["days"].choices = DAYS
+        cast(forms.ChoiceField, self.fields["days"]).choices = DAYS
         self.fields["days"].widget.attrs.pop("class", None)
 
     def clean(self) -> dict:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
 
@@ -66,7 +68,7 @@ class JobSubmitForm(StyledForm, forms.Form):
             .exclude(state=ComputeState.DELETED)
             .order_by("kind", "name")
         )
-        self.fields["compute"].choices = [("", "Choose a compute…")] + [
+        cast(forms.ChoiceField, self.fields["compute"]).choices = [("", "Choose a compute…")] + [
             (c.pk, f"{c.name} · {c.get_kind_display().lower()} · {c.state_label.lower()}")
             for c in computes
         ]
@@ -112,11 +114,11 @@ class JobFilterForm(StyledForm, forms.Form):
 
     def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["compute"].choices = [
+        cast(forms.ChoiceField, self.fields["compute"]).choices = [
             ("", "Any compute"),
             *Compute.objects.filter(workspace=workspace).order_by("name").values_list("pk", "name"),
         ]
-        self.fields["submitter"].choices = [("", "Anyone")] + [
+        cast(forms.ChoiceField, self.fields["submitter"]).choices = [("", "Anyone")] + [
             (m.user_id, m.user.username)
             for m in workspace.memberships.select_related("user").order_by("user__username")
         ]

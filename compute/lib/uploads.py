@@ -33,7 +33,7 @@ class LimitUploadHandler(FileUploadHandler):
         input_data: Any,
         META: dict[str, Any],
         content_length: int,
-        boundary: bytes,
+        boundary: bytes,  # type: ignore[override]  # the stubs say str; Django passes bytes
         encoding: str | None = None,
     ) -> None:
         self.body_length = content_length

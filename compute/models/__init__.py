@@ -1,10 +1,11 @@
 from compute.models.attached import Attachment, SecretKind, TargetKind
 from compute.models.catalog import Category, GpuArchitecture, VmFamily, VmSize
-from compute.models.compute import Compute, Event, Node, Tier
+from compute.models.compute import Compute, Node, Tier
+from compute.models.events import Event, EventVerb
 from compute.models.idle import Reminder, Schedule, ScheduleAction
-from compute.models.jobs import CodeKind, ComputeSample, Job, JobRun, JobStatus
+from compute.models.jobs import CodeKind, ComputeSample, Job, JobRun
 from compute.models.quota import FamilyQuota, QuotaRequest, RequestStatus, WorkspaceQuota
-from compute.models.states import ComputeKind, ComputeState, NodeState
+from compute.models.states import ComputeKind, ComputeState, ComputeVerb, JobStatus, NodeState
 
 __all__ = [
     "Attachment",
@@ -14,7 +15,9 @@ __all__ = [
     "ComputeKind",
     "ComputeSample",
     "ComputeState",
+    "ComputeVerb",
     "Event",
+    "EventVerb",
     "FamilyQuota",
     "GpuArchitecture",
     "Job",

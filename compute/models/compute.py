@@ -1,4 +1,4 @@
-"""Computes (instances and clusters), their nodes, and the event log that explains them."""
+"""Computes (instances, clusters, attached targets) and their nodes."""
 
 from __future__ import annotations
 
@@ -6,20 +6,27 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
 from compute.models.catalog import VmSize
 from compute.models.states import (
+    GONE,
     LIVE_NODE_STATES,
+    NODE_UP,
+    RESIZABLE,
     STEADY,
+    TRANSITIONAL,
     TRANSITIONS,
     WANTS_NODES,
     ComputeKind,
     ComputeState,
+    ComputeVerb,
+    IllegalTransition,
     NodeState,
 )
-from workspace.models import Workspace
+from workspace.models import Role, Workspace
 
 COMPUTE_NAME_RULE = RegexValidator(
     r"^[A-Za-z][A-Za-z0-9-]{2,23}$",
@@ -27,7 +34,7 @@ COMPUTE_NAME_RULE = RegexValidator(
 )
 
 
-ATTACHED_STATE_LABELS = {
+ATTACHED_STATE_LABELS: dict[str, str] = {
     ComputeState.CREATING: "Validating",
     ComputeState.STEADY: "Ready",
     ComputeState.FAILED: "Error",
@@ -104,8 +111,11 @@ class Compute(models.Model):
         ordering = ["name"]
         constraints = [
             # A deleted compute keeps its row (and history) but frees its name.
+            # Case-insensitive, as the form checks it: "Train" and "train" would read as
+            # one compute on every page.
             models.UniqueConstraint(
-                fields=["workspace", "name"],
+                Lower("name"),
+                "workspace",
                 condition=~Q(state="deleted"),
                 name="compute_name_unique_live",
                 violation_error_message="A compute with this name already exists here.",
@@ -148,13 +158,67 @@ class Compute(models.Model):
     def is_steady(self) -> bool:
         return self.state in STEADY
 
+    # What the pages ask, so no template compares the state with a string.
+    @property
+    def is_transitional(self) -> bool:
+        return self.state in TRANSITIONAL
+
+    @property
+    def is_creating(self) -> bool:
+        return self.state == ComputeState.CREATING
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == ComputeState.RUNNING
+
+    @property
+    def is_stopped(self) -> bool:
+        return self.state == ComputeState.STOPPED
+
+    @property
+    def is_failed(self) -> bool:
+        return self.state == ComputeState.FAILED
+
     def can_move(self, new_state: str) -> bool:
         return new_state in TRANSITIONS[ComputeKind(self.kind)][ComputeState(self.state)]
+
+    def allowed_verbs(self, role: str) -> frozenset[str]:
+        """What a member with `role` may ask of this compute now: the buttons its page
+        shows. Moves come from the transition tables, which the actions enforce too."""
+        if Role.rank(role) < Role.rank(Role.CONTRIBUTOR):
+            return frozenset()
+        V, S = ComputeVerb, ComputeState
+        admin = Role.rank(role) >= Role.rank(Role.ADMIN)
+        verbs: set[str] = set()
+        if self.state not in GONE:
+            verbs.add(V.SUBMIT)
+        if self.is_instance:
+            moves = {V.START: S.STARTING, V.STOP: S.STOPPING, V.RESTART: S.RESTARTING}
+            verbs |= {verb for verb, target in moves.items() if self.can_move(target)}
+            if self.is_running and self.idle_deadline:
+                verbs.add(V.KEEP_RUNNING)
+            if self.state != S.DELETED:
+                verbs |= {V.IDLE_SETTINGS, V.TOKEN}
+        elif self.is_cluster:
+            if self.state in RESIZABLE:
+                verbs.add(V.RESIZE)
+            if admin and self.tier == Tier.LOW_PRIORITY:  # what a cloud does, on demand
+                verbs.add(V.PREEMPT)
+        elif self.is_attached:
+            if self.state not in GONE:
+                verbs.add(V.EDIT)
+            if self.can_move(S.CREATING):
+                verbs.add(V.VALIDATE)
+            if self.can_move(S.DELETING):  # detaching is a contributor's, not only an admin's
+                verbs.add(V.DETACH)
+        if admin and not self.is_attached and self.can_move(S.DELETING):
+            verbs.add(V.DELETE)
+        return frozenset(verbs)
 
     def transition(self, expected: str, new: str, **fields: object) -> bool:
         """Compare-and-set the state; True only for the caller that made the change."""
         if new not in TRANSITIONS[ComputeKind(self.kind)][ComputeState(expected)]:
-            raise ValueError(f"{self.kind} cannot go from {expected} to {new}")
+            raise IllegalTransition(f"{self.kind} cannot go from {expected} to {new}")
         changed = Compute.objects.filter(pk=self.pk, state=expected).update(
             state=new, state_changed_at=timezone.now(), **fields
         )
@@ -228,29 +292,6 @@ class Node(models.Model):
     def is_live(self) -> bool:
         return self.state in LIVE_NODE_STATES
 
-
-class Event(models.Model):
-    """What happened to a compute, who or what did it, and why."""
-
-    compute = models.ForeignKey(Compute, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    verb = models.CharField(max_length=40)
-    message = models.CharField(max_length=1000)
-    level = models.CharField(
-        max_length=8,
-        default="info",
-        choices=[("info", "info"), ("warning", "warning"), ("error", "error")],
-    )
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return self.message
-
     @property
-    def who(self) -> str:
-        return str(self.actor) if self.actor_id else "Hangar"
+    def is_up(self) -> bool:
+        return self.state in NODE_UP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
@@ -11,33 +12,29 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compute.models.compute import Compute, Node
+from compute.models.states import (
+    JOB_ACTIVE,
+    JOB_TERMINAL,
+    JOB_UNFINISHED,
+    JobStatus,
+    check_job_move,
+)
 from workspace.models import Workspace
 
-
-class JobStatus(models.TextChoices):
-    """queued → preparing → running → completed | failed | canceled; preempted → queued."""
-
-    QUEUED = "queued", "Queued"
-    PREPARING = "preparing", "Preparing"
-    RUNNING = "running", "Running"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    CANCELED = "canceled", "Canceled"
-    PREEMPTED = "preempted", "Preempted"
-
-
 J = JobStatus
-JOB_TRANSITIONS: dict[str, set[str]] = {
-    J.QUEUED: {J.PREPARING, J.CANCELED},
-    J.PREPARING: {J.RUNNING, J.FAILED, J.CANCELED, J.PREEMPTED, J.QUEUED},
-    J.RUNNING: {J.COMPLETED, J.FAILED, J.CANCELED, J.PREEMPTED},
-    J.PREEMPTED: {J.QUEUED, J.FAILED},
-    J.COMPLETED: set(),
-    J.FAILED: set(),
-    J.CANCELED: set(),
-}
-JOB_TERMINAL = (J.COMPLETED, J.FAILED, J.CANCELED)
-JOB_ACTIVE = (J.PREPARING, J.RUNNING)
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def transition(self, expected: str | Iterable[str], new: str, **fields: object) -> int:
+        """The one compare-and-set of job statuses: moves the jobs of this queryset that are
+        still in `expected` to `new`, returns how many moved (0: a race was lost). A move
+        JOB_TRANSITIONS does not allow raises IllegalTransition, whether or not a row
+        would have matched."""
+        sources = (expected,) if isinstance(expected, str) else tuple(expected)
+        check_job_move(sources, new)
+        if len(sources) == 1:  # `=`, so the partial index on queued jobs still serves it
+            return self.filter(status=sources[0]).update(status=new, **fields)
+        return self.filter(status__in=sources).update(status=new, **fields)
 
 
 MASK = "••••"
@@ -79,6 +76,8 @@ class Job(models.Model):
     running_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ["-queued_at", "-id"]
         indexes = [
@@ -108,9 +107,36 @@ class Job(models.Model):
         shown = [(k, str(v) if with_values else MASK) for k, v in (self.environment or {}).items()]
         return shown + [(name, MASK) for name in (self.secret_environment or {})]
 
+    def transition(self, expected: str | Iterable[str], new: str, **fields: object) -> bool:
+        """`JobQuerySet.transition` on this job; True only for the caller that moved it."""
+        if not Job.objects.filter(pk=self.pk).transition(expected, new, **fields):
+            return False
+        self.status = new
+        for name, value in fields.items():
+            if not hasattr(value, "resolve_expression"):  # F(...) is the database's to know
+                setattr(self, name, value)
+        return True
+
     @property
     def is_terminal(self) -> bool:
         return self.status in JOB_TERMINAL
+
+    # What the pages ask, so no template compares the status with a string.
+    @property
+    def is_queued(self) -> bool:
+        return self.status == J.QUEUED
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in JOB_ACTIVE
+
+    @property
+    def is_unfinished(self) -> bool:
+        return self.status in JOB_UNFINISHED
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == J.FAILED
 
     @property
     def queued_for(self):

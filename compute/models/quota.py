@@ -85,4 +85,13 @@ class QuotaRequest(models.Model):
 
     @property
     def target(self) -> str:
-        return f"{self.family.name} cores" if self.family_id else "low-priority cores"
+        return f"{self.family.name} cores" if self.family else "low-priority cores"
+
+    # What the pages ask, so no template compares the status with a string.
+    @property
+    def is_approved(self) -> bool:
+        return self.status == RequestStatus.APPROVED
+
+    @property
+    def is_rejected(self) -> bool:
+        return self.status == RequestStatus.REJECTED

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 
 from compute.models import TargetKind
 
@@ -108,7 +109,7 @@ def kind_of(key: str) -> Kind | None:
     return KINDS.get(key)
 
 
-def may_attach_host(user: object) -> bool:
+def may_attach_host(user: User | AnonymousUser) -> bool:
     """Site staff with the permission (superusers hold every permission)."""
     return bool(
         getattr(user, "is_active", False)
@@ -117,7 +118,7 @@ def may_attach_host(user: object) -> bool:
     )
 
 
-def why_unavailable(kind: Kind, user: object) -> str:
+def why_unavailable(kind: Kind, user: User | AnonymousUser) -> str:
     """Why this user cannot attach this kind here, or "" when they can."""
     if not kind.on_hangar_host:
         return ""

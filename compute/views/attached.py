@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
 from compute.actions import attached as attach_actions
 from compute.forms.attached import AttachForm
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
+from compute.models.states import JOB_UNFINISHED
 from compute.rules.targets import KINDS, kind_of, why_unavailable
 from compute.views.common import add_errors, with_polling
-from workspace.access import WorkspaceAccess, workspace_view
+from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
 
 EVENTS_ON_PAGE = 30
@@ -26,13 +27,13 @@ def _page(access: WorkspaceAccess, **extra) -> dict:
 
 
 @workspace_view(Role.CONTRIBUTOR, "attaching compute")
-def attach_pick(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def attach_pick(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     kinds = [(kind, why_unavailable(kind, request.user)) for kind in KINDS.values()]
     return render(request, "compute/attach_pick.html", _page(access, kinds=kinds))
 
 
 @workspace_view(Role.CONTRIBUTOR, "attaching compute")
-def attach_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
+def attach_create(request: AuthedRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
     target = kind_of(kind)
     if target is None:
         raise Http404("No such kind of compute.")
@@ -71,10 +72,11 @@ def _attached(access: WorkspaceAccess, pk: int) -> Compute:
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")
-def attach_edit(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def attach_edit(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = _attached(access, pk)
     attachment: Attachment = compute.attachment
     target = kind_of(attachment.target_kind)
+    assert target is not None  # a stored attachment has a known kind
     form = AttachForm(request.POST or None, kind=target, stored=attachment)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -96,7 +98,7 @@ def attach_edit(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpR
 
 
 def attached_context(access: WorkspaceAccess, compute: Compute) -> dict:
-    busy = compute.jobs.filter(status__in=("queued", "preparing", "running")).exists()
+    busy = compute.jobs.filter(status__in=JOB_UNFINISHED).exists()
     attachment = compute.attachment
     return _page(
         access,
@@ -106,12 +108,12 @@ def attached_context(access: WorkspaceAccess, compute: Compute) -> dict:
         steady=compute.is_steady and not busy,
         recent_jobs=compute.jobs.select_related("submitted_by").order_by("-queued_at")[:10],
         events=compute.events.select_related("actor")[:EVENTS_ON_PAGE],
-        can_act=access.is_contributor,
+        verbs=compute.allowed_verbs(access.role),
     )
 
 
 def attached_detail(
-    request: HttpRequest, access: WorkspaceAccess, compute: Compute
+    request: AuthedRequest, access: WorkspaceAccess, compute: Compute
 ) -> HttpResponse:
     template = "compute/attached_detail.html" + ("#live" if request.htmx else "")
     context = attached_context(access, compute)
@@ -120,7 +122,7 @@ def attached_detail(
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")
 def attached_action(
-    request: HttpRequest, access: WorkspaceAccess, pk: int, verb: str
+    request: AuthedRequest, access: WorkspaceAccess, pk: int, verb: str
 ) -> HttpResponse:
     if verb not in ("validate", "detach"):
         raise Http404("No such action.")

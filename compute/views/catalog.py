@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 
 from compute.forms.computes import CatalogFilterForm
 from compute.models import GpuArchitecture, VmFamily, VmSize
+from workspace.access import AuthedRequest
 
 PAGE_SIZE = 30
 
 
 @login_required
-def catalog(request: HttpRequest) -> HttpResponse:
+def catalog(request: AuthedRequest) -> HttpResponse:
     form = CatalogFilterForm(request.GET or None)
     sizes = VmSize.objects.select_related("family__gpu_architecture")
     if form.is_bound and form.is_valid():

@@ -65,6 +65,7 @@ def cluster_chart(compute: Compute) -> Chart:
                 coords.append(f"{x(moment):.1f},{y(previous):.1f}")
             coords.append(f"{x(moment):.1f},{y(value):.1f}")
             previous = value
+        assert previous is not None  # points always holds the window's first point
         coords.append(f"{x(now):.1f},{y(previous):.1f}")
         return " ".join(coords)
 

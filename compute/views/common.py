@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from compute.models import Compute
+from workspace.access import AuthedRequest, HtmxRequest
 from workspace.models import Notification
+from workspace.redirects import local_target
 
 
-def with_polling(request: HttpRequest, response: HttpResponse, steady: bool) -> HttpResponse:
+def with_polling(request: HtmxRequest, response: HttpResponse, steady: bool) -> HttpResponse:
     """A polled fragment answers 286 once steady: htmx swaps it and stops polling."""
     patch_vary_headers(response, ("HX-Request",))
     if request.htmx and steady:
@@ -29,10 +31,9 @@ def add_errors(form, error: ValidationError) -> None:
         form.add_error(None, error)
 
 
-def back(request: HttpRequest, compute: Compute) -> HttpResponse:
+def back(request: AuthedRequest, compute: Compute) -> HttpResponse:
     """Where a one-click action from the inbox returns; acting on a notification reads it."""
     note = request.POST.get("notification", "")
     if note.isdigit():
         Notification.objects.filter(user=request.user, pk=int(note)).update(read_at=timezone.now())
-    target = request.POST.get("next") or ""
-    return redirect(target if target.startswith("/") and not target.startswith("//") else compute)
+    return redirect(local_target(request, request.POST.get("next", ""), compute.get_absolute_url()))

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from compute.actions import computes as actions
 from compute.forms.computes import ClusterBoundsForm, ClusterForm, InstanceForm
-from compute.models import Compute, ComputeKind, ComputeState, Tier
-from compute.models.states import LIVE_NODE_STATES
+from compute.models import Compute, ComputeKind, ComputeState, JobStatus
+from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED, LIVE_NODE_STATES, NODE_CHANGING
 from compute.views.attached import attached_detail
 from compute.views.charts import cluster_chart
 from compute.views.common import add_errors, back, with_polling
-from workspace.access import WorkspaceAccess, require_role, workspace_view
+from workspace.access import AuthedRequest, WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
 
 TABS = {
@@ -35,7 +37,7 @@ def computes_of(access: WorkspaceAccess):
 
 
 @workspace_view()
-def compute_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def compute_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     tab = request.GET.get("tab", "instances")
     if tab not in TABS:
         tab = "instances"
@@ -46,10 +48,8 @@ def compute_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
         .select_related("vm_size", "created_by", "assigned_to", "attachment")
         .annotate(
             live_nodes=Count("nodes", filter=Q(nodes__state__in=LIVE_NODE_STATES), distinct=True),
-            queued_jobs=Count("jobs", filter=Q(jobs__status="queued"), distinct=True),
-            running_jobs=Count(
-                "jobs", filter=Q(jobs__status__in=("preparing", "running")), distinct=True
-            ),
+            queued_jobs=Count("jobs", filter=Q(jobs__status=JobStatus.QUEUED), distinct=True),
+            running_jobs=Count("jobs", filter=Q(jobs__status__in=JOB_ACTIVE), distinct=True),
         )
         .order_by("name")
     )
@@ -92,15 +92,15 @@ def _members(access: WorkspaceAccess) -> list:
 @sensitive_post_parameters("secret_environment")
 @sensitive_variables()  # an instance's secret variables pass through here in clear
 @workspace_view(Role.CONTRIBUTOR, "creating compute")
-def compute_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
+def compute_create(request: AuthedRequest, access: WorkspaceAccess, kind: str) -> HttpResponse:
     if kind not in ("instance", "cluster"):
         raise Http404("No such kind of compute.")
     data = request.POST if request.method == "POST" else None
     if kind == "instance":
-        form = InstanceForm(
+        form: InstanceForm | ClusterForm = InstanceForm(
             data, workspace=access.workspace, members=_members(access), can_assign=access.is_admin
         )
-        create = actions.create_instance
+        create: Callable[..., Compute] = actions.create_instance
     else:
         form = ClusterForm(data, workspace=access.workspace)
         create = actions.create_cluster
@@ -127,8 +127,8 @@ def compute_create(request: HttpRequest, access: WorkspaceAccess, kind: str) -> 
 
 def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
     # Jobs at work or nodes coming and going keep the page live even in a steady state.
-    busy = compute.jobs.filter(status__in=("queued", "preparing", "running")).exists()
-    changing = compute.nodes.filter(state__in=("preparing", "leaving")).exists()
+    busy = compute.jobs.filter(status__in=JOB_UNFINISHED).exists()
+    changing = compute.nodes.filter(state__in=NODE_CHANGING).exists()
     if compute.is_cluster and not changing:  # idle nodes above min will scale down soon
         live = compute.nodes.filter(state__in=LIVE_NODE_STATES).count()
         changing = live > compute.min_nodes
@@ -136,7 +136,6 @@ def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
         "steady": compute.is_steady and not busy and not changing,
         "chart": cluster_chart(compute) if compute.is_cluster else None,
         "recent_jobs": compute.jobs.select_related("submitted_by").order_by("-queued_at")[:8],
-        "can_preempt": access.is_admin and compute.tier == Tier.LOW_PRIORITY and compute.is_cluster,
         "nav": "compute",
         "access": access,
         "workspace": access.workspace,
@@ -144,13 +143,12 @@ def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
         "nodes": compute.nodes.order_by("-index")[:50],
         "live_nodes": compute.nodes.filter(state__in=LIVE_NODE_STATES).count(),
         "events": compute.events.select_related("actor")[:EVENTS_ON_PAGE],
-        "can_act": access.is_contributor,
-        "can_delete": access.is_admin,
+        "verbs": compute.allowed_verbs(access.role),
     }
 
 
 @workspace_view()
-def compute_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def compute_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = get_object_or_404(
         computes_of(access).select_related("vm_size__family", "created_by", "assigned_to"), pk=pk
     )
@@ -164,7 +162,7 @@ def compute_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Ht
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")
 def compute_action(
-    request: HttpRequest, access: WorkspaceAccess, pk: int, verb: str
+    request: AuthedRequest, access: WorkspaceAccess, pk: int, verb: str
 ) -> HttpResponse:
     if verb not in ("start", "stop", "restart", "delete"):
         raise Http404("No such action.")
@@ -190,7 +188,7 @@ def compute_action(
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")
-def cluster_update(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def cluster_update(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = get_object_or_404(computes_of(access).filter(kind=ComputeKind.CLUSTER), pk=pk)
     initial = {
         "min_nodes": compute.min_nodes,

@@ -4,6 +4,8 @@ schedules, and the workspace's "what is burning" overview."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from typing import Any
 
 from axes.helpers import get_client_ip_address
 from django.conf import settings
@@ -21,7 +23,7 @@ from compute.forms.computes import IdleSettingsForm, ScheduleForm
 from compute.lib import throttle
 from compute.models import Compute, ComputeKind, ComputeState
 from compute.views.common import add_errors, back
-from workspace.access import WorkspaceAccess, workspace_view
+from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
 
 
@@ -32,7 +34,7 @@ def instance_or_404(access: WorkspaceAccess, pk: int) -> Compute:
 
 
 @workspace_view(Role.CONTRIBUTOR, "keeping an instance running")
-def keep_running(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def keep_running(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     """GET (an email link) asks for one click; POST (that click, or the bell) does it."""
     compute = instance_or_404(access, pk)
     kind = "schedule" if request.GET.get("kind") == "schedule" else "idle"
@@ -52,7 +54,7 @@ def keep_running(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Http
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing idle shutdown")
-def idle_settings(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def idle_settings(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = instance_or_404(access, pk)
     form = IdleSettingsForm(
         request.POST or None,
@@ -73,7 +75,7 @@ def idle_settings(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Htt
 
 
 def idle_page(
-    request: HttpRequest,
+    request: AuthedRequest,
     access: WorkspaceAccess,
     compute: Compute,
     idle_form: IdleSettingsForm | None = None,
@@ -110,7 +112,7 @@ def schedules_with_runs(compute: Compute) -> list[tuple]:
 
 @workspace_view(Role.CONTRIBUTOR, "scheduling")
 @require_POST
-def schedule_add(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def schedule_add(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = instance_or_404(access, pk)
     form = ScheduleForm(request.POST)
     if form.is_valid():
@@ -132,7 +134,7 @@ def schedule_add(request: HttpRequest, access: WorkspaceAccess, pk: int) -> Http
 @workspace_view(Role.CONTRIBUTOR, "scheduling")
 @require_POST
 def schedule_delete(
-    request: HttpRequest, access: WorkspaceAccess, pk: int, schedule_id: int
+    request: AuthedRequest, access: WorkspaceAccess, pk: int, schedule_id: int
 ) -> HttpResponse:
     compute = instance_or_404(access, pk)
     try:
@@ -146,7 +148,7 @@ def schedule_delete(
 
 @workspace_view(Role.CONTRIBUTOR, "managing activity tokens")
 @require_POST
-def token_rotate(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def token_rotate(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = instance_or_404(access, pk)
     token = idle_actions.rotate_token(access, compute.pk)
     endpoint = request.build_absolute_uri(f"/api/instances/{compute.pk}/activity/")
@@ -216,24 +218,25 @@ def activity_endpoint(request: HttpRequest, pk: int) -> JsonResponse:
 
 
 @workspace_view()
-def burning(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def burning(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     """Running instances, most idle first, with today's cost and the idle waste ahead."""
     now = timezone.now()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = []
+    rows: list[dict[str, Any]] = []
     instances = Compute.objects.filter(
         workspace=access.workspace, kind=ComputeKind.INSTANCE, state=ComputeState.RUNNING
     ).select_related("vm_size", "assigned_to", "created_by")
     for compute in instances:
         since = compute.last_activity_at or compute.state_changed_at
         idle_for = now - since
+        assert compute.vm_size is not None  # instances always have one
         price = float(compute.vm_size.price_dedicated)
         running_today = (now - max(today, compute.state_changed_at)).total_seconds() / 3600
         if compute.idle_deadline:
             ahead = max(0.0, (compute.idle_deadline - now).total_seconds() / 3600)
             waste_note = f"until idle shutdown at {compute.idle_deadline:%H:%M} UTC"
         else:
-            end_of_day = today + timezone.timedelta(days=1)
+            end_of_day = today + timedelta(days=1)
             ahead = (end_of_day - now).total_seconds() / 3600
             waste_note = "no idle shutdown: until midnight at least"
         rows.append(

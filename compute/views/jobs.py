@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
@@ -16,7 +16,7 @@ from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
 from compute.models import Job, JobRun, Node
 from compute.views.common import add_errors, with_polling
-from workspace.access import WorkspaceAccess, workspace_view
+from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
 
 PAGE_SIZE = 25
@@ -27,7 +27,7 @@ def jobs_of(access: WorkspaceAccess):
 
 
 @workspace_view()
-def job_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def job_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     form = JobFilterForm(request.GET or None, workspace=access.workspace)
     jobs = jobs_of(access).select_related("compute", "submitted_by")
     if form.is_bound and form.is_valid():
@@ -68,7 +68,7 @@ def job_list(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
 # reports: the secret variables pass through them in clear.
 @sensitive_variables()
 @workspace_view(Role.CONTRIBUTOR, "submitting jobs")
-def job_submit(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def job_submit(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     initial = {"compute": request.GET.get("compute")}
     form = JobSubmitForm(
         request.POST if request.method == "POST" else None,
@@ -121,7 +121,7 @@ def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:
 
 
 @workspace_view()
-def job_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def job_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     job = get_object_or_404(jobs_of(access).select_related("compute", "submitted_by"), pk=pk)
     rank = int(request.GET.get("rank", "0")) if request.GET.get("rank", "0").isdigit() else 0
     template = "compute/job.html" + ("#live" if request.htmx else "")
@@ -130,7 +130,7 @@ def job_detail(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpRe
 
 
 @workspace_view()
-def job_log(request: HttpRequest, access: WorkspaceAccess, pk: int, rank: int) -> HttpResponse:
+def job_log(request: AuthedRequest, access: WorkspaceAccess, pk: int, rank: int) -> FileResponse:
     job = get_object_or_404(jobs_of(access), pk=pk)
     run = JobRun.objects.filter(job=job, attempt=job.retries, rank=rank).first()
     # Opened without following any link: the record is Hangar's, but read as hostile.
@@ -142,7 +142,7 @@ def job_log(request: HttpRequest, access: WorkspaceAccess, pk: int, rank: int) -
 
 @workspace_view(Role.CONTRIBUTOR, "canceling jobs")
 @require_POST
-def job_cancel(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def job_cancel(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     job = get_object_or_404(jobs_of(access), pk=pk)
     try:
         cancel_job(access, job.pk)
@@ -156,7 +156,7 @@ def job_cancel(request: HttpRequest, access: WorkspaceAccess, pk: int) -> HttpRe
 @workspace_view(Role.ADMIN, "preempting nodes")
 @require_POST
 def node_preempt(
-    request: HttpRequest, access: WorkspaceAccess, pk: int, node_id: int
+    request: AuthedRequest, access: WorkspaceAccess, pk: int, node_id: int
 ) -> HttpResponse:
     node = get_object_or_404(
         Node.objects.filter(compute__workspace=access.workspace, compute_id=pk), pk=node_id

@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
 from compute import quota
 from compute.actions.quota import lower_limit, request_quota
+from compute.forms.quota import QuotaRequestForm
 from compute.models import Compute, QuotaRequest, Tier, VmFamily, VmSize
 from compute.selectors import workspace_disk_use
 from compute.views.common import add_errors
-from workspace.access import WorkspaceAccess, require_role, workspace_view
-from workspace.forms import StyledForm
+from workspace.access import AuthedRequest, WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
 
 
-class QuotaRequestForm(StyledForm, forms.Form):
-    family = forms.ModelChoiceField(
-        queryset=VmFamily.objects.order_by("name"),
-        required=False,
-        empty_label="Low-priority pool (any family)",
-        label="For",
-    )
-    cores = forms.IntegerField(label="New limit (cores)", min_value=1, max_value=100_000)
-    justification = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}),
-        max_length=2000,
-        help_text="What the cores are for, for how long: site admins decide on this.",
-    )
-
-
 @workspace_view()
-def quota_page(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def quota_page(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     if request.method == "POST":
         require_role(access, Role.ADMIN, "changing quota limits")
-        family = VmFamily.objects.filter(pk=request.POST.get("family")).first()
+        family = VmFamily.objects.filter(pk=request.POST.get("family") or 0).first()
         raw = request.POST.get("limit", "")
         try:
             if family is None or not raw.isdigit():
@@ -66,7 +50,7 @@ def quota_page(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
 
 
 @workspace_view(Role.CONTRIBUTOR, "requesting quota")
-def quota_request(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def quota_request(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     initial = {"family": request.GET.get("family"), "cores": request.GET.get("cores")}
     form = QuotaRequestForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -87,16 +71,16 @@ def quota_request(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse
 
 
 @workspace_view()
-def what_if(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def what_if(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     """The quota line under a create or submit form, re-rendered as the form changes."""
     params = request.GET
     size = VmSize.objects.select_related("family").filter(pk=params.get("vm_size") or 0).first()
-    tier = Tier.LOW_PRIORITY if params.get("tier") == Tier.LOW_PRIORITY else Tier.DEDICATED
+    tier: str = Tier.LOW_PRIORITY if params.get("tier") == Tier.LOW_PRIORITY else Tier.DEDICATED
     count_raw = params.get("node_count") or params.get("min_nodes") or "1"
     target = (
         Compute.objects.filter(
             workspace=access.workspace,
-            pk=params.get("compute") if str(params.get("compute")).isdigit() else 0,
+            pk=params.get("compute", "") if str(params.get("compute")).isdigit() else 0,
         )
         .select_related("vm_size__family")
         .first()
@@ -106,7 +90,7 @@ def what_if(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
     count = int(count_raw) if count_raw.isdigit() else 1
     count = max(count, 1)
     result = quota.check(access.workspace, size, count, tier) if size and count else None
-    link = quota.request_url(access.workspace, result, size.family) if result else ""
+    link = quota.request_url(access.workspace, result, size.family) if result and size else ""
     return render(
         request,
         "compute/partials/what_if.html",

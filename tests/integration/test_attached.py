@@ -21,6 +21,7 @@ from tests.integration.helpers import run_together, wait_for
 from tests.support import leftovers
 from tests.support.sshd import SSHServer
 from tests.support.teams import make_site_staff, make_team
+from tests.support.worker import children
 from workspace.access import get_access
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -355,3 +356,29 @@ def test_a_job_with_code_gets_its_snapshot_copied_over(attached, sshd):
     assert str(code) in output(job)  # it ran in the copied snapshot
     age(code)
     wait_for(lambda: not code.exists(), what="the remote code folder removed")
+
+
+def test_a_watched_ssh_job_is_waited_on_not_polled(attached, sshd):
+    """The command that watches a job over there waits on it: no `sleep` fifty times a
+    second on the user's machine for the job's whole run."""
+    access = attached["access"]
+    compute = settled(attach_vm(access, sshd))
+    job = submit_job(access, compute_id=compute.pk, name="still", command="sleep 30")
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == J.RUNNING, what="running")
+    run = job.runs.get(attempt=0)
+    pid_file = Path.home() / ".hangar" / settings.HANGAR_SITE / "runs" / run.key / "pid"
+    wait_for(pid_file.exists, what="the job's pid recorded")
+    wrapper = parent_of(int(pid_file.read_text()))
+    watcher = parent_of(wrapper)
+    busy = 0
+    for _ in range(50):  # one second
+        busy += any(child != wrapper for child in children(watcher))
+        time.sleep(0.02)
+    cancel_job(access, job.pk)
+    finished(job)
+    assert busy == 0, f"the watcher had other children in {busy} of 50 looks"
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        return int(handle.read().rsplit(b")", 1)[1].split()[1])

@@ -55,3 +55,25 @@ def test_two_admins_removing_each_other_leave_one_admin():
         lambda: actions.remove_member(get_access(team.contributor, slug), membership_id=first.pk),
     )
     assert Membership.objects.filter(workspace=team.workspace, role=Role.ADMIN).count() == 1
+
+
+def test_two_tabs_naming_a_compute_in_different_case_make_one(catalog):
+    """ "Train" and "train" would read as one compute on every page: the database, not
+    only the form, keeps names unique whatever their case."""
+    from compute.actions import computes as compute_actions
+    from compute.models import Compute, VmSize
+
+    team = make_team("cases")
+    access = get_access(team.admin, team.workspace.slug)
+    size = VmSize.objects.get(name="Standard_DS3_v2")
+    results = run_together(
+        *[
+            lambda name=name: compute_actions.create_cluster(
+                access, name=name, vm_size=size, min_nodes=0, max_nodes=1
+            )
+            for name in ("Train", "train")
+        ]
+    )
+    assert Compute.objects.filter(workspace=team.workspace, name__iexact="train").count() == 1
+    refused = [r for r in results if isinstance(r, ValidationError)]
+    assert len(refused) == 1 and "already exists" in str(refused[0])

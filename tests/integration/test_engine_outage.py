@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compute.actions import computes as actions
-from compute.models import ComputeState, VmSize
+from compute.models import ComputeState, EventVerb, VmSize
 from tests.integration.docker_proxy import DockerRelay
 from tests.integration.helpers import converged, driver_named, wait_for
 from tests.support.leftovers import remove_all_nodes
@@ -41,13 +41,13 @@ def test_unreachable_engine_is_a_clear_error_and_converges_when_back(
         assert cluster.state == ComputeState.CREATING  # nothing lost, still wanted
         assert "retries automatically" in cluster.last_error
         assert driver.list_nodes(cluster.pk) == []
-        assert cluster.events.filter(verb="compute.error").count() == 1  # said once, not spammed
+        assert cluster.events.filter(verb=EventVerb.ERRORED).count() == 1  # said once, not spammed
 
         relay.start()  # the engine is back
         wait_for(lambda: converged(driver, cluster, 1, ComputeState.STEADY), what="steady")
         cluster.refresh_from_db()
         assert cluster.last_error == ""
-        assert cluster.events.filter(verb="compute.recovered").exists()
+        assert cluster.events.filter(verb=EventVerb.RECOVERED).exists()
     finally:
         workers.stop()
         relay.stop()

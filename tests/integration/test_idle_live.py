@@ -13,7 +13,7 @@ from django.db import connection
 from compute import idle
 from compute.actions import computes as actions
 from compute.controllers.idle import idle_sweep
-from compute.models import Compute, ComputeState, Reminder, VmSize
+from compute.models import Compute, ComputeState, EventVerb, Reminder, VmSize
 from tests.integration.helpers import converged, driver_named, wait_for
 from tests.support.leftovers import remove_all_nodes
 from tests.support.teams import make_team
@@ -77,7 +77,7 @@ def test_an_idle_instance_loses_its_container_for_real(workers, catalog, node_im
         )
         wait_for(lambda: converged(driver, box, 1, ComputeState.RUNNING), what="running")
         wait_for(lambda: converged(driver, box, 0, ComputeState.STOPPED), timeout=15, what="stop")
-        assert box.events.filter(verb="compute.idle_stop").count() == 1
+        assert box.events.filter(verb=EventVerb.IDLE_STOPPED).count() == 1
         assert Notification.objects.filter(title__contains="was stopped after 15 min idle").exists()
     finally:
         workers.stop()

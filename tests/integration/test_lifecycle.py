@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from compute.actions import computes as actions
 from compute.drivers.base import LABEL_COMPUTE, LABEL_NODE, LABEL_SITE, LABEL_WORKSPACE
-from compute.models import ComputeState, VmSize
+from compute.models import ComputeState, EventVerb, VmSize
 from tests.integration.helpers import converged, driver_named, run_together, wait_for
 from tests.support.leftovers import remove_all_nodes
 from tests.support.teams import make_team
@@ -112,7 +112,7 @@ def test_instance_stop_start_and_a_double_clicked_start(lifecycle):
     assert len(said) == 2 and said[1] == "notebook: start requested.", said
     assert said[0] in ("notebook is already starting.", "notebook is already running.")
     wait_for(lambda: converged(driver, instance, 1, S.RUNNING), what="running again")
-    assert instance.events.filter(verb="compute.start").count() == 1
+    assert instance.events.filter(verb=EventVerb.START_REQUESTED).count() == 1
 
     actions.instance_verb(access, instance.pk, "restart")
     old = {o.node_id for o in driver.list_nodes(instance.pk)}
@@ -139,7 +139,7 @@ def test_sweep_replaces_a_vanished_node_and_removes_a_stray(lifecycle, workers):
         what="replacement",
     )
     assert cluster.nodes.get(pk=victim.node_id).state == "unusable"
-    assert cluster.events.filter(verb="node.unusable").exists()
+    assert cluster.events.filter(verb=EventVerb.NODE_UNUSABLE).exists()
 
     # A container with our labels that no row expects is removed.
     from compute.drivers import NodeSpec
@@ -165,7 +165,7 @@ def test_sweep_replaces_a_vanished_node_and_removes_a_stray(lifecycle, workers):
     wait_for(
         lambda: (
             999_999 not in {o.node_id for o in driver.list_nodes(cluster.pk)}
-            and cluster.events.filter(verb="node.orphan_removed").exists()
+            and cluster.events.filter(verb=EventVerb.ORPHAN_REMOVED).exists()
         ),
         what="stray removed, with its event",
     )

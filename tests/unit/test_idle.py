@@ -14,7 +14,7 @@ from compute import idle
 from compute.actions import computes as actions
 from compute.actions.idle import add_schedule, keep_running, rotate_token
 from compute.controllers.idle import idle_sweep
-from compute.models import Compute, ComputeState, Reminder, Schedule, VmSize
+from compute.models import Compute, ComputeState, EventVerb, Reminder, Schedule, VmSize
 from workspace.access import get_access
 from workspace.models import Notification
 
@@ -57,7 +57,7 @@ def test_an_idle_instance_is_stopped_exactly_once_with_the_reason(
     assert first.stopped == [box.pk] and second.stopped == []
     box.refresh_from_db()
     assert box.state == S.STOPPING
-    event = box.events.get(verb="compute.idle_stop")
+    event = box.events.get(verb=EventVerb.IDLE_STOPPED)
     assert event.message == (
         "Stopped after 60 min idle; last activity: job train-42 finished at 12:00 UTC."
     )

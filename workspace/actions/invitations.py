@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -49,7 +49,7 @@ def clean_identifier(identifier: str) -> str:
     raise ValidationError("Enter a valid username or email address.")
 
 
-def resolve_invitee(identifier: str) -> AbstractBaseUser | None:
+def resolve_invitee(identifier: str) -> User | None:
     """The active account with this username, or the one account with this email; else None.
 
     An email shared by several accounts matches nobody: guessing could invite the wrong one.
@@ -76,7 +76,7 @@ def invite_member(access: WorkspaceAccess, *, identifier: str, role: str) -> Inv
     workspace, actor = access.workspace, access.membership.user
     invitee = resolve_invitee(identifier)
     # The same query runs with or without an account (user_id IS NULL matches no row).
-    member = Membership.objects.filter(
+    member = Membership.objects.filter(  # type: ignore[misc]  # user_id=None on purpose: see above
         workspace=workspace, user_id=invitee.pk if invitee else None
     ).exists()
     if member:
@@ -116,6 +116,7 @@ def invite_member(access: WorkspaceAccess, *, identifier: str, role: str) -> Inv
 def tell_invitee(invitation: Invitation) -> None:
     """The bell entry with one-click buttons, and (after commit) an email with the links."""
     workspace, role = invitation.workspace, Role(invitation.role)
+    assert invitation.invitee is not None  # told only when the invitee has an account
     accept = reverse("invitation-accept", args=[invitation.pk])
     decline = reverse("invitation-decline", args=[invitation.pk])
     days = settings.HANGAR_INVITATION_DAYS
@@ -136,13 +137,13 @@ def tell_invitee(invitation: Invitation) -> None:
     )
 
 
-def pending_for(user: AbstractBaseUser) -> QuerySet[Invitation]:
+def pending_for(user: User) -> QuerySet[Invitation]:
     return Invitation.objects.filter(invitee_id=user.pk, state=State.PENDING).select_related(
         "workspace", "invited_by"
     )
 
 
-def mine(user: AbstractBaseUser, invitation_id: int) -> Invitation:
+def mine(user: User, invitation_id: int) -> Invitation:
     """The user's own invitation; anyone else's does not exist for them (404 in the views)."""
     invitation = (
         Invitation.objects.select_related("workspace", "invited_by")
@@ -163,7 +164,7 @@ def refuse(invitation: Invitation) -> ValidationError:
     return ValidationError(REFUSALS[State(current.state)])
 
 
-def accept(user: AbstractBaseUser, invitation_id: int) -> Membership:
+def accept(user: User, invitation_id: int) -> Membership:
     """Become a member with the invitation's role: once, only while pending and unexpired."""
     invitation = mine(user, invitation_id)
     now = timezone.now()
@@ -179,7 +180,7 @@ def accept(user: AbstractBaseUser, invitation_id: int) -> Membership:
     return membership
 
 
-def join(user: AbstractBaseUser, invitation: Invitation, now: datetime) -> Membership:
+def join(user: User, invitation: Invitation, now: datetime) -> Membership:
     """The membership an accepted invitation grants; runs inside accept's transaction."""
     workspace = invitation.workspace
     try:
@@ -200,7 +201,7 @@ def join(user: AbstractBaseUser, invitation: Invitation, now: datetime) -> Membe
     return membership
 
 
-def decline(user: AbstractBaseUser, invitation_id: int) -> Invitation:
+def decline(user: User, invitation_id: int) -> Invitation:
     invitation = mine(user, invitation_id)
     declined = Invitation.objects.filter(pk=invitation.pk, state=State.PENDING).update(
         state=State.DECLINED, responded_at=timezone.now()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
@@ -17,8 +17,11 @@ from workspace.access import WorkspaceAccess, require_role
 from workspace.models import IDLE_POLICY_FIELDS, Activity, Membership, Role, Workspace
 
 
-def record(workspace: Workspace, actor: AbstractBaseUser | None, verb: str, message: str) -> None:
-    Activity.objects.create(workspace=workspace, actor=actor, verb=verb, message=message)
+def record(workspace: Workspace, actor: User | None, verb: Activity.Verb, message: str) -> None:
+    # Activity.Verb(verb) raises for a verb outside the vocabulary, as compute's record does.
+    Activity.objects.create(
+        workspace=workspace, actor=actor, verb=Activity.Verb(verb), message=message
+    )
 
 
 CREATE_PERMISSION = "workspace.add_workspace"
@@ -28,13 +31,11 @@ NOT_A_CREATOR = (
 )
 
 
-def can_create_workspaces(user: AbstractBaseUser) -> bool:
+def can_create_workspaces(user: User) -> bool:
     return user.is_authenticated and user.has_perm(CREATE_PERMISSION)
 
 
-def create_workspace(
-    user: AbstractBaseUser, *, name: str, slug: str, description: str = ""
-) -> Workspace:
+def create_workspace(user: User, *, name: str, slug: str, description: str = "") -> Workspace:
     """Create a workspace; its creator becomes its first admin. A site power: it needs the
     `workspace.add_workspace` permission, and even then HANGAR_MAX_WORKSPACES_PER_USER."""
     if not can_create_workspaces(user):
@@ -184,7 +185,7 @@ def update_idle_policy(access: WorkspaceAccess, **values: object) -> Workspace:
         record(
             workspace,
             actor,
-            Activity.Verb.WORKSPACE_UPDATED,
+            Activity.Verb.IDLE_POLICY_CHANGED,
             f"{actor} set the idle policy: {summary}",
         )
     return workspace

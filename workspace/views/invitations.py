@@ -9,12 +9,12 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from workspace.access import WorkspaceAccess, workspace_view
+from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.actions import invitations as invitation_actions
 from workspace.models import Invitation, InvitationState, Notification, Role
 from workspace.views.workspaces import after_member_change, report
@@ -23,7 +23,7 @@ EARLIER_SHOWN = 10
 
 
 @login_required
-def invitations(request: HttpRequest) -> HttpResponse:
+def invitations(request: AuthedRequest) -> HttpResponse:
     earlier = (
         Invitation.objects.filter(invitee_id=request.user.pk)
         .exclude(state=InvitationState.PENDING)
@@ -41,14 +41,14 @@ def invitations(request: HttpRequest) -> HttpResponse:
     )
 
 
-def read_notification(request: HttpRequest) -> None:
+def read_notification(request: AuthedRequest) -> None:
     """Acting on an invitation from the bell reads that notification."""
     note = request.POST.get("notification", "")
     if note.isdigit():
         Notification.objects.filter(user=request.user, pk=int(note)).update(read_at=timezone.now())
 
 
-def show(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def show(request: AuthedRequest, invitation_id: int) -> HttpResponse:
     """The page an emailed link opens: the invitation and its buttons (a GET never acts)."""
     invitation = invitation_actions.mine(request.user, invitation_id)
     return render(
@@ -60,7 +60,7 @@ def show(request: HttpRequest, invitation_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def invitation_accept(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_accept(request: AuthedRequest, invitation_id: int) -> HttpResponse:
     if request.method == "GET":
         return show(request, invitation_id)
     try:
@@ -78,7 +78,7 @@ def invitation_accept(request: HttpRequest, invitation_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def invitation_decline(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_decline(request: AuthedRequest, invitation_id: int) -> HttpResponse:
     if request.method == "GET":
         return show(request, invitation_id)
     try:
@@ -94,7 +94,7 @@ def invitation_decline(request: HttpRequest, invitation_id: int) -> HttpResponse
 @workspace_view(Role.ADMIN, "revoking invitations")
 @require_POST
 def invitation_revoke(
-    request: HttpRequest, access: WorkspaceAccess, invitation_id: int
+    request: AuthedRequest, access: WorkspaceAccess, invitation_id: int
 ) -> HttpResponse:
     try:
         invitation = invitation_actions.revoke(access, invitation_id)

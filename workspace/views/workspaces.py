@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
-from workspace.access import WorkspaceAccess, workspace_view, workspaces_for
+from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view, workspaces_for
 from workspace.actions import invitations as invitation_actions
 from workspace.actions import workspaces as actions
 from workspace.forms import (
@@ -26,17 +26,18 @@ from workspace.forms import (
     WorkspaceSettingsForm,
 )
 from workspace.models import IDLE_POLICY_FIELDS, InvitationState, Membership, Notification, Role
+from workspace.redirects import local_target
 
 ACTIVITY_PAGE_SIZE = 25
 
 
-def report(request: HttpRequest, error: ValidationError) -> None:
+def report(request: AuthedRequest, error: ValidationError) -> None:
     for message in error.messages:
         messages.error(request, message)
 
 
 @login_required
-def workspace_list(request: HttpRequest) -> HttpResponse:
+def workspace_list(request: AuthedRequest) -> HttpResponse:
     workspaces = (
         workspaces_for(request.user)
         .annotate(member_count=Count("memberships", distinct=True))
@@ -48,7 +49,7 @@ def workspace_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def workspace_create(request: HttpRequest) -> HttpResponse:
+def workspace_create(request: AuthedRequest) -> HttpResponse:
     if not actions.can_create_workspaces(request.user):
         raise PermissionDenied(actions.NOT_A_CREATOR)
     form = WorkspaceCreateForm(request.POST or None)
@@ -64,7 +65,7 @@ def workspace_create(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_view()
-def overview(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def overview(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     workspace = access.workspace
     role_counts = dict(
         workspace.memberships.values_list("role").annotate(n=Count("id")).values_list("role", "n")
@@ -86,7 +87,7 @@ def overview(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
 
 
 @workspace_view()
-def activity(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def activity(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     paginator = Paginator(access.workspace.activity.select_related("actor"), ACTIVITY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     return render(
@@ -97,7 +98,7 @@ def activity(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
 
 
 @workspace_view(Role.ADMIN, "changing the workspace settings")
-def workspace_settings(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def workspace_settings(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     posted_policy = request.method == "POST" and "idle_min_minutes" in request.POST
     form = WorkspaceSettingsForm(
         None if posted_policy else request.POST or None, instance=access.workspace
@@ -127,7 +128,7 @@ def workspace_settings(request: HttpRequest, access: WorkspaceAccess) -> HttpRes
 
 
 def members_page(
-    request: HttpRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None
+    request: AuthedRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None
 ) -> HttpResponse:
     """The members page, or only its table when htmx asked (one view, two renders)."""
     memberships = access.workspace.memberships.select_related("user", "added_by").order_by(
@@ -165,12 +166,12 @@ def members_page(
 
 
 @workspace_view()
-def members(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def members(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     return members_page(request, access)
 
 
 def after_member_change(
-    request: HttpRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None
+    request: AuthedRequest, access: WorkspaceAccess, add_form: AddMemberForm | None = None
 ) -> HttpResponse:
     if request.htmx:
         return members_page(request, access, add_form)
@@ -181,7 +182,7 @@ def after_member_change(
 
 @workspace_view(Role.ADMIN, "adding members")
 @require_POST
-def member_add(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
+def member_add(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     """Invite: the answer is the same whether or not the name belongs to an account."""
     form = AddMemberForm(request.POST)
     if form.is_valid():
@@ -197,7 +198,9 @@ def member_add(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
 
 @workspace_view(Role.ADMIN, "changing roles")
 @require_POST
-def member_role(request: HttpRequest, access: WorkspaceAccess, membership_id: int) -> HttpResponse:
+def member_role(
+    request: AuthedRequest, access: WorkspaceAccess, membership_id: int
+) -> HttpResponse:
     form = ChangeRoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose one of the roles: admin, contributor or reader.")
@@ -216,7 +219,7 @@ def member_role(request: HttpRequest, access: WorkspaceAccess, membership_id: in
 @workspace_view(Role.READER, "leaving")
 @require_POST
 def member_remove(
-    request: HttpRequest, access: WorkspaceAccess, membership_id: int
+    request: AuthedRequest, access: WorkspaceAccess, membership_id: int
 ) -> HttpResponse:
     try:
         removed = actions.remove_member(access, membership_id=membership_id)
@@ -236,7 +239,7 @@ def member_remove(
 
 
 @login_required
-def notifications(request: HttpRequest) -> HttpResponse:
+def notifications(request: AuthedRequest) -> HttpResponse:
     inbox = Notification.objects.filter(user=request.user).select_related("workspace")
     page = Paginator(inbox, 30).get_page(request.GET.get("page"))
     return render(request, "workspace/notifications.html", {"page": page, "nav": "notifications"})
@@ -244,14 +247,13 @@ def notifications(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def notifications_read(request: HttpRequest) -> HttpResponse:
+def notifications_read(request: AuthedRequest) -> HttpResponse:
     """Mark one (id given) or all of the user's notifications read."""
     unread = Notification.objects.filter(user=request.user, read_at__isnull=True)
     if request.POST.get("id", "").isdigit():
         unread = unread.filter(pk=int(request.POST["id"]))
     unread.update(read_at=timezone.now())
-    target = request.POST.get("next") or reverse("notifications")
-    return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+    return redirect(local_target(request, request.POST.get("next", ""), reverse("notifications")))
 
 
 def home(request: HttpRequest) -> HttpResponse:
