@@ -17,11 +17,12 @@ from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from compute import enqueue, idle
+from compute import enqueue
 from compute.drivers import DriverUnavailable, JobLaunch, JobRunner, NodeStartError
 from compute.lib import jobfiles, secrets
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
+from compute.models.idle import record_activity
 from compute.models.jobs import CodeKind
 from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED
 
@@ -127,7 +128,7 @@ def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
                 JOB_ACTIVE, J.COMPLETED, exit_code=0, finished_at=now
             )
         if compute.is_instance and finished_here:
-            idle.record_activity(compute.pk, f"job {finished_here[-1].name} finished", now)
+            record_activity(compute.pk, f"job {finished_here[-1].name} finished", now)
         # One UPDATE per distinct exit code (almost always just 0), not one per run.
         by_code: dict[int | None, list[int]] = defaultdict(list)  # None: canceled unlaunched
         for run in finished_runs:
@@ -318,7 +319,7 @@ def place(compute: Compute, driver: JobRunner, report: JobReport) -> None:
     mark_running(started, now)
     if compute.is_instance and started:
         # A running job is activity that lasts: no idle deadline until it ends.
-        idle.record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
+        record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
     report.placed += started
 
 
