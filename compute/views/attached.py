@@ -13,9 +13,10 @@ from compute.actions import attached as attach_actions
 from compute.forms.attached import AttachForm
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
 from compute.rules.targets import KINDS, kind_of, why_unavailable
-from compute.views.common import add_errors, with_polling
+from compute.views.common import add_errors
 from workspace.access import WorkspaceAccess, workspace_view
 from workspace.models import Role
+from workspace.views.htmx import render_htmx
 
 EVENTS_ON_PAGE = 30
 S = ComputeState
@@ -113,9 +114,15 @@ def attached_context(access: WorkspaceAccess, compute: Compute) -> dict:
 def attached_detail(
     request: HttpRequest, access: WorkspaceAccess, compute: Compute
 ) -> HttpResponse:
-    template = "compute/attached_detail.html" + ("#live" if request.htmx else "")
     context = attached_context(access, compute)
-    return with_polling(request, render(request, template, context), context["steady"])
+    return render_htmx(
+        request,
+        "compute/attached_detail.html",
+        context,
+        partial="live",
+        steady=context["steady"],
+        messages=True,
+    )
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")

@@ -6,19 +6,9 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
-from django_htmx.http import HttpResponseStopPolling
 
 from compute.models import Compute
 from workspace.models import Notification
-
-
-def with_polling(request: HttpRequest, response: HttpResponse, steady: bool) -> HttpResponse:
-    """A polled fragment answers 286 once steady: htmx swaps it and stops polling."""
-    patch_vary_headers(response, ("HX-Request",))
-    if request.htmx and steady:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
 
 
 def add_errors(form, error: ValidationError) -> None:

@@ -12,7 +12,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from workspace.access import WorkspaceAccess, workspace_view, workspaces_for
@@ -26,6 +25,7 @@ from workspace.forms import (
     WorkspaceSettingsForm,
 )
 from workspace.models import IDLE_POLICY_FIELDS, InvitationState, Membership, Notification, Role
+from workspace.views.htmx import render_htmx
 
 ACTIVITY_PAGE_SIZE = 25
 
@@ -141,12 +141,9 @@ def members_page(
         if access.is_admin
         else []
     )
-    template = "workspace/members.html"
-    if request.htmx:
-        template += "#members-panel"
-    response = render(
+    return render_htmx(
         request,
-        template,
+        "workspace/members.html",
         {
             "nav": "members",
             "access": access,
@@ -159,9 +156,9 @@ def members_page(
             "roles": [(Role(r), Role.describe(r)) for r in reversed(Role.values)],
             "role_choices": Role.choices,
         },
+        partial="members-panel",
+        messages=True,
     )
-    patch_vary_headers(response, ("HX-Request",))
-    return response
 
 
 @workspace_view()
