@@ -16,6 +16,7 @@ from compute.views.common import add_errors
 from workspace.access import WorkspaceAccess, require_role, workspace_view
 from workspace.forms import StyledForm
 from workspace.models import Role
+from workspace.views.htmx import render_htmx
 
 
 class QuotaRequestForm(StyledForm, forms.Form):
@@ -107,7 +108,7 @@ def what_if(request: HttpRequest, access: WorkspaceAccess) -> HttpResponse:
     count = max(count, 1)
     result = quota.check(access.workspace, size, count, tier) if size and count else None
     link = quota.request_url(access.workspace, result, size.family) if result else ""
-    return render(
+    return render_htmx(
         request,
         "compute/partials/what_if.html",
         {"result": result, "link": link, "count": count},

@@ -16,7 +16,7 @@ from compute.actions import computes as actions
 from compute.actions.attached import Connection
 from compute.actions.idle import add_schedule
 from compute.actions.jobs import submit_job
-from compute.models import Compute, ComputeState, SecretKind, VmSize
+from compute.models import Compute, ComputeState, Job, JobStatus, SecretKind, VmSize
 from workspace.access import get_access
 
 pytestmark = pytest.mark.django_db
@@ -145,3 +145,48 @@ def test_no_template_carries_inline_script():
         for match in INLINE_SCRIPT.finditer(path.read_text())
     ]
     assert found == []
+
+
+@pytest.mark.parametrize("name", ["compute list", "attached detail", "job list", "job detail"])
+def test_a_polled_fragment_answers_286_once_steady_and_200_while_changing(
+    client, team, pages, name
+):
+    """286 is htmx's "stop polling": the page stops asking once nothing can change by itself."""
+    client.force_login(team.reader)
+    address, _ = pages[name]
+    query = {"tab": "attached"} if name == "compute list" else {}  # gpu-box is validating
+    changing = client.get(address, query, **HTMX)
+    assert changing.status_code == 200 and 'hx-trigger="every' in changing.content.decode()
+    Compute.objects.filter(name="gpu-box").update(state=ComputeState.STEADY)
+    Job.objects.filter(name="train").update(status=JobStatus.COMPLETED)
+    steady = client.get(address, query, **HTMX)
+    assert steady.status_code == 286 and "hx-trigger" not in steady.content.decode()
+    assert client.get(address, query).status_code == 200  # a whole page is never 286
+
+
+def test_the_badge_and_the_quota_line_vary_and_leave_the_messages_alone(client, team, pages):
+    """The workers badge polls on every page and the quota line follows every form: they
+    vary on HX-Request like the pages, and never take a message meant for the next page."""
+    client.force_login(team.admin)
+    box = Compute.objects.get(name="box")
+    client.post(reverse("compute:action", args=[team.workspace.slug, box.pk, "stop"]))
+    badge = client.get(reverse("compute:worker-health"), **HTMX)
+    quota_line = client.get(
+        reverse("compute:what-if", args=[team.workspace.slug]), {"vm_size": box.vm_size_id}, **HTMX
+    )
+    for response in (badge, quota_line):
+        body = response.content.decode()
+        assert response.status_code == 200 and "<html" not in body
+        assert "HX-Request" in response["Vary"] and "hx-swap-oob" not in body
+    assert 'data-testid="worker-health"' in badge.content.decode()
+    assert "box: stop requested." in client.get(pages["compute detail"][0]).content.decode()
+
+
+def test_leaving_through_htmx_sends_the_browser_to_the_workspace_list(client, team):
+    client.force_login(team.reader)
+    mine = team.workspace.memberships.get(user=team.reader)
+    leave = reverse("workspace:member-remove", args=[team.workspace.slug, mine.pk])
+    response = client.post(leave, **HTMX)
+    assert response["HX-Redirect"] == reverse("workspace:list")
+    assert "You left Vision." in client.get(reverse("workspace:list")).content.decode()
+    assert client.get(reverse("workspace:members", args=[team.workspace.slug])).status_code == 404

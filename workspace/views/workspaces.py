@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from workspace.access import WorkspaceAccess, workspace_view, workspaces_for
 from workspace.actions import invitations as invitation_actions
@@ -222,12 +223,9 @@ def member_remove(
         return after_member_change(request, access)
     if removed.user_id == request.user.pk:
         messages.success(request, f"You left {access.workspace.name}.")
-        response = HttpResponse(status=204)
         target = reverse("workspace:list")
-        if request.htmx:
-            response["HX-Redirect"] = target
-            return response
-        return redirect(target)
+        # The panel htmx would swap is no longer theirs to see: the browser goes to the list.
+        return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
     messages.success(request, f"Removed {removed.user} from {access.workspace.name}.")
     return after_member_change(request, access)
 
