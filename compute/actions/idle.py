@@ -8,9 +8,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compute import idle
 from compute.models import Compute, ComputeKind, ComputeState, Schedule, ScheduleAction
 from compute.models.events import EventVerb, record
+from compute.models.idle import record_activity, refresh_deadline
+from compute.rules import idle
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role, Workspace
 
@@ -61,7 +62,7 @@ def set_idle_minutes(access: WorkspaceAccess, compute_id: int, value: int | None
         old = compute.idle_shutdown_minutes
         compute.idle_shutdown_minutes = value
         Compute.objects.filter(pk=compute.pk).update(idle_shutdown_minutes=value)
-        idle.refresh_deadline(compute)
+        refresh_deadline(compute)
         describe = lambda v: f"{v} min" if v else "off"  # noqa: E731
         record(
             compute,
@@ -89,7 +90,7 @@ def keep_running(access: WorkspaceAccess, compute_id: int, kind: str = "idle") -
         until = min(max(current, now) + extra, now + idle.minutes(workspace.idle_max_minutes))
         Compute.objects.filter(pk=compute.pk).update(keep_running_until=until)
         compute.keep_running_until = until
-        idle.record_activity(compute.pk, f"{actor} chose keep running", now)
+        record_activity(compute.pk, f"{actor} chose keep running", now)
         compute.refresh_from_db()
         record(
             compute,
@@ -123,7 +124,7 @@ def postpone_scheduled_stop(compute: Compute, actor, now: datetime, extra) -> da
         f"{actor} postponed the scheduled stop of {compute.name} to {moved:%H:%M} UTC.",
         actor=actor,
     )
-    idle.record_activity(compute.pk, f"{actor} chose keep running", now)
+    record_activity(compute.pk, f"{actor} chose keep running", now)
     return moved
 
 

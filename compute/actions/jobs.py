@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from compute import enqueue, idle
+from compute import enqueue
 from compute.lib import secrets, snapshots
 from compute.models import (
     CodeKind,
@@ -24,6 +24,7 @@ from compute.models import (
     Tier,
 )
 from compute.models.events import EventVerb, record
+from compute.models.idle import record_activity
 from compute.models.states import JOB_ACTIVE, NODE_UP
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role, Workspace
@@ -113,7 +114,7 @@ def submit_job(
             snapshots.remove_code(job.pk)
         raise
     if compute.is_instance:
-        idle.record_activity(compute.pk, f"job {job.name} submitted by {actor}")
+        record_activity(compute.pk, f"job {job.name} submitted by {actor}")
     return job
 
 

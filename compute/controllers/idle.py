@@ -16,10 +16,10 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from compute import idle
 from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction
 from compute.models.events import EventVerb, record
 from compute.models.states import SCHEDULED_START_FROM, SCHEDULED_STOP_FROM
+from compute.rules import idle
 from workspace.notify import notify
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from compute import idle
 from compute.controllers.launches import claim_launch, launch
 from compute.drivers import DriverUnavailable, JobRunner, NodeStartError
 from compute.lib import jobfiles
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
+from compute.models.idle import record_activity
 from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED
 
 J = JobStatus
@@ -176,7 +176,7 @@ def write_endings(compute: Compute, endings: list[Ending], now: datetime) -> Non
                 JOB_ACTIVE, J.COMPLETED, exit_code=0, finished_at=now
             )
         if compute.is_instance:
-            idle.record_activity(compute.pk, f"job {endings[-1].job.name} finished", now)
+            record_activity(compute.pk, f"job {endings[-1].job.name} finished", now)
         # One UPDATE per distinct exit code (almost always just 0), not one per run.
         by_code: dict[int | None, list[int]] = defaultdict(list)  # None: canceled unlaunched
         for run in (run for e in endings for run in e.runs):

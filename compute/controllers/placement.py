@@ -13,11 +13,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from compute import idle
 from compute.controllers.jobs import JobReport, finish, mark_running
 from compute.controllers.launches import claim_launch, launch
 from compute.drivers import JobRunner, NodeStartError
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
+from compute.models.idle import record_activity
 
 J = JobStatus
 PLACE_BATCH = 500
@@ -39,7 +39,7 @@ def place(compute: Compute, driver: JobRunner, report: JobReport) -> None:
     mark_running(started, now)
     if compute.is_instance and started:
         # A running job is activity that lasts: no idle deadline until it ends.
-        idle.record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
+        record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
     report.placed += started
 
 

@@ -16,7 +16,7 @@ from typing import cast
 from django.conf import settings
 from django.utils import timezone
 
-from compute import idle, quota
+from compute import quota
 from compute.controllers import containers, lease, placement
 from compute.controllers import jobs as job_steps
 from compute.controllers.attached import AttachedPass
@@ -25,6 +25,7 @@ from compute.drivers import get_driver as default_driver
 from compute.lib import secrets
 from compute.models import Compute, ComputeSample, ComputeState, Job, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
+from compute.models.idle import is_busy, record_activity, refresh_deadline
 from compute.models.states import (
     GOING_AWAY,
     LIVE_NODE_STATES,
@@ -409,10 +410,10 @@ class Pass:
             record(compute, EventVerb.RECOVERED, "Recovered: the nodes match again.")
         if target and compute.transition(compute.state, target):
             record(compute, SETTLED[target], self.settled_message(target, len(live)))
-            if target == S.RUNNING and idle.is_busy(compute):
-                idle.refresh_deadline(compute)  # a job already runs: that is the activity
+            if target == S.RUNNING and is_busy(compute):
+                refresh_deadline(compute)  # a job already runs: that is the activity
             elif target == S.RUNNING:
-                idle.record_activity(compute.pk, "instance started")
+                record_activity(compute.pk, "instance started")
 
     def settled_message(self, state: ComputeState, nodes: int) -> str:
         compute = self.compute

@@ -177,7 +177,7 @@ def supervise(orders: dict) -> None:
 def identify_started(
     child: subprocess.Popen, record: RunRecord | NodeRecord, locked: bool = False
 ) -> None:
-    from compute.drivers.hostproc import identify
+    from compute.drivers.processes import identify
 
     # Popen returns after the exec: the identity is already the job user's process.
     identity = identify(child.pid)

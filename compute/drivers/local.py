@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from compute.drivers.base import (
     NodeStartError,
     parse_labels,
 )
-from compute.drivers.hostproc import ProcessIdentity
+from compute.drivers.processes import ProcessIdentity, is_alive, signal_group
 from compute.lib import jobfiles
 
 START_TIMEOUT = 5.0
@@ -124,11 +125,11 @@ class LocalDriver(Driver):
             return False
         self._end_runs(node_dir)
         identity = self._identity(node_dir)
-        if hostproc.signal_group(identity, hostproc.signal.SIGTERM):
+        if signal_group(identity, signal.SIGTERM):
             deadline = time.monotonic() + STOP_TIMEOUT
-            while identity and hostproc.is_alive(identity) and time.monotonic() < deadline:
+            while identity and is_alive(identity) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            hostproc.signal_group(identity, hostproc.signal.SIGKILL)
+            signal_group(identity, signal.SIGKILL)
         hostproc.remove_work_dir(self.work_dir(name))
         shutil.rmtree(node_dir, ignore_errors=True)
         return True
@@ -166,7 +167,7 @@ class LocalDriver(Driver):
         if ids is None:
             return None
         identity = self._identity(node_dir)
-        running = identity is not None and hostproc.is_alive(identity)
+        running = identity is not None and is_alive(identity)
         exit_code = None
         if not running:
             try:

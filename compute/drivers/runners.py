@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from compute.drivers import hostproc
+from compute.drivers import hostproc, processes
 from compute.drivers.base import JobLaunch, NodeStartError
 from compute.lib import jobfiles, ssh
 from compute.lib.jobfiles import RunState
@@ -97,8 +97,8 @@ class LocalRunner:
                     identity = hostproc.run_identity(launch.run_key)
                     time.sleep(0.02)
                 if identity is not None:
-                    hostproc.wait_for_exit(identity, WATCH_SECONDS)
-                deadline = time.monotonic() + hostproc.KILL_AFTER + 2 * DRAIN_SECONDS
+                    processes.wait_for_exit(identity, WATCH_SECONDS)
+                deadline = time.monotonic() + processes.KILL_AFTER + 2 * DRAIN_SECONDS
                 while time.monotonic() < deadline:
                     if jobfiles.read_run(launch.run_key).exit_code is not None:
                         return

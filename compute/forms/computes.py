@@ -214,13 +214,13 @@ class ScheduleForm(StyledForm, forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        from compute.idle import DAYS
+        from compute.rules.idle import DAYS
 
         cast(forms.ChoiceField, self.fields["days"]).choices = DAYS
         self.fields["days"].widget.attrs.pop("class", None)
 
     def clean(self) -> dict:
-        from compute import idle
+        from compute.rules import idle
 
         cleaned = super().clean()
         try:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
+from django.utils import timezone
 
 from compute.models.compute import Compute
-
-
-class ScheduleAction(models.TextChoices):
-    START = "start", "Start"
-    STOP = "stop", "Stop"
+from compute.models.jobs import Job
+from compute.models.states import JOB_ACTIVE, ComputeKind, ScheduleAction
+from compute.rules.idle import deadline_of, next_check
 
 
 class Schedule(models.Model):
@@ -68,3 +69,37 @@ class Reminder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} reminder {self.lead_minutes} min before {self.deadline}"
+
+
+# Applying the rules (compute/rules/idle.py) to an instance's row.
+
+
+def is_busy(compute: Compute) -> bool:
+    return Job.objects.filter(compute=compute, status__in=JOB_ACTIVE).exists()
+
+
+def refresh_deadline(compute: Compute, now: datetime | None = None) -> Compute:
+    """Recompute and store the deadline and the next check after anything changed."""
+    now = now or timezone.now()
+    deadline = deadline_of(compute, is_busy(compute))
+    compute.idle_deadline = deadline
+    compute.idle_next_check_at = next_check(deadline, compute.workspace.leads, now)
+    Compute.objects.filter(pk=compute.pk).update(
+        idle_deadline=compute.idle_deadline, idle_next_check_at=compute.idle_next_check_at
+    )
+    return compute
+
+
+def record_activity(compute_id: int, what: str, at: datetime | None = None) -> None:
+    """Something happened on the instance: the idle clock starts again from now."""
+    compute = (
+        Compute.objects.select_related("workspace")
+        .filter(pk=compute_id, kind=ComputeKind.INSTANCE)
+        .first()
+    )
+    if compute is None:
+        return
+    at = at or timezone.now()
+    compute.last_activity_at, compute.last_activity = at, what[:200]
+    Compute.objects.filter(pk=compute.pk).update(last_activity_at=at, last_activity=what[:200])
+    refresh_deadline(compute, at)

@@ -181,3 +181,8 @@ class ComputeVerb(models.TextChoices):
     VALIDATE = "validate", "Validate again"
     DETACH = "detach", "Detach"
     DELETE = "delete", "Delete"
+
+
+class ScheduleAction(models.TextChoices):
+    START = "start", "Start"
+    STOP = "stop", "Stop"

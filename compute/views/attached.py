@@ -14,9 +14,10 @@ from compute.forms.attached import AttachForm
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
 from compute.models.states import JOB_UNFINISHED
 from compute.rules.targets import KINDS, kind_of, why_unavailable
-from compute.views.common import add_errors, with_polling
+from compute.views.common import add_errors
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
+from workspace.views.htmx import render_htmx
 
 EVENTS_ON_PAGE = 30
 S = ComputeState
@@ -115,9 +116,15 @@ def attached_context(access: WorkspaceAccess, compute: Compute) -> dict:
 def attached_detail(
     request: AuthedRequest, access: WorkspaceAccess, compute: Compute
 ) -> HttpResponse:
-    template = "compute/attached_detail.html" + ("#live" if request.htmx else "")
     context = attached_context(access, compute)
-    return with_polling(request, render(request, template, context), context["steady"])
+    return render_htmx(
+        request,
+        "compute/attached_detail.html",
+        context,
+        partial="live",
+        steady=context["steady"],
+        messages=True,
+    )
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse
-from django.shortcuts import render
-from django.utils.cache import patch_vary_headers
 
 from compute.forms.computes import CatalogFilterForm
 from compute.models import GpuArchitecture, VmFamily, VmSize
 from workspace.access import AuthedRequest
+from workspace.views.htmx import render_htmx
 
 PAGE_SIZE = 30
 
@@ -39,9 +38,4 @@ def catalog(request: AuthedRequest) -> HttpResponse:
         "family_count": VmFamily.objects.count(),
         "size_total": VmSize.objects.count(),
     }
-    template = "compute/catalog.html"
-    if request.htmx and not request.htmx.boosted:
-        template += "#results"
-    response = render(request, template, context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    return render_htmx(request, "compute/catalog.html", context, partial="results")

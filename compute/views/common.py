@@ -6,21 +6,11 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
-from django_htmx.http import HttpResponseStopPolling
 
 from compute.models import Compute
-from workspace.access import AuthedRequest, HtmxRequest
+from workspace.access import AuthedRequest
 from workspace.models import Notification
 from workspace.redirects import local_target
-
-
-def with_polling(request: HtmxRequest, response: HttpResponse, steady: bool) -> HttpResponse:
-    """A polled fragment answers 286 once steady: htmx swaps it and stops polling."""
-    patch_vary_headers(response, ("HX-Request",))
-    if request.htmx and steady:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
 
 
 def add_errors(form, error: ValidationError) -> None:

@@ -18,9 +18,10 @@ from compute.models import Compute, ComputeKind, ComputeState, JobStatus
 from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED, LIVE_NODE_STATES, NODE_CHANGING
 from compute.views.attached import attached_detail
 from compute.views.charts import cluster_chart
-from compute.views.common import add_errors, back, with_polling
+from compute.views.common import add_errors, back
 from workspace.access import AuthedRequest, WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
+from workspace.views.htmx import render_htmx
 
 TABS = {
     "instances": ComputeKind.INSTANCE,
@@ -62,10 +63,9 @@ def compute_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespons
         .values_list("kind", "n")
     )
     steady = all(compute.is_steady for compute in page)
-    template = "compute/list.html" + ("#compute-table" if request.htmx else "")
-    response = render(
+    return render_htmx(
         request,
-        template,
+        "compute/list.html",
         {
             "nav": "compute",
             "access": access,
@@ -78,8 +78,9 @@ def compute_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespons
             "cluster_count": counts.get(ComputeKind.CLUSTER, 0),
             "attached_count": counts.get(ComputeKind.ATTACHED, 0),
         },
+        partial="compute-table",
+        steady=steady,
     )
-    return with_polling(request, response, steady)
 
 
 def _members(access: WorkspaceAccess) -> list:
@@ -154,10 +155,15 @@ def compute_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> 
     )
     if compute.is_attached and compute.state != ComputeState.DELETED:
         return attached_detail(request, access, compute)
-    template = "compute/detail.html" + ("#live" if request.htmx else "")
     context = _detail_context(access, compute)
-    response = render(request, template, context)
-    return with_polling(request, response, context["steady"])
+    return render_htmx(
+        request,
+        "compute/detail.html",
+        context,
+        partial="live",
+        steady=context["steady"],
+        messages=True,
+    )
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")
@@ -182,8 +188,8 @@ def compute_action(
             messages.error(request, message)
     if request.htmx:
         compute.refresh_from_db()
-        response = render(request, "compute/detail.html#live", _detail_context(access, compute))
-        return with_polling(request, response, False)
+        context = _detail_context(access, compute)
+        return render_htmx(request, "compute/detail.html", context, partial="live", messages=True)
     return back(request, compute)  # "Stop now" from the inbox returns there
 
 

@@ -17,11 +17,12 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from compute import idle
 from compute.actions import idle as idle_actions
 from compute.forms.computes import IdleSettingsForm, ScheduleForm
 from compute.lib import throttle
 from compute.models import Compute, ComputeKind, ComputeState
+from compute.models.idle import record_activity
+from compute.rules import idle
 from compute.views.common import add_errors, back
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
@@ -211,7 +212,7 @@ def activity_endpoint(request: HttpRequest, pk: int) -> JsonResponse:
     except (ValueError, AttributeError):
         source = ""
     what = f"activity from {str(source)[:60]}" if source else "activity reported from the node"
-    idle.record_activity(compute.pk, what)
+    record_activity(compute.pk, what)
     compute.refresh_from_db()
     deadline = compute.idle_deadline.isoformat() if compute.idle_deadline else None
     return JsonResponse({"ok": True, "idle_deadline": deadline})

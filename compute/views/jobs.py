@@ -15,9 +15,10 @@ from compute.forms.jobs import JobFilterForm, JobSubmitForm
 from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
 from compute.models import Job, JobRun, Node
-from compute.views.common import add_errors, with_polling
+from compute.views.common import add_errors
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
+from workspace.views.htmx import render_htmx
 
 PAGE_SIZE = 25
 
@@ -46,10 +47,9 @@ def job_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     steady = all(job.is_terminal for job in page)
-    template = "compute/jobs.html" + ("#job-table" if request.htmx else "")
-    response = render(
+    return render_htmx(
         request,
-        template,
+        "compute/jobs.html",
         {
             "nav": "jobs",
             "access": access,
@@ -59,8 +59,9 @@ def job_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
             "query": query.urlencode(),
             "steady": steady,
         },
+        partial="job-table",
+        steady=steady,
     )
-    return with_polling(request, response, steady)
 
 
 @sensitive_post_parameters("secret_environment")
@@ -124,9 +125,10 @@ def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:
 def job_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     job = get_object_or_404(jobs_of(access).select_related("compute", "submitted_by"), pk=pk)
     rank = int(request.GET.get("rank", "0")) if request.GET.get("rank", "0").isdigit() else 0
-    template = "compute/job.html" + ("#live" if request.htmx else "")
-    response = render(request, template, _job_context(access, job, rank))
-    return with_polling(request, response, job.is_terminal)
+    context = _job_context(access, job, rank)
+    return render_htmx(
+        request, "compute/job.html", context, partial="live", steady=job.is_terminal, messages=True
+    )
 
 
 @workspace_view()

@@ -15,6 +15,7 @@ from compute.selectors import workspace_disk_use
 from compute.views.common import add_errors
 from workspace.access import AuthedRequest, WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
+from workspace.views.htmx import render_htmx
 
 
 @workspace_view()
@@ -91,7 +92,7 @@ def what_if(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     count = max(count, 1)
     result = quota.check(access.workspace, size, count, tier) if size and count else None
     link = quota.request_url(access.workspace, result, size.family) if result and size else ""
-    return render(
+    return render_htmx(
         request,
         "compute/partials/what_if.html",
         {"result": result, "link": link, "count": count},

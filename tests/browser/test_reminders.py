@@ -10,10 +10,10 @@ from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from compute import idle
 from compute.actions import computes as actions
 from compute.controllers.idle import idle_sweep
 from compute.models import Compute, ComputeState, VmSize
+from compute.models.idle import record_activity
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_first_steps import log_in
 from workspace.access import get_access
@@ -35,7 +35,7 @@ def test_bell_reminder_and_keep_running(page, workers, django_capture_on_commit_
         )
     started = timezone.now() - timedelta(minutes=57)
     Compute.objects.filter(pk=box.pk).update(state=ComputeState.RUNNING, state_changed_at=started)
-    idle.record_activity(box.pk, "job train-42 finished", started)
+    record_activity(box.pk, "job train-42 finished", started)
     box.refresh_from_db()
     old_deadline = box.idle_deadline
     with django_capture_on_commit_callbacks():

@@ -10,10 +10,10 @@ import pytest
 import time_machine
 from django.db import connection
 
-from compute import idle
 from compute.actions import computes as actions
 from compute.controllers.idle import idle_sweep
 from compute.models import Compute, ComputeState, EventVerb, Reminder, VmSize
+from compute.models.idle import record_activity
 from tests.integration.helpers import converged, driver_named, wait_for
 from tests.support.leftovers import remove_all_nodes
 from tests.support.teams import make_team
@@ -36,7 +36,7 @@ def test_two_concurrent_sweeps_send_each_reminder_once(catalog, workers):
             idle_shutdown_minutes=60,
         )
         Compute.objects.filter(pk=box.pk).update(state=ComputeState.RUNNING)
-        idle.record_activity(box.pk, "started")
+        record_activity(box.pk, "started")
         box.refresh_from_db()
         boxes.append(box)
     moment = boxes[0].idle_deadline - timedelta(minutes=4)  # both leads (30, 5) are due

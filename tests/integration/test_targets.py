@@ -6,7 +6,7 @@ import pytest
 
 from compute.actions import computes as actions
 from compute.actions.jobs import Code, submit_job
-from compute.drivers import hostproc
+from compute.drivers import hostproc, processes
 from compute.lib import jobfiles
 from compute.models import CodeKind, Compute, ComputeState, JobStatus, VmSize
 from tests.integration.helpers import wait_for
@@ -103,6 +103,6 @@ def test_stopping_an_instance_cancels_its_job_and_leaves_no_process(
         if driver == "local":  # a container's processes die with it; check the local ones
             identity = hostproc.run_identity(run_key)
             assert identity is not None and identity.uid != 0
-            wait_for(lambda: not hostproc.is_alive(identity), timeout=5, what="job gone")
+            wait_for(lambda: not processes.is_alive(identity), timeout=5, what="job gone")
     finally:
         remove_all_nodes()

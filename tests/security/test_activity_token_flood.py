@@ -23,8 +23,8 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from compute import idle
 from compute.models import Compute, ComputeKind, ComputeState, VmSize
+from compute.rules import idle
 from tests.support.factories import UserFactory, WorkspaceFactory
 from tests.support.worker import ARTIFACTS, ROOT, database_url
 

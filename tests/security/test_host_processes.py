@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from compute.actions import attached as attach_actions
 from compute.actions.jobs import cancel_job, submit_job
-from compute.drivers import hostproc
+from compute.drivers import hostproc, processes
 from compute.lib import jobfiles
 from compute.models import Attachment, Compute, ComputeState, Job, JobStatus
 from tests.integration.helpers import wait_for
@@ -122,7 +122,7 @@ def test_forged_pid_file_cannot_make_cancel_kill_another_process(host):
         assert victim.poll() is None, "cancel killed a process the job named"
         identity = hostproc.run_identity(key())  # what the supervisor started
         assert identity is not None and identity.uid != 0
-        assert not hostproc.is_alive(identity) and not hostproc.group_members(identity)
+        assert not processes.is_alive(identity) and not processes.group_members(identity)
         # Released once collected: its folder goes, and only its folder (the link to
         # Hangar's folder inside it was removed, not followed).
         wait_for(lambda: not hostproc.run_work_dir(key()).exists(), what="released")
@@ -202,14 +202,14 @@ def test_cancel_never_signals_a_reused_pid_nor_init(tmp_path, settings):
         as_job_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
     victim = subprocess.Popen(["sleep", "300"], start_new_session=True, **as_job_user)
     try:
-        real = hostproc.identify(victim.pid)
+        real = processes.identify(victim.pid)
         assert real is not None
         for forged in (
-            hostproc.ProcessIdentity(victim.pid, real.start - 1, real.uid),  # reused pid
-            hostproc.ProcessIdentity(victim.pid, real.start, real.uid + 1),  # another user
-            hostproc.ProcessIdentity(victim.pid, real.start, 0),  # root's
-            hostproc.ProcessIdentity(1, 0, 0),
-            hostproc.ProcessIdentity(0, 0, 1),
+            processes.ProcessIdentity(victim.pid, real.start - 1, real.uid),  # reused pid
+            processes.ProcessIdentity(victim.pid, real.start, real.uid + 1),  # another user
+            processes.ProcessIdentity(victim.pid, real.start, 0),  # root's
+            processes.ProcessIdentity(1, 0, 0),
+            processes.ProcessIdentity(0, 0, 1),
         ):
             assert hostproc.signal_group(forged, signal.SIGKILL) is False
         time.sleep(0.1)

@@ -10,11 +10,12 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 
-from compute import idle
 from compute.actions import computes as actions
 from compute.actions.idle import add_schedule, keep_running, rotate_token
 from compute.controllers.idle import idle_sweep
 from compute.models import Compute, ComputeState, EventVerb, Reminder, Schedule, VmSize
+from compute.models.idle import record_activity, refresh_deadline
+from compute.rules import idle
 from workspace.access import get_access
 from workspace.models import Notification
 
@@ -34,7 +35,7 @@ def box(team, django_capture_on_commit_callbacks):
             idle_shutdown_minutes=60,
         )
         Compute.objects.filter(pk=made.pk).update(state=S.RUNNING, state_changed_at=T0)
-        idle.record_activity(made.pk, "job train-42 finished", T0)
+        record_activity(made.pk, "job train-42 finished", T0)
     made.refresh_from_db()
     return made
 
@@ -193,7 +194,7 @@ def test_a_missed_stop_still_stops_and_a_stale_missed_start_is_skipped(
     access = get_access(team.admin, team.workspace.slug)
     Compute.objects.filter(pk=box.pk).update(idle_shutdown_minutes=None)  # only schedules act
     box.refresh_from_db()
-    idle.refresh_deadline(box)
+    refresh_deadline(box)
     with time_machine.travel(T0, tick=False):
         stop = add_schedule(access, box.pk, action="stop", cron="0 13 * * *", tz="UTC")
         start = add_schedule(access, box.pk, action="start", cron="0 14 * * *", tz="UTC")

@@ -12,8 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view, workspaces_for
 from workspace.actions import invitations as invitation_actions
@@ -27,6 +27,7 @@ from workspace.forms import (
 )
 from workspace.models import IDLE_POLICY_FIELDS, InvitationState, Membership, Notification, Role
 from workspace.redirects import local_target
+from workspace.views.htmx import render_htmx
 
 ACTIVITY_PAGE_SIZE = 25
 
@@ -142,12 +143,9 @@ def members_page(
         if access.is_admin
         else []
     )
-    template = "workspace/members.html"
-    if request.htmx:
-        template += "#members-panel"
-    response = render(
+    return render_htmx(
         request,
-        template,
+        "workspace/members.html",
         {
             "nav": "members",
             "access": access,
@@ -160,9 +158,9 @@ def members_page(
             "roles": [(Role(r), Role.describe(r)) for r in reversed(Role.values)],
             "role_choices": Role.choices,
         },
+        partial="members-panel",
+        messages=True,
     )
-    patch_vary_headers(response, ("HX-Request",))
-    return response
 
 
 @workspace_view()
@@ -228,12 +226,9 @@ def member_remove(
         return after_member_change(request, access)
     if removed.user_id == request.user.pk:
         messages.success(request, f"You left {access.workspace.name}.")
-        response = HttpResponse(status=204)
         target = reverse("workspace:list")
-        if request.htmx:
-            response["HX-Redirect"] = target
-            return response
-        return redirect(target)
+        # The panel htmx would swap is no longer theirs to see: the browser goes to the list.
+        return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
     messages.success(request, f"Removed {removed.user} from {access.workspace.name}.")
     return after_member_change(request, access)
 

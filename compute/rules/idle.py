@@ -1,4 +1,5 @@
-"""Idle time, deadlines and schedules of compute instances (the domain rules).
+"""Idle time, deadlines and schedules of compute instances: pure rules, no queries (the
+writes that apply them are in compute/models/idle.py).
 
 An instance's idle deadline is `last activity + idle minutes`, pushed to at least
 `keep_running_until`; it is None while shutdown is off, while a job runs, or while the
@@ -12,22 +13,20 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 from django.conf import settings
-from django.utils import timezone
 
-from compute.models import Compute, ComputeKind, ComputeState, Job, Schedule, ScheduleAction
-from compute.models.states import JOB_ACTIVE
+from compute.models.states import ComputeKind, ComputeState, ScheduleAction
+
+if TYPE_CHECKING:
+    from compute.models import Compute, Schedule
 
 
 def minutes(count: float) -> timedelta:
     return timedelta(seconds=count * settings.HANGAR_SECONDS_PER_IDLE_MINUTE)
-
-
-def is_busy(compute: Compute) -> bool:
-    return Job.objects.filter(compute=compute, status__in=JOB_ACTIVE).exists()
 
 
 def deadline_of(compute: Compute, busy: bool) -> datetime | None:
@@ -54,33 +53,6 @@ def next_check(deadline: datetime | None, leads: list[int], now: datetime) -> da
         if moment > now:
             return moment
     return deadline
-
-
-def refresh_deadline(compute: Compute, now: datetime | None = None) -> Compute:
-    """Recompute and store the deadline and the next check after anything changed."""
-    now = now or timezone.now()
-    deadline = deadline_of(compute, is_busy(compute))
-    compute.idle_deadline = deadline
-    compute.idle_next_check_at = next_check(deadline, compute.workspace.leads, now)
-    Compute.objects.filter(pk=compute.pk).update(
-        idle_deadline=compute.idle_deadline, idle_next_check_at=compute.idle_next_check_at
-    )
-    return compute
-
-
-def record_activity(compute_id: int, what: str, at: datetime | None = None) -> None:
-    """Something happened on the instance: the idle clock starts again from now."""
-    compute = (
-        Compute.objects.select_related("workspace")
-        .filter(pk=compute_id, kind=ComputeKind.INSTANCE)
-        .first()
-    )
-    if compute is None:
-        return
-    at = at or timezone.now()
-    compute.last_activity_at, compute.last_activity = at, what[:200]
-    Compute.objects.filter(pk=compute.pk).update(last_activity_at=at, last_activity=what[:200])
-    refresh_deadline(compute, at)
 
 
 # Activity tokens ------------------------------------------------------------------------
