@@ -11,25 +11,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import cast
 
 from django.conf import settings
 from django.utils import timezone
 
-from compute import quota
 from compute.controllers import containers, lease, placement
 from compute.controllers import jobs as job_steps
 from compute.controllers.attached import AttachedPass
-from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
+from compute.controllers.nodes import NodeSteps
+from compute.drivers import Driver, DriverUnavailable, NodeStartError
 from compute.drivers import get_driver as default_driver
-from compute.lib import secrets
 from compute.models import Compute, ComputeSample, ComputeState, Job, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.idle import is_busy, record_activity, refresh_deadline
 from compute.models.states import (
     GOING_AWAY,
     LIVE_NODE_STATES,
-    NODE_UP,
     NODE_WITH_CONTAINER,
     PLACES_JOBS,
     SETTLES_WITHIN_BOUNDS,
@@ -120,7 +117,7 @@ def run_passes(compute_id: int, driver: Driver, owner: str, outcome: Outcome) ->
     return True
 
 
-class Pass:
+class Pass(NodeSteps):
     """One look at the world and the steps that follow from it."""
 
     def __init__(self, compute: Compute, driver: Driver, owner: str, outcome: Outcome) -> None:
@@ -175,220 +172,6 @@ class Pass:
         self.outcome.state = self.compute.state
         return self.compute.state != started_state and self.compute.state in SETTLES_TO
 
-    # Node steps ----------------------------------------------------------------------
-
-    def release_preempted(
-        self, observed: dict[int, NodeObservation], nodes: list[Node]
-    ) -> list[Node]:
-        """A preempted node's container goes; its jobs are requeued by the job step."""
-        kept = []
-        for node in nodes:
-            if node.state != NodeState.PREEMPTED:
-                kept.append(node)
-                continue
-            observation = observed.pop(node.pk, None)
-            if observation is not None:
-                self.driver.remove_node(observation.name)
-            Node.objects.filter(pk=node.pk).update(ended_at=timezone.now())
-            self.lost[node.pk] = f"node {node.name} was preempted"
-            record(
-                self.compute,
-                EventVerb.NODE_PREEMPTED,
-                f"Node {node.name} was preempted; its container is gone.",
-                level="warning",
-            )
-        return kept
-
-    def remove_strays(self, strays: list[NodeObservation], nodes: list[Node]) -> None:
-        """Containers of this compute that are no node's: left over from a crash or a
-        removed node, or a look-alike wearing a node's labels (never taken for the node)."""
-        names = {node.pk: node.name for node in nodes}
-        for observation in strays:
-            self.driver.remove_node(observation.name)
-            self.outcome.orphans.append(observation.name)
-            if observation.node_id in names:
-                why = (
-                    f"it carries the labels of node {names[observation.node_id]} but is not "
-                    "that node's container"
-                )
-            else:
-                why = "no node of this compute expects it (left over from a crash or removed node)"
-            record(
-                self.compute,
-                EventVerb.ORPHAN_REMOVED,
-                f"Removed container {observation.name}: {why}.",
-                level="warning",
-            )
-
-    def replace_dead(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> list[Node]:
-        """A started node whose container is gone or stopped is unusable; a new one replaces it."""
-        alive = []
-        for node in nodes:
-            observation = observed.get(node.pk)
-            started = node.state in NODE_UP
-            if started and (observation is None or not observation.running):
-                what = (
-                    "container is gone"
-                    if observation is None
-                    else f"container {observation.describe}"
-                )
-                if Node.objects.filter(pk=node.pk, state=node.state).update(
-                    state=NodeState.UNUSABLE, error=what, ended_at=timezone.now()
-                ):
-                    if observation is not None:
-                        self.driver.remove_node(observation.name)
-                    self.outcome.replaced.append(node.name)
-                    self.lost[node.pk] = f"node {node.name}'s {what}"
-                    record(
-                        self.compute,
-                        EventVerb.NODE_UNUSABLE,
-                        f"Node {node.name} is unusable: its {what}. A new node replaces it.",
-                        level="warning",
-                    )
-                continue
-            alive.append(node)
-        return alive
-
-    def remove_leaving(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> list[Node]:
-        staying = []
-        for node in nodes:
-            if node.state != NodeState.LEAVING:
-                staying.append(node)
-                continue
-            self.remove(node, observed.get(node.pk), self.why_removed())
-        return staying
-
-    def remove(self, node: Node, observation: NodeObservation | None, why: str) -> None:
-        name = observation.name if observation else self.spec(node).container_name
-        self.driver.remove_node(name)
-        Node.objects.filter(pk=node.pk).delete()
-        self.outcome.removed.append(node.name)
-        record(self.compute, EventVerb.NODE_REMOVED, f"Node {node.name} removed: {why}.")
-        self.keep_lease()
-
-    def why_removed(self) -> str:
-        return {
-            S.STOPPING: "instance stopping",
-            S.RESTARTING: "instance restarting",
-            S.DELETING: f"{self.compute.get_kind_display().lower()} deleting",
-        }.get(cast(S, self.compute.state), f"min nodes is {self.compute.min_nodes}")
-
-    def scale(self, nodes: list[Node]) -> list[Node]:
-        """Instances keep one node while they run; clusters follow the autoscaler."""
-        compute = self.compute
-        nodes = [n for n in nodes if n.state in LIVE_NODE_STATES]
-        going_away = compute.state in GOING_AWAY
-        if going_away or compute.is_instance:
-            desired = compute.desired_node_count()
-            for node in list(reversed(nodes))[: max(0, len(nodes) - desired)]:
-                if going_away or node.state != NodeState.RUNNING:
-                    self.remove(node, None, self.why_removed())
-                    nodes.remove(node)
-            if len(nodes) < desired:
-                nodes += self.add_nodes(desired - len(nodes), "instance starting")
-            return nodes
-        return self.autoscale(nodes)
-
-    def autoscale(self, nodes: list[Node]) -> list[Node]:
-        compute = self.compute
-        busy = sum(1 for n in nodes if n.state == NodeState.RUNNING)
-        need, queued = job_steps.demand(compute)
-        desired = compute.desired_node_count(busy, need)
-        live = len(nodes)
-        if live < desired:
-            if need:
-                jobs = "job" if queued == 1 else "jobs"
-                reason = f"{queued} {jobs} queued need {need} node(s), {busy} busy"
-            else:
-                reason = f"min nodes is {compute.min_nodes}"
-            fit, first, cores = quota.claim_nodes(compute, desired - live)
-            if fit < desired - live:
-                self.note(
-                    EventVerb.SCALING_HELD,
-                    f"Not scaling to {desired}: {cores.message}"
-                    + (f" Scaling to {live + fit} instead." if fit else ""),
-                )
-            if not fit:
-                return nodes
-            if fit == desired - live:
-                message = f"Scaled {live} → {desired}: {reason} (max {compute.max_nodes})."
-                self.note(EventVerb.SCALED_UP, message, force=True)
-            return nodes + self.announce_nodes(first, fit, reason)
-        if live > desired:
-            nodes = self.scale_down(nodes, live - desired)
-        elif need and live >= compute.max_nodes and need > live - busy:
-            waiting = "job waits" if queued == 1 else "jobs wait"
-            self.note(
-                EventVerb.SCALING_HELD,
-                f"Not scaling: at max_nodes ({compute.max_nodes}); {queued} {waiting}.",
-            )
-        return nodes
-
-    def scale_down(self, nodes: list[Node], surplus: int) -> list[Node]:
-        """Remove idle nodes past their idle deadline (or above max): never a busy one."""
-        compute = self.compute
-        now = timezone.now()
-        above_max = max(0, len(nodes) - compute.max_nodes)
-        idle = sorted(
-            (n for n in nodes if n.state == NodeState.IDLE),
-            key=lambda n: n.last_busy_at or n.created_at,
-        )
-        for node in idle[:surplus]:
-            idle_for = (now - (node.last_busy_at or node.created_at)).total_seconds()
-            if above_max > 0:
-                why = f"above max_nodes ({compute.max_nodes})"
-                above_max -= 1
-            elif idle_for >= compute.idle_seconds_before_scaledown:
-                why = f"idle {idle_for:.0f} s ≥ {compute.idle_seconds_before_scaledown} s"
-            else:
-                continue
-            if Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
-                state=NodeState.LEAVING
-            ):
-                self.remove(node, None, why)
-                nodes.remove(node)
-        return nodes
-
-    def note(self, verb: EventVerb, message: str, force: bool = False) -> None:
-        """An autoscaler decision, written once while it stands."""
-        if force or message != self.compute.autoscale_note:
-            Compute.objects.filter(pk=self.compute.pk).update(autoscale_note=message)
-            self.compute.autoscale_note = message
-            record(self.compute, verb, message)
-
-    def add_nodes(self, count: int, reason: str) -> list[Node]:
-        """Nodes outside the autoscaler (an instance's one): its quota was taken on start."""
-        return self.announce_nodes(self.compute.add_node_rows(count), count, reason)
-
-    def announce_nodes(self, first: int, count: int, reason: str) -> list[Node]:
-        """Record the new rows and hand them on for their containers."""
-        names = ", ".join(f"n-{i}" for i in range(first, first + count))
-        record(self.compute, EventVerb.NODE_ADDED, f"Adding {names} ({reason}).")
-        return list(Node.objects.filter(compute=self.compute, index__gte=first).order_by("index"))
-
-    def start_preparing(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
-        for node in nodes:
-            if node.state != NodeState.PREPARING:
-                continue
-            observation = self.driver.ensure_node(self.spec(node, with_secrets=True))
-            now = timezone.now()
-            if Node.objects.filter(pk=node.pk, state=NodeState.PREPARING).update(
-                state=NodeState.IDLE,
-                container_ref=observation.ref,
-                started_at=now,
-                last_busy_at=now,
-            ):
-                self.outcome.created.append(node.name)
-                adopted = (
-                    " (adopted the container a previous attempt made)"
-                    if node.pk in observed
-                    else ""
-                )
-                record(
-                    self.compute, EventVerb.NODE_READY, f"Node {node.name} is up and idle{adopted}."
-                )
-            self.keep_lease()
-
     # State ---------------------------------------------------------------------------
 
     def settle(self) -> None:
@@ -435,41 +218,6 @@ class Pass:
 
     # Helpers -------------------------------------------------------------------------
 
-    def spec(self, node: Node, with_secrets: bool = False) -> NodeSpec:
-        """`with_secrets`: the instance's secret variables too, decrypted here in the worker
-        for the node's environment (its setup script and its jobs read them); only the
-        start of a node needs them, a removal needs the name alone."""
-        size = self.compute.vm_size
-        assert size is not None  # only attached computes have no size, and they have no nodes
-        environment = {
-            "HANGAR_COMPUTE": self.compute.name,
-            "HANGAR_NODE": node.name,
-            "HANGAR_VM_SIZE": size.name,
-        }
-        if with_secrets and self.compute.is_instance and self.compute.secret_environment:
-            try:
-                hidden = secrets.decrypt_variables(self.compute.secret_environment)
-            except secrets.SecretUnreadable as exc:
-                raise NodeStartError(str(exc)) from None
-            environment = {**hidden, **environment}
-        if self.compute.setup_script:
-            environment["HANGAR_SETUP_SCRIPT"] = self.compute.setup_script
-        return NodeSpec(
-            site=settings.HANGAR_SITE,
-            workspace=self.compute.workspace.slug,
-            compute_id=self.compute.pk,
-            node_id=node.pk,
-            node_name=node.name,
-            image=settings.HANGAR_NODE_IMAGE,
-            cpus=size.vcpus * settings.HANGAR_CPU_SCALE,
-            memory_bytes=int(float(size.memory_gib) * settings.HANGAR_MEMORY_SCALE * GIB),
-            network=settings.HANGAR_NODE_NETWORK,
-            command=node_command(self.compute.setup_script),
-            environment=environment,
-            pids_limit=settings.HANGAR_NODE_PIDS_LIMIT,
-            tmp_mb=settings.HANGAR_NODE_TMP_MB,
-        )
-
     def keep_lease(self) -> None:
         if not lease.renew(self.compute.pk, self.owner):
             raise LostLease
@@ -492,21 +240,6 @@ class Pass:
             record(compute, EventVerb.FAILED, f"Failed: {message}", level="error")
         self.outcome.error = message
         self.outcome.state = compute.state
-
-
-# The setup script arrives in an environment variable (never interpolated into the shell
-# line), runs once in the node's working folder, and leaves setup.log and setup.exit there.
-SETUP_THEN_WAIT = (
-    'printf "%s\\n" "$HANGAR_SETUP_SCRIPT" > setup.sh; sh setup.sh > setup.log 2>&1; '
-    'echo $? > setup.exit; exec "$@"'
-)
-
-
-def node_command(setup_script: str) -> tuple[str, ...]:
-    wait = tuple(settings.HANGAR_NODE_COMMAND)
-    if not setup_script:
-        return wait
-    return ("sh", "-c", SETUP_THEN_WAIT, "hangar-setup", *wait)
 
 
 class LostLease(Exception):

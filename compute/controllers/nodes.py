@@ -1,0 +1,248 @@
+"""The node steps of a reconcile pass: release preempted nodes, remove strays and leaving
+nodes, replace dead ones, scale (an instance keeps one node, a cluster follows the
+autoscaler) and start the nodes that are preparing. A mixin of `reconcile.Pass`, which
+holds the compute, the driver, the outcome and the lease these steps use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from django.utils import timezone
+
+from compute import quota
+from compute.controllers import jobs as job_steps
+from compute.controllers.nodespec import node_spec
+from compute.drivers import Driver, NodeObservation, NodeSpec
+from compute.models import Compute, ComputeState, Node, NodeState
+from compute.models.events import EventVerb, record
+from compute.models.states import GOING_AWAY, LIVE_NODE_STATES, NODE_UP
+
+if TYPE_CHECKING:
+    from compute.controllers.reconcile import Outcome
+
+S = ComputeState
+
+
+class NodeSteps:
+    compute: Compute
+    driver: Driver
+    lost: dict[int, str]  # node id -> why its jobs must move
+    outcome: Outcome
+
+    def keep_lease(self) -> None:
+        raise NotImplementedError  # reconcile.Pass renews its lease here
+
+    def spec(self, node: Node, with_secrets: bool = False) -> NodeSpec:
+        return node_spec(self.compute, node, with_secrets)
+
+    def release_preempted(
+        self, observed: dict[int, NodeObservation], nodes: list[Node]
+    ) -> list[Node]:
+        """A preempted node's container goes; its jobs are requeued by the job step."""
+        kept = []
+        for node in nodes:
+            if node.state != NodeState.PREEMPTED:
+                kept.append(node)
+                continue
+            observation = observed.pop(node.pk, None)
+            if observation is not None:
+                self.driver.remove_node(observation.name)
+            Node.objects.filter(pk=node.pk).update(ended_at=timezone.now())
+            self.lost[node.pk] = f"node {node.name} was preempted"
+            record(
+                self.compute,
+                EventVerb.NODE_PREEMPTED,
+                f"Node {node.name} was preempted; its container is gone.",
+                level="warning",
+            )
+        return kept
+
+    def remove_strays(self, strays: list[NodeObservation], nodes: list[Node]) -> None:
+        """Containers of this compute that are no node's: left over from a crash or a
+        removed node, or a look-alike wearing a node's labels (never taken for the node)."""
+        names = {node.pk: node.name for node in nodes}
+        for observation in strays:
+            self.driver.remove_node(observation.name)
+            self.outcome.orphans.append(observation.name)
+            if observation.node_id in names:
+                why = (
+                    f"it carries the labels of node {names[observation.node_id]} but is not "
+                    "that node's container"
+                )
+            else:
+                why = "no node of this compute expects it (left over from a crash or removed node)"
+            record(
+                self.compute,
+                EventVerb.ORPHAN_REMOVED,
+                f"Removed container {observation.name}: {why}.",
+                level="warning",
+            )
+
+    def replace_dead(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> list[Node]:
+        """A started node whose container is gone or stopped is unusable; a new one replaces it."""
+        alive = []
+        for node in nodes:
+            observation = observed.get(node.pk)
+            started = node.state in NODE_UP
+            if started and (observation is None or not observation.running):
+                what = (
+                    "container is gone"
+                    if observation is None
+                    else f"container {observation.describe}"
+                )
+                if Node.objects.filter(pk=node.pk, state=node.state).update(
+                    state=NodeState.UNUSABLE, error=what, ended_at=timezone.now()
+                ):
+                    if observation is not None:
+                        self.driver.remove_node(observation.name)
+                    self.outcome.replaced.append(node.name)
+                    self.lost[node.pk] = f"node {node.name}'s {what}"
+                    record(
+                        self.compute,
+                        EventVerb.NODE_UNUSABLE,
+                        f"Node {node.name} is unusable: its {what}. A new node replaces it.",
+                        level="warning",
+                    )
+                continue
+            alive.append(node)
+        return alive
+
+    def remove_leaving(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> list[Node]:
+        staying = []
+        for node in nodes:
+            if node.state != NodeState.LEAVING:
+                staying.append(node)
+                continue
+            self.remove(node, observed.get(node.pk), self.why_removed())
+        return staying
+
+    def remove(self, node: Node, observation: NodeObservation | None, why: str) -> None:
+        name = observation.name if observation else self.spec(node).container_name
+        self.driver.remove_node(name)
+        Node.objects.filter(pk=node.pk).delete()
+        self.outcome.removed.append(node.name)
+        record(self.compute, EventVerb.NODE_REMOVED, f"Node {node.name} removed: {why}.")
+        self.keep_lease()
+
+    def why_removed(self) -> str:
+        return {
+            S.STOPPING: "instance stopping",
+            S.RESTARTING: "instance restarting",
+            S.DELETING: f"{self.compute.get_kind_display().lower()} deleting",
+        }.get(cast(S, self.compute.state), f"min nodes is {self.compute.min_nodes}")
+
+    def scale(self, nodes: list[Node]) -> list[Node]:
+        """Instances keep one node while they run; clusters follow the autoscaler."""
+        compute = self.compute
+        nodes = [n for n in nodes if n.state in LIVE_NODE_STATES]
+        going_away = compute.state in GOING_AWAY
+        if going_away or compute.is_instance:
+            desired = compute.desired_node_count()
+            for node in list(reversed(nodes))[: max(0, len(nodes) - desired)]:
+                if going_away or node.state != NodeState.RUNNING:
+                    self.remove(node, None, self.why_removed())
+                    nodes.remove(node)
+            if len(nodes) < desired:
+                nodes += self.add_nodes(desired - len(nodes), "instance starting")
+            return nodes
+        return self.autoscale(nodes)
+
+    def autoscale(self, nodes: list[Node]) -> list[Node]:
+        compute = self.compute
+        busy = sum(1 for n in nodes if n.state == NodeState.RUNNING)
+        need, queued = job_steps.demand(compute)
+        desired = compute.desired_node_count(busy, need)
+        live = len(nodes)
+        if live < desired:
+            if need:
+                jobs = "job" if queued == 1 else "jobs"
+                reason = f"{queued} {jobs} queued need {need} node(s), {busy} busy"
+            else:
+                reason = f"min nodes is {compute.min_nodes}"
+            fit, first, cores = quota.claim_nodes(compute, desired - live)
+            if fit < desired - live:
+                self.note(
+                    EventVerb.SCALING_HELD,
+                    f"Not scaling to {desired}: {cores.message}"
+                    + (f" Scaling to {live + fit} instead." if fit else ""),
+                )
+            if not fit:
+                return nodes
+            if fit == desired - live:
+                message = f"Scaled {live} → {desired}: {reason} (max {compute.max_nodes})."
+                self.note(EventVerb.SCALED_UP, message, force=True)
+            return nodes + self.announce_nodes(first, fit, reason)
+        if live > desired:
+            nodes = self.scale_down(nodes, live - desired)
+        elif need and live >= compute.max_nodes and need > live - busy:
+            waiting = "job waits" if queued == 1 else "jobs wait"
+            self.note(
+                EventVerb.SCALING_HELD,
+                f"Not scaling: at max_nodes ({compute.max_nodes}); {queued} {waiting}.",
+            )
+        return nodes
+
+    def scale_down(self, nodes: list[Node], surplus: int) -> list[Node]:
+        """Remove idle nodes past their idle deadline (or above max): never a busy one."""
+        compute = self.compute
+        now = timezone.now()
+        above_max = max(0, len(nodes) - compute.max_nodes)
+        idle = sorted(
+            (n for n in nodes if n.state == NodeState.IDLE),
+            key=lambda n: n.last_busy_at or n.created_at,
+        )
+        for node in idle[:surplus]:
+            idle_for = (now - (node.last_busy_at or node.created_at)).total_seconds()
+            if above_max > 0:
+                why = f"above max_nodes ({compute.max_nodes})"
+                above_max -= 1
+            elif idle_for >= compute.idle_seconds_before_scaledown:
+                why = f"idle {idle_for:.0f} s ≥ {compute.idle_seconds_before_scaledown} s"
+            else:
+                continue
+            if Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
+                state=NodeState.LEAVING
+            ):
+                self.remove(node, None, why)
+                nodes.remove(node)
+        return nodes
+
+    def note(self, verb: EventVerb, message: str, force: bool = False) -> None:
+        """An autoscaler decision, written once while it stands."""
+        if force or message != self.compute.autoscale_note:
+            Compute.objects.filter(pk=self.compute.pk).update(autoscale_note=message)
+            self.compute.autoscale_note = message
+            record(self.compute, verb, message)
+
+    def add_nodes(self, count: int, reason: str) -> list[Node]:
+        """Nodes outside the autoscaler (an instance's one): its quota was taken on start."""
+        return self.announce_nodes(self.compute.add_node_rows(count), count, reason)
+
+    def announce_nodes(self, first: int, count: int, reason: str) -> list[Node]:
+        """Record the new rows and hand them on for their containers."""
+        names = ", ".join(f"n-{i}" for i in range(first, first + count))
+        record(self.compute, EventVerb.NODE_ADDED, f"Adding {names} ({reason}).")
+        return list(Node.objects.filter(compute=self.compute, index__gte=first).order_by("index"))
+
+    def start_preparing(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
+        for node in nodes:
+            if node.state != NodeState.PREPARING:
+                continue
+            observation = self.driver.ensure_node(self.spec(node, with_secrets=True))
+            now = timezone.now()
+            if Node.objects.filter(pk=node.pk, state=NodeState.PREPARING).update(
+                state=NodeState.IDLE,
+                container_ref=observation.ref,
+                started_at=now,
+                last_busy_at=now,
+            ):
+                self.outcome.created.append(node.name)
+                adopted = (
+                    " (adopted the container a previous attempt made)"
+                    if node.pk in observed
+                    else ""
+                )
+                record(
+                    self.compute, EventVerb.NODE_READY, f"Node {node.name} is up and idle{adopted}."
+                )
+            self.keep_lease()

@@ -1,0 +1,63 @@
+"""What a node's container is made of: its limits (scaled from the VM size), its
+environment (an instance's secret variables decrypted here, in the worker), its command."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from compute.drivers import NodeSpec, NodeStartError
+from compute.lib import secrets
+from compute.models import Compute, Node
+
+GIB = 1024**3
+
+
+def node_spec(compute: Compute, node: Node, with_secrets: bool = False) -> NodeSpec:
+    """`with_secrets`: the instance's secret variables too, decrypted here in the worker
+    for the node's environment (its setup script and its jobs read them); only the
+    start of a node needs them, a removal needs the name alone."""
+    size = compute.vm_size
+    assert size is not None  # only attached computes have no size, and they have no nodes
+    environment = {
+        "HANGAR_COMPUTE": compute.name,
+        "HANGAR_NODE": node.name,
+        "HANGAR_VM_SIZE": size.name,
+    }
+    if with_secrets and compute.is_instance and compute.secret_environment:
+        try:
+            hidden = secrets.decrypt_variables(compute.secret_environment)
+        except secrets.SecretUnreadable as exc:
+            raise NodeStartError(str(exc)) from None
+        environment = {**hidden, **environment}
+    if compute.setup_script:
+        environment["HANGAR_SETUP_SCRIPT"] = compute.setup_script
+    return NodeSpec(
+        site=settings.HANGAR_SITE,
+        workspace=compute.workspace.slug,
+        compute_id=compute.pk,
+        node_id=node.pk,
+        node_name=node.name,
+        image=settings.HANGAR_NODE_IMAGE,
+        cpus=size.vcpus * settings.HANGAR_CPU_SCALE,
+        memory_bytes=int(float(size.memory_gib) * settings.HANGAR_MEMORY_SCALE * GIB),
+        network=settings.HANGAR_NODE_NETWORK,
+        command=node_command(compute.setup_script),
+        environment=environment,
+        pids_limit=settings.HANGAR_NODE_PIDS_LIMIT,
+        tmp_mb=settings.HANGAR_NODE_TMP_MB,
+    )
+
+
+# The setup script arrives in an environment variable (never interpolated into the shell
+# line), runs once in the node's working folder, and leaves setup.log and setup.exit there.
+SETUP_THEN_WAIT = (
+    'printf "%s\\n" "$HANGAR_SETUP_SCRIPT" > setup.sh; sh setup.sh > setup.log 2>&1; '
+    'echo $? > setup.exit; exec "$@"'
+)
+
+
+def node_command(setup_script: str) -> tuple[str, ...]:
+    wait = tuple(settings.HANGAR_NODE_COMMAND)
+    if not setup_script:
+        return wait
+    return ("sh", "-c", SETUP_THEN_WAIT, "hangar-setup", *wait)
