@@ -116,7 +116,7 @@ def low_priority_used(workspace: Workspace) -> int:
 
 
 def compute_count(workspace: Workspace) -> int:
-    return Compute.objects.filter(workspace=workspace).exclude(state=S.DELETED).count()
+    return Compute.objects.of(workspace).exclude(state=S.DELETED).count()
 
 
 def ensure_room_for_a_compute(workspace: Workspace) -> None:
@@ -272,7 +272,7 @@ def overview(workspace: Workspace) -> dict:
     """The quota page: every family in use or with a limit, the pool, the compute count."""
     rows = {row.family_id: row for row in FamilyQuota.objects.filter(workspace=workspace)}
     in_use = set(
-        Compute.objects.filter(workspace=workspace)
+        Compute.objects.of(workspace)
         .exclude(state=S.DELETED)
         .values_list("vm_size__family_id", flat=True)
     )
@@ -298,7 +298,7 @@ def overview(workspace: Workspace) -> dict:
         "pool": pool,
         "pool_used": low_priority_used(workspace),
         "computes": compute_count(workspace),
-        "stopped_holding": Compute.objects.filter(workspace=workspace, state=S.STOPPED).aggregate(
-            n=Count("id")
-        )["n"],
+        "stopped_holding": Compute.objects.of(workspace)
+        .filter(state=S.STOPPED)
+        .aggregate(n=Count("id"))["n"],
     }

@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compute.models import Compute, ComputeKind, ComputeState, Schedule, ScheduleAction
+from compute import selectors
+from compute.models import Compute, ComputeState, Schedule, ScheduleAction
 from compute.models.events import EventVerb, record
 from compute.models.idle import record_activity, refresh_deadline
 from compute.rules import idle
@@ -40,12 +41,7 @@ def check_idle_minutes(workspace: Workspace, value: int | None) -> None:
 
 
 def instance_of(access: WorkspaceAccess, compute_id: int) -> Compute:
-    compute = (
-        Compute.objects.select_related("workspace")
-        .filter(workspace=access.workspace, pk=compute_id, kind=ComputeKind.INSTANCE)
-        .exclude(state=ComputeState.DELETED)
-        .first()
-    )
+    compute = selectors.instance_of(access, compute_id)
     if compute is None:
         raise ValidationError("This instance does not exist.")
     return compute

@@ -26,6 +26,7 @@ from compute.models import (
 from compute.models.events import EventVerb, record
 from compute.models.idle import record_activity
 from compute.models.states import JOB_ACTIVE, NODE_UP
+from compute.selectors import live_computes_of
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role, Workspace
 
@@ -68,11 +69,7 @@ def submit_job(
     command = command.strip()
     if not command:
         raise ValidationError({"command": "Enter the command to run."})
-    compute = (
-        Compute.objects.filter(workspace=access.workspace, pk=compute_id)
-        .exclude(state=S.DELETED)
-        .first()
-    )
+    compute = live_computes_of(access.workspace).filter(pk=compute_id).first()
     if compute is None:
         raise ValidationError({"compute": "Choose a compute of this workspace."})
     if compute.state in REFUSING_JOBS:

@@ -9,8 +9,9 @@ from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 
 from compute.forms.fields import parse_variables, secret_variables_field
-from compute.models import Category, Compute, ComputeState, Tier, VmSize
+from compute.models import Category, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
+from compute.selectors import live_computes_of
 from workspace.forms import StyledForm
 from workspace.models import Workspace
 
@@ -105,11 +106,7 @@ class ComputeForm(StyledForm, forms.Form):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        taken = (
-            Compute.objects.filter(workspace=self.workspace, name__iexact=name)
-            .exclude(state=ComputeState.DELETED)
-            .exists()
-        )
+        taken = live_computes_of(self.workspace).filter(name__iexact=name).exists()
         if taken:
             raise forms.ValidationError(
                 f"{self.workspace.name} already has a compute named {name}."

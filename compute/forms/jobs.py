@@ -7,7 +7,8 @@ from django.conf import settings
 
 from compute.actions.jobs import Code
 from compute.forms.fields import check_disjoint, parse_variables, secret_variables_field
-from compute.models import CodeKind, Compute, ComputeState, JobStatus
+from compute.models import CodeKind, Compute, JobStatus
+from compute.selectors import live_computes_of
 from workspace.forms import StyledForm
 from workspace.models import Workspace
 
@@ -63,11 +64,7 @@ class JobSubmitForm(StyledForm, forms.Form):
             f"Up to {settings.HANGAR_CODE_LIMIT_MB} MiB, also once unpacked; a zip is "
             "unpacked. Mounted read-only in the node."
         )
-        computes = (
-            Compute.objects.filter(workspace=workspace)
-            .exclude(state=ComputeState.DELETED)
-            .order_by("kind", "name")
-        )
+        computes = live_computes_of(workspace).order_by("kind", "name")
         cast(forms.ChoiceField, self.fields["compute"]).choices = [("", "Choose a compute…")] + [
             (c.pk, f"{c.name} · {c.get_kind_display().lower()} · {c.state_label.lower()}")
             for c in computes
@@ -116,7 +113,7 @@ class JobFilterForm(StyledForm, forms.Form):
         super().__init__(*args, **kwargs)
         cast(forms.ChoiceField, self.fields["compute"]).choices = [
             ("", "Any compute"),
-            *Compute.objects.filter(workspace=workspace).order_by("name").values_list("pk", "name"),
+            *Compute.objects.of(workspace).order_by("name").values_list("pk", "name"),
         ]
         cast(forms.ChoiceField, self.fields["submitter"]).choices = [("", "Anyone")] + [
             (m.user_id, m.user.username)

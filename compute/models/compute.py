@@ -48,6 +48,12 @@ class Tier(models.TextChoices):
     LOW_PRIORITY = "low_priority", "Low priority"
 
 
+class ComputeQuerySet(models.QuerySet["Compute"]):
+    def of(self, workspace: Workspace) -> ComputeQuerySet:
+        """This workspace's computes: every lookup from a URL starts here (DESIGN.md)."""
+        return self.filter(workspace=workspace)
+
+
 class Compute(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="computes")
     name = models.CharField(max_length=24, validators=[COMPUTE_NAME_RULE])
@@ -106,6 +112,8 @@ class Compute(models.Model):
     # Set by a reconcile that found the lease taken: the holder looks once more before
     # letting go, so a request arriving mid-pass is never left for the next sweep.
     rerun_requested = models.BooleanField(default=False)
+
+    objects = ComputeQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -6,14 +6,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from compute.actions import attached as attach_actions
 from compute.forms.attached import AttachForm
-from compute.models import Attachment, Compute, ComputeKind, ComputeState
+from compute.models import Attachment, Compute, ComputeState
 from compute.models.states import JOB_UNFINISHED
 from compute.rules.targets import KINDS, kind_of, why_unavailable
+from compute.selectors import attached_of
 from compute.views.common import add_errors
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
@@ -64,12 +65,10 @@ def attach_create(request: AuthedRequest, access: WorkspaceAccess, kind: str) ->
 
 
 def _attached(access: WorkspaceAccess, pk: int) -> Compute:
-    return get_object_or_404(
-        Compute.objects.filter(workspace=access.workspace, kind=ComputeKind.ATTACHED)
-        .exclude(state=S.DELETED)
-        .select_related("attachment", "created_by"),
-        pk=pk,
-    )
+    compute = attached_of(access, pk)
+    if compute is None:
+        raise Http404("No such attached compute here.")
+    return compute
 
 
 @workspace_view(Role.CONTRIBUTOR, "changing compute")

@@ -16,6 +16,7 @@ from compute.actions import computes as actions
 from compute.forms.computes import ClusterBoundsForm, ClusterForm, InstanceForm
 from compute.models import Compute, ComputeKind, ComputeState, JobStatus
 from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED, LIVE_NODE_STATES, NODE_CHANGING
+from compute.selectors import computes_of
 from compute.views.attached import attached_detail
 from compute.views.charts import cluster_chart
 from compute.views.common import add_errors, back
@@ -30,11 +31,6 @@ TABS = {
 }
 PAGE_SIZE = 25
 EVENTS_ON_PAGE = 30
-
-
-def computes_of(access: WorkspaceAccess):
-    """Every compute of the workspace, through the access layer's workspace."""
-    return Compute.objects.filter(workspace=access.workspace)
 
 
 @workspace_view()

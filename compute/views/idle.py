@@ -4,15 +4,13 @@ schedules, and the workspace's "what is burning" overview."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
-from typing import Any
 
 from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -23,15 +21,18 @@ from compute.lib import throttle
 from compute.models import Compute, ComputeKind, ComputeState
 from compute.models.idle import record_activity
 from compute.rules import idle
+from compute.selectors import burning as burning_instances
+from compute.selectors import instance_of
 from compute.views.common import add_errors, back
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
 
 
 def instance_or_404(access: WorkspaceAccess, pk: int) -> Compute:
-    return get_object_or_404(
-        Compute.objects.filter(workspace=access.workspace, kind=ComputeKind.INSTANCE), pk=pk
-    )
+    compute = instance_of(access, pk)
+    if compute is None:
+        raise Http404("No such instance here.")
+    return compute
 
 
 @workspace_view(Role.CONTRIBUTOR, "keeping an instance running")
@@ -221,36 +222,7 @@ def activity_endpoint(request: HttpRequest, pk: int) -> JsonResponse:
 @workspace_view()
 def burning(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     """Running instances, most idle first, with today's cost and the idle waste ahead."""
-    now = timezone.now()
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    rows: list[dict[str, Any]] = []
-    instances = Compute.objects.filter(
-        workspace=access.workspace, kind=ComputeKind.INSTANCE, state=ComputeState.RUNNING
-    ).select_related("vm_size", "assigned_to", "created_by")
-    for compute in instances:
-        since = compute.last_activity_at or compute.state_changed_at
-        idle_for = now - since
-        assert compute.vm_size is not None  # instances always have one
-        price = float(compute.vm_size.price_dedicated)
-        running_today = (now - max(today, compute.state_changed_at)).total_seconds() / 3600
-        if compute.idle_deadline:
-            ahead = max(0.0, (compute.idle_deadline - now).total_seconds() / 3600)
-            waste_note = f"until idle shutdown at {compute.idle_deadline:%H:%M} UTC"
-        else:
-            end_of_day = today + timedelta(days=1)
-            ahead = (end_of_day - now).total_seconds() / 3600
-            waste_note = "no idle shutdown: until midnight at least"
-        rows.append(
-            {
-                "compute": compute,
-                "idle_for": idle_for,
-                "idle_minutes": idle_for.total_seconds() / 60,
-                "cost_today": running_today * price,
-                "waste": (idle_for.total_seconds() / 3600 + ahead) * price,
-                "waste_note": waste_note,
-            }
-        )
-    rows.sort(key=lambda row: row["idle_for"], reverse=True)
+    rows = burning_instances(access.workspace, timezone.now())
     return render(
         request,
         "compute/burning.html",
@@ -259,7 +231,7 @@ def burning(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
             "access": access,
             "workspace": access.workspace,
             "rows": rows,
-            "total_today": sum(r["cost_today"] for r in rows),
-            "total_waste": sum(r["waste"] for r in rows),
+            "total_today": sum(r.cost_today for r in rows),
+            "total_waste": sum(r.waste for r in rows),
         },
     )
