@@ -8,8 +8,6 @@ or a cluster at zero nodes holds nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -27,14 +25,11 @@ from compute.models import (
     WorkspaceQuota,
 )
 from compute.models.states import INSTANCE_UP, LIVE_NODE_STATES
+from compute.rules.quota import Check, default_family_limit
 from workspace.models import Workspace
 
 S = ComputeState
 HOLDING_INSTANCE = INSTANCE_UP  # as DEDICATED_USED_SQL and hangar_family_usage count it
-
-
-def default_family_limit(family: VmFamily) -> int:
-    return 0 if family.restricted else settings.HANGAR_DEFAULT_FAMILY_CORES
 
 
 def family_row(workspace: Workspace, family: VmFamily, lock: bool = False) -> FamilyQuota:
@@ -126,43 +121,6 @@ def ensure_room_for_a_compute(workspace: Workspace) -> None:
     if compute_count(workspace) >= pool.max_computes:
         raise ValidationError(
             f"{workspace.name} has reached its limit of {pool.max_computes} computes."
-        )
-
-
-@dataclass(frozen=True)
-class Check:
-    """How a change of cores sits against the limit: words for users, numbers for code."""
-
-    pool: str  # "DSv2" or "low-priority"
-    need: int
-    limit: int
-    used: int
-    restricted_unapproved: bool = False
-
-    @property
-    def free(self) -> int:
-        return max(0, self.limit - self.used)
-
-    @property
-    def short(self) -> int:
-        return max(0, self.need - self.free)
-
-    @property
-    def fits(self) -> bool:
-        return self.short == 0
-
-    @property
-    def message(self) -> str:
-        if self.restricted_unapproved:
-            return (
-                f"{self.pool} is a restricted family: it needs an approved quota before "
-                "first use. Request cores for it."
-            )
-        if self.fits:
-            return f"Uses {self.need} of your {self.free} free {self.pool} cores."
-        return (
-            f"Short {self.short} cores: needs {self.need} {self.pool} cores, "
-            f"limit {self.limit}, used {self.used}."
         )
 
 
