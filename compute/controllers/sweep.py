@@ -82,10 +82,15 @@ def sweep(driver: Driver | None = None) -> SweepReport:
     driver = driver or default_driver()
     report = SweepReport()
     now = timezone.now()
+    # Containers first, rows after: a container is made only after its compute's and its
+    # node's rows are committed, so every container listed here finds its rows below. Read
+    # the other way round, a compute created (and its first node started) between the two
+    # reads looked like a stray of no compute, and its new node was removed.
+    listing, report.driver_error = list_containers(driver)
     computes = live_computes()
     nodes = live_nodes()
     jobs = active_job_counts()
-    observed, strays, report.driver_error = look(driver, nodes)
+    observed, strays = look(listing, nodes)
     health_due = health_checks_due(now)
 
     by_compute: defaultdict[int, list[NodeRow]] = defaultdict(list)
@@ -150,20 +155,26 @@ def health_checks_due(now: datetime) -> set[int]:
     )
 
 
-def look(
-    driver: Driver, nodes: list[NodeRow]
-) -> tuple[dict[int, NodeObservation] | None, list[NodeObservation], str]:
-    """(each node's container, strays, "") in one driver call; (None, [], why) when the
-    driver cannot be reached: nothing is judged on containers then."""
+def list_containers(driver: Driver) -> tuple[list[NodeObservation] | None, str]:
+    """Every container of the site in one driver call; (None, why) when the driver cannot
+    be reached: nothing is judged on containers then."""
     try:
-        observed, strays = containers.match(
-            settings.HANGAR_SITE,
-            driver.list_nodes(),
-            [containers.NodeRef(n.pk, n.compute_id, n.container_ref) for n in nodes],
-        )
+        return driver.list_nodes(), ""
     except DriverUnavailable as exc:
-        return None, [], str(exc)
-    return observed, strays, ""
+        return None, str(exc)
+
+
+def look(
+    listing: list[NodeObservation] | None, nodes: list[NodeRow]
+) -> tuple[dict[int, NodeObservation] | None, list[NodeObservation]]:
+    """(each node's container, strays); (None, []) without a listing."""
+    if listing is None:
+        return None, []
+    return containers.match(
+        settings.HANGAR_SITE,
+        listing,
+        [containers.NodeRef(n.pk, n.compute_id, n.container_ref) for n in nodes],
+    )
 
 
 # Decisions: in memory ----------------------------------------------------------------

@@ -85,8 +85,21 @@ class LocalDriver(Driver):
         )
         observation = self._wait_observe(node_dir)
         if observation is None or not observation.running:
-            raise NodeStartError(f"Local node {spec.container_name} did not start.")
+            raise NodeStartError(
+                f"Local node {spec.container_name} did not start"
+                + (f" ({observation.describe})" if observation else "")
+                + self._output_tail(node_dir)
+            )
         return observation
+
+    @staticmethod
+    def _output_tail(node_dir: Path) -> str:
+        """The node process's last words, for the error a user sees."""
+        try:
+            tail = (node_dir / "output.log").read_bytes()[-300:].decode(errors="replace")
+        except OSError:
+            return "."
+        return f": {tail.strip()}" if tail.strip() else "."
 
     def _wait_observe(self, node_dir: Path) -> NodeObservation | None:
         deadline = time.monotonic() + START_TIMEOUT

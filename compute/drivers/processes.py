@@ -94,13 +94,19 @@ def wait_for_exit(identity: ProcessIdentity, timeout: float) -> None:
 def group_members(identity: ProcessIdentity) -> list[int]:
     """Leftovers of the group and session the identified process led: same uid, started
     after it. None if its pid now names another process: the kernel reuses a pid only once
-    no process has it as group or session id, so the group is gone then."""
-    now = proc_stat(identity.pid)
-    if now is not None and (now.start, now.uid) != (identity.start, identity.uid):
+    no process has it as group or session id, so the group is gone then. The pid may be
+    reused *while* /proc is read (a new session leader of the same user would then look
+    like a leftover), so the leader's pid itself never counts and is checked again after."""
+
+    def reused() -> bool:
+        now = proc_stat(identity.pid)
+        return now is not None and (now.start, now.uid) != (identity.start, identity.uid)
+
+    if reused():
         return []
     members = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) <= 1:
+        if not entry.name.isdigit() or int(entry.name) <= 1 or int(entry.name) == identity.pid:
             continue
         found = proc_stat(int(entry.name))
         if (
@@ -112,7 +118,7 @@ def group_members(identity: ProcessIdentity) -> list[int]:
             and found.start >= identity.start
         ):
             members.append(found.pid)
-    return members
+    return [] if reused() else members
 
 
 def signal_group(identity: ProcessIdentity | None, signum: int) -> bool:

@@ -120,3 +120,27 @@ def test_a_cluster_below_its_minimum_is_due_at_once(access):
     Compute.objects.filter(pk=pool.pk).update(state=ComputeState.STEADY)
     (row,) = [r for r in steps.live_computes() if r.pk == pool.pk]
     assert steps.why_due(row, [], Counter(), set(), T0) == "node count differs from desired"
+
+
+class CreatesAComputeWhileListed(NoopDriver):
+    """Another worker creates a cluster and starts its first node at the very moment this
+    sweep lists containers (the no-op driver, with that interleaving made certain)."""
+
+    def __init__(self, site: str, access: WorkspaceAccess) -> None:
+        super().__init__(site)
+        self.access = access
+        self.made: Compute | None = None
+
+    def list_nodes(self, compute_id: int | None = None) -> list:
+        if self.made is None:
+            self.made = cluster(self.access, min_nodes=1, max_nodes=1)
+            reconcile(self.made.pk, self)  # its node row, then its container
+        return super().list_nodes(compute_id)
+
+
+def test_a_compute_born_while_the_sweep_looks_keeps_its_first_node(access, settings):
+    driver = CreatesAComputeWhileListed(settings.HANGAR_SITE, access)
+    report = steps.sweep(driver)
+    assert driver.made is not None
+    assert report.strays_removed == []
+    assert [o.compute_id for o in driver.list_nodes()] == [driver.made.pk]
