@@ -39,14 +39,22 @@ def team(db) -> Team:
 @pytest.fixture(scope="session", autouse=True)
 def fresh_job_records() -> None:
     """Job ids restart with each test database, and a run's record is kept on purpose (a
-    relaunch must find it): records and host-process folders of an earlier session go."""
+    relaunch must find it): records, local nodes and host-process folders of an earlier
+    session go (its processes were ended by its own last check, nothing_left_behind)."""
     from compute.lib import jobfiles
 
     def writable_then_retry(function, path, _error) -> None:
         os.chmod(os.path.dirname(path), 0o700)  # read-only code snapshots, as non-root
         function(path)
 
-    for folder in (jobfiles.runs_root(), jobfiles.code_root(), settings.HANGAR_HOST_WORK_DIR):
+    # Local nodes too: container names come from ids, which restart as well, so a node
+    # folder an earlier session left would be "adopted" by this session's compute.
+    for folder in (
+        jobfiles.runs_root(),
+        jobfiles.code_root(),
+        settings.HANGAR_HOST_WORK_DIR,
+        settings.HANGAR_LOCAL_NODES_DIR,
+    ):
         if os.path.lexists(folder):
             shutil.rmtree(folder, onerror=writable_then_retry)
 

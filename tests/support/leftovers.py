@@ -222,7 +222,15 @@ def remove_all_nodes() -> None:
     from compute.drivers import build_driver
 
     stop_celery()
-    for name in ("docker", "local"):
-        driver = build_driver(name, settings.HANGAR_SITE)
-        for observation in driver.list_nodes():
-            driver.remove_node(observation.name)
+    drivers = [build_driver(name, settings.HANGAR_SITE) for name in ("docker", "local")]
+    # A worker killed mid-start may have handed a node to a detached supervisor that
+    # starts it a moment later: look again until two looks in a row find nothing.
+    quiet = 0
+    deadline = time.monotonic() + 10
+    while quiet < 2 and time.monotonic() < deadline:
+        found = [(d, o.name) for d in drivers for o in d.list_nodes()]
+        for driver, name in found:
+            driver.remove_node(name)
+        quiet = 0 if found else quiet + 1
+        if quiet < 2:
+            time.sleep(0.2)
