@@ -86,23 +86,24 @@ class LocalRunner:
         hostproc.start_run(launch)
         if self.on_finish is not None:
 
+            def ended_within(seconds: float) -> bool:
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    if jobfiles.read_run(launch.run_key).exit_code is not None:
+                        return True
+                    time.sleep(0.02)
+                return False
+
             def wait() -> None:
                 # The supervisor writes the identity a moment after the launch, and the
                 # exit code a moment after the process ends: only those moments are polled.
-                identity = None
                 deadline = time.monotonic() + hostproc.START_TIMEOUT
-                while identity is None and time.monotonic() < deadline:
-                    if jobfiles.read_run(launch.run_key).exit_code is not None:
-                        return
-                    identity = hostproc.run_identity(launch.run_key)
-                    time.sleep(0.02)
+                while (identity := hostproc.run_identity(launch.run_key)) is None:
+                    if ended_within(0.02) or time.monotonic() > deadline:
+                        break
                 if identity is not None:
                     processes.wait_for_exit(identity, WATCH_SECONDS)
-                deadline = time.monotonic() + processes.KILL_AFTER + 2 * DRAIN_SECONDS
-                while time.monotonic() < deadline:
-                    if jobfiles.read_run(launch.run_key).exit_code is not None:
-                        return
-                    time.sleep(0.02)
+                ended_within(processes.KILL_AFTER + 2 * DRAIN_SECONDS)
 
             _watch_once(("local", launch.run_key), wait, self.on_finish)
 

@@ -221,8 +221,7 @@ def mark_started_locked(run_key: str) -> None:
 def mark_started(run_key: str) -> None:
     if _read_small(run_key, STARTED_FILE) is None:
         with record_lock(run_key):
-            if _read_small(run_key, STARTED_FILE) is None:
-                _write_file(run_key, STARTED_FILE, b"1\n")
+            mark_started_locked(run_key)
 
 
 def write_exit_code(run_key: str, code: int) -> bool:

@@ -11,7 +11,6 @@ counted from outside Hangar's own bookkeeping.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.support.worker import database_url
+from tests.support.worker import process_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,17 +50,13 @@ CRASHER = textwrap.dedent(
 
 def reconcile_until(compute_id: int, module: str, function: str, **extra_env: str) -> None:
     """Reconcile `compute_id` in another process, SIGKILLed on entering module.function."""
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings_test",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "HANGAR_DRIVER": settings.HANGAR_DRIVER,
-        "HANGAR_TEST_SITE": settings.HANGAR_SITE,
-        "HANGAR_NODE_IMAGE": settings.HANGAR_NODE_IMAGE,
-        "HANGAR_NODE_NETWORK": settings.HANGAR_NODE_NETWORK,
-        **extra_env,
-    }
+    # The same environment a test worker gets (the crashed process never sends a task:
+    # its queue does not matter).
+    environment = process_environment(
+        getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "hangar-crash"),
+        settings.HANGAR_DRIVER,
+        {"HANGAR_NODE_NETWORK": settings.HANGAR_NODE_NETWORK, **extra_env},
+    )
     done = subprocess.run(
         [sys.executable, "-c", CRASHER, module, function, str(compute_id)],
         cwd=ROOT,
