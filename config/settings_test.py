@@ -23,6 +23,13 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Containers of a test run carry their own site label: the sweep of a test never touches
 # the containers of `make run` on the same Docker engine, and vice versa.
 HANGAR_SITE = os.environ.get("HANGAR_TEST_SITE") or "t" + HANGAR_SITE  # noqa: F405
+# Under `pytest -n N` each xdist worker is a session of its own: its own site label, so its
+# containers, folders, SQLite file and leftover check never meet another worker's. Idempotent:
+# a Celery worker a test starts inherits the suffixed label (and PYTEST_XDIST_WORKER).
+if (xdist_worker := os.environ.get("PYTEST_XDIST_WORKER")) and not HANGAR_SITE.endswith(
+    f"-{xdist_worker}"
+):
+    HANGAR_SITE = f"{HANGAR_SITE}-{xdist_worker}"
 HANGAR_NODE_IMAGE = os.environ.get("HANGAR_NODE_IMAGE", "hangar/node-tiny:v2")
 # A worker in another process must open the same test database: SQLite tests use a file,
 # one per test site.

@@ -1,6 +1,6 @@
 """The page's own script (static/hangar/hangar.js) in a real browser: a plain form asks before
 it acts, the activity token selects itself for copying, a live log follows its newest lines.
-No worker: the objects are put in the states the pages show."""
+No worker: the no-op driver in this process brings the objects to the states the pages show."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from playwright.sync_api import expect
 
 from compute.actions import computes as actions
 from compute.actions.jobs import submit_job
+from compute.controllers.reconcile import reconcile
 from compute.lib import jobfiles
 from compute.models import Compute, ComputeState, Job, JobRun, JobStatus, VmSize
 from tests.browser.test_first_steps import log_in
+from tests.integration.helpers import driver_named
 from tests.support.factories import PASSWORD
 from tests.support.teams import make_team
 from workspace.access import get_access
@@ -35,7 +37,9 @@ def box(team, django_capture_on_commit_callbacks) -> Compute:
             name="box",
             vm_size=VmSize.objects.get(name="Standard_DS3_v2"),
         )
-    Compute.objects.filter(pk=made.pk).update(state=ComputeState.RUNNING)
+    # Running through the real controller; the no-op driver plays the container.
+    reconcile(made.pk, driver_named("noop"))
+    assert Compute.objects.get(pk=made.pk).state == ComputeState.RUNNING
     return made
 
 

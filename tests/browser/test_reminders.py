@@ -6,16 +6,19 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from compute.actions import computes as actions
 from compute.controllers.idle import idle_sweep
+from compute.controllers.reconcile import reconcile
 from compute.models import Compute, ComputeState, VmSize
 from compute.models.idle import record_activity
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_first_steps import log_in
+from tests.integration.helpers import driver_named
 from workspace.access import get_access
 from workspace.models import Membership
 
@@ -34,7 +37,10 @@ def test_bell_reminder_and_keep_running(page, workers, django_capture_on_commit_
             idle_shutdown_minutes=60,
         )
     started = timezone.now() - timedelta(minutes=57)
-    Compute.objects.filter(pk=box.pk).update(state=ComputeState.RUNNING, state_changed_at=started)
+    # Running through the real controller, 57 minutes ago; the no-op driver plays the node.
+    with time_machine.travel(started, tick=False):
+        reconcile(box.pk, driver_named("noop"))
+    assert Compute.objects.get(pk=box.pk).state == ComputeState.RUNNING
     record_activity(box.pk, "job train-42 finished", started)
     box.refresh_from_db()
     old_deadline = box.idle_deadline

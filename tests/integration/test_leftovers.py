@@ -40,7 +40,9 @@ def site_named(label: str) -> Site:
 def own_session_environment(site: str) -> dict[str, str]:
     """A pytest of its own: its site, and its own database (pytest-django would drop and
     recreate this session's test database otherwise)."""
-    environment = {**os.environ, "HANGAR_TEST_SITE": site}
+    # Not an xdist worker, although this session may be one: its label stays as given.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    environment["HANGAR_TEST_SITE"] = site
     environment.pop("HANGAR_HOST_WORK_DIR", None)  # the site's own, by its label
     if url := environment.get("DATABASE_URL"):
         parts = urlsplit(url)
