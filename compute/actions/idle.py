@@ -73,13 +73,12 @@ def keep_running(access: WorkspaceAccess, compute_id: int, kind: str = "idle") -
     """Push the coming stop back by the workspace's keep-running time, within the policy."""
     require_role(access, Role.CONTRIBUTOR, "keeping an instance running")
     compute = instance_of(access, compute_id)
-    if compute.state != ComputeState.RUNNING:
-        raise ValidationError(f"{compute.name} is {compute.get_state_display().lower()}.")
     actor = access.membership.user
     workspace = access.workspace
     now = timezone.now()
     extra = idle.minutes(workspace.keep_running_minutes)
     with transaction.atomic():
+        compute = locked_running(compute)
         if kind == "schedule":
             return postpone_scheduled_stop(compute, actor, now, extra)
         current = compute.idle_deadline or now
@@ -98,6 +97,20 @@ def keep_running(access: WorkspaceAccess, compute_id: int, kind: str = "idle") -
             actor=actor,
         )
         return compute.idle_deadline or until
+
+
+def locked_running(compute: Compute) -> Compute:
+    """The instance's row as it is now, locked until the transaction ends, if it still runs.
+
+    The sweep's idle stop and a schedule's fire change the row under its lock too: a click
+    that read the instance as running a moment before the sweep stopped it is refused here,
+    not answered "keeps running" while the instance stops; a sweep that comes second finds
+    the deadline or the schedule moved and leaves the instance running."""
+    locked = Compute.objects.select_for_update().get(pk=compute.pk)
+    if locked.state != ComputeState.RUNNING:
+        raise ValidationError(f"{locked.name} is {locked.get_state_display().lower()}.")
+    locked.workspace = compute.workspace
+    return locked
 
 
 def postpone_scheduled_stop(compute: Compute, actor, now: datetime, extra) -> datetime:

@@ -158,6 +158,9 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
     compute = schedule.compute
     following = idle.next_run(schedule, max(now, run_at))
     with transaction.atomic():
+        # The instance's row first, then the schedule's: the order in which "keep running"
+        # locks them to postpone a stop (actions/idle.py), so the two never deadlock.
+        Compute.objects.select_for_update().filter(pk=compute.pk).values_list("pk").first()
         won = Schedule.objects.filter(
             pk=schedule.pk, next_run_at=schedule.next_run_at, postponed_to=schedule.postponed_to
         ).update(next_run_at=following, postponed_to=None, last_fired_at=now)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 from django.conf import settings
@@ -59,9 +60,11 @@ def converged(driver: Driver, compute: Compute, count: int, state: str) -> bool:
     )
 
 
-def run_together(*calls: Callable[[], object]) -> list[object]:
+def run_together(*calls: Callable[[], object], timeout: float = 60.0) -> list[object]:
     """Start every call at the same instant, each on its own thread and database
-    connection; a call's exception is returned in its place, for the test to inspect."""
+    connection; a call's exception is returned in its place, for the test to inspect.
+    A call still running after `timeout` seconds has a TimeoutError in its place: a hung
+    thread must fail the test, not leave a None that reads like a result."""
     barrier = threading.Barrier(len(calls))
     results: list[object] = [None] * len(calls)
 
@@ -74,9 +77,25 @@ def run_together(*calls: Callable[[], object]) -> list[object]:
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    deadline = time.monotonic() + timeout
+    for index, thread in enumerate(threads):
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            results[index] = TimeoutError(f"call {index} still running after {timeout} s")
+    return results
+
+
+def none_raised(results: list[object]) -> list[object]:
+    """The results of `run_together`, after failing the test with every call's traceback
+    if any call raised (or hung): a crashed thread must never pass as a quiet one."""
+    errors = [
+        f"call {index}:\n" + "".join(traceback.format_exception(result))
+        for index, result in enumerate(results)
+        if isinstance(result, BaseException)
+    ]
+    if errors:
+        raise AssertionError("a concurrent call raised:\n" + "\n".join(errors))
     return results

@@ -3,7 +3,8 @@
 On main only accepted calls were counted, and per web process (local-memory cache): a
 wrong-token flood was answered 401 forever, by every process. Now failures count per client
 address and per instance in the shared Redis cache. Two real `manage.py runserver`
-processes on the test database and one Redis serve the calls, alternately.
+processes on the test database and one Redis serve the calls, alternately, their clocks
+frozen at one moment (mid-minute): every call counts in one window, and waits on nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ FAILURES = 6  # HANGAR_ACTIVITY_FAILURES_PER_MINUTE of the web processes
 ACCEPTED = 3  # HANGAR_ACTIVITY_RATE_PER_MINUTE of the web processes
 # A second loopback address as the client's: another REMOTE_ADDR, still no traffic off host.
 OTHER_CLIENT = "127.0.0.2"
+# The web processes' frozen wall clock: 30 s into a minute, so a window ends in 30 s.
+FROZEN_AT = "2026-03-27T12:00:30+00:00"
+RETRY_AFTER = "30"
 
 
 @dataclass
@@ -50,8 +54,8 @@ def free_port() -> int:
 
 @contextmanager
 def web_processes(count: int, **extra_env: str) -> Iterator[list[int]]:
-    """`count` runserver processes sharing the test database and Redis; all are killed
-    when the block ends, however it ends."""
+    """`count` runserver processes sharing the test database and Redis, their wall clocks
+    frozen at FROZEN_AT; all are killed when the block ends, however it ends."""
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
@@ -68,7 +72,15 @@ def web_processes(count: int, **extra_env: str) -> Iterator[list[int]]:
     try:
         for port in ports:
             # --noreload: one process per server, so terminate() leaves no child behind.
-            command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+            command = [
+                sys.executable,
+                "-m",
+                "tests.support.frozen_clock",
+                FROZEN_AT,
+                "runserver",
+                "--noreload",
+                f"127.0.0.1:{port}",
+            ]
             with open(ARTIFACTS / f"runserver-{port}.log", "w") as log:
                 processes.append(
                     subprocess.Popen(
@@ -137,13 +149,6 @@ def running_instance(name: str) -> tuple[Compute, str]:
     return compute, token
 
 
-def clear_of_minute_boundary(margin: float = 15.0) -> None:
-    """The counters are per clock minute: start a burst where it cannot straddle two."""
-    into_minute = time.time() % 60
-    if into_minute > 60 - margin:
-        time.sleep(60 - into_minute + 0.2)
-
-
 def test_wrong_tokens_are_throttled_across_two_web_processes_sharing_redis(catalog):
     box, token = running_instance("box")
     other, other_token = running_instance("other")
@@ -152,7 +157,6 @@ def test_wrong_tokens_are_throttled_across_two_web_processes_sharing_redis(catal
         HANGAR_ACTIVITY_FAILURES_PER_MINUTE=str(FAILURES),
         HANGAR_ACTIVITY_RATE_PER_MINUTE=str(ACCEPTED),
     ) as (first, second):
-        clear_of_minute_boundary()
         # Wrong tokens, alternately to each process: one count, not one per process.
         answers = [
             report((first, second)[n % 2], box.pk, "hgr_wrong").status for n in range(FAILURES)
@@ -161,7 +165,7 @@ def test_wrong_tokens_are_throttled_across_two_web_processes_sharing_redis(catal
         for port in (first, second):
             flooded = report(port, box.pk, "hgr_wrong")
             assert flooded.status == 429
-            assert flooded.retry_after and 1 <= int(flooded.retry_after) <= 60
+            assert flooded.retry_after == RETRY_AFTER  # the frozen window's end
             # Locked out, the client is not even checked: the right token gets 429 too.
             assert report(port, box.pk, token).status == 429
             # The lock is on the address, across instances.
@@ -175,6 +179,6 @@ def test_wrong_tokens_are_throttled_across_two_web_processes_sharing_redis(catal
             for n in range(ACCEPTED + 1)
         ]
         assert [a.status for a in accepted] == [200] * ACCEPTED + [429]
-        assert accepted[-1].retry_after and 1 <= int(accepted[-1].retry_after) <= 60
+        assert accepted[-1].retry_after == RETRY_AFTER
     other.refresh_from_db()
     assert other.last_activity == "activity from test"
