@@ -46,28 +46,46 @@ def family_row(workspace: Workspace, family: VmFamily, lock: bool = False) -> Fa
     return row
 
 
+def family_shown(workspace: Workspace, family: VmFamily) -> FamilyQuota:
+    """The row as it stands, for unlocked checks: an unsaved one with the site default when
+    none was made yet (reading never writes a row)."""
+    row = FamilyQuota.objects.filter(workspace=workspace, family=family).first()
+    if row is None:
+        default = default_family_limit(family)
+        row = FamilyQuota(workspace=workspace, family=family, limit=default, approved=default)
+    return row
+
+
 def family_limit(workspace: Workspace, family: VmFamily) -> int:
     """The limit as it stands, for display: the site default when no row was made yet
     (reading never writes a row)."""
-    row = FamilyQuota.objects.filter(workspace=workspace, family=family).first()
-    return row.limit if row else default_family_limit(family)
+    return family_shown(workspace, family).limit
 
 
 def pool_limit(workspace: Workspace) -> int:
     """The low-priority limit as it stands, for display (reading never writes a row)."""
+    return pool_shown(workspace).low_priority_limit
+
+
+def pool_defaults() -> dict[str, int]:
+    return {
+        "low_priority_limit": settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES,
+        "low_priority_approved": settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES,
+        "max_computes": settings.HANGAR_DEFAULT_MAX_COMPUTES,
+    }
+
+
+def pool_shown(workspace: Workspace) -> WorkspaceQuota:
+    """The pool row as it stands, for pages and unlocked checks: an unsaved one with the
+    site defaults when none was made yet (reading never writes a row: a reader's GET of the
+    quota page or of the what-if line made one)."""
     row = WorkspaceQuota.objects.filter(workspace=workspace).first()
-    return row.low_priority_limit if row else settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES
+    return row or WorkspaceQuota(workspace=workspace, **pool_defaults())
 
 
 def pool_row(workspace: Workspace, lock: bool = False) -> WorkspaceQuota:
-    row, _ = WorkspaceQuota.objects.get_or_create(
-        workspace=workspace,
-        defaults={
-            "low_priority_limit": settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES,
-            "low_priority_approved": settings.HANGAR_DEFAULT_LOW_PRIORITY_CORES,
-            "max_computes": settings.HANGAR_DEFAULT_MAX_COMPUTES,
-        },
-    )
+    """The row (made with the site defaults when missing); locked until commit if asked."""
+    row, _ = WorkspaceQuota.objects.get_or_create(workspace=workspace, defaults=pool_defaults())
     if lock:
         row = WorkspaceQuota.objects.select_for_update().get(pk=row.pk)
     return row
@@ -129,13 +147,13 @@ def check(workspace: Workspace, size: VmSize, count: int, tier: str, lock: bool 
     quota row stays locked until commit, so whoever checks next sees this change."""
     need = size.vcpus * count
     if tier == Tier.LOW_PRIORITY:
-        pool = pool_row(workspace, lock)
+        pool = pool_row(workspace, lock) if lock else pool_shown(workspace)
         return Check("low-priority", need, pool.low_priority_limit, low_priority_used(workspace))
     family = size.family
     if lock and connection.vendor == "postgresql":
         limit, approved, used = locked_family_usage(workspace, family)
     else:
-        row = family_row(workspace, family, lock)
+        row = family_row(workspace, family, lock) if lock else family_shown(workspace, family)
         limit, approved, used = row.limit, row.approved, dedicated_used(workspace, family)
     return Check(
         family.name,
@@ -250,7 +268,7 @@ def overview(workspace: Workspace) -> dict:
                 "percent": min(100, round(100 * used / limit)) if limit else (100 if used else 0),
             }
         )
-    pool = pool_row(workspace)
+    pool = pool_shown(workspace)
     return {
         "bars": bars,
         "pool": pool,

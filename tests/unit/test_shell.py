@@ -58,26 +58,60 @@ def test_pages_carry_the_csrf_header_for_htmx(client, team):
     assert 'hx-headers=\'{"X-CSRFToken": "' in body
 
 
+@pytest.fixture
+def site_rows(team) -> dict[str, object]:
+    """One row of each model the admin lists, each with a word its search finds."""
+    from compute.models import Attachment, Event, GpuArchitecture, VmFamily, VmSize
+    from tests.support.factories import ComputeFactory, NodeFactory
+
+    compute = ComputeFactory(workspace=team.workspace, name="zebra-pool")
+    attached = ComputeFactory(workspace=team.workspace, attached=True, name="zebra-box")
+    return {
+        "workspace": team.workspace,
+        "membership": Membership.objects.get(user=team.reader),
+        "activity": Activity.objects.create(
+            workspace=team.workspace, actor=team.admin, verb="member.added", message="zebra"
+        ),
+        "vmfamily": VmFamily.objects.get(name="NCsv3"),
+        "vmsize": VmSize.objects.get(name="Standard_NC6s_v3"),
+        "gpuarchitecture": GpuArchitecture.objects.get(name="Volta"),
+        "compute": compute,
+        "node": NodeFactory(compute=compute, container_ref="zebra-ref"),
+        "event": Event.objects.create(compute=compute, verb="created", message="zebra made"),
+        "attachment": Attachment.objects.create(
+            compute=attached, target_kind="remote_vm", host="zebra.lab"
+        ),
+    }
+
+
 @pytest.mark.parametrize(
-    "url",
+    ("url", "row", "search"),
     [
-        "admin:workspace_workspace_changelist",
-        "admin:workspace_membership_changelist",
-        "admin:workspace_activity_changelist",
-        "admin:compute_vmfamily_changelist",
-        "admin:compute_vmsize_changelist",
-        "admin:compute_gpuarchitecture_changelist",
-        "admin:compute_compute_changelist",
-        "admin:compute_node_changelist",
-        "admin:compute_event_changelist",
-        "admin:compute_attachment_changelist",
+        ("admin:workspace_workspace_changelist", "workspace", "Vision"),
+        ("admin:workspace_membership_changelist", "membership", "vision-reader"),
+        ("admin:workspace_activity_changelist", "activity", "zebra"),
+        ("admin:compute_vmfamily_changelist", "vmfamily", "NCsv3"),
+        ("admin:compute_vmsize_changelist", "vmsize", "NC6s_v3"),
+        ("admin:compute_gpuarchitecture_changelist", "gpuarchitecture", "Volta"),
+        ("admin:compute_compute_changelist", "compute", "zebra-pool"),
+        ("admin:compute_node_changelist", "node", "zebra-ref"),
+        ("admin:compute_event_changelist", "event", "zebra made"),
+        ("admin:compute_attachment_changelist", "attachment", "zebra.lab"),
     ],
 )
-def test_admin_changelists_with_filters_and_search(client, team, url):
+def test_admin_changelists_list_and_search(client, site_rows, url, row, search):
+    """Each list shows the row with its name, and its search finds it and leaves out a
+    word nothing has."""
     superuser = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(superuser)
-    assert client.get(reverse(url)).status_code == 200
-    assert client.get(reverse(url), {"q": "v"}).status_code == 200
+    expected = site_rows[row]
+    listed = client.get(reverse(url))
+    assert expected.pk in {r.pk for r in listed.context["cl"].result_list}
+    assert str(expected) in listed.content.decode()
+    found = client.get(reverse(url), {"q": search})
+    assert expected.pk in {r.pk for r in found.context["cl"].result_list}
+    nothing = client.get(reverse(url), {"q": "no-such-thing-anywhere"})
+    assert list(nothing.context["cl"].result_list) == []
 
 
 def test_admin_filters_restricted_gpu_sizes(client, db):
