@@ -152,7 +152,8 @@ def started_unseen(job: Job, runs: list[JobRun], states: list[jobfiles.RunState]
 def how_it_ended(job: Job, codes: list[int | None]) -> tuple[str, int | None, str]:
     """(status, exit code, error) of a job every rank of which exited with `codes`."""
     if job.cancel_requested_at:
-        return J.CANCELED, next((c for c in codes if c), 0), "Canceled."
+        # The cancel's own words ("Canceled by bob."), as for a job canceled before it ran.
+        return J.CANCELED, next((c for c in codes if c), 0), job.error or "Canceled."
     if all(code == 0 for code in codes):
         return J.COMPLETED, 0, ""
     rank, code = next((r, c) for r, c in enumerate(codes) if c != 0)

@@ -201,7 +201,12 @@ def test_a_canceled_job_whose_ranks_exited_ends_canceled(access, pool, driver):
     cancel_job(access, stopped.pk)
     steps.collect(pool, driver, steps.JobReport())
     stopped.refresh_from_db()
-    assert (stopped.status, stopped.exit_code, stopped.error) == (J.CANCELED, 0, "Canceled.")
+    # Who canceled it stays on its page, as for a job canceled before it started.
+    assert (stopped.status, stopped.exit_code, stopped.error) == (
+        J.CANCELED,
+        0,
+        "Canceled by vision-admin.",
+    )
 
 
 def test_a_run_left_without_its_start_by_a_worker_killed_mid_write_gets_it(access, pool, driver):
