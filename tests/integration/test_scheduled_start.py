@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from compute.actions import computes as actions
 from compute.controllers.idle import idle_sweep
-from compute.tasks import reconcile_sweep
 from compute.models import ComputeState, EventVerb, Schedule, VmSize
+from compute.tasks import reconcile_sweep
 from tests.integration.helpers import converged, driver_named, wait_for
 from tests.support.leftovers import remove_all_nodes
 from tests.support.teams import make_team
