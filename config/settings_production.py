@@ -26,6 +26,12 @@ from config.settings import *  # noqa: E402,F403
 PRODUCTION = True
 if DEBUG:  # noqa: F405
     raise ImproperlyConfigured("DEBUG must be false in production.")
+if HANGAR_DRIVER == "noop":  # noqa: F405
+    # It would show nodes up and every job "completed" while nothing ran.
+    raise ImproperlyConfigured(
+        "HANGAR_DRIVER=noop starts nothing (it measures the scheduler in `make bench`): "
+        "production runs nodes with HANGAR_DRIVER=docker."
+    )
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.

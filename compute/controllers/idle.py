@@ -16,7 +16,8 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction
+from compute import quota
+from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction, Tier
 from compute.models.events import EventVerb, record
 from compute.models.states import SCHEDULED_START_FROM, SCHEDULED_STOP_FROM
 from compute.rules import idle
@@ -184,6 +185,12 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
             )
             report.skipped.append(schedule.pk)
             return
+        if schedule.action == ScheduleAction.START:
+            short = cores_short_for_start(compute)
+            if short:
+                skip_start_for_quota(compute, at, short)
+                report.skipped.append(schedule.pk)
+                return
         moved = system_verb(compute, schedule.action, now)
         missed = " (missed while Hangar was down)" if late.total_seconds() > 60 else ""
         done = "started" if schedule.action == ScheduleAction.START else "stopped"
@@ -198,6 +205,33 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
                 compute, EventVerb.SCHEDULE_IDLE, f"Schedule for {at}: {compute.name} was {state}."
             )
     report.fired.append((schedule.pk, schedule.action))
+
+
+def cores_short_for_start(compute: Compute) -> str:
+    """Why the workspace has no cores for this instance to start ("" when it has, or when
+    it is not stopped: nothing to start). A stopped instance holds no cores, so a schedule
+    takes them again as the Start button does: the instance's row locked first, then the
+    quota row (the order `instance_verb` locks them in), both until the start commits."""
+    locked = Compute.objects.select_for_update().filter(pk=compute.pk).first()
+    if locked is None or locked.state not in SCHEDULED_START_FROM or locked.vm_size is None:
+        return ""
+    cores = quota.check(locked.workspace, locked.vm_size, 1, Tier.DEDICATED, lock=True)
+    return "" if cores.fits else cores.message
+
+
+def skip_start_for_quota(compute: Compute, at: str, short: str) -> None:
+    message = f"Skipped the scheduled start of {at}: {short}"
+    record(compute, EventVerb.SCHEDULE_SKIPPED, message, level="warning")
+    user = owner_of(compute)
+    if user:
+        notify(
+            user,
+            workspace=compute.workspace,
+            title=f"{compute.name} did not start at its scheduled time",
+            body=f"{message} Free cores or request more, then start it.",
+            url=compute.get_absolute_url(),
+            email_on_commit=True,
+        )
 
 
 def system_verb(compute: Compute, action: str, now: datetime) -> bool:
