@@ -186,7 +186,13 @@ def write_endings(compute: Compute, endings: list[Ending], now: datetime) -> Non
             JobRun.objects.filter(pk__in=run_ids).update(exit_code=code, finished_at=now)
         freed = [run.node_id for e in endings for run in e.runs if run.node_id]
         if freed:
-            Node.objects.filter(pk__in=freed, state=NodeState.RUNNING).update(
+            # A pass whose lease lapsed while it worked (a slow machine) may write an
+            # ending another pass wrote already, after the node took its next job: a node
+            # a still-active job runs on stays running.
+            taken = JobRun.objects.filter(
+                node_id__in=freed, job__status__in=JOB_ACTIVE, attempt=F("job__retries")
+            ).values("node_id")
+            Node.objects.filter(pk__in=freed, state=NodeState.RUNNING).exclude(pk__in=taken).update(
                 state=NodeState.IDLE, last_busy_at=now
             )
 

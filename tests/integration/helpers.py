@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import re
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection
 
 from compute.drivers import Driver, build_driver
-from compute.models import Compute, Node, NodeState
+from compute.drivers.base import LABEL_COMPUTE, LABEL_SITE
+from compute.models import Compute, EventVerb, Node, NodeState
 from compute.models.states import LIVE_NODE_STATES
 
 
@@ -99,3 +104,100 @@ def none_raised(results: list[object]) -> list[object]:
     if errors:
         raise AssertionError("a concurrent call raised:\n" + "\n".join(errors))
     return results
+
+
+# Counting nodes over a whole run ------------------------------------------------------
+# A sample every 50 ms misses an overshoot that lasts less; these count every node the
+# compute ever claimed, from what Hangar wrote, and every container the engine ever ran.
+
+NODE_ENDED = (EventVerb.NODE_REMOVED, EventVerb.NODE_UNUSABLE, EventVerb.NODE_PREEMPTED)
+NODE_NAME = re.compile(r"\bn-(\d+)\b")
+
+
+@dataclass
+class NodeLife:
+    """One claimed node number: from the event announcing it to the one ending it."""
+
+    index: int
+    added: datetime
+    ended: datetime | None = None
+
+
+def node_lives(compute: Compute) -> dict[int, NodeLife]:
+    """Every node number the compute ever claimed, with when it was announced and ended.
+
+    The event log is checked against the claim counter (`next_node_index`, which every
+    claim advances): a number claimed without its "Adding" event, or announced twice,
+    fails here instead of escaping the count. A node ended without an event of its own
+    (a failed start) ends at its row's `ended_at`."""
+    lives: dict[int, NodeLife] = {}
+    events = compute.events.filter(verb__in=(EventVerb.NODE_ADDED, *NODE_ENDED)).order_by(
+        "created_at", "id"
+    )
+    for verb, message, at in events.values_list("verb", "message", "created_at"):
+        if verb == EventVerb.NODE_ADDED:  # "Adding n-4, n-5 (why)."
+            names = message.removeprefix("Adding ").split(" (", 1)[0].split(", ")
+            for index in (int(name.removeprefix("n-")) for name in names):
+                assert index not in lives, f"n-{index} was claimed twice: {message}"
+                lives[index] = NodeLife(index, at)
+        else:
+            found = NODE_NAME.search(message)
+            assert found and int(found[1]) in lives, f"an end of an unannounced node: {message}"
+            life = lives[int(found[1])]
+            life.ended = life.ended or at
+    for index, ended_at in Node.objects.filter(compute=compute, ended_at__isnull=False).values_list(
+        "index", "ended_at"
+    ):
+        if index in lives and lives[index].ended is None:
+            lives[index].ended = ended_at
+    claimed = set(range(1, Compute.objects.get(pk=compute.pk).next_node_index))
+    assert set(lives) == claimed, f"claimed {sorted(claimed)}, announced {sorted(lives)}"
+    return lives
+
+
+Moment = TypeVar("Moment", datetime, int)
+
+
+def peak_overlap(spans: Iterable[tuple[Moment, Moment | None]]) -> int:
+    """The most spans (start, end or None for still open) open at one moment; an end and
+    a start at the same moment do not overlap."""
+    moments: list[tuple[Moment, int]] = []
+    for start, end in spans:
+        moments.append((start, 1))
+        if end is not None:
+            moments.append((end, -1))
+    peak = open_now = 0
+    for _, step in sorted(moments):  # at one moment, -1 (an end) sorts before +1
+        open_now += step
+        peak = max(peak, open_now)
+    return peak
+
+
+def peak_claimed_nodes(compute: Compute) -> int:
+    """The most nodes the compute held at once, over its whole life so far."""
+    return peak_overlap((life.added, life.ended) for life in node_lives(compute).values())
+
+
+def peak_running_containers(compute: Compute, since: float) -> int:
+    """The most containers of the compute the Docker engine ran at once since `since` (a
+    time.time()),
+    from the engine's own start and die events (not a sample of what is running)."""
+    import docker
+
+    labels = [f"{LABEL_SITE}={settings.HANGAR_SITE}", f"{LABEL_COMPUTE}={compute.pk}"]
+    events = docker.from_env().events(
+        since=int(since),
+        until=f"{time.time():.9f}",  # what happened up to now, then the stream ends
+        filters={"type": "container", "label": labels, "event": ["start", "die"]},
+        decode=True,
+    )
+    running: dict[str, int] = {}  # container id -> when it started (ns)
+    spans: list[tuple[int, int | None]] = []
+    for event in events:
+        container = event["Actor"]["ID"]
+        if event["Action"] == "start":
+            running[container] = event["timeNano"]
+        elif container in running:
+            spans.append((running.pop(container), event["timeNano"]))
+    spans += [(started, None) for started in running.values()]
+    return peak_overlap(spans)

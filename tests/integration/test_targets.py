@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import docker
 import pytest
 
 from compute.actions import computes as actions
@@ -9,7 +10,7 @@ from compute.actions.jobs import Code, submit_job
 from compute.drivers import hostproc, processes
 from compute.lib import jobfiles
 from compute.models import CodeKind, Compute, ComputeState, JobStatus, VmSize
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import driver_named, wait_for
 from tests.support.leftovers import remove_all_nodes
 from tests.support.teams import make_team
 from workspace.access import get_access
@@ -80,7 +81,9 @@ def test_stopping_an_instance_cancels_its_job_and_leaves_no_process(
         box = actions.create_instance(
             access, name="box", vm_size=VmSize.objects.get(name="Standard_D2s_v3")
         )
-        job = submit_job(access, compute_id=box.pk, name="endless", command="sleep 600")
+        # A child that ignores TERM: only the KILL that follows it ends the whole group.
+        command = "(trap '' TERM; sleep 600) & sleep 600"
+        job = submit_job(access, compute_id=box.pk, name="endless", command=command)
 
         def running() -> bool:
             job.refresh_from_db()
@@ -96,13 +99,30 @@ def test_stopping_an_instance_cancels_its_job_and_leaves_no_process(
         )
         assert Compute.objects.get(pk=box.pk).idle_deadline is None
         run_key = job.runs.get().key
+        if driver == "local":  # the count below sees the job's processes while it runs
+            recorded = hostproc.run_identity(run_key)
+            assert recorded is not None
+            wait_for(lambda: len(processes.group_members(recorded)) >= 2, what="group counted")
         actions.instance_verb(access, box.pk, "stop")
         wait_for(lambda: Compute.objects.get(pk=box.pk).state == ComputeState.STOPPED, timeout=20)
         job.refresh_from_db()
         assert job.status == JobStatus.CANCELED and "instance stopping" in job.error.lower()
-        if driver == "local":  # a container's processes die with it; check the local ones
+        if driver == "local":
+            # The group the supervisor recorded, counted in /proc: its leader and any
+            # member left behind (a child the job started), not a command-line marker.
             identity = hostproc.run_identity(run_key)
             assert identity is not None and identity.uid != 0
-            wait_for(lambda: not processes.is_alive(identity), timeout=5, what="job gone")
+            wait_for(
+                lambda: not processes.is_alive(identity) and not processes.group_members(identity),
+                timeout=5,
+                what="no process of the job's group left",
+            )
+        else:
+            # The job's processes lived in the node's container: a stopped instance has
+            # none (so none of the job's can be left), by the engine's word, not the rows'.
+            container = job.runs.get().container
+            with pytest.raises(docker.errors.NotFound):
+                docker.from_env().containers.get(container)
+            assert not driver_named("docker").list_nodes(box.pk)
     finally:
         remove_all_nodes()

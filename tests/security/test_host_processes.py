@@ -109,20 +109,32 @@ def test_forged_pid_file_cannot_make_cancel_kill_another_process(host):
         forge = f"echo {victim.pid} > pid; echo {victim.pid} > $HOME/pid; echo {victim.pid}"
         # A link to Hangar's folder, for the removal of its folder to follow.
         command = f"{forge}; ln -s {settings.LOCAL_DIR} $HOME/hangar; sleep 300"
+        # And a child that ignores TERM: only the KILL that follows reaches it.
+        command = f"(trap '' TERM; sleep 300) & {command}"
         job = submit_job(
             host["access"], compute_id=host["compute"].pk, name="forge", command=command
         )
         key = lambda: Job.objects.get(pk=job.pk).runs.get().key  # noqa: E731
         wait_for(lambda: Job.objects.get(pk=job.pk).status == J.RUNNING, what="running")
         wait_for(lambda: f"{victim.pid}\n" in jobfiles.read_output(key()), what="pid planted")
+        identity = hostproc.run_identity(key())  # what the supervisor started
+        assert identity is not None and identity.uid != 0
+        wait_for(lambda: len(processes.group_members(identity)) >= 2, what="the group counted")
+        asked = time.monotonic()
         cancel_job(host["access"], job.pk)
         job = finished(job)
         assert job.status == J.CANCELED
-        time.sleep(1.5)  # past the KILL a second after the TERM
+        # Every process of the recorded group, counted in /proc: the TERM-ignoring child
+        # goes only with the KILL a second after the TERM.
+        wait_for(
+            lambda: not processes.is_alive(identity) and not processes.group_members(identity),
+            timeout=5,
+            what="no process of the job's group left",
+        )
+        # Past the KILL, with margin: only the passing of that time can show the victim
+        # was spared (nothing happens to wait for).
+        time.sleep(max(0.0, asked + processes.KILL_AFTER + 0.5 - time.monotonic()))
         assert victim.poll() is None, "cancel killed a process the job named"
-        identity = hostproc.run_identity(key())  # what the supervisor started
-        assert identity is not None and identity.uid != 0
-        assert not processes.is_alive(identity) and not processes.group_members(identity)
         # Released once collected: its folder goes, and only its folder (the link to
         # Hangar's folder inside it was removed, not followed).
         wait_for(lambda: not hostproc.run_work_dir(key()).exists(), what="released")
@@ -212,7 +224,7 @@ def test_cancel_never_signals_a_reused_pid_nor_init(tmp_path, settings):
             processes.ProcessIdentity(0, 0, 1),
         ):
             assert hostproc.signal_group(forged, signal.SIGKILL) is False
-        time.sleep(0.1)
+        time.sleep(0.1)  # a KILL that was sent lands within this; none may have been
         assert victim.poll() is None
         assert hostproc.signal_group(real, signal.SIGTERM) is True  # the real one, yes
         assert victim.wait(timeout=5) == -signal.SIGTERM

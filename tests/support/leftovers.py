@@ -204,16 +204,20 @@ def session_alive(session: int) -> bool:
     return any(p.session == session for p in all_processes().values())
 
 
-def end_ssh_runs(site: Site | None = None) -> None:
+def end_ssh_runs(site: Site | None = None) -> list[Path]:
     """KILL the process group of every SSH run still going (by the pid each recorded):
-    their wrappers then write the exit codes, as when a job is killed."""
+    their wrappers then write the exit codes, as when a job is killed. Returns the run
+    folders of those it ended."""
+    ended = []
     for pid_file in ssh_runs_root(site).glob("*/*/pid"):
         session = recorded_session(pid_file)
         if session is not None:
             try:
                 os.killpg(session, signal.SIGKILL)
+                ended.append(pid_file.parent)
             except ProcessLookupError:
                 pass
+    return ended
 
 
 def remove_all_nodes() -> None:

@@ -4,7 +4,9 @@ a free port, a throwaway host key and user key, the current user allowed by key 
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -18,6 +20,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def all_pids() -> list[int]:
+    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def keygen(path: Path) -> None:
@@ -93,10 +107,29 @@ class SSHServer:
         machine went away), which plain sshd leaves running."""
         if self.process and self.process.poll() is None:
             if sessions:
-                subprocess.run(["pkill", "-KILL", "-P", str(self.process.pid)], check=False)
+                self.end_connections()
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+    def end_connections(self) -> None:
+        """KILL the connection processes of this sshd: its own children, by pid, nobody
+        else's. Each pid is pinned with a pidfd and checked to be this server's child
+        after, so a pid reused meanwhile is never signalled."""
+        assert self.process is not None
+        server = self.process.pid
+        for pid in [pid for pid in all_pids() if parent_of(pid) == server]:
+            try:
+                pinned = os.pidfd_open(pid)
+            except OSError:
+                continue  # already gone
+            try:
+                if parent_of(pid) == server:
+                    signal.pidfd_send_signal(pinned, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            finally:
+                os.close(pinned)
 
     def new_host_key(self) -> None:
         """The machine was rebuilt (or someone is in the middle): same address, new key."""

@@ -168,6 +168,23 @@ def test_a_finished_job_is_collected_and_its_nodes_are_idle_again(access, pool, 
     assert not JobRun.objects.filter(job=done, finished_at__isnull=True).exists()
 
 
+def test_a_stale_ending_written_again_never_frees_a_node_running_the_next_job(access, pool, driver):
+    """Two passes saw the same job end (the first's lease lapsed while it worked): the
+    second writes its ending after the node took the next job, and must not free it."""
+    first = submit(access, pool, "first")
+    placement.place(pool, driver, steps.JobReport())
+    first.refresh_from_db()
+    stale = steps.Ending(first, J.COMPLETED, 0, "", list(first.runs.all()))
+    steps.collect(pool, driver, steps.JobReport())  # the other pass: first ends, n-1 idle
+    second = submit(access, pool, "second")
+    placement.place(pool, driver, steps.JobReport())
+    node = second.runs.get().node
+    assert node.pk == stale.runs[0].node_id  # the next job took that very node
+    steps.write_endings(pool, [stale], timezone.now())
+    assert Node.objects.get(pk=node.pk).state == NodeState.RUNNING
+    assert status(second) == J.RUNNING
+
+
 def test_a_job_started_by_a_worker_that_died_before_saying_so_shows_it_ran(access, pool, driver):
     late = submit(access, pool, "late")
     placement.place(pool, driver, steps.JobReport())
