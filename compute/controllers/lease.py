@@ -5,8 +5,11 @@ The hold names its owner: the machine, its boot, the process and that process's 
 time. A hold whose owner provably died — same machine and boot, and no process with that
 pid and start time — is taken over at once, so a SIGKILLed worker freezes nothing: the next
 reconcile of a live worker resumes the compute. An owner on another machine cannot be
-checked from here; its hold lapses after HANGAR_RECONCILE_LEASE_SECONDS (renewed between
-slow steps while the owner works).
+checked from here; its hold lapses after HANGAR_RECONCILE_LEASE_SECONDS. While the owner
+works, a heartbeat thread renews the hold every third of that time (`kept`): a pass slowed
+by a loaded machine — seen at 8–22 s against a 3 s lease — keeps its hold instead of
+acting on beside a second reconciler that took the lapsed one (a stale pass wrote a job's
+end twice and freed the node the next job ran on).
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -117,3 +124,38 @@ def release(compute_id: int, owner: str) -> None:
     Compute.objects.filter(pk=compute_id, lease_owner=owner).update(
         lease_until=None, lease_owner=""
     )
+
+
+@contextmanager
+def kept(compute_id: int, owner: str) -> Iterator[None]:
+    """Renews the hold every third of the lease time until the block ends. A renewal that
+    finds the hold taken stops the heartbeat; the pass finds out at its next `renew`
+    (between slow steps) and stops acting. A block shorter than a third of the lease
+    never touches the database."""
+    if connection.in_atomic_block:
+        # Called inside a transaction (a test's): the hold it took is not committed, so no
+        # other reconciler sees it to take over, and a renewal from another connection
+        # would wait on that transaction's row lock while this one waits for it.
+        yield
+        return
+    done = threading.Event()
+    period = settings.HANGAR_RECONCILE_LEASE_SECONDS / 3
+
+    def beat() -> None:
+        try:
+            while not done.wait(period):
+                try:
+                    if not renew(compute_id, owner):
+                        return
+                except DatabaseError:  # SQLite busy, a dropped connection: next beat
+                    log.debug("compute %s: lease renewal failed", compute_id, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    heart = threading.Thread(target=beat, name=f"lease-{compute_id}", daemon=True)
+    heart.start()
+    try:
+        yield
+    finally:
+        done.set()
+        heart.join()

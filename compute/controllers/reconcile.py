@@ -83,8 +83,9 @@ def reconcile(compute_id: int, driver: Driver | None = None) -> Outcome:
                 outcome.skipped = True
                 return outcome
         try:
-            if not run_passes(compute_id, driver, owner, outcome):
-                return outcome
+            with lease.kept(compute_id, owner):
+                if not run_passes(compute_id, driver, owner, outcome):
+                    return outcome
         finally:
             lease.release(compute_id, owner)
         # Asked for after our last look but before we let go: nobody else would come.

@@ -276,10 +276,16 @@ def test_wrong_activity_tokens_are_limited_per_address_and_checked_no_more(
     def report(auth: str, address: str = "127.0.0.1"):
         return client.post(url, HTTP_AUTHORIZATION=auth, REMOTE_ADDR=address)
 
-    assert report(f"Bearer {token}").status_code == 200  # an accepted call is no failure
-    assert [report("Bearer nope").status_code for _ in range(3)] == [401, 401, 401]
-    locked = report(f"Bearer {token}")  # the right token, but this client is locked out
-    assert locked.status_code == 429
-    assert 1 <= int(locked["Retry-After"]) <= 60
-    # Another address meets the instance's own count: three failures reached it too.
-    assert report(f"Bearer {token}", "127.0.0.9").status_code == 429
+    # All in one fixed-minute window, 20 s into it: the real clock crossing a minute
+    # between the calls would start a fresh count.
+    with time_machine.travel(T0 + timedelta(seconds=20), tick=False):
+        assert report(f"Bearer {token}").status_code == 200  # an accepted call is no failure
+        assert [report("Bearer nope").status_code for _ in range(3)] == [401, 401, 401]
+        locked = report(f"Bearer {token}")  # the right token, but this client is locked out
+        assert locked.status_code == 429
+        assert int(locked["Retry-After"]) == 40  # until that window ends
+        # Another address meets the instance's own count: three failures reached it too.
+        assert report(f"Bearer {token}", "127.0.0.9").status_code == 429
+    # The next window counts afresh.
+    with time_machine.travel(T0 + timedelta(minutes=1, seconds=1), tick=False):
+        assert report(f"Bearer {token}").status_code == 200

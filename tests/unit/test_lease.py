@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import time
 
 import pytest
 
@@ -59,4 +60,24 @@ def test_an_owner_on_another_machine_keeps_its_hold_until_it_lapses(compute):
     assert lease.take(compute.pk, remote)
     assert not lease.take(compute.pk, lease.new_owner())  # nothing here can prove it dead
     Compute.objects.filter(pk=compute.pk).update(lease_until=None)
+    assert lease.take(compute.pk, lease.new_owner())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_pass_keeps_its_hold_past_the_lease_time(team, settings):
+    """A pass slowed by a loaded machine outlives the lease time; its heartbeat keeps the
+    hold, so no second reconciler acts beside it. Without the heartbeat, the same wait
+    lets the hold lapse (the control at the end)."""
+    settings.HANGAR_RECONCILE_LEASE_SECONDS = 1.0
+    access = get_access(team.admin, team.workspace.slug)
+    compute = actions.create_cluster(
+        access, name="slow", vm_size=VmSize.objects.get(name="Standard_DS3_v2"), max_nodes=1
+    )
+    holder = lease.new_owner()
+    assert lease.take(compute.pk, holder)
+    with lease.kept(compute.pk, holder):
+        time.sleep(2.5)  # the slow step: two and a half lease times
+        assert not lease.take(compute.pk, lease.new_owner())
+    assert Compute.objects.get(pk=compute.pk).lease_owner == holder
+    time.sleep(1.2)  # no heartbeat now: the hold lapses, as an owner's that stopped renewing
     assert lease.take(compute.pk, lease.new_owner())
