@@ -61,10 +61,15 @@ class WorkspaceAccess:
 
 
 def workspaces_for(user: User | AnonymousUser) -> QuerySet[Workspace]:
-    """Every workspace the user may see: exactly those they are a member of."""
+    """Every workspace the user may see: exactly those they are a member of.
+
+    A subquery, not a join on memberships: a join would narrow every later aggregate over
+    memberships to the viewer's own row (a member count of 1 in a workspace of 3)."""
     if not user.is_authenticated:
         return Workspace.objects.none()
-    return Workspace.objects.filter(memberships__user=user)
+    return Workspace.objects.filter(
+        pk__in=Membership.objects.filter(user=user).values("workspace_id")
+    )
 
 
 def scoped(queryset: QuerySet, user: User | AnonymousUser, path: str = "workspace") -> QuerySet:

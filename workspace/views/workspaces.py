@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -39,13 +39,17 @@ def report(request: AuthedRequest, error: ValidationError) -> None:
 
 @login_required
 def workspace_list(request: AuthedRequest) -> HttpResponse:
+    # One query: every member counted (not only the viewer), and the viewer's own role.
+    own_role = Membership.objects.filter(workspace=OuterRef("pk"), user=request.user)
     workspaces = (
         workspaces_for(request.user)
-        .annotate(member_count=Count("memberships", distinct=True))
+        .annotate(
+            member_count=Count("memberships", distinct=True),
+            own_role=Subquery(own_role.values("role")[:1]),
+        )
         .order_by("name")
     )
-    roles = dict(Membership.objects.filter(user=request.user).values_list("workspace_id", "role"))
-    rows = [(workspace, Role(roles[workspace.pk])) for workspace in workspaces]
+    rows = [(workspace, Role(workspace.own_role)) for workspace in workspaces]
     return render(request, "workspace/list.html", {"rows": rows})
 
 
