@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
 from compute import enqueue, quota
-from compute.actions.idle import check_idle_minutes
+from compute.actions.idle import idle_minutes_for_new
 from compute.lib import secrets
 from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
 from compute.models.events import EventVerb, record
@@ -68,7 +68,10 @@ def create_instance(
     setup_script: str = "",
     secret_environment: dict[str, str] | None = None,
 ) -> Compute:
-    """`secret_environment` is encrypted before it reaches the row (compute/lib/secrets.py)."""
+    """`secret_environment` is encrypted before it reaches the row (compute/lib/secrets.py).
+
+    `idle_shutdown_minutes`: None takes the workspace's default for new instances;
+    IDLE_OFF (0) turns idle shutdown off, if the workspace does not require it."""
     require_role(access, Role.CONTRIBUTOR, "creating compute")
     actor = access.membership.user
     assignee = assigned_to or actor
@@ -77,7 +80,7 @@ def create_instance(
         if not Membership.objects.filter(workspace=access.workspace, user=assignee).exists():
             raise ValidationError({"assigned_to": f"{assignee} is not a member of this workspace."})
     _check_size(vm_size, ComputeKind.INSTANCE)
-    check_idle_minutes(access.workspace, idle_shutdown_minutes)
+    idle_shutdown_minutes = idle_minutes_for_new(access.workspace, idle_shutdown_minutes)
     compute = Compute(
         workspace=access.workspace,
         name=name,
@@ -91,8 +94,13 @@ def create_instance(
         max_nodes=1,
     )
     on_behalf = f" for {assignee}" if assignee.pk != actor.pk else ""
+    idle = (
+        f"idle shutdown after {idle_shutdown_minutes} min"
+        if idle_shutdown_minutes
+        else "no idle shutdown"
+    )
     return _save_new(
-        compute, actor, f"{actor} created instance {name} ({vm_size.name}){on_behalf}."
+        compute, actor, f"{actor} created instance {name} ({vm_size.name}, {idle}){on_behalf}."
     )
 
 

@@ -19,6 +19,22 @@ from workspace.models import Role, Workspace
 MAX_SCHEDULES = 4
 
 
+# What a creator passes to say "no idle shutdown" on purpose; None leaves it to the
+# workspace's default for new instances (compute/actions/computes.py create_instance).
+IDLE_OFF = 0
+
+
+def idle_minutes_for_new(workspace: Workspace, value: int | None) -> int | None:
+    """The idle shutdown a new instance gets: the creator's choice, else the workspace's
+    default. IDLE_OFF means off (stored as None), allowed only where the policy allows it."""
+    if value is None:
+        value = workspace.idle_default_minutes
+    elif value == IDLE_OFF:
+        value = None
+    check_idle_minutes(workspace, value)
+    return value
+
+
 def check_idle_minutes(workspace: Workspace, value: int | None) -> None:
     """Idle minutes must sit inside the workspace policy; 'off' only if not required."""
     low, high = workspace.idle_min_minutes, workspace.idle_max_minutes

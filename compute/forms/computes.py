@@ -132,7 +132,7 @@ class InstanceForm(ComputeForm):
         label="Idle shutdown (minutes)",
         required=False,
         min_value=1,
-        help_text="Stop it after this long without activity. Empty: never.",
+        help_text="Stop it after this long without activity. Empty: never.",  # see __init__
     )
     setup_script = forms.CharField(
         required=False,
@@ -151,6 +151,7 @@ class InstanceForm(ComputeForm):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.members = {str(user.pk): user for user in members or []}
+        self._prefill_idle()
         if can_assign:
             cast(forms.ChoiceField, self.fields["assigned_to"]).choices = [
                 ("", "Me"),
@@ -159,15 +160,40 @@ class InstanceForm(ComputeForm):
         else:
             del self.fields["assigned_to"]
 
+    def _prefill_idle(self) -> None:
+        """The workspace's default for new instances fills the field; its policy says what
+        the field may hold."""
+        workspace, field = self.workspace, self.fields["idle_shutdown_minutes"]
+        low, high = workspace.idle_min_minutes, workspace.idle_max_minutes
+        default = workspace.idle_default_minutes
+        field.initial = default
+        field.widget.attrs.update(min=low, max=high, placeholder="never")
+        said = f"{default} min" if default else "never"
+        if workspace.idle_required:
+            field.help_text = (
+                f"Stop it after this long without activity: {low} to {high} minutes. "
+                f"{workspace.name} requires idle shutdown (default {said})."
+            )
+        else:
+            field.help_text = (
+                f"Stop it after this long without activity, {low} to {high} minutes; "
+                f"empty: never. {workspace.name}'s default: {said}."
+            )
+
     def clean_idle_shutdown_minutes(self) -> int | None:
-        from compute.actions.idle import check_idle_minutes
+        """A number is the creator's choice; a field sent empty is "never", chosen on
+        purpose (the page fills it with the default), and passes only if the policy allows
+        it; a field not sent at all leaves it to the workspace's default (None)."""
+        from compute.actions.idle import IDLE_OFF, check_idle_minutes
 
         value = self.cleaned_data.get("idle_shutdown_minutes")
+        if value is None and self.add_prefix("idle_shutdown_minutes") not in self.data:
+            return None  # the action applies the default, and checks it
         try:
             check_idle_minutes(self.workspace, value)
         except ValidationError as error:
             raise forms.ValidationError(error.message_dict["idle_shutdown_minutes"]) from None
-        return value
+        return IDLE_OFF if value is None else value
 
     def clean_secret_environment(self) -> dict[str, str]:
         return parse_variables(self.cleaned_data["secret_environment"], secret=True)
@@ -187,7 +213,15 @@ class IdleSettingsForm(StyledForm, forms.Form):
         self.workspace = workspace
 
     def clean_idle_shutdown_minutes(self) -> int | None:
-        return InstanceForm.clean_idle_shutdown_minutes(self)  # type: ignore[arg-type]  # same field and workspace
+        """Empty: off (None), if the policy allows it."""
+        from compute.actions.idle import check_idle_minutes
+
+        value = self.cleaned_data.get("idle_shutdown_minutes")
+        try:
+            check_idle_minutes(self.workspace, value)
+        except ValidationError as error:
+            raise forms.ValidationError(error.message_dict["idle_shutdown_minutes"]) from None
+        return value
 
 
 class ScheduleForm(StyledForm, forms.Form):
