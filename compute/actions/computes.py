@@ -15,9 +15,18 @@ from django.views.decorators.debug import sensitive_variables
 from compute import enqueue, quota
 from compute.actions.idle import idle_minutes_for_new
 from compute.lib import secrets
-from compute.models import Compute, ComputeKind, ComputeState, Node, NodeState, Tier, VmSize
+from compute.models import (
+    Compute,
+    ComputeKind,
+    ComputeState,
+    ComputeVerb,
+    Node,
+    NodeState,
+    Tier,
+    VmSize,
+)
 from compute.models.events import EventVerb, record
-from compute.models.states import GONE, INSTANCE_DOWN, INSTANCE_UP, NODE_NOT_BUSY, RESIZABLE
+from compute.models.states import INSTANCE_DOWN, INSTANCE_UP, NODE_NOT_BUSY
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Membership, Role
 
@@ -177,7 +186,7 @@ def update_cluster(
         compute = _locked(access, compute_id)
         if not compute.is_cluster:
             raise ValidationError("Only clusters have node bounds.")
-        if compute.state not in RESIZABLE:
+        if ComputeVerb.RESIZE not in compute.state_verbs():
             raise ValidationError(f"{compute.name} is {compute.state}; it cannot be resized now.")
         old = (compute.min_nodes, compute.max_nodes, compute.idle_seconds_before_scaledown)
         new = (min_nodes, max_nodes, idle_seconds_before_scaledown)
@@ -229,13 +238,16 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
             raise ValidationError(
                 f"Only compute instances can be {past}; {compute.name} is a cluster."
             )
-        if verb == "start" and compute.can_move(target):
+        # The rule the page's buttons follow; the compare-and-set below settles a race.
+        if verb not in compute.state_verbs():
+            raise ValidationError(_refusal(compute, verb))
+        if verb == "start":
             # Checked before the move: a starting instance already counts as holding cores.
             assert compute.vm_size is not None  # instances always have one
             cores = quota.check(access.workspace, compute.vm_size, 1, Tier.DEDICATED, lock=True)
             if not cores.fits:
                 raise ValidationError(f"Cannot start {compute.name}: {cores.message}")
-        if not compute.can_move(target) or not compute.transition(compute.state, target):
+        if not compute.transition(compute.state, target):
             raise ValidationError(_refusal(compute, verb))
         if verb in ("stop", "restart"):
             Compute.objects.filter(pk=compute.pk).update(
@@ -273,7 +285,9 @@ def delete_compute(access: WorkspaceAccess, compute_id: int) -> Compute:
         )
         if compute is None:
             raise ValidationError("This compute no longer exists.")
-        if compute.state in GONE:
+        if compute.is_attached:
+            raise ValidationError(f"{compute.name} is attached: detach it instead.")
+        if ComputeVerb.DELETE not in compute.state_verbs():
             raise ValidationError(
                 f"{compute.name} is already {compute.get_state_display().lower()}."
             )

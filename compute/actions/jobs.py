@@ -17,6 +17,7 @@ from compute.models import (
     CodeKind,
     Compute,
     ComputeState,
+    ComputeVerb,
     Job,
     JobStatus,
     Node,
@@ -32,13 +33,6 @@ from workspace.models import Role, Workspace
 
 S = ComputeState
 J = JobStatus
-REFUSING_JOBS: dict[str, str] = {
-    S.STOPPED: "is stopped; start it first",
-    S.STOPPING: "is stopping",
-    S.DELETING: "is being deleted",
-    S.DELETED: "is deleted",
-    S.FAILED: "has failed; fix it or retry first",
-}
 
 
 @dataclass(frozen=True)
@@ -72,8 +66,9 @@ def submit_job(
     compute = live_computes_of(access.workspace).filter(pk=compute_id).first()
     if compute is None:
         raise ValidationError({"compute": "Choose a compute of this workspace."})
-    if compute.state in REFUSING_JOBS:
-        raise ValidationError({"compute": f"{compute.name} {REFUSING_JOBS[compute.state]}."})
+    refusal = compute.job_refusal()  # the rule the Submit job button follows too
+    if refusal:
+        raise ValidationError({"compute": refusal})
     check_node_count(compute, node_count)
     stored = False
     try:
@@ -211,8 +206,10 @@ def preempt_node(access: WorkspaceAccess, node_id: int) -> Node:
     )
     if node is None:
         raise ValidationError("This node does not exist.")
-    if node.compute.tier != Tier.LOW_PRIORITY or not node.compute.is_cluster:
+    if not node.compute.is_cluster or node.compute.tier != Tier.LOW_PRIORITY:
         raise ValidationError("Only nodes of low-priority clusters can be preempted.")
+    if ComputeVerb.PREEMPT not in node.compute.state_verbs():
+        raise ValidationError(f"{node.compute.name} is {node.compute.state_label.lower()}.")
     with transaction.atomic():
         if not Node.objects.filter(pk=node.pk, state__in=NODE_UP).update(state=NodeState.PREEMPTED):
             raise ValidationError(f"Node {node.name} is {node.get_state_display().lower()}.")

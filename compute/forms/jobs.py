@@ -15,8 +15,23 @@ from workspace.models import Workspace
 MAX_NAME = 200  # Job.code_name
 
 
+class ComputeSelect(forms.Select):
+    """The compute picker: a compute that takes no job now is shown, greyed out, with why
+    (`Compute.job_refusal`, the rule `submit_job` follows)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusing: set[str] = set()
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if str(value) in self.refusing:
+            option["attrs"]["disabled"] = True
+        return option
+
+
 class JobSubmitForm(StyledForm, forms.Form):
-    compute = forms.TypedChoiceField(coerce=int, label="Compute target")
+    compute = forms.TypedChoiceField(coerce=int, label="Compute target", widget=ComputeSelect)
     name = forms.CharField(
         max_length=80, required=False, help_text="Shown in lists; defaults to the command."
     )
@@ -64,11 +79,22 @@ class JobSubmitForm(StyledForm, forms.Form):
             f"Up to {settings.HANGAR_CODE_LIMIT_MB} MiB, also once unpacked; a zip is "
             "unpacked. Mounted read-only in the node."
         )
-        computes = live_computes_of(workspace).order_by("kind", "name")
-        cast(forms.ChoiceField, self.fields["compute"]).choices = [("", "Choose a compute…")] + [
-            (c.pk, f"{c.name} · {c.get_kind_display().lower()} · {c.state_label.lower()}")
-            for c in computes
+        computes = list(live_computes_of(workspace).order_by("kind", "name"))
+        field = cast(forms.ChoiceField, self.fields["compute"])
+        field.choices = [("", "Choose a compute…")] + [
+            (c.pk, self.compute_label(c)) for c in computes
         ]
+        cast(ComputeSelect, field.widget).refusing = {
+            str(c.pk) for c in computes if c.job_refusal()
+        }
+
+    @staticmethod
+    def compute_label(compute: Compute) -> str:
+        label = f"{compute.name} · {compute.get_kind_display().lower()}"
+        refusal = compute.job_refusal()
+        if refusal:  # "box is stopped; start it first." → "… · is stopped; start it first"
+            return f"{label} · {refusal.removeprefix(compute.name).strip().rstrip('.')}"
+        return f"{label} · {compute.state_label.lower()}"
 
     def clean_environment(self) -> dict[str, str]:
         return parse_variables(self.cleaned_data["environment"])

@@ -12,7 +12,10 @@ from django.utils import timezone
 
 from compute.models.catalog import VmSize
 from compute.models.states import (
+    ADMIN_VERBS,
+    ATTACHED_JOB_REFUSALS,
     GONE,
+    JOB_REFUSALS,
     LIVE_NODE_STATES,
     NODE_UP,
     RESIZABLE,
@@ -190,15 +193,20 @@ class Compute(models.Model):
     def can_move(self, new_state: str) -> bool:
         return new_state in TRANSITIONS[ComputeKind(self.kind)][ComputeState(self.state)]
 
-    def allowed_verbs(self, role: str) -> frozenset[str]:
-        """What a member with `role` may ask of this compute now: the buttons its page
-        shows. Moves come from the transition tables, which the actions enforce too."""
-        if Role.rank(role) < Role.rank(Role.CONTRIBUTOR):
-            return frozenset()
+    def job_refusal(self) -> str | None:
+        """Why this compute takes no new job now, or None if it does: the one rule for the
+        Submit job button and for `submit_job`."""
+        refusals = ATTACHED_JOB_REFUSALS if self.is_attached else JOB_REFUSALS
+        reason = refusals.get(self.state)
+        return f"{self.name} {reason}." if reason else None
+
+    def state_verbs(self) -> frozenset[str]:
+        """What this compute's kind and state allow now, whoever asks: the pages offer these
+        (by role, `allowed_verbs`) and the actions accept only these. Moves come from the
+        transition tables."""
         V, S = ComputeVerb, ComputeState
-        admin = Role.rank(role) >= Role.rank(Role.ADMIN)
         verbs: set[str] = set()
-        if self.state not in GONE:
+        if self.job_refusal() is None:
             verbs.add(V.SUBMIT)
         if self.is_instance:
             moves = {V.START: S.STARTING, V.STOP: S.STOPPING, V.RESTART: S.RESTARTING}
@@ -210,7 +218,7 @@ class Compute(models.Model):
         elif self.is_cluster:
             if self.state in RESIZABLE:
                 verbs.add(V.RESIZE)
-            if admin and self.tier == Tier.LOW_PRIORITY:  # what a cloud does, on demand
+            if self.tier == Tier.LOW_PRIORITY and self.state not in GONE:  # a cloud's doing
                 verbs.add(V.PREEMPT)
         elif self.is_attached:
             if self.state not in GONE:
@@ -219,9 +227,19 @@ class Compute(models.Model):
                 verbs.add(V.VALIDATE)
             if self.can_move(S.DELETING):  # detaching is a contributor's, not only an admin's
                 verbs.add(V.DETACH)
-        if admin and not self.is_attached and self.can_move(S.DELETING):
+        if not self.is_attached and self.can_move(S.DELETING):  # attached ones detach
             verbs.add(V.DELETE)
         return frozenset(verbs)
+
+    def allowed_verbs(self, role: str) -> frozenset[str]:
+        """What a member with `role` may ask of this compute now: the buttons its page
+        shows. Readers change nothing; some verbs are an admin's only."""
+        if Role.rank(role) < Role.rank(Role.CONTRIBUTOR):
+            return frozenset()
+        verbs = self.state_verbs()
+        if Role.rank(role) < Role.rank(Role.ADMIN):
+            verbs -= ADMIN_VERBS
+        return verbs
 
     def transition(self, expected: str, new: str, **fields: object) -> bool:
         """Compare-and-set the state; True only for the caller that made the change."""

@@ -164,9 +164,27 @@ def check_job_move(sources: tuple[str, ...], new: str) -> None:
             raise IllegalTransition(f"a job cannot go from {source} to {new}")
 
 
+# A compute that takes no new job now, and why: the submit refusal, and the reason the
+# Submit job button is not offered (`Compute.job_refusal`). A starting or restarting
+# instance takes jobs: they wait for its node.
+JOB_REFUSALS: dict[str, str] = {
+    S.STOPPED: "is stopped; start it first",
+    S.STOPPING: "is stopping; start it again once it has stopped",
+    S.DELETING: "is being deleted",
+    S.DELETED: "is deleted",
+    S.FAILED: "has failed; fix it or retry first",
+}
+ATTACHED_JOB_REFUSALS: dict[str, str] = {
+    S.FAILED: "cannot be reached; fix its connection or validate it again first",
+    S.DELETING: "is being detached",
+    S.DELETED: "is detached",
+}
+
+
 class ComputeVerb(models.TextChoices):
-    """What a member may ask of a compute: the buttons of its page. `Compute.allowed_verbs`
-    says which apply now, from its kind, its state (the transition tables) and the role."""
+    """What a member may ask of a compute: the buttons of its page. `Compute.state_verbs`
+    says which its kind and state allow now (from the transition tables); the pages
+    offer those (`Compute.allowed_verbs`, by role) and the actions accept only those."""
 
     SUBMIT = "submit", "Submit job"
     START = "start", "Start"
@@ -181,6 +199,10 @@ class ComputeVerb(models.TextChoices):
     VALIDATE = "validate", "Validate again"
     DETACH = "detach", "Detach"
     DELETE = "delete", "Delete"
+
+
+# The verbs only an admin is offered; the others are a contributor's too.
+ADMIN_VERBS = frozenset({ComputeVerb.DELETE, ComputeVerb.PREEMPT})
 
 
 class ScheduleAction(models.TextChoices):

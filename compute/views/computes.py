@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from compute.actions import computes as actions
@@ -178,6 +179,11 @@ def compute_action(
             messages.success(request, f"Deleting {compute.name}: its nodes are being removed.")
         else:
             actions.instance_verb(access, compute.pk, verb)
+            if verb == "start" and request.POST.get("then") == "submit":
+                # "Start and submit job": a starting instance takes jobs; they wait for it.
+                messages.success(request, f"Starting {compute.name}: your job waits for it.")
+                submit = reverse("compute:job-submit", args=[access.workspace.slug])
+                return redirect(f"{submit}?compute={compute.pk}")
             messages.success(request, f"{compute.name}: {verb} requested.")
     except ValidationError as error:
         for message in error.messages:

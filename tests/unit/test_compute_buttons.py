@@ -22,6 +22,7 @@ S = ComputeState
 BUTTONS = {
     "submit": ">Submit job</a>",
     "start": ">Start</button>",
+    "start and submit": ">Start and submit job</button>",
     "retry start": ">Retry start</button>",
     "stop": ">Stop</button>",
     "restart": ">Restart</button>",
@@ -82,11 +83,11 @@ def cluster(team, size, django_capture_on_commit_callbacks) -> Compute:
 INSTANCE_CONTRIBUTOR = {
     S.CREATING: {"submit", "stop", *INSTANCE_TOOLS},
     S.RUNNING: {"submit", "restart", "stop", *INSTANCE_TOOLS},
-    S.STOPPING: {"submit", *INSTANCE_TOOLS},
-    S.STOPPED: {"submit", "start", *INSTANCE_TOOLS},
+    S.STOPPING: INSTANCE_TOOLS,  # no new jobs: the server would refuse them
+    S.STOPPED: {"start", "start and submit", *INSTANCE_TOOLS},
     S.STARTING: {"submit", "stop", *INSTANCE_TOOLS},
     S.RESTARTING: {"submit", "stop", *INSTANCE_TOOLS},
-    S.FAILED: {"submit", "retry start", *INSTANCE_TOOLS},
+    S.FAILED: {"retry start", *INSTANCE_TOOLS},
     S.DELETING: INSTANCE_TOOLS,
     S.DELETED: set(),
 }
@@ -114,7 +115,7 @@ CLUSTER_CONTRIBUTOR = {
     S.CREATING: {"submit", "resize"},
     S.STEADY: {"submit", "resize"},
     S.RESIZING: {"submit", "resize"},
-    S.FAILED: {"submit", "resize"},
+    S.FAILED: {"resize"},
     S.DELETING: set(),
 }
 
@@ -142,7 +143,7 @@ def test_only_admins_preempt_and_only_nodes_that_are_up(client, team, cluster):
 ATTACHED_CONTRIBUTOR = {
     S.CREATING: {"submit", "edit", "detach"},
     S.STEADY: {"submit", "edit", "validate", "detach"},
-    S.FAILED: {"submit", "edit", "retry validation", "detach"},
+    S.FAILED: {"edit", "retry validation", "detach"},
     S.DELETING: set(),
 }
 
@@ -163,3 +164,58 @@ def test_an_attached_target_offers_what_its_state_allows(
     assert shown(client, team.contributor, target) == ATTACHED_CONTRIBUTOR[state]
     assert shown(client, team.admin, target) == ATTACHED_CONTRIBUTOR[state]  # no Delete
     assert shown(client, team.reader, target) == set()
+
+
+def test_start_and_submit_starts_the_instance_then_opens_the_submit_form(
+    client, team, instance, django_capture_on_commit_callbacks
+):
+    box = put_in(instance, S.STOPPED)
+    client.force_login(team.contributor)
+    url = reverse("compute:action", args=[team.workspace.slug, box.pk, "start"])
+    with django_capture_on_commit_callbacks():
+        response = client.post(url, {"then": "submit"})
+    submit = reverse("compute:job-submit", args=[team.workspace.slug])
+    assert response.status_code == 302
+    assert response["Location"] == f"{submit}?compute={box.pk}"
+    box.refresh_from_db()
+    assert box.state == S.STARTING
+    page = client.get(response["Location"]).content.decode()
+    assert "Starting box: your job waits for it." in page
+    assert f'<option value="{box.pk}" selected>box · compute instance · starting' in page
+
+
+def test_start_and_submit_refused_stays_on_the_page_with_the_reason(client, team, instance):
+    box = put_in(instance, S.RUNNING)  # a second tab started it a moment ago
+    client.force_login(team.contributor)
+    url = reverse("compute:action", args=[team.workspace.slug, box.pk, "start"])
+    response = client.post(url, {"then": "submit"}, follow=True)
+    assert response.redirect_chain[-1][0] == box.get_absolute_url()
+    assert "box is already running." in response.content.decode()
+
+
+def test_the_submit_form_greys_out_a_compute_that_takes_no_job_and_says_why(
+    client, team, instance, cluster
+):
+    box = put_in(instance, S.STOPPED)
+    client.force_login(team.contributor)
+    url = reverse("compute:job-submit", args=[team.workspace.slug])
+    page = client.get(url).content.decode()
+    assert f'<option value="{box.pk}" disabled>' in page
+    assert "box · compute instance · is stopped; start it first</option>" in page
+    assert f'<option value="{cluster.pk}">pool · compute cluster · ' in page
+    # A stale page (or a hand-made request) that sends it anyway: refused, nothing lost.
+    response = client.post(url, {"compute": box.pk, "command": "python train.py", "node_count": 1})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "box is stopped; start it first." in body
+    assert "python train.py" in body
+    assert not box.jobs.exists()
+
+
+def test_a_stopping_instance_says_why_it_takes_no_job(client, team, instance):
+    box = put_in(instance, S.STOPPING)
+    client.force_login(team.contributor)
+    body = client.get(box.get_absolute_url()).content.decode()
+    assert "No new jobs: box is stopping; start it again once it has stopped." in body
+    client.force_login(team.reader)
+    assert "No new jobs" not in client.get(box.get_absolute_url()).content.decode()
