@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 from compute import enqueue
 from compute.actions import computes as actions
 from compute.actions import idle as idle_actions
-from compute.actions.idle import add_schedule
+from compute.actions.idle import IDLE_OFF, add_schedule
 from compute.controllers import idle as idle_controller
 from compute.controllers.idle import IdleReport, idle_sweep
 from compute.models import Compute, ComputeState, EventVerb, Reminder, Schedule, VmSize
@@ -59,7 +59,7 @@ def team(catalog, workers) -> Iterator[Team]:
     yield make_team("races")
 
 
-def running_boxes(team: Team, enqueued: list[int], idle_minutes: int | None) -> list[Compute]:
+def running_boxes(team: Team, enqueued: list[int], idle_minutes: int) -> list[Compute]:
     """Running instances created by the admin for the contributor (the one to notify),
     last active at T0."""
     access = get_access(team.admin, team.workspace.slug)
@@ -179,7 +179,7 @@ def assert_reminded_once(
 def scheduled_boxes(team: Team, enqueued: list[int], action: str) -> list[Schedule]:
     """Instances with idle shutdown off (only the schedule acts), each with a daily
     schedule at 13:00 UTC; a start schedule's instance is stopped."""
-    boxes = running_boxes(team, enqueued, idle_minutes=None)
+    boxes = running_boxes(team, enqueued, idle_minutes=IDLE_OFF)
     if action == "start":
         Compute.objects.filter(pk__in=[box.pk for box in boxes]).update(state=S.STOPPED)
     access = get_access(team.admin, team.workspace.slug)
