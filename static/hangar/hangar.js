@@ -26,3 +26,32 @@ document.addEventListener("htmx:afterSettle", (event) => {
   if (event.target.matches("[data-scroll-to-end]")) logs.push(event.target);
   for (const log of logs) log.scrollTop = log.scrollHeight;
 });
+
+// <div hx-get… data-pending="Checking…">: the moment it asks again (the form changed), the
+// old answer goes, so the line never shows what held for the values before the change.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const element = event.detail.elt;
+  if (!(element instanceof HTMLElement) || element.dataset.pending === undefined) return;
+  const pending = document.createElement("div");
+  pending.className = "text-body-secondary small mb-3";
+  pending.dataset.testid = "pending";
+  pending.textContent = element.dataset.pending;
+  element.replaceChildren(pending);
+  element.setAttribute("aria-busy", "true");
+});
+document.addEventListener("htmx:afterSettle", (event) => {
+  if (event.target instanceof HTMLElement && event.target.dataset.pending !== undefined) {
+    event.target.removeAttribute("aria-busy");
+  }
+});
+for (const failure of ["htmx:responseError", "htmx:sendError"]) {
+  document.addEventListener(failure, (event) => {
+    const element = event.detail.elt;
+    if (!(element instanceof HTMLElement) || element.dataset.pending === undefined) return;
+    const failed = document.createElement("div");
+    failed.className = "text-danger small mb-3";
+    failed.textContent = "Could not check just now; change a field to try again.";
+    element.replaceChildren(failed);
+    element.removeAttribute("aria-busy");
+  });
+}
