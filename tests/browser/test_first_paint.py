@@ -72,8 +72,16 @@ def test_the_quota_line_never_lags_the_form(page, contributor, monkeypatch):
 
     size = page.locator("#id_vm_size option:text-matches('^Standard_DS3_v2 —')").inner_text()
     page.get_by_label("VM size").select_option(label=size)
-    assert "Pick a VM size" not in line.inner_text()  # at once, before the answer
+    assert line.inner_text() == "Checking your quota…"  # at once, before the answer
     expect(line).to_contain_text("Uses 4 of your 8 free DSv2 cores.")
+    expect(line).not_to_have_attribute("aria-busy", "true")
+
+    # A change of count: the answer for the old count is marked as such until the new one.
+    page.get_by_label("Min nodes").fill("2")
+    page.get_by_label("Min nodes").dispatch_event("change")
+    assert line.get_attribute("aria-busy") == "true"
+    expect(line).to_contain_text("Uses 8 of your 8 free DSv2 cores.")
+    expect(line).not_to_have_attribute("aria-busy", "true")
 
     # Posted back with an error (no name): the page paints the line for the size and node
     # count it shows, with no answer of the what-if to wait for.
