@@ -19,6 +19,8 @@ from compute.models import (
     ComputeState,
     FamilyQuota,
     Node,
+    QuotaRequest,
+    RequestStatus,
     Tier,
     VmFamily,
     VmSize,
@@ -253,6 +255,11 @@ def overview(workspace: Workspace) -> dict:
         .values_list("vm_size__family_id", flat=True)
     )
     families = VmFamily.objects.filter(Q(pk__in=in_use) | Q(pk__in=rows)).order_by("name")
+    asked = set(
+        QuotaRequest.objects.filter(
+            workspace=workspace, status=RequestStatus.PENDING, family__isnull=False
+        ).values_list("family_id", flat=True)
+    )
     bars = []
     for family in families:
         row = rows.get(family.pk)
@@ -266,6 +273,9 @@ def overview(workspace: Workspace) -> dict:
                 "approved": approved,
                 "used": used,
                 "percent": min(100, round(100 * used / limit)) if limit else (100 if used else 0),
+                # Restricted and never approved: no cores to show or cap, only to request.
+                "needs_approval": family.restricted and approved == 0,
+                "request_pending": family.pk in asked,
             }
         )
     pool = pool_shown(workspace)

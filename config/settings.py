@@ -105,6 +105,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "workspace.context_processors.workspace_switcher",
                 "compute.context_processors.host_processes",
+                "compute.context_processors.worker_health",
             ],
         },
     },

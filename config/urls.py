@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from workspace.views import errors
 from workspace.views.invitations import invitation_accept, invitation_decline, invitations
 from workspace.views.workspaces import home, notifications, notifications_read
 
@@ -18,3 +19,8 @@ urlpatterns = [
     path("", include("compute.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Error pages that keep the navigation (a workspace's, for its members) and say what next.
+handler403 = errors.permission_denied
+handler404 = errors.page_not_found
+handler500 = errors.server_error

@@ -113,8 +113,10 @@ def workspace_view(
             request: AuthedRequest, slug: str, *args: Any, **kwargs: Any
         ) -> HttpResponseBase:
             access = get_access(request.user, slug)
-            require_role(access, minimum, doing)
+            # Set before the role check: a member refused here (403) keeps the workspace's
+            # navigation on the error page. A non-member got 404 above, with none.
             request.workspace_access = access
+            require_role(access, minimum, doing)
             return view(request, access, *args, **kwargs)
 
         return wrapper

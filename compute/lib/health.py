@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import redis
@@ -10,7 +12,9 @@ from django.core.cache import cache
 
 from config.celery import app
 
-CACHE_KEY = "hangar:worker-health"
+logger = logging.getLogger(__name__)
+
+CACHE_KEY = "hangar:worker-health:v2"  # (time taken, WorkerHealth)
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,60 @@ def probe(timeout: float = 0.5) -> WorkerHealth:
     return WorkerHealth(broker_up=True, workers=workers, queued=queued)
 
 
+# The last probe, kept (with the time it was taken) far longer than it is trusted: a page's
+# first paint shows it instead of a grey "checking" pill, and the badge refreshes it at once
+# when it is older than HANGAR_HEALTH_CACHE_SECONDS.
+KEEP_SECONDS = 3600
+_last_probe: tuple[float, WorkerHealth] | None = None  # this process's, for when the cache is not
+
+
+@dataclass(frozen=True)
+class Known:
+    """The worker health a page shows on first paint, and whether it is older than trusted."""
+
+    health: WorkerHealth
+    stale: bool
+
+
+def _remember(health: WorkerHealth) -> None:
+    global _last_probe
+    _last_probe = (time.time(), health)
+    try:
+        cache.set(CACHE_KEY, _last_probe, KEEP_SECONDS)
+    except (redis.RedisError, OSError) as exc:  # the cache is Redis: the probe says it is down
+        logger.debug("worker health not cached: %s", exc)
+
+
+def _recall() -> tuple[float, WorkerHealth] | None:
+    """The newest probe known: the cache's (any process took it) or this process's."""
+    try:
+        shared = cache.get(CACHE_KEY)
+    except (redis.RedisError, OSError):  # Redis down: this process's last probe still counts
+        shared = None
+    known = [entry for entry in (shared, _last_probe) if entry is not None]
+    return max(known, key=lambda entry: entry[0]) if known else None
+
+
+def _trusted(max_age: int | None) -> int:
+    return settings.HANGAR_HEALTH_CACHE_SECONDS if max_age is None else max_age
+
+
 def current(max_age: int | None = None) -> WorkerHealth:
     """The last probe if it is fresh enough: many open tabs must not flood the workers."""
-    max_age = settings.HANGAR_HEALTH_CACHE_SECONDS if max_age is None else max_age
-    health = cache.get(CACHE_KEY)
-    if health is None:
-        health = probe()
-        cache.set(CACHE_KEY, health, max_age)
+    entry = _recall()
+    if entry is not None and time.time() - entry[0] < _trusted(max_age):
+        return entry[1]
+    health = probe()
+    _remember(health)
     return health
+
+
+def last_known(max_age: int | None = None) -> Known:
+    """For a page's first paint: the last probe, however old, marked stale when older than
+    trusted (the badge then refreshes it as the page loads); a probe only when none was
+    ever taken, so a page never waits for the workers' answers but that once."""
+    entry = _recall()
+    if entry is None:
+        return Known(current(max_age), stale=False)
+    taken, health = entry
+    return Known(health, stale=time.time() - taken >= _trusted(max_age))

@@ -21,6 +21,7 @@ from compute.selectors import computes_of
 from compute.views.attached import attached_detail
 from compute.views.charts import cluster_chart
 from compute.views.common import add_errors, back
+from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
 from workspace.views.htmx import render_htmx
@@ -119,6 +120,7 @@ def compute_create(request: AuthedRequest, access: WorkspaceAccess, kind: str) -
             "workspace": access.workspace,
             "form": form,
             "kind": kind,
+            "what_if": what_if_for_form(access.workspace, form),
         },
     )
 

@@ -16,6 +16,7 @@ from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
 from compute.models import Job, JobRun, Node
 from compute.views.common import add_errors
+from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
 from workspace.views.htmx import render_htmx
@@ -99,7 +100,13 @@ def job_submit(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     return render(
         request,
         "compute/job_submit.html",
-        {"nav": "jobs", "access": access, "workspace": access.workspace, "form": form},
+        {
+            "nav": "jobs",
+            "access": access,
+            "workspace": access.workspace,
+            "form": form,
+            "what_if": what_if_for_form(access.workspace, form),
+        },
     )
 
 

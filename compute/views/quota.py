@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.forms import Form
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
@@ -14,7 +18,7 @@ from compute.models import Compute, QuotaRequest, Tier, VmFamily, VmSize
 from compute.selectors import workspace_disk_use
 from compute.views.common import add_errors
 from workspace.access import AuthedRequest, WorkspaceAccess, require_role, workspace_view
-from workspace.models import Role
+from workspace.models import Role, Workspace
 from workspace.views.htmx import render_htmx
 
 
@@ -71,18 +75,17 @@ def quota_request(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespon
     )
 
 
-@workspace_view()
-def what_if(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
-    """The quota line under a create or submit form, re-rendered as the form changes."""
-    params = request.GET
-    size = VmSize.objects.select_related("family").filter(pk=params.get("vm_size") or 0).first()
+# The fields of the create and submit forms the quota line depends on.
+WHAT_IF_FIELDS = ("vm_size", "tier", "node_count", "min_nodes", "compute")
+
+
+def what_if_line(workspace: Workspace, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The quota line's context for these form values (as the browser would send them)."""
+    size = VmSize.objects.select_related("family").filter(pk=_pk(params.get("vm_size"))).first()
     tier: str = Tier.LOW_PRIORITY if params.get("tier") == Tier.LOW_PRIORITY else Tier.DEDICATED
-    count_raw = params.get("node_count") or params.get("min_nodes") or "1"
+    count_raw = str(params.get("node_count") or params.get("min_nodes") or "1")
     target = (
-        Compute.objects.filter(
-            workspace=access.workspace,
-            pk=params.get("compute", "") if str(params.get("compute")).isdigit() else 0,
-        )
+        Compute.objects.filter(workspace=workspace, pk=_pk(params.get("compute")))
         .select_related("vm_size__family")
         .first()
     )
@@ -90,10 +93,27 @@ def what_if(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
         size, tier = target.vm_size, target.tier
     count = int(count_raw) if count_raw.isdigit() else 1
     count = max(count, 1)
-    result = quota.check(access.workspace, size, count, tier) if size and count else None
-    link = quota.request_url(access.workspace, result, size.family) if result and size else ""
+    result = quota.check(workspace, size, count, tier) if size and count else None
+    link = quota.request_url(workspace, result, size.family) if result and size else ""
+    return {"result": result, "link": link, "count": count}
+
+
+def what_if_for_form(workspace: Workspace, form: Form) -> dict[str, Any]:
+    """The quota line as the page first paints it: for the values the form shows (what was
+    posted back, else its initial values), so it never says "Pick a VM size…" next to a
+    size already picked, and never waits for a request to say anything."""
+    values = {name: form[name].value() for name in WHAT_IF_FIELDS if name in form.fields}
+    return what_if_line(workspace, {k: "" if v is None else str(v) for k, v in values.items()})
+
+
+def _pk(raw: object) -> int:
+    text = str(raw or "")
+    return int(text) if text.isdigit() and len(text) < 18 else 0
+
+
+@workspace_view()
+def what_if(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
+    """The quota line under a create or submit form, re-rendered as the form changes."""
     return render_htmx(
-        request,
-        "compute/partials/what_if.html",
-        {"result": result, "link": link, "count": count},
+        request, "compute/partials/what_if.html", what_if_line(access.workspace, request.GET)
     )

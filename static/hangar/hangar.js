@@ -26,3 +26,36 @@ document.addEventListener("htmx:afterSettle", (event) => {
   if (event.target.matches("[data-scroll-to-end]")) logs.push(event.target);
   for (const log of logs) log.scrollTop = log.scrollHeight;
 });
+
+// <div hx-get… data-pending="Checking…">: the moment it asks again (the form changed), what
+// it shows stops passing for the answer. A placeholder marked data-pending-replace ("Pick a
+// VM size…") gives way to the pending text; an answer for the old values stays, dimmed and
+// aria-busy (hangar.css), so a link in it does not vanish under a click that caused the ask.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const element = event.detail.elt;
+  if (!(element instanceof HTMLElement) || element.dataset.pending === undefined) return;
+  element.setAttribute("aria-busy", "true");
+  for (const placeholder of element.querySelectorAll("[data-pending-replace]")) {
+    const pending = document.createElement("div");
+    pending.className = placeholder.className;
+    pending.dataset.testid = "pending";
+    pending.textContent = element.dataset.pending;
+    placeholder.replaceWith(pending);
+  }
+});
+document.addEventListener("htmx:afterSettle", (event) => {
+  if (event.target instanceof HTMLElement && event.target.dataset.pending !== undefined) {
+    event.target.removeAttribute("aria-busy");
+  }
+});
+for (const failure of ["htmx:responseError", "htmx:sendError"]) {
+  document.addEventListener(failure, (event) => {
+    const element = event.detail.elt;
+    if (!(element instanceof HTMLElement) || element.dataset.pending === undefined) return;
+    const failed = document.createElement("div");
+    failed.className = "text-danger small mb-3";
+    failed.textContent = "Could not check just now; change a field to try again.";
+    element.replaceChildren(failed);
+    element.removeAttribute("aria-busy");
+  });
+}

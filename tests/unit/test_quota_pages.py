@@ -75,3 +75,101 @@ def test_a_scale_up_claims_only_what_fits(team, dsv2):
     cluster.nodes.filter(index=first).update(state="leaving")  # cores freed
     fit, then, _ = quota.claim_nodes(cluster, 1)
     assert (fit, then) == (1, first + 2)  # numbers are never reused
+
+
+# The quota line paints the right answer on first paint (issue 15, point 4): the form's
+# own values, no request needed, so no "Pick a VM size…" next to a size already shown.
+
+
+def quota_line(body: str) -> str:
+    start = body.rindex("<div", 0, body.index('data-testid="what-if-line"'))
+    return body[start : body.index("</div></div>", start)]
+
+
+def test_the_job_form_paints_the_line_of_its_preselected_target(client, team, dsv2):
+    from tests.support.factories import ComputeFactory
+
+    cluster = ComputeFactory(workspace=team.workspace, vm_size=dsv2)
+    client.force_login(team.contributor)
+    url = reverse("compute:job-submit", args=[team.workspace.slug])
+    line = quota_line(client.get(url, {"compute": cluster.pk}).content.decode())
+    assert "Uses 4 of your 8 free DSv2 cores." in line
+    assert "Pick a VM size" not in line
+
+
+def test_a_form_posted_back_with_errors_paints_the_line_for_its_values(client, team, dsv2):
+    client.force_login(team.contributor)
+    url = reverse("compute:create", args=[team.workspace.slug, "cluster"])
+    posted = {"name": "", "vm_size": dsv2.pk, "tier": "dedicated", "min_nodes": 3}
+    response = client.post(url, {**posted, "max_nodes": 3, "idle_seconds_before_scaledown": 120})
+    assert response.status_code == 200  # the name is missing: the form again
+    line = quota_line(response.content.decode())
+    assert "Short 4 cores: needs 12 DSv2 cores, limit 8, used 0." in line
+    assert f"family={dsv2.family.pk}&amp;cores=12" in line
+
+
+def test_an_empty_form_paints_its_line_and_asks_only_when_it_changes(client, team):
+    client.force_login(team.contributor)
+    body = client.get(reverse("compute:create", args=[team.workspace.slug, "instance"]))
+    line = quota_line(body.content.decode())
+    assert "Pick a VM size to see how it sits in your quota." in line
+    # No request on load (whose late answer said "Pick a VM size…" after a pick); a change
+    # replaces any answer still on its way.
+    assert 'hx-trigger="change from:closest form"' in line and 'hx-sync="this:replace"' in line
+
+
+# An unapproved restricted family (issue 15, point 4): "needs approval" and a way to ask,
+# never "0 of 0 cores" and a form to cap it at 0.
+
+
+@pytest.fixture
+def ncsv3(team) -> VmFamily:
+    family = VmFamily.objects.get(name="NCsv3")
+    assert family.restricted
+    FamilyQuota.objects.create(workspace=team.workspace, family=family, limit=0, approved=0)
+    return family
+
+
+def family_line(client, team, family) -> str:
+    body = client.get(reverse("compute:quota", args=[team.workspace.slug])).content.decode()
+    start = body.index(f'data-testid="quota-{family.name}"')
+    end = body.find('data-testid="quota-', start + 1)  # the next family, or the requests
+    return body[start:end]
+
+
+def test_an_unapproved_restricted_family_reads_needs_approval_with_a_request_link(
+    client, team, ncsv3
+):
+    client.force_login(team.admin)
+    line = family_line(client, team, ncsv3)
+    assert "needs approval" in line
+    request = reverse("compute:quota-request", args=[team.workspace.slug])
+    assert f'<a href="{request}?family={ncsv3.pk}">Request cores</a>' in line
+    assert "0 of 0 cores" not in line
+    assert f'id="limit-{ncsv3.pk}"' not in line and "Cap at" not in line
+
+
+def test_a_reader_sees_needs_approval_without_a_link_they_could_not_use(client, team, ncsv3):
+    client.force_login(team.reader)
+    line = family_line(client, team, ncsv3)
+    assert "needs approval" in line and "A contributor or admin can request cores." in line
+    assert "Request cores" not in line and "0 of 0 cores" not in line
+
+
+def test_a_pending_request_is_said_instead_of_asking_again(client, team, ncsv3):
+    from compute.actions.quota import request_quota
+
+    access = get_access(team.contributor, team.workspace.slug)
+    request_quota(access, family=ncsv3, cores=12, justification="Training runs")
+    client.force_login(team.contributor)
+    line = family_line(client, team, ncsv3)
+    assert "needs approval" in line and "Request sent; site admins decide." in line
+    assert "Request cores" not in line
+
+
+def test_an_approved_restricted_family_has_its_bar_and_cap(client, team, ncsv3):
+    FamilyQuota.objects.filter(family=ncsv3).update(limit=12, approved=12)
+    client.force_login(team.admin)
+    line = family_line(client, team, ncsv3)
+    assert "0 of 12 cores" in line and f'id="limit-{ncsv3.pk}"' in line
+    assert "needs approval" not in line
