@@ -5,8 +5,9 @@
   fault: it keeps its one line ("Forbidden (Permission denied): /path"), without traceback.
   5xx keep theirs.
 - `QuietPeriodicTasks`: beat sends the sweep every second, and Celery logs each one three
-  times at INFO (sent, received, succeeded). Those lines about the sweep become DEBUG; the
-  sweep task says itself, at INFO, when it changed something (compute/tasks.py).
+  times at INFO (sent, received, succeeded; or discarded, when it expired unrun: a newer one
+  is queued behind it, by design). Those lines about the sweep become DEBUG; the sweep task
+  says itself, at INFO, when it changed something (compute/tasks.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-# Celery task names whose routine lines (sent, received, succeeded) are DEBUG.
+# Celery task names whose routine lines (sent, received, discarded, succeeded) are DEBUG.
 QUIET_TASKS = frozenset({"hangar.sweep"})
 # The loggers Celery writes those lines to.
-CELERY_ROUTINE_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+CELERY_ROUTINE_LOGGERS = (
+    "celery.beat",  # Scheduler: Sending due task reconcile-sweep (hangar.sweep)
+    "celery.worker.strategy",  # Task hangar.sweep[id] received
+    "celery.worker.request",  # Discarding revoked task: hangar.sweep[id]  (expired)
+    "celery.app.trace",  # Task hangar.sweep[id] succeeded in 0.03s: {...}
+)
 
 
 class RefusalWithoutTraceback(logging.Filter):

@@ -23,6 +23,13 @@ fi
 if [ "$HANGAR_DRIVER" = docker ]; then ensure_node_image; fi
 say "node driver: $HANGAR_DRIVER${HANGAR_NODE_IMAGE:+ (image $HANGAR_NODE_IMAGE)}"
 
+if is_root; then
+  # Said once here instead of Celery's ten-line SecurityWarning (whose source line reads
+  # "..._error(" and looks like a failure). Host processes still run as the job user.
+  say "running as root: so do web, worker and beat; host processes run as ${HANGAR_JOB_USER:-hangar-job}"
+  export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:You're running the worker with superuser privileges"
+fi
+
 python manage.py migrate --noinput >/dev/null
 python manage.py seed_demo
 say "Hangar on $URL/  (Ctrl-C stops web, worker and beat)"

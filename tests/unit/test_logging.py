@@ -10,6 +10,7 @@ import sys
 import pytest
 from celery import beat as celery_beat
 from celery.app import trace as celery_trace
+from celery.worker import request as celery_request
 from django.urls import reverse
 
 import config.celery  # noqa: F401  (installs the Celery filters, as `celery -A config` does)
@@ -83,12 +84,14 @@ def test_a_sweep_that_changed_something_logs_it_at_info(
 
 
 def celery_lines_about(task: str) -> None:
-    """Sent (beat), received (worker), succeeded (worker): Celery's functions and formats."""
+    """Sent (beat), received, discarded as expired, succeeded (worker): Celery's own
+    functions and formats, in the order of CELERY_ROUTINE_LOGGERS."""
     celery_beat.info("Scheduler: Sending due task %s (%s)", "some-entry", task)
     context = {"id": "abc", "name": task, "args": "()", "kwargs": "{}", "eta": None}
     logging.getLogger("celery.worker.strategy").info(
         celery_trace.LOG_RECEIVED, context, extra={"data": context}
     )
+    celery_request.info("Discarding revoked task: %s[%s]", task, "abc")
     celery_trace.info(
         celery_trace.LOG_SUCCESS, {"id": "abc", "name": task, "return_value": {}, "runtime": 0.1}
     )
