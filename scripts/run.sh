@@ -34,6 +34,9 @@ python manage.py migrate --noinput >/dev/null
 python manage.py seed_demo
 say "Hangar on $URL/  (Ctrl-C stops web, worker and beat)"
 rm -f "$LOCAL/celerybeat.pid"
+# Lines as they are written: block-buffered into honcho's pipes, runserver's "Starting
+# development server at ..." and beat's banner only showed when they stopped.
+export PYTHONUNBUFFERED=1
 # honcho starts each process in a group of its own and, on Ctrl-C or SIGTERM, signals
 # every group (a worker's pool, runserver's reloader child) and waits for them.
 exec honcho start -f "$ROOT/Procfile"

@@ -160,6 +160,8 @@ def test_make_run_on_a_fresh_clone_serves_quietly_and_stops_cleanly(tmp_path, no
         # The real URL, on the given port, wherever a URL is printed.
         assert f"Hangar on http://127.0.0.1:{port}/" in printed, printed
         assert f"Demo logins (http://127.0.0.1:{port}):" in printed, printed
+        # runserver's own line shows (not held in a pipe's buffer until it stops).
+        assert f"Starting development server at http://127.0.0.1:{port}/" in output.text()
         assert {m[1] for m in URL.finditer(output.text())} == {str(port)}, output.text()
         # Nothing that reads as a failure on the way to a page that works.
         errors = [line for line in before if re.search(r"error|traceback", line, re.I)]
