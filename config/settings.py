@@ -282,8 +282,10 @@ CELERY_BEAT_SCHEDULE = {
 
 # Idle shutdown counts in minutes; tests and demos shrink a "minute" to see it happen.
 HANGAR_SECONDS_PER_IDLE_MINUTE = env_float("HANGAR_SECONDS_PER_IDLE_MINUTE", 60.0, minimum=0.01)
+# The port `make run` serves on (the Procfile's runserver reads the same variable).
+HANGAR_PORT = env_int("HANGAR_PORT", 8000, minimum=1, maximum=65535)
 # Absolute links in reminder emails point here.
-HANGAR_BASE_URL = env_str("HANGAR_BASE_URL", "http://127.0.0.1:8000") or "http://127.0.0.1:8000"
+HANGAR_BASE_URL = env_str("HANGAR_BASE_URL") or f"http://127.0.0.1:{HANGAR_PORT}"
 # A workspace invitation can be accepted for this many days.
 HANGAR_INVITATION_DAYS = env_int("HANGAR_INVITATION_DAYS", 7, minimum=1, maximum=365)
 # Calls a node may make to the activity endpoint per instance and minute.
@@ -351,6 +353,26 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        # A 403 or 404 is one line, without the traceback Django attaches (config/logfilters).
+        "refusal_without_traceback": {"()": "config.logfilters.RefusalWithoutTraceback"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "django.utils.log.AdminEmailHandler",
+        },
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO") or "INFO"},
+    "loggers": {
+        # Django's default config gives "django" a console handler of its own: with the root's,
+        # every line of Django printed twice. Root's console only, and mail to ADMINS as before.
+        "django": {"handlers": ["mail_admins"], "level": "INFO", "propagate": True},
+        "django.request": {"filters": ["refusal_without_traceback"]},
+        # "AXES: BEGIN version ..." from every process at every start: not news.
+        "axes.apps": {"level": "WARNING"},
+    },
 }

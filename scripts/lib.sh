@@ -59,14 +59,62 @@ ensure_job_user() {
 
 docker_up() { docker version >/dev/null 2>&1; }
 
-# ensure_dockerd: start the Docker engine without a bridge (containers use none/host).
+# ensure_dockerd: a Docker engine that answers; when none does, install (root only) and
+# start one without a bridge (containers use none/host). `make test` and `make run` both
+# call it. Returns 1, saying why, when it cannot: the caller decides whether that is fatal.
 ensure_dockerd() {
   docker_up && return 0
-  apt_install docker.io
-  say "starting dockerd (no bridge, no iptables)"
-  nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$LOCAL/dockerd.log" 2>&1 &
+  if ! command -v dockerd >/dev/null; then
+    is_root || { say "no Docker engine answers, and only root can install one"; return 1; }
+    apt_install docker.io
+  fi
+  is_root || { say "no Docker engine answers, and only root can start dockerd"; return 1; }
+  say "starting dockerd (no bridge, no iptables; log: .local/dockerd.log)"
+  # Its own session: a Ctrl-C (or a signal to the process group) of `make run` stops the
+  # dashboard, not the engine its nodes live in; it stays up like a system service.
+  setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false \
+    >"$LOCAL/dockerd.log" 2>&1 </dev/null &
   for _ in $(seq 100); do docker_up && return 0; sleep 0.2; done
-  die "dockerd did not start; see $LOCAL/dockerd.log"
+  say "dockerd did not answer within 20 s; see $LOCAL/dockerd.log"
+  return 1
+}
+
+# ensure_node_image: the image Docker nodes run (HANGAR_NODE_IMAGE, else hangar/node:v2),
+# built here once: Hangar never pulls. Its tools are installed before the build, not after
+# it failed for want of them. Without mmdebstrap (and not root to install it), or when the
+# Debian build fails, nodes get the busybox image, and HANGAR_NODE_IMAGE says so.
+ensure_node_image() {
+  local image="${HANGAR_NODE_IMAGE:-hangar/node:v2}"
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  if [ -n "${HANGAR_NODE_IMAGE:-}" ]; then
+    case "$image" in
+      hangar/node:*) python manage.py build_node_image --tag "$image" ;;
+      hangar/node-tiny:*) python manage.py build_node_image --tiny --tag "$image" ;;
+      *) die "HANGAR_NODE_IMAGE=$image is not on this Docker engine, and Hangar never pulls" ;;
+    esac
+    return
+  fi
+  if ! command -v mmdebstrap >/dev/null && is_root; then apt_install mmdebstrap || true; fi
+  if command -v mmdebstrap >/dev/null; then
+    say "building the Python node image $image (about half a minute, once)"
+    if python manage.py build_node_image --if-missing; then return 0; fi
+    say "the Python node image did not build (above); nodes use the busybox image instead"
+  else
+    say "mmdebstrap is not installed (apt-get install mmdebstrap): nodes use the busybox image"
+  fi
+  if ! command -v busybox >/dev/null && is_root; then apt_install busybox-static || true; fi
+  python manage.py build_node_image --tiny --if-missing
+  export HANGAR_NODE_IMAGE=hangar/node-tiny:v2
+}
+
+# ensure_port_free PORT: stop early, and clearly, when something already serves there.
+ensure_port_free() {
+  "$ROOT/.venv/bin/python" - "$1" <<'PY' || die "port $1 is in use: set HANGAR_PORT to a free one"
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+PY
 }
 
 # ensure_postgres: start the local cluster when DATABASE_URL points at one that is down.
@@ -85,13 +133,19 @@ PY
   fi
 }
 
-# ensure_venv REQUIREMENTS: create .venv and install when the requirements changed.
+# ensure_venv REQUIREMENTS: create .venv and install when the requirements changed. The stamp
+# holds the requirements' checksum, not a time: a fresh clone of unchanged requirements
+# (newer files, same content) installs nothing.
 ensure_venv() {
-  local req="$1" stamp="$ROOT/.venv/.installed-$(basename "$1")"
+  local req="$1" stamp="$ROOT/.venv/.installed-$(basename "$1")" sum
   [ -x "$ROOT/.venv/bin/python" ] || { say "creating .venv"; python3.11 -m venv "$ROOT/.venv" 2>/dev/null || python3 -m venv "$ROOT/.venv"; }
-  if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+  sum=$(cat "$req" "$ROOT/requirements.txt" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
     say "installing Python packages from $(basename "$req")"
     "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" 2> >(grep -v "is ignored: it is neither" >&2)
-    touch "$stamp"
+    echo "$sum" >"$stamp"
+    # requirements-dev.txt includes requirements.txt (-r): that one is installed too.
+    cat "$ROOT/requirements.txt" "$ROOT/requirements.txt" | sha256sum | cut -d' ' -f1 \
+      >"$ROOT/.venv/.installed-requirements.txt"
   fi
 }

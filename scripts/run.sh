@@ -3,34 +3,40 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+export HANGAR_PORT="${HANGAR_PORT:-8000}"
+URL="http://127.0.0.1:$HANGAR_PORT"
 ensure_venv "$ROOT/requirements.txt"
 export PATH="$ROOT/.venv/bin:$PATH"
+ensure_port_free "$HANGAR_PORT"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 ensure_redis "$REDIS_URL"
 
 ensure_job_user
 if [ -z "${HANGAR_DRIVER:-}" ]; then
-  if docker_up; then export HANGAR_DRIVER=docker; else
+  # Docker nodes are isolated: start an engine (as root) when none answers, as `make test` does.
+  if ensure_dockerd; then export HANGAR_DRIVER=docker; else
     # No engine here: nodes become host processes, which this development run allows.
     export HANGAR_DRIVER=local
     export HANGAR_ALLOW_HOST_PROCESSES="${HANGAR_ALLOW_HOST_PROCESSES:-true}"
   fi
 fi
-say "node driver: $HANGAR_DRIVER"
-if [ "$HANGAR_DRIVER" = docker ] && [ -z "${HANGAR_NODE_IMAGE:-}" ]; then
-  # Hangar never pulls: the node image is built here, once (about half a minute).
-  if ! python manage.py build_node_image --if-missing; then
-    if is_root && apt_install mmdebstrap && python manage.py build_node_image --if-missing; then :; else
-      say "could not build the Python node image; using the busybox image instead"
-      apt_install busybox-static || true
-      python manage.py build_node_image --tiny --if-missing
-      export HANGAR_NODE_IMAGE=hangar/node-tiny:v2
-    fi
-  fi
+if [ "$HANGAR_DRIVER" = docker ]; then ensure_node_image; fi
+say "node driver: $HANGAR_DRIVER${HANGAR_NODE_IMAGE:+ (image $HANGAR_NODE_IMAGE)}"
+
+if is_root; then
+  # Said once here instead of Celery's ten-line SecurityWarning (whose source line reads
+  # "..._error(" and looks like a failure). Host processes still run as the job user.
+  say "running as root: so do web, worker and beat; host processes run as ${HANGAR_JOB_USER:-hangar-job}"
+  export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:You're running the worker with superuser privileges"
 fi
 
 python manage.py migrate --noinput >/dev/null
 python manage.py seed_demo
-say "Hangar on http://127.0.0.1:${HANGAR_PORT:-8000}  (Ctrl-C stops web, worker and beat)"
+say "Hangar on $URL/  (Ctrl-C stops web, worker and beat)"
 rm -f "$LOCAL/celerybeat.pid"
+# Lines as they are written: block-buffered into honcho's pipes, runserver's "Starting
+# development server at ..." and beat's banner only showed when they stopped.
+export PYTHONUNBUFFERED=1
+# honcho starts each process in a group of its own and, on Ctrl-C or SIGTERM, signals
+# every group (a worker's pool, runserver's reloader child) and waits for them.
 exec honcho start -f "$ROOT/Procfile"

@@ -26,7 +26,8 @@ def test_after_an_outage_the_backlog_runs_at_most_one_stale_sweep(workers):
     queue = f"hangar-backlog-{uuid.uuid4().hex[:8]}"
     broker = redis.Redis.from_url(settings.REDIS_URL)
     beat = Beat(queue).start()
-    worker = Worker(queue, "local", {}, beat=False)
+    # DEBUG: Celery's "succeeded" line for a sweep is DEBUG (config/logfilters.py).
+    worker = Worker(queue, "local", {}, beat=False, loglevel="DEBUG")
     try:
         # Polled, not slept: a loaded machine starts beat later, the backlog is what counts.
         wait_for(lambda: broker.llen(queue) >= BACKLOG, timeout=120, what="the backlog")

@@ -132,13 +132,21 @@ class Worker(CeleryProcess):
     """One `celery worker` process (`-B`: with beat); `kill()` is SIGKILL, as a crash."""
 
     def __init__(
-        self, queue: str, driver: str, extra_env: dict[str, str], beat: bool = True
+        self,
+        queue: str,
+        driver: str,
+        extra_env: dict[str, str],
+        beat: bool = True,
+        loglevel: str = "INFO",
     ) -> None:
         super().__init__("worker")
         self.queue = queue
         self.driver = driver
         self.extra_env = extra_env
         self.beat = beat
+        # DEBUG shows Celery's lines about each sweep (received, succeeded), INFO hides them
+        # (config/logfilters.py).
+        self.loglevel = loglevel
 
     def start(self) -> Worker:
         # The scheduler is production's (settings.CELERY_BEAT_SCHEDULER, as in the
@@ -148,7 +156,7 @@ class Worker(CeleryProcess):
             [
                 "worker", *beat, "--pool=threads", "--concurrency=4", f"--queues={self.queue}",
                 f"--hostname={self.name}", "--without-gossip", "--without-mingle",
-                "--loglevel=INFO",
+                f"--loglevel={self.loglevel}",
             ],
             process_environment(self.queue, self.driver, self.extra_env),
         )  # fmt: skip

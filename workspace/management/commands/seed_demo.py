@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
@@ -80,7 +81,8 @@ class Command(BaseCommand):
                     message=f"alice added {username} as {role.label.lower()} (demo data)",
                 )
         if not quiet_logins:
-            self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000):"))
+            # HANGAR_BASE_URL follows HANGAR_PORT, the port `make run` serves on.
+            self.stdout.write(self.style.SUCCESS(f"Demo logins ({settings.HANGAR_BASE_URL}):"))
             for username, password, role in DEMO_USERS:
                 what = f"{role.label.lower()} of {slug}" if role else SITE_ROLES[username]
                 if username == "alice":
