@@ -6,15 +6,29 @@ page, "does not exist" from an action)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.contrib.auth.models import User
+from django.db.models import Case, Count, Q, QuerySet, When
 
 from compute.lib.diskuse import DiskUse, disk_use
-from compute.models import Compute, ComputeKind, ComputeState, Job
+from compute.models import (
+    Compute,
+    ComputeKind,
+    ComputeState,
+    ComputeVerb,
+    Job,
+    JobStatus,
+    NodeState,
+    QuotaRequest,
+    RequestStatus,
+)
+from compute.models.states import INSTANCE_UP, JOB_UNFINISHED, LIVE_NODE_STATES
 from workspace.access import WorkspaceAccess
-from workspace.models import Workspace
+from workspace.models import Invitation, InvitationState, Membership, Role, Workspace
 
 
 def computes_of(access: WorkspaceAccess) -> QuerySet[Compute]:
@@ -71,13 +85,18 @@ class Burning:
 def burning(workspace: Workspace, now: datetime) -> list[Burning]:
     """Running instances, most idle first. The waste is the idle time so far plus what is
     ahead until the idle shutdown (or midnight, with shutdown off)."""
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = []
     instances = (
         Compute.objects.of(workspace)
         .filter(kind=ComputeKind.INSTANCE, state=ComputeState.RUNNING)
         .select_related("vm_size", "assigned_to", "created_by")
     )
+    return burning_rows(instances, now)
+
+
+def burning_rows(instances: Iterable[Compute], now: datetime) -> list[Burning]:
+    """`burning` on instances already read (running ones, with their `vm_size`)."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = []
     for compute in instances:
         idle_for = now - (compute.last_activity_at or compute.state_changed_at)
         assert compute.vm_size is not None  # instances always have one
@@ -93,3 +112,202 @@ def burning(workspace: Workspace, now: datetime) -> list[Burning]:
         rows.append(Burning(compute, idle_for, running_today * price, waste, note))
     rows.sort(key=lambda row: row.idle_for, reverse=True)
     return rows
+
+
+# The home page: what is the signed-in user's, and what is running, across their workspaces.
+# A fixed number of queries however many workspaces, computes or jobs there are, each
+# reading only live or pending rows (through the partial indexes on them).
+
+HOME_JOBS_SHOWN = 20
+HOME_ROWS_SHOWN = 50
+# An instance of the user's shows on the home page while it is up, coming up or going down.
+HOME_INSTANCE_STATES = (*INSTANCE_UP, ComputeState.STOPPING)
+
+
+def owned_by(user: User) -> Q:
+    """The user's instances: assigned to them, or created by them and assigned to nobody
+    (the owner the "What is running" page names)."""
+    return Q(assigned_to=user) | Q(assigned_to__isnull=True, created_by=user)
+
+
+def owns(user: User, compute: Compute) -> bool:
+    """`owned_by` on a row already read."""
+    if compute.assigned_to_id is not None:
+        return compute.assigned_to_id == user.pk
+    return compute.created_by_id == user.pk
+
+
+@dataclass(frozen=True)
+class MyInstance:
+    compute: Compute
+    role: str
+    now: datetime
+
+    @property
+    def can_keep_running(self) -> bool:
+        return ComputeVerb.KEEP_RUNNING in self.compute.allowed_verbs(self.role)
+
+    @property
+    def stops_in_minutes(self) -> int | None:
+        """Whole minutes until the idle shutdown (rounded up), if one is due."""
+        deadline = self.compute.idle_deadline
+        if deadline is None or not self.compute.is_running:
+            return None
+        return max(0, math.ceil((deadline - self.now).total_seconds() / 60))
+
+
+@dataclass
+class WorkspaceToday:
+    """One of the user's workspaces: what runs there, what it costs today."""
+
+    membership: Membership
+    running_instances: int = 0
+    cost_today: float = 0.0
+    waste: float = 0.0
+    queued_jobs: int = 0
+    active_jobs: int = 0
+    nodes_up: int = 0
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.membership.workspace
+
+    @property
+    def can_contribute(self) -> bool:
+        return self.membership.has_role(Role.CONTRIBUTOR)
+
+
+@dataclass
+class Home:
+    workspaces: list[WorkspaceToday]
+    my_instances: list[MyInstance]
+    my_jobs: list[Job]
+    my_queued: int
+    my_active: int
+    clusters: Sequence[Compute]  # with live_nodes and busy_nodes
+    quota_requests: list[QuotaRequest]
+    invitations: list[Invitation]
+
+    @property
+    def cost_today(self) -> float:
+        return sum(row.cost_today for row in self.workspaces)
+
+    @property
+    def waste(self) -> float:
+        return sum(row.waste for row in self.workspaces)
+
+    @property
+    def nodes_up(self) -> int:
+        return sum(row.nodes_up for row in self.workspaces)
+
+    @property
+    def contributes_somewhere(self) -> WorkspaceToday | None:
+        """A workspace where the user may create compute and submit jobs (for the empty
+        states' "how to start")."""
+        return next((row for row in self.workspaces if row.can_contribute), None)
+
+
+def home_for(user: User, now: datetime) -> Home:
+    memberships = list(
+        Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
+    )
+    rows = {m.workspace_id: WorkspaceToday(m) for m in memberships}
+    ids = list(rows)
+    if not ids:
+        return Home([], [], [], 0, 0, [], [], list(pending_invitations(user, now)))
+    roles = {m.workspace_id: m.role for m in memberships}
+
+    # Instances: every running one of the workspaces (their cost), and the user's own on
+    # the way up or down. The workspace is the membership's: no join to read it again.
+    instances = list(
+        Compute.objects.filter(workspace_id__in=ids, kind=ComputeKind.INSTANCE)
+        .filter(
+            Q(state=ComputeState.RUNNING) | (owned_by(user) & Q(state__in=HOME_INSTANCE_STATES))
+        )
+        .select_related("vm_size", "assigned_to", "created_by")
+        .order_by("name", "id")
+    )
+    for compute in instances:
+        compute.workspace = rows[compute.workspace_id].workspace
+    for row in burning_rows((c for c in instances if c.is_running), now):
+        today = rows[row.compute.workspace_id]
+        today.running_instances += 1
+        today.cost_today += row.cost_today
+        today.waste += row.waste
+    mine = [
+        MyInstance(c, roles[c.workspace_id], now)
+        for c in instances
+        if c.state in HOME_INSTANCE_STATES and owns(user, c)
+    ]
+
+    # Jobs: counted per workspace and status (the user's among them); only unfinished rows.
+    unfinished = Job.objects.filter(workspace_id__in=ids, status__in=JOB_UNFINISHED)
+    my_queued = my_active = 0
+    counts = unfinished.values_list("workspace_id", "status").annotate(
+        n=Count("id"), mine=Count("id", filter=Q(submitted_by=user))
+    )
+    for workspace_id, status, n, n_mine in counts.order_by():
+        if status == JobStatus.QUEUED:
+            rows[workspace_id].queued_jobs += n
+            my_queued += n_mine
+        else:
+            rows[workspace_id].active_jobs += n
+            my_active += n_mine
+    running_first = Case(When(status=JobStatus.QUEUED, then=1), default=0)
+    my_jobs = list(
+        unfinished.filter(submitted_by=user)
+        .select_related("compute")
+        .order_by(running_first, "-queued_at", "-id")[:HOME_JOBS_SHOWN]
+    )
+    for job in my_jobs:
+        job.workspace = job.compute.workspace = rows[job.workspace_id].workspace
+
+    # Clusters with nodes up (their nodes counted, busy ones too): the join reads the
+    # live nodes' partial index only. The page's total counts the clusters it shows.
+    clusters = list(
+        Compute.objects.filter(
+            workspace_id__in=ids,
+            kind=ComputeKind.CLUSTER,
+            nodes__state__in=LIVE_NODE_STATES,
+        )
+        .annotate(
+            live_nodes=Count("nodes"),
+            busy_nodes=Count("nodes", filter=Q(nodes__state=NodeState.RUNNING)),
+        )
+        .select_related("vm_size")
+        .order_by("name", "id")[:HOME_ROWS_SHOWN]
+    )
+    for compute in clusters:
+        compute.workspace = rows[compute.workspace_id].workspace
+        rows[compute.workspace_id].nodes_up += compute.live_nodes
+
+    quota_requests = list(
+        QuotaRequest.objects.filter(workspace_id__in=ids, status=RequestStatus.PENDING)
+        .select_related("family", "requested_by")
+        .order_by("-created_at", "-id")[:HOME_ROWS_SHOWN]
+    )
+    for item in quota_requests:
+        item.workspace = rows[item.workspace_id].workspace
+
+    return Home(
+        workspaces=list(rows.values()),
+        my_instances=mine,
+        my_jobs=my_jobs,
+        my_queued=my_queued,
+        my_active=my_active,
+        clusters=clusters,
+        quota_requests=quota_requests,
+        invitations=list(pending_invitations(user, now)),
+    )
+
+
+def pending_invitations(user: User, now: datetime) -> QuerySet[Invitation]:
+    """The user's invitations still open (an expired one is moved lazily, so the date
+    decides here too)."""
+    return (
+        Invitation.objects.filter(
+            invitee_id=user.pk, state=InvitationState.PENDING, expires_at__gt=now
+        )
+        .select_related("workspace", "invited_by")
+        .order_by("-created_at", "-id")[:HOME_ROWS_SHOWN]
+    )

@@ -2,9 +2,10 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from compute.views.home import home
 from workspace.views import errors
 from workspace.views.invitations import invitation_accept, invitation_decline, invitations
-from workspace.views.workspaces import home, notifications, notifications_read
+from workspace.views.workspaces import notifications, notifications_read
 
 urlpatterns = [
     path("", home, name="home"),

@@ -42,7 +42,7 @@ def test_login_logout_round_trip(client, team):
     response = client.post(
         reverse("login"), {"username": team.admin.username, "password": "correct-horse-battery"}
     )
-    assert response["Location"] == reverse("workspace:list")
+    assert response["Location"] == reverse("home")
     assert client.post(reverse("logout")).status_code == 302
     assert client.get(reverse("workspace:list")).status_code == 302
 

@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -253,9 +253,3 @@ def notifications_read(request: AuthedRequest) -> HttpResponse:
         unread = unread.filter(pk=int(request.POST["id"]))
     unread.update(read_at=timezone.now())
     return redirect(local_target(request, request.POST.get("next", ""), reverse("notifications")))
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_authenticated:
-        return redirect("login")
-    return redirect("workspace:list")
