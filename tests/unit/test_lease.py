@@ -64,7 +64,7 @@ def test_an_owner_on_another_machine_keeps_its_hold_until_it_lapses(compute):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_slow_pass_keeps_its_hold_past_the_lease_time(team, settings):
+def test_a_slow_pass_keeps_its_hold_past_the_lease_time(catalog, team, settings):
     """A pass slowed by a loaded machine outlives the lease time; its heartbeat keeps the
     hold, so no second reconciler acts beside it. Without the heartbeat, the same wait
     lets the hold lapse (the control at the end)."""
