@@ -31,8 +31,10 @@ JOB_USER = "1001:1001"  # every job process: one user, so `kill -1` as it reache
 # The run itself: $1 run folder, $2 output limit in 512-byte blocks. The job writes into a
 # FIFO that `cat` drains into output.log under the size limit (past it, the rest is read
 # and thrown away: the job never blocks or dies of it). The exit code is the job's own
-# process's: a child it left running may hold the FIFO open, so the drain is waited for
-# only a moment (it ends at once otherwise, with the output whole).
+# process's: a child it left running may hold the FIFO open, so then the drain is waited
+# for only a moment. With no writer left the drain has reached the end of the output and
+# is waited for until it has written it all, however slow a loaded machine makes it (the
+# exit code is what says "the output is whole": written first, the last lines were lost).
 WRAPPER = r"""
 run="$1"
 mkfifo "$run/.out" || exit 1
@@ -42,8 +44,21 @@ drain=$!
 sh -c "$HANGAR_COMMAND" > "$run/.out" 2>&1 < /dev/null &
 wait $!
 code=$?
+# Does any process still hold the FIFO open for writing (fdinfo flags, octal: O_WRONLY 1,
+# O_RDWR 2)? Only the drain holds it for reading.
+writer_left() {
+  for fd in /proc/[0-9]*/fd/*; do
+    [ "$(readlink "$fd" 2>/dev/null)" = "$run/.out" ] || continue
+    flags=$(sed -n 's/^flags:[[:space:]]*//p' "${fd%/fd/*}/fdinfo/${fd##*/}" 2>/dev/null)
+    [ -n "$flags" ] && [ $((0$flags & 3)) -ne 0 ] && return 0
+  done
+  return 1
+}
 i=0
-while kill -0 "$drain" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.05; i=$((i + 1)); done
+while kill -0 "$drain" 2>/dev/null && [ $i -lt 1200 ]; do
+  if [ $i -ge 20 ] && writer_left; then break; fi
+  sleep 0.05; i=$((i + 1))
+done
 echo "$code" > "$run/exit_code.tmp" && mv "$run/exit_code.tmp" "$run/exit_code"
 """
 
