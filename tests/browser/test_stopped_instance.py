@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from compute.models import Compute, ComputeState, Job
 from tests.browser.conftest import ARTIFACTS
+from tests.browser.test_compute import pick_size
 from tests.browser.test_first_steps import log_in
 from tests.support.factories import ComputeFactory
 from tests.support.leftovers import remove_all_nodes
@@ -57,3 +58,20 @@ def test_a_stopped_instance_offers_start_and_start_and_submit_never_submit(page,
     page.get_by_role("button", name="Submit job").click()
     expect(page.get_by_text("Submitted python.")).to_be_visible()
     assert Job.objects.get().compute_id == box.pk
+
+
+def test_the_new_instance_form_starts_from_the_workspace_default_and_applies_it(page, stopped):
+    """Issue 15, point 1, as the user sees it: the admin's "default for new instances"
+    fills the idle field, and an instance created without touching it gets that limit."""
+    workspace = Workspace.objects.get(slug="vision-team")
+    workspace.idle_default_minutes = 45
+    workspace.save(update_fields=["idle_default_minutes"])
+    log_in(page, "bob", "hangar-bob")
+    page.goto(f"/w/{workspace.slug}/compute/new/instance/")
+    idle = page.get_by_label("Idle shutdown (minutes)")
+    expect(idle).to_have_value("45")
+    page.get_by_label("Name").fill("fresh-box")
+    page.get_by_label("VM size").select_option(label=pick_size(page, "Standard_DS3_v2"))
+    page.get_by_role("button", name="Create instance").click()
+    expect(page.get_by_role("heading", name="fresh-box")).to_be_visible()
+    assert Compute.objects.get(name="fresh-box").idle_shutdown_minutes == 45
