@@ -11,6 +11,11 @@ test:
 	@bash scripts/test-setup.sh
 	$(MAKE) --no-print-directory test-only
 
+# Both cores: each pytest-xdist worker is a session of its own (site label, test database,
+# Celery worker and folders: config/settings_test.py), so the suite stays well under 15
+# minutes on 2 cores. `make test PYTEST_ARGS=` runs it in one process.
+PYTEST_ARGS ?= -n 2
+
 # The suite alone, when the services are already up.
 test-only:
 	.venv/bin/ruff check .
