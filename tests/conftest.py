@@ -36,6 +36,28 @@ def team(db) -> Team:
     return make_team()
 
 
+@pytest.fixture(autouse=True)
+def catalog_present(request: pytest.FixtureRequest) -> None:
+    """Every test with a database finds the VM catalog of the data migration, whatever ran
+    before it: a transactional test flushes the database when it ends, and in a shuffled
+    order (`--random-order`) a test that reads the catalog may come right after one. One
+    query when the catalog is there; inside the test's transaction when it is not."""
+    marker = request.node.get_closest_marker("django_db")
+    names = request.fixturenames
+    transactional = (
+        "transactional_db" in names
+        or "live_server" in names
+        or bool(marker and (marker.kwargs.get("transaction") or marker.args[:1] == (True,)))
+    )
+    if transactional:
+        request.getfixturevalue("transactional_db")
+    elif marker or "db" in names:
+        request.getfixturevalue("db")
+    else:
+        return
+    ensure_catalog()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def fresh_job_records() -> None:
     """Job ids restart with each test database, and a run's record is kept on purpose (a
