@@ -125,16 +125,9 @@ HOME_INSTANCE_STATES = (*INSTANCE_UP, ComputeState.STOPPING)
 
 
 def owned_by(user: User) -> Q:
-    """The user's instances: assigned to them, or created by them and assigned to nobody
-    (the owner the "What is running" page names)."""
+    """The user's instances (`Compute.owner` as a query): assigned to them, or created by
+    them and assigned to nobody."""
     return Q(assigned_to=user) | Q(assigned_to__isnull=True, created_by=user)
-
-
-def owns(user: User, compute: Compute) -> bool:
-    """`owned_by` on a row already read."""
-    if compute.assigned_to_id is not None:
-        return compute.assigned_to_id == user.pk
-    return compute.created_by_id == user.pk
 
 
 @dataclass(frozen=True)
@@ -237,7 +230,7 @@ def home_for(user: User, now: datetime) -> Home:
     mine = [
         MyInstance(c, roles[c.workspace_id], now)
         for c in instances
-        if c.state in HOME_INSTANCE_STATES and owns(user, c)
+        if c.state in HOME_INSTANCE_STATES and c.owner == user
     ]
 
     # Jobs: counted per workspace and status (the user's among them); only unfinished rows.

@@ -77,8 +77,17 @@ def idle_sweep(now: datetime | None = None) -> IdleReport:
     return report
 
 
-def owner_of(compute: Compute):
-    return compute.assigned_to or compute.created_by
+def notify_owner(compute: Compute, title: str, body: str, email_on_commit: bool = False) -> None:
+    """A notification to whoever owns the compute (nobody for a seeded row)."""
+    if compute.owner:
+        notify(
+            compute.owner,
+            workspace=compute.workspace,
+            title=title,
+            body=body,
+            url=compute.get_absolute_url(),
+            email_on_commit=email_on_commit,
+        )
 
 
 def stop_idle(compute: Compute, now: datetime, report: IdleReport) -> None:
@@ -99,22 +108,18 @@ def stop_idle(compute: Compute, now: datetime, report: IdleReport) -> None:
         record(compute, EventVerb.IDLE_STOPPED, reason)
         report.to_reconcile.append(compute.pk)
     report.stopped.append(compute.pk)
-    user = owner_of(compute)
-    if user:
-        notify(
-            user,
-            workspace=compute.workspace,
-            title=f"{compute.name} was stopped after {compute.idle_shutdown_minutes} min idle",
-            body=reason + " Start it again whenever you need it.",
-            url=compute.get_absolute_url(),
-        )
+    notify_owner(
+        compute,
+        title=f"{compute.name} was stopped after {compute.idle_shutdown_minutes} min idle",
+        body=reason + " Start it again whenever you need it.",
+    )
 
 
 def remind(
     compute: Compute, kind: str, deadline: datetime, now: datetime, report: IdleReport
 ) -> None:
     """Send every reminder whose lead time has come, each exactly once per deadline."""
-    user = owner_of(compute)
+    user = compute.owner
     for lead in compute.workspace.leads:
         if deadline - idle.minutes(lead) > now:
             continue
@@ -161,7 +166,7 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
     with transaction.atomic():
         # The instance's row first, then the schedule's: the order in which "keep running"
         # locks them to postpone a stop (actions/idle.py), so the two never deadlock.
-        Compute.objects.select_for_update().filter(pk=compute.pk).values_list("pk").first()
+        locked = Compute.objects.select_for_update().filter(pk=compute.pk).first()
         won = Schedule.objects.filter(
             pk=schedule.pk, next_run_at=schedule.next_run_at, postponed_to=schedule.postponed_to
         ).update(next_run_at=following, postponed_to=None, last_fired_at=now)
@@ -186,7 +191,7 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
             report.skipped.append(schedule.pk)
             return
         if schedule.action == ScheduleAction.START:
-            short = cores_short_for_start(compute)
+            short = cores_short_for_start(locked)
             if short:
                 skip_start_for_quota(compute, at, short)
                 report.skipped.append(schedule.pk)
@@ -207,12 +212,12 @@ def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport
     report.fired.append((schedule.pk, schedule.action))
 
 
-def cores_short_for_start(compute: Compute) -> str:
+def cores_short_for_start(locked: Compute | None) -> str:
     """Why the workspace has no cores for this instance to start ("" when it has, or when
     it is not stopped: nothing to start). A stopped instance holds no cores, so a schedule
-    takes them again as the Start button does: the instance's row locked first, then the
-    quota row (the order `instance_verb` locks them in), both until the start commits."""
-    locked = Compute.objects.select_for_update().filter(pk=compute.pk).first()
+    takes them again as the Start button does: the instance's row locked first (`fire`),
+    then the quota row (the order `instance_verb` locks them in), both until the start
+    commits."""
     if locked is None or locked.state not in SCHEDULED_START_FROM or locked.vm_size is None:
         return ""
     cores = quota.check(locked.workspace, locked.vm_size, 1, Tier.DEDICATED, lock=True)
@@ -222,16 +227,12 @@ def cores_short_for_start(compute: Compute) -> str:
 def skip_start_for_quota(compute: Compute, at: str, short: str) -> None:
     message = f"Skipped the scheduled start of {at}: {short}"
     record(compute, EventVerb.SCHEDULE_SKIPPED, message, level="warning")
-    user = owner_of(compute)
-    if user:
-        notify(
-            user,
-            workspace=compute.workspace,
-            title=f"{compute.name} did not start at its scheduled time",
-            body=f"{message} Free cores or request more, then start it.",
-            url=compute.get_absolute_url(),
-            email_on_commit=True,
-        )
+    notify_owner(
+        compute,
+        title=f"{compute.name} did not start at its scheduled time",
+        body=f"{message} Free cores or request more, then start it.",
+        email_on_commit=True,
+    )
 
 
 def system_verb(compute: Compute, action: str, now: datetime) -> bool:

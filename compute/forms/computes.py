@@ -184,16 +184,12 @@ class InstanceForm(ComputeForm):
         """A number is the creator's choice; a field sent empty is "never", chosen on
         purpose (the page fills it with the default), and passes only if the policy allows
         it; a field not sent at all leaves it to the workspace's default (None)."""
-        from compute.actions.idle import IDLE_OFF, check_idle_minutes
+        from compute.actions.idle import IDLE_OFF
 
         value = self.cleaned_data.get("idle_shutdown_minutes")
         if value is None and self.add_prefix("idle_shutdown_minutes") not in self.data:
             return None  # the action applies the default, and checks it
-        try:
-            check_idle_minutes(self.workspace, value)
-        except ValidationError as error:
-            raise forms.ValidationError(error.message_dict["idle_shutdown_minutes"]) from None
-        return IDLE_OFF if value is None else value
+        return IDLE_OFF if within_idle_policy(self.workspace, value) is None else value
 
     def clean_secret_environment(self) -> dict[str, str]:
         return parse_variables(self.cleaned_data["secret_environment"], secret=True)
@@ -214,14 +210,19 @@ class IdleSettingsForm(StyledForm, forms.Form):
 
     def clean_idle_shutdown_minutes(self) -> int | None:
         """Empty: off (None), if the policy allows it."""
-        from compute.actions.idle import check_idle_minutes
+        return within_idle_policy(self.workspace, self.cleaned_data.get("idle_shutdown_minutes"))
 
-        value = self.cleaned_data.get("idle_shutdown_minutes")
-        try:
-            check_idle_minutes(self.workspace, value)
-        except ValidationError as error:
-            raise forms.ValidationError(error.message_dict["idle_shutdown_minutes"]) from None
-        return value
+
+def within_idle_policy(workspace: Workspace, value: int | None) -> int | None:
+    """The value, if the workspace's idle policy allows it (None: off); else the field's
+    error, in the policy's words."""
+    from compute.actions.idle import check_idle_minutes
+
+    try:
+        check_idle_minutes(workspace, value)
+    except ValidationError as error:
+        raise forms.ValidationError(error.message_dict["idle_shutdown_minutes"]) from None
+    return value
 
 
 class ScheduleForm(StyledForm, forms.Form):

@@ -147,6 +147,12 @@ class Compute(models.Model):
         return reverse("compute:detail", args=[self.workspace.slug, self.pk])
 
     @property
+    def owner(self):  # a User, or None for a compute nobody created (seeded rows)
+        """Whose compute this is: the member it is assigned to, else whoever created it
+        (reminders go to them; the home page and "What is running" name them)."""
+        return self.assigned_to or self.created_by
+
+    @property
     def is_instance(self) -> bool:
         return self.kind == ComputeKind.INSTANCE
 
