@@ -53,3 +53,18 @@ def page(browser, live_server, catalog) -> Iterator:
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+def demo_access(workers, settings, username: str):
+    """The demo workspace (`seed_demo`) with a live worker on local nodes, as `username`
+    acts in it: the start of the browser tests that watch real jobs and instances."""
+    from django.core.management import call_command
+
+    from workspace.access import get_access
+    from workspace.models import Membership
+
+    settings.HANGAR_DRIVER = "local"
+    workers.get("local")
+    call_command("seed_demo", quiet_logins=True)
+    user = Membership.objects.get(user__username=username).user
+    return get_access(user, "vision-team")

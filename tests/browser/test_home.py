@@ -6,13 +6,12 @@ driver) doing the work."""
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import expect
 
 from compute.actions import computes as actions
 from compute.actions.jobs import submit_job
 from compute.models import Compute, VmSize
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, demo_access
 from tests.browser.test_first_steps import log_in
 from tests.support.leftovers import remove_all_nodes
 from workspace.access import get_access
@@ -23,12 +22,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def bobs_box(workers, catalog, settings):
-    settings.HANGAR_DRIVER = "local"
-    workers.get("local")
-    call_command("seed_demo", quiet_logins=True)
-    bob = Membership.objects.get(user__username="bob").user
     made = actions.create_instance(
-        get_access(bob, "vision-team"),
+        demo_access(workers, settings, "bob"),
         name="bob-box",
         vm_size=VmSize.objects.get(name="Standard_DS3_v2"),
         idle_shutdown_minutes=60,

@@ -7,14 +7,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import expect
 
 from compute.actions import computes as actions
 from compute.actions.jobs import submit_job
 from compute.lib import jobfiles
 from compute.models import Compute, Job, JobStatus, NodeState, VmSize
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, demo_access
 from tests.browser.test_first_steps import log_in
 from tests.integration.helpers import wait_for
 from tests.support.leftovers import remove_all_nodes
@@ -27,12 +26,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def pool(workers, catalog, settings) -> Iterator[Compute]:
     """The demo workspace with a cluster of real local nodes and a live worker."""
-    settings.HANGAR_DRIVER = "local"
-    workers.get("local")
-    call_command("seed_demo", quiet_logins=True)
-    alice = Membership.objects.get(user__username="alice").user
     made = actions.create_cluster(
-        get_access(alice, "vision-team"),
+        demo_access(workers, settings, "alice"),
         name="gpu-pool",
         vm_size=VmSize.objects.get(name="Standard_NC6"),
         max_nodes=1,

@@ -4,28 +4,21 @@ then the cluster page explains the scaling with events and a chart."""
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import expect
 
 from compute.actions import computes as actions
 from compute.models import VmSize
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, demo_access
 from tests.browser.test_first_steps import log_in
 from tests.support.leftovers import remove_all_nodes
-from workspace.access import get_access
-from workspace.models import Membership
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def cluster(workers, catalog, settings):
-    settings.HANGAR_DRIVER = "local"
-    workers.get("local")
-    call_command("seed_demo", quiet_logins=True)
-    alice = Membership.objects.get(user__username="alice").user
     made = actions.create_cluster(
-        get_access(alice, "vision-team"),
+        demo_access(workers, settings, "alice"),
         name="gpu-pool",
         vm_size=VmSize.objects.get(name="Standard_NC6"),
         max_nodes=2,
