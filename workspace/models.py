@@ -157,6 +157,8 @@ class Notification(models.Model):
             models.Index(
                 fields=["user"], name="notification_unread_idx", condition=models.Q(read_at=None)
             ),
+            # The inbox pages through a user's newest notifications.
+            models.Index(fields=["user", "-created_at", "-id"], name="notification_recent_idx"),
         ]
 
     def __str__(self) -> str:
@@ -192,6 +194,12 @@ class Activity(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "activity"
+        indexes = [
+            # A workspace's activity page and overview read its newest rows off this index.
+            models.Index(
+                fields=["workspace", "-created_at", "-id"], name="activity_workspace_recent_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.message

@@ -91,6 +91,11 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # A compute's page shows its newest events: read off this index, however long
+            # its history.
+            models.Index(fields=["compute", "-created_at", "-id"], name="event_compute_recent_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.message

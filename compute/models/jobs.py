@@ -93,6 +93,12 @@ class Job(models.Model):
                 name="job_active_idx",
                 condition=Q(status__in=["queued", "preparing", "running"]),
             ),
+            # The newest first, of a workspace (the job list) or of a compute (its page, the
+            # job list filtered by it): a page is read off the index, not sorted out of years.
+            models.Index(
+                fields=["workspace", "-queued_at", "-id"], name="job_workspace_recent_idx"
+            ),
+            models.Index(fields=["compute", "-queued_at", "-id"], name="job_compute_recent_idx"),
         ]
 
     def __str__(self) -> str:

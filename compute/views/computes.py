@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,7 +15,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from compute.actions import computes as actions
 from compute.forms.computes import ClusterBoundsForm, ClusterForm, InstanceForm
-from compute.models import Compute, ComputeKind, ComputeState, JobStatus
+from compute.models import Compute, ComputeKind, ComputeState, Job, JobStatus, Node
 from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED, LIVE_NODE_STATES, NODE_CHANGING
 from compute.selectors import computes_of
 from compute.views.attached import attached_detail
@@ -24,6 +24,7 @@ from compute.views.common import add_errors, back
 from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, require_role, workspace_view
 from workspace.models import Role
+from workspace.queries import count_per_row
 from workspace.views.htmx import render_htmx
 
 TABS = {
@@ -46,9 +47,9 @@ def compute_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespons
         .exclude(state=ComputeState.DELETED)
         .select_related("vm_size", "created_by", "assigned_to", "attachment")
         .annotate(
-            live_nodes=Count("nodes", filter=Q(nodes__state__in=LIVE_NODE_STATES), distinct=True),
-            queued_jobs=Count("jobs", filter=Q(jobs__status=JobStatus.QUEUED), distinct=True),
-            running_jobs=Count("jobs", filter=Q(jobs__status__in=JOB_ACTIVE), distinct=True),
+            live_nodes=count_per_row(Node.objects.filter(state__in=LIVE_NODE_STATES), "compute"),
+            queued_jobs=count_per_row(Job.objects.filter(status=JobStatus.QUEUED), "compute"),
+            running_jobs=count_per_row(Job.objects.filter(status__in=JOB_ACTIVE), "compute"),
         )
         .order_by("name")
     )
