@@ -5,24 +5,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('compute', '0016_event_verbs'),
-        ('workspace', '0008_recent_history_indexes'),
+        ("compute", "0016_event_verbs"),
+        ("workspace", "0008_recent_history_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['compute', '-created_at', '-id'], name='event_compute_recent_idx'),
+            model_name="event",
+            index=models.Index(
+                fields=["compute", "-created_at", "-id"], name="event_compute_recent_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['workspace', '-queued_at', '-id'], name='job_workspace_recent_idx'),
+            model_name="job",
+            index=models.Index(
+                fields=["workspace", "-queued_at", "-id"], name="job_workspace_recent_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['compute', '-queued_at', '-id'], name='job_compute_recent_idx'),
+            model_name="job",
+            index=models.Index(
+                fields=["compute", "-queued_at", "-id"], name="job_compute_recent_idx"
+            ),
         ),
     ]

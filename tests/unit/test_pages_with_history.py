@@ -135,11 +135,11 @@ def test_the_list_counts_live_nodes_and_unfinished_jobs_only(client, team, busy)
     assert cells(body.content.decode(), "box") == ("0", "0 · 0")
 
 
-def test_the_list_reads_each_count_by_index_not_by_joining_history(client, team, busy):
+@pytest.mark.usefixtures("busy")
+def test_the_list_reads_each_count_by_index_not_by_joining_history(client, team):
     """The clusters tab used to join nodes × every job ever and sort the product (3.6 s a
     request on a busy cluster): the counts are subqueries, the page's query has no join
     to nodes or jobs, and the paginator counts computes only."""
-    cluster, instance = busy
     client.force_login(team.reader)
     with CaptureQueriesContext(connection) as captured:
         client.get(reverse("compute:list", args=[team.workspace.slug]) + "?tab=clusters")

@@ -5,19 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('workspace', '0007_activity_idle_policy_verb'),
+        ("workspace", "0007_activity_idle_policy_verb"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='activity',
-            index=models.Index(fields=['workspace', '-created_at', '-id'], name='activity_workspace_recent_idx'),
+            model_name="activity",
+            index=models.Index(
+                fields=["workspace", "-created_at", "-id"], name="activity_workspace_recent_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='notification',
-            index=models.Index(fields=['user', '-created_at', '-id'], name='notification_recent_idx'),
+            model_name="notification",
+            index=models.Index(
+                fields=["user", "-created_at", "-id"], name="notification_recent_idx"
+            ),
         ),
     ]
