@@ -22,6 +22,7 @@ from compute.models import (
     ComputeVerb,
     Job,
     JobStatus,
+    Node,
     NodeState,
     QuotaRequest,
     RequestStatus,
@@ -120,6 +121,8 @@ def burning_rows(instances: Iterable[Compute], now: datetime) -> list[Burning]:
 
 HOME_JOBS_SHOWN = 20
 HOME_ROWS_SHOWN = 50
+HOME_INSTANCES_SHOWN = 20
+HOME_CLUSTERS_SHOWN = 20
 # An instance of the user's shows on the home page while it is up, coming up or going down.
 HOME_INSTANCE_STATES = (*INSTANCE_UP, ComputeState.STOPPING)
 
@@ -177,9 +180,16 @@ class Home:
     my_jobs: list[Job]
     my_queued: int
     my_active: int
-    clusters: Sequence[Compute]  # with live_nodes and busy_nodes
+    clusters: Sequence[Compute]  # the busiest few, with live_nodes and busy_nodes
+    clusters_up: int  # every cluster with a node up
     quota_requests: list[QuotaRequest]
     invitations: list[Invitation]
+
+    @property
+    def my_instances_shown(self) -> list[MyInstance]:
+        """The first rows of `my_instances` (the soonest to stop first): a page of rows,
+        however many instances the user has up."""
+        return self.my_instances[:HOME_INSTANCES_SHOWN]
 
     @property
     def cost_today(self) -> float:
@@ -207,7 +217,7 @@ def home_for(user: User, now: datetime) -> Home:
     rows = {m.workspace_id: WorkspaceToday(m) for m in memberships}
     ids = list(rows)
     if not ids:
-        return Home([], [], [], 0, 0, [], [], list(pending_invitations(user, now)))
+        return Home([], [], [], 0, 0, [], 0, [], list(pending_invitations(user, now)))
     roles = {m.workspace_id: m.role for m in memberships}
 
     # Instances: every running one of the workspaces (their cost), and the user's own on
@@ -232,6 +242,7 @@ def home_for(user: User, now: datetime) -> Home:
         for c in instances
         if c.state in HOME_INSTANCE_STATES and c.owner == user
     ]
+    mine.sort(key=soonest_to_stop)
 
     # Jobs: counted per workspace and status (the user's among them); only unfinished rows.
     unfinished = Job.objects.filter(workspace_id__in=ids, status__in=JOB_UNFINISHED)
@@ -255,9 +266,20 @@ def home_for(user: User, now: datetime) -> Home:
     for job in my_jobs:
         job.workspace = job.compute.workspace = rows[job.workspace_id].workspace
 
-    # Clusters with nodes up (their nodes counted, busy ones too): the join reads the
-    # live nodes' partial index only. The page's total counts the clusters it shows.
-    clusters = list(
+    # Clusters with nodes up: the totals per workspace in one grouped count, the busiest
+    # few listed with their own counts. Both read the live nodes' partial index only.
+    live = Node.objects.filter(
+        compute__workspace_id__in=ids, compute__kind=ComputeKind.CLUSTER, state__in=LIVE_NODE_STATES
+    )
+    clusters_up = 0
+    for workspace_id, nodes, clusters in (
+        live.order_by()
+        .values_list("compute__workspace_id")
+        .annotate(nodes=Count("id"), clusters=Count("compute_id", distinct=True))
+    ):
+        rows[workspace_id].nodes_up = nodes
+        clusters_up += clusters
+    shown = list(
         Compute.objects.filter(
             workspace_id__in=ids,
             kind=ComputeKind.CLUSTER,
@@ -268,11 +290,10 @@ def home_for(user: User, now: datetime) -> Home:
             busy_nodes=Count("nodes", filter=Q(nodes__state=NodeState.RUNNING)),
         )
         .select_related("vm_size")
-        .order_by("name", "id")[:HOME_ROWS_SHOWN]
+        .order_by("-busy_nodes", "-live_nodes", "name", "id")[:HOME_CLUSTERS_SHOWN]
     )
-    for compute in clusters:
+    for compute in shown:
         compute.workspace = rows[compute.workspace_id].workspace
-        rows[compute.workspace_id].nodes_up += compute.live_nodes
 
     quota_requests = list(
         QuotaRequest.objects.filter(workspace_id__in=ids, status=RequestStatus.PENDING)
@@ -288,10 +309,18 @@ def home_for(user: User, now: datetime) -> Home:
         my_jobs=my_jobs,
         my_queued=my_queued,
         my_active=my_active,
-        clusters=clusters,
+        clusters=shown,
+        clusters_up=clusters_up,
         quota_requests=quota_requests,
         invitations=list(pending_invitations(user, now)),
     )
+
+
+def soonest_to_stop(mine: MyInstance) -> tuple[bool, datetime | None]:
+    """Instances with an idle shutdown ahead first, the soonest first; then the rest (in
+    the order read: by name)."""
+    deadline = mine.compute.idle_deadline if mine.compute.is_running else None
+    return (deadline is None, deadline)
 
 
 def pending_invitations(user: User, now: datetime) -> QuerySet[Invitation]:

@@ -3,6 +3,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django import forms
+from django.forms.utils import flatatt
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.text import slugify
 
 from workspace.models import IDLE_POLICY_FIELDS, SLUG_RULE, Role, Workspace
@@ -19,6 +22,46 @@ def style_fields(form: forms.BaseForm) -> None:
         if name in (form._errors or {}) and "is-invalid" not in classes:  # type: ignore[attr-defined]  # private, not in the stubs
             classes.append("is-invalid")
         widget.attrs["class"] = " ".join(classes)
+
+
+class QuickSelect(forms.Select):
+    """A `<select>` written in Python. Django renders every option through a template of
+    its own (a tenth of a millisecond each), so a picker of a workspace's 500 computes took
+    most of the job list's time. Options named in `disabled_values` are greyed out; a
+    choice whose label is a list of choices is an `<optgroup>`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.disabled_values: set[str] = set()
+
+    def render(
+        self, name: str, value: Any, attrs: dict | None = None, renderer: Any = None
+    ) -> SafeString:
+        selected = {str(v) for v in self.format_value(value)}
+        body = SafeString("")
+        for option_value, label in self.choices:
+            if isinstance(label, (list, tuple)):
+                group = self.render_options(label, selected)
+                body += format_html('<optgroup label="{}">{}</optgroup>', option_value, group)
+            else:
+                body += self.render_options([(option_value, label)], selected)
+        final = self.build_attrs(self.attrs, {**(attrs or {}), "name": name})
+        return format_html("<select{}>{}</select>", flatatt(final), body)
+
+    def render_options(self, choices: Any, selected: set[str]) -> SafeString:
+        return format_html_join(
+            "",
+            '<option value="{}"{}{}>{}</option>',
+            (
+                (
+                    value,
+                    SafeString(" selected") if str(value) in selected else "",
+                    SafeString(" disabled") if str(value) in self.disabled_values else "",
+                    label,
+                )
+                for value, label in choices
+            ),
+        )
 
 
 if TYPE_CHECKING:

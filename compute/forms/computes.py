@@ -12,7 +12,7 @@ from compute.forms.fields import parse_variables, secret_variables_field
 from compute.models import Category, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
 from compute.selectors import live_computes_of
-from workspace.forms import StyledForm
+from workspace.forms import QuickSelect, StyledForm
 from workspace.models import Workspace
 
 ANY_YES_NO = [("", "Any"), ("yes", "Yes"), ("no", "No")]
@@ -96,7 +96,7 @@ class ComputeForm(StyledForm, forms.Form):
         validators=[COMPUTE_NAME_RULE],
         help_text="3–24 letters, digits and hyphens, starting with a letter; unique here.",
     )
-    vm_size = forms.ChoiceField(label="VM size")
+    vm_size = forms.ChoiceField(label="VM size", widget=QuickSelect)
 
     def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)

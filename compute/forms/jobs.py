@@ -9,29 +9,16 @@ from compute.actions.jobs import Code
 from compute.forms.fields import check_disjoint, parse_variables, secret_variables_field
 from compute.models import CodeKind, Compute, JobStatus
 from compute.selectors import live_computes_of
-from workspace.forms import StyledForm
+from workspace.forms import QuickSelect, StyledForm
 from workspace.models import Workspace
 
 MAX_NAME = 200  # Job.code_name
 
 
-class ComputeSelect(forms.Select):
-    """The compute picker: a compute that takes no job now is shown, greyed out, with why
-    (`Compute.job_refusal`, the rule `submit_job` follows)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.refusing: set[str] = set()
-
-    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
-        option = super().create_option(name, value, label, selected, index, subindex, attrs)
-        if str(value) in self.refusing:
-            option["attrs"]["disabled"] = True
-        return option
-
-
 class JobSubmitForm(StyledForm, forms.Form):
-    compute = forms.TypedChoiceField(coerce=int, label="Compute target", widget=ComputeSelect)
+    # A compute that takes no job now is shown greyed out, with why (`Compute.job_refusal`,
+    # the rule `submit_job` follows).
+    compute = forms.TypedChoiceField(coerce=int, label="Compute target", widget=QuickSelect)
     name = forms.CharField(
         max_length=80, required=False, help_text="Shown in lists; defaults to the command."
     )
@@ -79,12 +66,15 @@ class JobSubmitForm(StyledForm, forms.Form):
             f"Up to {settings.HANGAR_CODE_LIMIT_MB} MiB, also once unpacked; a zip is "
             "unpacked. Mounted read-only in the node."
         )
-        computes = list(live_computes_of(workspace).order_by("kind", "name"))
+        # Only what a label and `job_refusal` read: a workspace may have hundreds.
+        computes = list(
+            live_computes_of(workspace).only("name", "kind", "state").order_by("kind", "name")
+        )
         field = cast(forms.ChoiceField, self.fields["compute"])
         field.choices = [("", "Choose a compute…")] + [
             (c.pk, self.compute_label(c)) for c in computes
         ]
-        cast(ComputeSelect, field.widget).refusing = {
+        cast(QuickSelect, field.widget).disabled_values = {
             str(c.pk) for c in computes if c.job_refusal()
         }
 
@@ -132,8 +122,12 @@ class JobSubmitForm(StyledForm, forms.Form):
 
 class JobFilterForm(StyledForm, forms.Form):
     status = forms.ChoiceField(choices=[("", "Any status"), *JobStatus.choices], required=False)
-    compute = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
-    submitter = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    compute = forms.TypedChoiceField(
+        coerce=int, required=False, empty_value=None, widget=QuickSelect
+    )
+    submitter = forms.TypedChoiceField(
+        coerce=int, required=False, empty_value=None, widget=QuickSelect
+    )
 
     def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -265,6 +265,21 @@ def test_clusters_with_live_nodes_show_with_their_counts(client, team):
     assert 'data-testid="count-nodes-up">3<' in body
 
 
+def test_many_clusters_up_are_all_counted_and_the_busiest_listed(client, team):
+    for n in range(25):
+        pool = ComputeFactory(workspace=team.workspace, name=f"pool{n:02}", max_nodes=4)
+        NodeFactory(compute=pool, running=n >= 22)  # three clusters at work
+        NodeFactory(compute=pool, state="unusable")  # history: not up
+    body = home(client, team.reader)
+    clusters = section(body, "clusters-up")
+    assert clusters.count("data-compute=") == 20
+    for busiest in ("pool22", "pool23", "pool24"):
+        assert f'data-compute="{busiest}"' in clusters
+    assert "The 20 busiest of 25" in clusters
+    assert 'data-testid="count-nodes-up">25<' in body
+    assert "cluster nodes up in 25 clusters" in body
+
+
 # Pending quota requests and invitations
 
 
@@ -351,11 +366,15 @@ def test_the_number_of_queries_does_not_grow_with_workspaces_or_rows(
     many = count_queries(client)
     assert few == many
     # The session, the user, the bell, the switcher, the user's and groups' permissions
-    # (+ New workspace), and the page's 7 reads: memberships, instances, job counts, my
-    # jobs, clusters with their nodes, quota requests, invitations.
-    with django_assert_max_num_queries(13):
+    # (+ New workspace), and the page's 8 reads: memberships, instances, job counts, my
+    # jobs, live nodes counted per workspace, the busiest clusters, quota requests,
+    # invitations.
+    with django_assert_max_num_queries(14):
         body = client.get(HOME).content.decode()
-    assert section(body, "my-instances").count("data-compute=") == 30
+    # 30 instances up: a page of them (the soonest to stop), and how many there are.
+    assert section(body, "my-instances").count("data-compute=") == 20
+    assert 'data-testid="count-my-instances">30<' in body
+    assert "The 20 stopping soonest of your 30" in body
     assert 'data-testid="count-my-running-jobs">15<' in body
 
 
@@ -397,7 +416,8 @@ def test_years_of_finished_jobs_are_never_read(client, team):
             if "compute_job" in sql or "compute_node" in sql:
                 cursor.execute(f"EXPLAIN {sql}")
                 plans.append("\n".join(row[0] for row in cursor.fetchall()))
-    assert len(plans) == 3  # job counts, my jobs, clusters with their nodes
+    # Job counts, my jobs, live nodes per workspace, the busiest clusters with their nodes.
+    assert len(plans) == 4
     for plan in plans:
         assert "Seq Scan on compute_job" not in plan, plan
         assert "Seq Scan on compute_node" not in plan, plan
