@@ -149,3 +149,22 @@ def test_the_page_is_paged_by_thirty_and_needs_a_login(client: Client, team: Tea
     assert len(notes(first)) == 30 and "note 30" in first and "note 0<" not in first
     second = client.get(PAGE, {"page": 2}).content.decode()
     assert len(notes(second)) == 1 and "note 0<" in second
+
+
+def test_the_bell_counts_up_to_99_plus_whatever_the_backlog(client: Client, team: Team) -> None:
+    """Every page counts the bell: a backlog of thousands of unread reminders is counted
+    no further than "99+"."""
+    client.force_login(team.reader)
+    Notification.objects.bulk_create(
+        Notification(user=team.reader, workspace=team.workspace, title=f"n{i}") for i in range(99)
+    )
+    assert unread_badge(client.get(reverse("home")).content.decode()) == "99"
+    Notification.objects.bulk_create(
+        Notification(user=team.reader, workspace=team.workspace, title=f"m{i}") for i in range(2000)
+    )
+    html = client.get(reverse("home")).content.decode()
+    assert 'data-testid="unread">99+<' in html
+    assert "Notifications, 99+ unread" in html
+    Notification.objects.filter(user=team.reader).update(read_at=datetime.now(UTC))
+    html = client.get(reverse("home")).content.decode()
+    assert 'data-testid="unread"' not in html and "Notifications, none unread" in html
