@@ -128,20 +128,27 @@ def admin_pages(timer: Timer, focus: Focus) -> None:
     )
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def memory_mb(pid: int, key: str) -> float:
+    """A process's memory in MB from /proc: `Rss` (resident, shared pages counted in full)
+    or `Pss` (shared pages divided among the processes sharing them)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-def family_rss_mb(pid: int) -> tuple[float, int]:
-    """(RSS of a process and its children, how many processes)."""
+def family_memory(pid: int) -> str:
+    """RSS and PSS of a process and its children. A prefork worker's children share the
+    parent's pages until they write them: RSS counts those pages once per process, PSS
+    once in all, so the PSS sum is what the processes take together."""
     from tests.support.worker import children
 
     pids = [pid, *children(pid)]
-    return sum(rss_mb(p) for p in pids), len(pids)
+    rss = sum(memory_mb(p, "Rss") for p in pids)
+    pss = sum(memory_mb(p, "Pss") for p in pids)
+    return (
+        f"RSS {rss:6.1f} MB, PSS {pss:6.1f} MB ({len(pids)} process{'es' if len(pids) > 1 else ''})"
+    )
 
 
 def web_memory(focus: Focus, urls: list[str]) -> None:
@@ -163,8 +170,8 @@ def web_memory(focus: Focus, urls: list[str]) -> None:
         opener = login_opener(port, focus.username)
         for url in urls:
             opener.open(f"http://127.0.0.1:{port}{url}", timeout=30).read()
-        rss, _ = family_rss_mb(server.pid)
-        print(f"  {'web server RSS after every page':<46} {rss:7.1f} MB  (goal ≤ 120 MB)")
+        label = "web server after the heaviest pages"
+        print(f"  {label:<46} {family_memory(server.pid)}; goal ≤ 120 MB")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
@@ -246,9 +253,8 @@ def worker_memory() -> None:
         for _ in range(3):
             app.send_task("hangar.sweep", queue=queue)
         wait_idle(app, queue, worker)
-        rss, processes = family_rss_mb(worker.pid)
-        label = "worker RSS after 3 sweeps (all processes)"
-        print(f"  {label:<46} {rss:7.1f} MB  ({processes} processes; goal ≤ 300 MB)")
+        label = "worker after 3 sweeps, all processes"
+        print(f"  {label:<46} {family_memory(worker.pid)}; goal ≤ 300 MB")
     finally:
         worker.terminate()
         try:
