@@ -9,6 +9,7 @@ from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -26,6 +27,8 @@ from compute.selectors import instance_of
 from compute.views.common import add_errors, back
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
+
+BURNING_PAGE_SIZE = 25
 
 
 def instance_or_404(access: WorkspaceAccess, pk: int) -> Compute:
@@ -223,6 +226,8 @@ def activity_endpoint(request: HttpRequest, pk: int) -> JsonResponse:
 def burning(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     """Running instances, most idle first, with today's cost and the idle waste ahead."""
     rows = burning_instances(access.workspace, timezone.now())
+    # The totals are every running instance's; the table shows a page of them.
+    page = Paginator(rows, BURNING_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "compute/burning.html",
@@ -230,7 +235,7 @@ def burning(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
             "nav": "compute",
             "access": access,
             "workspace": access.workspace,
-            "rows": rows,
+            "page": page,
             "total_today": sum(r.cost_today for r in rows),
             "total_waste": sum(r.waste for r in rows),
         },

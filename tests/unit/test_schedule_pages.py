@@ -229,6 +229,32 @@ def test_what_is_running_lists_running_instances_most_idle_first_with_costs(
     assert f"if nothing changes: <strong>${total_waste:.2f}</strong>" in html
 
 
+def test_what_is_running_pages_its_rows_and_totals_them_all(client: Client, team: Team) -> None:
+    """Sixty running instances: the table shows the 25 most idle, the totals count all."""
+    noon = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    price = float(VmSize.objects.get(name="Standard_DS3_v2").price_dedicated)
+    for n in range(60):
+        ComputeFactory(
+            workspace=team.workspace,
+            instance=True,
+            name=f"box{n:02}",
+            state_changed_at=noon - timedelta(hours=1),
+            last_activity_at=noon - timedelta(minutes=n),
+        )
+    client.force_login(team.reader)
+    with time_machine.travel(noon, tick=False):
+        first = burning_page(client, team)
+        third = client.get(
+            reverse("compute:burning", args=[team.workspace.slug]) + "?page=3"
+        ).content.decode()
+    assert re.findall(r'<tr data-compute="([^"]+)"', first) == [
+        f"box{n:02}" for n in range(59, 34, -1)
+    ]
+    assert len(re.findall(r"<tr data-compute=", third)) == 10
+    assert "1–25 of 60" in first and "51–60 of 60" in third
+    assert f"Today so far: <strong>${60 * price:.2f}</strong>" in first
+
+
 def test_what_is_running_is_empty_when_nothing_runs_and_hidden_from_outsiders(
     client: Client, team: Team
 ) -> None:
