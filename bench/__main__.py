@@ -92,7 +92,7 @@ def section(module: str) -> Callable[[], None]:
 SECTIONS: dict[str, Callable[[], None]] = {
     "pages": bench_pages,
     "celery": bench_celery,
-    **{name: section(name) for name in ("compute", "jobs", "idle", "quota", "attached")},
+    **{name: section(name) for name in ("compute", "jobs", "idle", "quota", "attached", "admin")},
 }
 
 
