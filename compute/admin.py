@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from compute import quota
 from compute.actions import quota as quota_actions
@@ -17,10 +19,11 @@ from compute.models import (
     VmSize,
     WorkspaceQuota,
 )
+from workspace.admin_lists import ListAdmin, LongListAdmin
 
 
 @admin.register(GpuArchitecture)
-class GpuArchitectureAdmin(admin.ModelAdmin):
+class GpuArchitectureAdmin(ListAdmin):
     list_display = ["name", "series", "min_cuda"]
     search_fields = ["name", "series"]
 
@@ -44,7 +47,7 @@ class VmSizeInline(admin.TabularInline):
 
 
 @admin.register(VmFamily)
-class VmFamilyAdmin(admin.ModelAdmin):
+class VmFamilyAdmin(ListAdmin):
     list_display = [
         "name",
         "category",
@@ -55,19 +58,22 @@ class VmFamilyAdmin(admin.ModelAdmin):
     ]
     list_filter = ["category", "restricted", "gpu_architecture"]
     search_fields = ["name"]
+    list_select_related = ["gpu_architecture"]
     inlines = [VmSizeInline]
 
 
 @admin.register(VmSize)
-class VmSizeAdmin(admin.ModelAdmin):
+class VmSizeAdmin(ListAdmin):
     list_display = ["name", "family", *SIZE_COLUMNS]
     list_filter = ["family__category", "family__restricted", "isolated", "rdma", "family"]
     search_fields = ["name", "gpu_model", "family__name"]
     list_select_related = ["family"]
     list_editable = ["price_dedicated", "price_low_priority"]
+    # The catalog is one sheet of prices to edit (84 sizes), and does not grow with teams.
+    list_per_page = 100
 
 
-class ReadMostlyAdmin(admin.ModelAdmin):
+class ReadMostlyAdmin(ListAdmin):
     """Lifecycle state belongs to actions and controllers: the admin looks, it does not edit."""
 
     def has_add_permission(self, request) -> bool:
@@ -77,12 +83,20 @@ class ReadMostlyAdmin(admin.ModelAdmin):
         return False
 
 
-class NodeInline(admin.TabularInline):
+class LiveNodeInline(admin.TabularInline):
+    """The nodes a compute has now. A cluster that scaled up and down all year has
+    thousands of ended ones: those are a link away (ComputeAdmin.all_nodes)."""
+
     model = Node
     extra = 0
     readonly_fields = ["index", "state", "container_ref", "started_at", "last_busy_at", "error"]
     fields = tuple(readonly_fields)
+    ordering = ["index"]  # the compute's own order (Node's default joins Compute to sort)
     can_delete = False
+    verbose_name_plural = "live nodes"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(ended_at__isnull=True)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -101,23 +115,36 @@ class ComputeAdmin(ReadMostlyAdmin):
         "created_by",
         "created_at",
     ]
-    list_filter = ["kind", "state", "tier", "workspace", "vm_size__family"]
+    list_filter = ["kind", "state", "tier", "workspace", "vm_size__family", "created_at"]
     search_fields = ["name", "workspace__name", "workspace__slug", "last_error"]
     list_select_related = ["workspace", "vm_size", "created_by"]
-    date_hierarchy = "created_at"
-    inlines = [NodeInline]
+    # Newest first, from the primary key: sorting 10,000 names for every page was most of
+    # its time (a column header still sorts by name on demand).
+    ordering = ["-id"]
+    inlines = [LiveNodeInline]
+    readonly_fields = ["all_nodes"]
     exclude = ["secret_environment"]  # an instance's secret variables: never shown
+
+    @admin.display(description="nodes")
+    def all_nodes(self, obj: Compute) -> str:
+        url = reverse("admin:compute_node_changelist")
+        return format_html(
+            '<a href="{}?compute__id__exact={}">All {} nodes of this compute →</a>',
+            url,
+            obj.pk,
+            obj.nodes.count(),
+        )
 
 
 @admin.register(Job)
-class JobAdmin(ReadMostlyAdmin):
+class JobAdmin(LongListAdmin, ReadMostlyAdmin):
     """Jobs as they are; secret variables are never shown, not even encrypted."""
 
     list_display = ["__str__", "workspace", "compute", "status", "submitted_by", "queued_at"]
-    list_filter = ["status", "compute__kind", "workspace"]
+    # By date: ranges of the queued_at index (a date_hierarchy read every row for its years).
+    list_filter = ["status", "compute__kind", "workspace", "queued_at"]
     search_fields = ["name", "command", "compute__name"]
     list_select_related = ["workspace", "compute", "submitted_by"]
-    date_hierarchy = "queued_at"
     exclude = ["secret_environment"]
 
 
@@ -133,27 +160,46 @@ class AttachmentAdmin(ReadMostlyAdmin):
 
 
 @admin.register(Node)
-class NodeAdmin(ReadMostlyAdmin):
+class NodeAdmin(LongListAdmin, ReadMostlyAdmin):
+    """Every node ever (rows stay when a node ends); a compute's own come from its page
+    (?compute__id__exact=)."""
+
     list_display = ["__str__", "compute", "state", "container_ref", "started_at", "last_busy_at"]
     list_filter = ["state", "compute__kind", "compute__workspace"]
     search_fields = ["compute__name", "container_ref"]
     list_select_related = ["compute"]
+    # Newest first, from the primary key: Node's own order sorts every node by its
+    # compute's name (a join and a sort of the whole table).
+    ordering = ["-id"]
 
 
 @admin.register(Event)
-class EventAdmin(ReadMostlyAdmin):
+class EventAdmin(LongListAdmin, ReadMostlyAdmin):
     list_display = ["created_at", "compute", "level", "verb", "who", "message"]
-    list_filter = ["level", "verb", "compute__kind", "compute__workspace"]
+    # By date: ranges of the created_at index (a date_hierarchy read every row for its years).
+    list_filter = ["level", "verb", "compute__kind", "compute__workspace", "created_at"]
     search_fields = ["message", "compute__name"]
     list_select_related = ["compute", "actor"]
-    date_hierarchy = "created_at"
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
+# Where a listed request keeps its figures (QuotaRequestAdmin.get_changelist_instance).
+STANDING = "_standing"
+
+
+def standing_of(obj: QuotaRequest) -> quota.Standing:
+    """The figures the list attached, or (the change page: one request) read now."""
+    standing = getattr(obj, STANDING, None)
+    if standing is None:
+        standing = quota.request_standings([obj])[obj.pk]
+        setattr(obj, STANDING, standing)
+    return standing
+
+
 @admin.register(QuotaRequest)
-class QuotaRequestAdmin(admin.ModelAdmin):
+class QuotaRequestAdmin(ListAdmin):
     """Where site admins decide: filter, search, and approve or reject with a reason."""
 
     list_display = [
@@ -204,17 +250,23 @@ class QuotaRequestAdmin(admin.ModelAdmin):
     def has_decide_permission(self, request) -> bool:
         return quota_actions.can_decide(request.user)
 
+    def get_changelist_instance(self, request):
+        """The list's figures for the whole page at once (quota.request_standings: four
+        queries), instead of two usage queries per row."""
+        changelist = super().get_changelist_instance(request)
+        shown = list(changelist.result_list)  # the page's rows; the template reuses them
+        standings = quota.request_standings(shown)
+        for item in shown:
+            setattr(item, STANDING, standings[item.pk])
+        return changelist
+
     @admin.display(description="current limit")
     def current_limit(self, obj: QuotaRequest) -> int:
-        if obj.family is not None:
-            return quota.family_limit(obj.workspace, obj.family)
-        return quota.pool_limit(obj.workspace)
+        return standing_of(obj).limit
 
     @admin.display(description="in use now")
     def current_usage(self, obj: QuotaRequest) -> int:
-        if obj.family is not None:
-            return quota.dedicated_used(obj.workspace, obj.family)
-        return quota.low_priority_used(obj.workspace)
+        return standing_of(obj).used
 
     @admin.action(description="Approve selected requests…", permissions=["decide"])
     def approve(self, request, queryset):
@@ -252,7 +304,7 @@ class QuotaRequestAdmin(admin.ModelAdmin):
         return None
 
 
-class QuotaRowAdmin(admin.ModelAdmin):
+class QuotaRowAdmin(ListAdmin):
     """Quota rows are edited by quota approvers only, and through the same action as a
     decision, so every change is in the workspace's activity log."""
 

@@ -8,6 +8,9 @@ or a cluster at zero nodes holds nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -117,6 +120,107 @@ def dedicated_used(workspace: Workspace, family: VmFamily) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, [workspace.pk, family.pk])
         return int(cursor.fetchone()[0])
+
+
+Pair = tuple[int, int]  # (workspace id, family id)
+
+
+def dedicated_used_by_pair(pairs: Iterable[Pair]) -> dict[Pair, int]:
+    """`dedicated_used` of many (workspace, family) pairs in one statement, whatever their
+    number: the quota page's families, the admin's page of requests. The same usage query,
+    evaluated for each row of a VALUES list (on PostgreSQL the function itself)."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
+    if connection.vendor == "postgresql":
+        usage = "hangar_family_usage(p.column1::bigint, p.column2::bigint)"
+    else:
+        usage = f"({DEDICATED_USED_SQL % ('p.column1', 'p.column2')})"
+    rows = ", ".join(["(%s, %s)"] * len(wanted))
+    # Only placeholders and this module's constant text are put into the statement.
+    sql = f"SELECT p.column1, p.column2, {usage} FROM (VALUES {rows}) AS p"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [number for pair in wanted for number in pair])
+        return {(int(w), int(f)): int(used) for w, f, used in cursor.fetchall()}
+
+
+def low_priority_used_by_workspace(workspace_ids: Iterable[int]) -> dict[int, int]:
+    """`low_priority_used` of many workspaces in one grouped query."""
+    ids = set(workspace_ids)
+    if not ids:
+        return {}
+    rows = (
+        Node.objects.filter(
+            compute__workspace__in=ids,
+            compute__tier=Tier.LOW_PRIORITY,
+            state__in=LIVE_NODE_STATES,
+        )
+        .order_by()
+        .values_list("compute__workspace")
+        .annotate(cores=Sum("compute__vm_size__vcpus"))
+    )
+    return {workspace: cores or 0 for workspace, cores in rows}
+
+
+def family_rows_shown(families: Mapping[Pair, VmFamily]) -> dict[Pair, FamilyQuota]:
+    """`family_shown` of many pairs in one query: each row as it stands, or an unsaved one
+    with the site default (reading never writes a row)."""
+    if not families:
+        return {}
+    found = {
+        (row.workspace_id, row.family_id): row
+        for row in FamilyQuota.objects.filter(
+            workspace__in={w for w, _ in families}, family__in={f for _, f in families}
+        )
+    }
+    shown = {}
+    for (workspace_id, family_id), family in families.items():
+        row = found.get((workspace_id, family_id))
+        if row is None:
+            default = default_family_limit(family)
+            row = FamilyQuota(
+                workspace_id=workspace_id, family=family, limit=default, approved=default
+            )
+        shown[workspace_id, family_id] = row
+    return shown
+
+
+def pool_rows_shown(workspace_ids: Iterable[int]) -> dict[int, WorkspaceQuota]:
+    """`pool_shown` of many workspaces in one query (reading never writes a row)."""
+    ids = set(workspace_ids)
+    if not ids:
+        return {}
+    found = {row.workspace_id: row for row in WorkspaceQuota.objects.filter(workspace__in=ids)}
+    return {i: found.get(i) or WorkspaceQuota(workspace_id=i, **pool_defaults()) for i in ids}
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a quota stands now: its limit and the cores in use against it."""
+
+    limit: int
+    used: int
+
+
+def request_standings(requests: Sequence[QuotaRequest]) -> dict[int, Standing]:
+    """The limit and usage each request asks to change, by request id, in at most four
+    queries whatever the number of requests (the admin's list of requests). Give requests
+    with their family loaded (select_related): its default limit depends on it."""
+    families = {(r.workspace_id, r.family.pk): r.family for r in requests if r.family is not None}
+    pools = {r.workspace_id for r in requests if r.family_id is None}
+    family_rows, family_used = family_rows_shown(families), dedicated_used_by_pair(families)
+    pool_rows, pool_used = pool_rows_shown(pools), low_priority_used_by_workspace(pools)
+    standings = {}
+    for item in requests:
+        if item.family_id is not None:
+            pair = (item.workspace_id, item.family_id)
+            standings[item.pk] = Standing(family_rows[pair].limit, family_used.get(pair, 0))
+        else:
+            pool = pool_rows[item.workspace_id]
+            standings[item.pk] = Standing(
+                pool.low_priority_limit, pool_used.get(item.workspace_id, 0)
+            )
+    return standings
 
 
 def low_priority_used(workspace: Workspace) -> int:
@@ -260,12 +364,13 @@ def overview(workspace: Workspace) -> dict:
             workspace=workspace, status=RequestStatus.PENDING, family__isnull=False
         ).values_list("family_id", flat=True)
     )
+    usage = dedicated_used_by_pair((workspace.pk, family.pk) for family in families)
     bars = []
     for family in families:
         row = rows.get(family.pk)
         limit = row.limit if row else default_family_limit(family)
         approved = row.approved if row else limit
-        used = dedicated_used(workspace, family)
+        used = usage[workspace.pk, family.pk]
         bars.append(
             {
                 "family": family,

@@ -4,16 +4,36 @@ raises the limit; rejecting changes no limit and tells the requester why."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Model
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from compute import quota
 from compute.actions.quota import request_quota
-from compute.models import FamilyQuota, QuotaRequest, RequestStatus, VmFamily, WorkspaceQuota
-from tests.support.factories import UserFactory
+from compute.models import (
+    Compute,
+    Event,
+    FamilyQuota,
+    Node,
+    NodeState,
+    QuotaRequest,
+    RequestStatus,
+    VmFamily,
+    WorkspaceQuota,
+)
+from tests.support.admin_rows import MAKERS
+from tests.support.factories import ComputeFactory, NodeFactory, UserFactory
 from tests.support.teams import Team, join_group, make_team
+from workspace import admin_lists
 from workspace.access import get_access
-from workspace.models import Activity, Notification
+from workspace.models import Activity, Membership, Notification, Workspace
 
 CHANGELIST = reverse("admin:compute_quotarequest_changelist")
 
@@ -112,3 +132,140 @@ def test_rejecting_needs_a_reason_changes_no_limit_and_tells_why(client, team, a
     assert quota.family_limit(team.workspace, made.family) == 0
     note = Notification.objects.get(user=team.contributor)
     assert "No V100s this quarter." in note.body
+
+
+# Every admin page at two sizes of data ----------------------------------------------------
+
+REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
+WRITES = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+def admin_url(model: type[Model], view: str, *args: object) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def statements_of(client, url: str) -> list[str]:
+    """The SQL of one GET of `url`, which must be served."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+    return [query["sql"] for query in queries.captured_queries]
+
+
+def pages_of(model: type[Model], subject: Model) -> list[str]:
+    return [admin_url(model, "changelist"), admin_url(model, "change", subject.pk)]
+
+
+@pytest.fixture
+def root(client):
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(user)
+    return user
+
+
+@pytest.mark.parametrize("model", REGISTERED, ids=lambda model: model._meta.label)
+def test_every_admin_page_reads_as_many_queries_for_50_rows_as_for_5(client, root, model):
+    """No per-row query on any changelist (list_select_related, figures read per page) and
+    none per inline row on a change page (a compute's nodes, a workspace's members): the
+    count for 5 rows, each inline holding 5, is the count for 55 rows, inlines holding 50."""
+    make = MAKERS.get(model._meta.label)
+    assert make, f"tests/support/admin_rows.py has no maker for {model._meta.label}"
+    few = make(5)
+    for url in pages_of(model, few):
+        client.get(url)  # caches filled once per process (content types) are not the data's
+    with_few = [len(statements_of(client, url)) for url in pages_of(model, few)]
+    many = make(50)
+    with_many = [len(statements_of(client, url)) for url in pages_of(model, many)]
+    assert with_many == with_few, f"changelist, change page: {with_few} → {with_many} queries"
+
+
+@pytest.mark.parametrize("model", REGISTERED, ids=lambda model: model._meta.label)
+def test_no_admin_page_writes_on_get(client, root, model):
+    """Reading a list or a page writes nothing (the request list once made the quota rows
+    of every family it showed)."""
+    subject = MAKERS[model._meta.label](3)
+    for url in pages_of(model, subject):
+        writes = [sql for sql in statements_of(client, url) if WRITES.match(sql)]
+        assert writes == [], url
+
+
+def test_a_compute_page_lists_its_live_nodes_and_links_to_all(client, root):
+    compute = ComputeFactory(name="busy")
+    ended = NodeFactory(compute=compute, state=NodeState.UNUSABLE, ended_at=timezone.now())
+    live = NodeFactory(compute=compute, container_ref="live-ref")
+
+    body = client.get(admin_url(Compute, "change", compute.pk)).content.decode()
+
+    assert "live-ref" in body and ended.container_ref not in body
+    link = f"{admin_url(Node, 'changelist')}?compute__id__exact={compute.pk}"
+    assert f'href="{link}">All 2 nodes of this compute →' in body
+    listed = client.get(link).context["cl"].result_list
+    assert {node.pk for node in listed} == {ended.pk, live.pk}
+
+
+def test_the_request_list_shows_each_requests_limit_and_usage(client, team, approver):
+    dsv2 = VmFamily.objects.get(name="DSv2")
+    FamilyQuota.objects.create(workspace=team.workspace, family=dsv2, limit=16, approved=16)
+    NodeFactory(compute=ComputeFactory(workspace=team.workspace))  # one DS3_v2 node: 4 cores
+    low = ComputeFactory(workspace=team.workspace, tier="low_priority")
+    NodeFactory(compute=low)
+    NodeFactory(compute=low)  # 8 low-priority cores
+    family_request = ask(team, "DSv2", 32)
+    pool_request = request_quota(
+        get_access(team.contributor, team.workspace.slug), family=None, cores=128, justification="x"
+    )
+    client.force_login(approver)
+
+    page = client.get(CHANGELIST)
+
+    admin_of = page.context["cl"].model_admin
+    figures = {
+        row.pk: (admin_of.current_limit(row), admin_of.current_usage(row))
+        for row in page.context["cl"].result_list
+    }
+    pool_default = quota.pool_defaults()["low_priority_limit"]
+    assert figures == {family_request.pk: (16, 4), pool_request.pk: (pool_default, 8)}
+
+
+def test_a_long_log_shows_an_estimate_and_a_search_counts_exactly(client, root, monkeypatch):
+    """Past EXACT_UP_TO rows the list says what the planner expects, "about N", instead of
+    counting every row on every page; a search is counted exactly."""
+    monkeypatch.setattr(admin_lists, "EXACT_UP_TO", 2)
+    MAKERS["compute.Event"](5)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE compute_event")
+    url = admin_url(Event, "changelist")
+
+    listed = client.get(url)
+    searched = client.get(url, {"q": "made"})
+
+    assert listed.context["cl"].paginator.is_estimate is (connection.vendor == "postgresql")
+    assert not getattr(searched.context["cl"].paginator, "is_estimate", False)
+    assert searched.context["cl"].result_count == 5
+    if connection.vendor == "postgresql":
+        assert "about 5 events" in listed.content.decode()
+
+
+def test_the_written_out_row_checkbox_is_djangos_own(team):
+    """ListAdmin writes the checkbox instead of rendering the widget: the same markup."""
+    listed = admin.site._registry[Workspace]
+    assert isinstance(listed, admin_lists.ListAdmin)
+    assert listed.action_checkbox(team.workspace) == admin.ModelAdmin.action_checkbox(
+        listed, team.workspace
+    )
+
+
+def test_a_workspace_page_shows_its_members_and_links_to_add_one(client, root, team):
+    body = client.get(admin_url(Workspace, "change", team.workspace.pk)).content.decode()
+
+    for member in (team.admin, team.contributor, team.reader):
+        assert member.username in body
+    assert "data-select2-id" not in body and "admin-autocomplete" not in body  # no pickers
+    add = f"{admin_url(Membership, 'add')}?workspace={team.workspace.pk}"
+    assert f'href="{add}">Add a member →' in body
+
+
+def test_a_list_filtered_to_nothing_counts_nothing(client, root):
+    """The estimate never plans a query Django would not run (a filter matching nothing)."""
+    paginator = admin_lists.EstimatingPaginator(Event.objects.filter(pk__in=[]), 50)
+    assert paginator.count == 0

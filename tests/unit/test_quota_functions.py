@@ -26,6 +26,7 @@ from compute.models import (
     VmSize,
 )
 from compute.models.states import LIVE_NODE_STATES
+from tests.support.factories import ComputeFactory, NodeFactory
 from tests.support.teams import make_team
 from workspace.access import get_access
 
@@ -169,3 +170,38 @@ def test_a_claim_on_its_own_is_one_statement_committed_on_the_server(catalog):
     ran = scale_up_boundaries("alone")
     assert sum("hangar_claim_nodes" in sql for sql in ran) == 3
     assert synchronous_commit() == "on"  # it was the claim's own transaction's setting
+
+
+# Usage of many quotas at once (the quota page, the admin's list of requests) -------------
+
+
+@pytest.mark.django_db
+def test_the_usage_of_many_quotas_at_once_is_each_ones_usage():
+    """The grouped queries count what the one-quota functions count, pair by pair: live
+    nodes of dedicated clusters, instances that hold a node, low-priority nodes apart."""
+    ds3 = VmSize.objects.get(name="Standard_DS3_v2")  # DSv2, 4 cores
+    nc6 = VmSize.objects.get(name="Standard_NC6s_v3")  # NCsv3, 6 cores
+    vision, rivals = make_team("vision").workspace, make_team("rivals").workspace
+    busy = ComputeFactory(workspace=vision, vm_size=ds3)
+    NodeFactory(compute=busy)
+    NodeFactory(compute=busy, running=True)
+    NodeFactory(compute=busy, state=NodeState.LEAVING)  # on its way out: holds nothing
+    ComputeFactory(workspace=vision, vm_size=nc6, instance=True)  # running: one node
+    ComputeFactory(workspace=rivals, vm_size=nc6, stopped=True)  # holds nothing
+    cheap = ComputeFactory(workspace=rivals, vm_size=ds3, tier=Tier.LOW_PRIORITY)
+    NodeFactory(compute=cheap)
+
+    pairs = [(w.pk, s.family_id) for w in (vision, rivals) for s in (ds3, nc6)]
+    grouped = quota.dedicated_used_by_pair(pairs)
+    pools = quota.low_priority_used_by_workspace([vision.pk, rivals.pk])
+
+    one_by_one = {
+        (w.pk, s.family_id): quota.dedicated_used(w, s.family)
+        for w in (vision, rivals)
+        for s in (ds3, nc6)
+    }
+    assert grouped == one_by_one
+    assert grouped[vision.pk, ds3.family_id] == 8 and grouped[vision.pk, nc6.family_id] == 6
+    assert pools == {rivals.pk: 4}
+    assert quota.low_priority_used(rivals) == 4 and quota.low_priority_used(vision) == 0
+    assert quota.dedicated_used_by_pair([]) == {}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from compute.actions import computes as actions
 from compute.models import FamilyQuota, VmFamily, VmSize
+from tests.support.factories import ComputeFactory, NodeFactory
 from workspace.access import get_access
 
 pytestmark = pytest.mark.django_db
@@ -173,3 +176,28 @@ def test_an_approved_restricted_family_has_its_bar_and_cap(client, team, ncsv3):
     line = family_line(client, team, ncsv3)
     assert "0 of 12 cores" in line and f'id="limit-{ncsv3.pk}"' in line
     assert "needs approval" not in line
+
+
+def test_the_quota_page_reads_usage_in_one_query_however_many_families(client, team):
+    """One usage query for every family on the page, not one per family (27 queries)."""
+    sizes = []
+    for family in VmFamily.objects.filter(restricted=False, serves_clusters=True)[:5]:
+        sizes.append(family.sizes.order_by("vcpus").first())
+    url = reverse("compute:quota", args=[team.workspace.slug])
+    client.force_login(team.admin)
+
+    def in_use(size: VmSize) -> None:
+        NodeFactory(compute=ComputeFactory(workspace=team.workspace, vm_size=size))
+
+    in_use(sizes[0])
+    client.get(url)  # caches filled once per process are not the page's
+    with CaptureQueriesContext(connection) as one_family:
+        client.get(url)
+    for size in sizes[1:]:
+        in_use(size)
+    with CaptureQueriesContext(connection) as five_families:
+        page = client.get(url)
+
+    assert len(five_families.captured_queries) == len(one_family.captured_queries)
+    used = {bar["family"].name: bar["used"] for bar in page.context["bars"]}
+    assert used == {size.family.name: size.vcpus for size in sizes}
