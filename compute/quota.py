@@ -256,11 +256,16 @@ def check(workspace: Workspace, size: VmSize, count: int, tier: str, lock: bool 
         pool = pool_row(workspace, lock) if lock else pool_shown(workspace)
         return Check("low-priority", need, pool.low_priority_limit, low_priority_used(workspace))
     family = size.family
-    if lock and connection.vendor == "postgresql":
-        limit, approved, used = locked_family_usage(workspace, family)
+    if lock:
+        limit, approved, used = locked_dedicated(workspace, family)
     else:
-        row = family_row(workspace, family, lock) if lock else family_shown(workspace, family)
+        row = family_shown(workspace, family)
         limit, approved, used = row.limit, row.approved, dedicated_used(workspace, family)
+    return family_check(family, need, limit, approved, used)
+
+
+def family_check(family: VmFamily, need: int, limit: int, approved: int, used: int) -> Check:
+    """How `need` dedicated cores sit against a family's limit, approval and usage."""
     return Check(
         family.name,
         need,
@@ -268,6 +273,15 @@ def check(workspace: Workspace, size: VmSize, count: int, tier: str, lock: bool 
         used,
         restricted_unapproved=family.restricted and approved == 0,
     )
+
+
+def locked_dedicated(workspace: Workspace, family: VmFamily) -> tuple[int, int, int]:
+    """(limit, approved, dedicated cores used) of a family, its quota row locked until the
+    surrounding transaction ends: whoever checks next waits, then sees this change."""
+    if connection.vendor == "postgresql":
+        return locked_family_usage(workspace, family)
+    row = family_row(workspace, family, lock=True)
+    return row.limit, row.approved, dedicated_used(workspace, family)
 
 
 def locked_family_usage(workspace: Workspace, family: VmFamily) -> tuple[int, int, int]:

@@ -1,247 +1,237 @@
-"""The idle and schedule sweep: stop idle instances, fire schedules, send reminders.
+"""The idle and schedule sweep: stop idle instances, send reminders, fire schedules.
 
-It reads only what is due (`idle_next_check_at` / `next_check_at` ≤ now, two indexed
-queries), so with 5,000 running instances and nothing due it costs two empty queries.
-Every action is a compare-and-set and every reminder a unique row, so two sweeps at once
-never stop twice, fire twice, or remind twice.
+Cost: one transaction, and a fixed number of queries per kind of action, whatever is due.
+Its first query claims the due instances (`idle_next_check_at` / a schedule's
+`next_check_at` ≤ now) with the reminders already sent before their deadlines; with
+nothing due that is all it does. Then, only for the kinds of action due: one query claims
+the due schedules (with their reminders sent), one locks each (workspace, VM family)
+quota row a scheduled start takes cores from; one UPDATE writes every instance and one
+every schedule; one INSERT each writes the reminders, the events and the notifications.
+The plan in between is made in memory against the claimed rows; emails go once the
+transaction has committed.
+
+Exactly once, with two sweeps at once:
+- rows are claimed with SELECT ... FOR UPDATE SKIP LOCKED: a row another sweep (or a
+  "keep running" click) holds is left to it, and a claimed row is read fresh under its lock;
+- every UPDATE is a compare-and-set against the claimed values (compute/models/bulk.py):
+  where row locks do not exist (SQLite), a row changed since its claim rolls the whole
+  transaction back and the sweep claims again; nothing is written for half the rows;
+- a reminder's row is unique on (instance, kind, deadline, lead time): the constraint stays
+  the backstop behind the claim's read of what was sent.
+Locks are taken instance row first, then its schedules, then quota rows in (workspace,
+family) order: "keep running" and the Start button lock in that order too, so none of
+them deadlock.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
+from functools import reduce
+from operator import or_
 
-from django.db import IntegrityError, transaction
-from django.urls import reverse
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from compute import quota
-from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction, Tier
-from compute.models.events import EventVerb, record
-from compute.models.states import SCHEDULED_START_FROM, SCHEDULED_STOP_FROM
-from compute.rules import idle
-from workspace.notify import notify
+from compute.controllers.idle_plan import (
+    IDLE,
+    SCHEDULE,
+    Cores,
+    IdleReport,
+    Plan,
+    Sent,
+    check_idle,
+    check_schedule,
+    family_of,
+    missed_start,
+)
+from compute.models import Compute, ComputeState, Reminder, Schedule, ScheduleAction
+from compute.models.bulk import Contended, Values, claimed_values, write_changes
+from compute.models.events import record_all
+from compute.models.idle import leads_sent, parse_leads
+from compute.models.states import SCHEDULED_START_FROM
+from workspace.notify import email, write_notifications
+
+__all__ = ["IdleReport", "idle_sweep"]
 
 log = logging.getLogger(__name__)
 S = ComputeState
-# The event of each schedule action that moved the instance.
-FIRED: dict[str, EventVerb] = {
-    ScheduleAction.START: EventVerb.SCHEDULED_START,
-    ScheduleAction.STOP: EventVerb.SCHEDULED_STOP,
-}
-
-
-@dataclass
-class IdleReport:
-    stopped: list[int] = field(default_factory=list)
-    reminded: list[tuple[int, str, int]] = field(default_factory=list)
-    fired: list[tuple[int, str]] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    # Computes this sweep moved (stopping, starting): the task enqueues their reconcile.
-    to_reconcile: list[int] = field(default_factory=list)
+# What the sweep writes on each kind of row (and compares, as claimed, when writing).
+INSTANCE_FIELDS = ("state", "state_changed_at", "idle_deadline", "idle_next_check_at")
+SCHEDULE_FIELDS = ("next_run_at", "postponed_to", "last_fired_at", "next_check_at")
+# A lost compare-and-set (SQLite only) rolls back and claims again, this many times in
+# all; after that the next beat sweep, a second or two later, tries.
+ATTEMPTS = 3
+# The most instances one sweep claims; the next sweep, a second or two later, takes the
+# rest. It bounds the parameters of the one UPDATE per kind of row (PostgreSQL takes at
+# most 65,535 in a statement, SQLite 32,766), with up to 4 schedules an instance.
+CLAIM_AT_MOST = 500
 
 
 def idle_sweep(now: datetime | None = None) -> IdleReport:
     now = now or timezone.now()
-    report = IdleReport()
-    due = Compute.objects.filter(
-        state=S.RUNNING, idle_next_check_at__isnull=False, idle_next_check_at__lte=now
-    ).select_related("workspace", "assigned_to", "created_by", "vm_size")
-    for compute in due:
-        if compute.idle_deadline is None:
-            continue
-        if compute.idle_deadline <= now:
-            stop_idle(compute, now, report)
-        else:
-            remind(compute, "idle", compute.idle_deadline, now, report)
-            Compute.objects.filter(pk=compute.pk, idle_deadline=compute.idle_deadline).update(
-                idle_next_check_at=idle.next_check(
-                    compute.idle_deadline, compute.workspace.leads, now
-                )
-            )
-    schedules = Schedule.objects.filter(
-        enabled=True, next_check_at__isnull=False, next_check_at__lte=now
-    ).select_related("compute__workspace", "compute__assigned_to", "compute__created_by")
-    for schedule in schedules:
-        run_at = schedule.effective_run_at
-        if run_at <= now:
-            fire(schedule, run_at, now, report)
-        else:
-            remind(schedule.compute, "schedule", run_at, now, report)
-            Schedule.objects.filter(pk=schedule.pk, next_check_at=schedule.next_check_at).update(
-                next_check_at=idle.schedule_next_check(
-                    schedule, schedule.compute.workspace.leads, now
-                )
-            )
-    return report
+    plan = act_on_due(now)
+    email(plan.notices)  # once committed: mail only about what happened
+    return plan.report
 
 
-def notify_owner(compute: Compute, title: str, body: str, email_on_commit: bool = False) -> None:
-    """A notification to whoever owns the compute (nobody for a seeded row)."""
-    if compute.owner:
-        notify(
-            compute.owner,
-            workspace=compute.workspace,
-            title=title,
-            body=body,
-            url=compute.get_absolute_url(),
-            email_on_commit=email_on_commit,
-        )
-
-
-def stop_idle(compute: Compute, now: datetime, report: IdleReport) -> None:
-    with transaction.atomic():
-        won = Compute.objects.filter(
-            pk=compute.pk, state=S.RUNNING, idle_deadline=compute.idle_deadline
-        ).update(
-            state=S.STOPPING, state_changed_at=now, idle_deadline=None, idle_next_check_at=None
-        )
-        if not won:
-            return  # activity moved the deadline, or another sweep got here first
-        last = compute.last_activity or "none recorded"
-        when = (compute.last_activity_at or compute.state_changed_at).strftime("%H:%M UTC")
-        reason = (
-            f"Stopped after {compute.idle_shutdown_minutes} min idle; "
-            f"last activity: {last} at {when}."
-        )
-        record(compute, EventVerb.IDLE_STOPPED, reason)
-        report.to_reconcile.append(compute.pk)
-    report.stopped.append(compute.pk)
-    notify_owner(
-        compute,
-        title=f"{compute.name} was stopped after {compute.idle_shutdown_minutes} min idle",
-        body=reason + " Start it again whenever you need it.",
-    )
-
-
-def remind(
-    compute: Compute, kind: str, deadline: datetime, now: datetime, report: IdleReport
-) -> None:
-    """Send every reminder whose lead time has come, each exactly once per deadline."""
-    user = compute.owner
-    for lead in compute.workspace.leads:
-        if deadline - idle.minutes(lead) > now:
-            continue
+def act_on_due(now: datetime) -> Plan:
+    """Claim what is due and act on it, in one transaction. Two sweeps racing both get
+    here together (tests/integration/test_exactly_once.py holds them here); the claim and
+    the compare-and-set decide which of them acts on each row."""
+    for attempt in range(1, ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                Reminder.objects.create(
-                    compute=compute, kind=kind, deadline=deadline, lead_minutes=lead
-                )
-        except IntegrityError:
-            continue  # already sent, by this sweep earlier or by another one now
-        report.reminded.append((compute.pk, kind, lead))
-        if user is None:
-            continue
-        what = "an idle shutdown" if kind == "idle" else "a scheduled stop"
-        slug = compute.workspace.slug
-        keep = reverse("compute:keep-running", args=[slug, compute.pk]) + f"?kind={kind}"
-        stop = reverse("compute:action", args=[slug, compute.pk, "stop"])
-        left = max(1, round((deadline - now).total_seconds() / 60))
-        notify(
-            user,
-            workspace=compute.workspace,
-            title=f"{compute.name} stops in about {lead} min ({what})",
-            body=(
-                f"{compute.name} will be stopped at {deadline:%H:%M} UTC (in about {left} min) "
-                f"unless you keep it running. Last activity: {compute.last_activity or 'none'}."
-            ),
-            url=compute.get_absolute_url(),
-            actions=[
-                {"label": "Keep running", "url": keep, "method": "post", "email_url": keep},
-                {
-                    "label": "Stop now",
-                    "url": stop,
-                    "method": "post",
-                    "email_url": compute.get_absolute_url(),
-                },
-            ],
-        )
-        record(compute, EventVerb.REMINDED, f"Reminded {user} {lead} min before {what}.")
+                return act(now)
+        except Contended as lost:
+            log.warning("idle sweep, attempt %d of %d: %s", attempt, ATTEMPTS, lost)
+    return Plan(now)
 
 
-def fire(schedule: Schedule, run_at: datetime, now: datetime, report: IdleReport) -> None:
-    compute = schedule.compute
-    following = idle.next_run(schedule, max(now, run_at))
-    with transaction.atomic():
-        # The instance's row first, then the schedule's: the order in which "keep running"
-        # locks them to postpone a stop (actions/idle.py), so the two never deadlock.
-        locked = Compute.objects.select_for_update().filter(pk=compute.pk).first()
-        won = Schedule.objects.filter(
-            pk=schedule.pk, next_run_at=schedule.next_run_at, postponed_to=schedule.postponed_to
-        ).update(next_run_at=following, postponed_to=None, last_fired_at=now)
-        if not won:
-            return  # another sweep fired this occurrence
-        schedule.next_run_at, schedule.postponed_to = following, None
-        Schedule.objects.filter(pk=schedule.pk).update(
-            next_check_at=idle.schedule_next_check(schedule, compute.workspace.leads, now)
-        )
-        late = now - run_at
-        policy_window = compute.workspace.missed_start_window_minutes
-        at = f"{run_at:%a %H:%M} UTC"
-        if schedule.action == ScheduleAction.START and late > idle.minutes(policy_window):
-            record(
-                compute,
-                EventVerb.SCHEDULE_SKIPPED,
-                f"Skipped the scheduled start of {at}: missed by "
-                f"{late.total_seconds() / 60:.0f} min (while Hangar was down), more than "
-                f"the {policy_window} min window.",
-                level="warning",
-            )
-            report.skipped.append(schedule.pk)
-            return
-        if schedule.action == ScheduleAction.START:
-            short = cores_short_for_start(locked)
-            if short:
-                skip_start_for_quota(compute, at, short)
-                report.skipped.append(schedule.pk)
-                return
-        moved = system_verb(compute, schedule.action, now)
-        missed = " (missed while Hangar was down)" if late.total_seconds() > 60 else ""
-        done = "started" if schedule.action == ScheduleAction.START else "stopped"
-        if moved:
-            report.to_reconcile.append(compute.pk)
-            message = f"Scheduled {schedule.action} ({schedule.cron}, {schedule.timezone}) "
-            message += f"{done} {compute.name} for {at}{missed}."
-            record(compute, FIRED[schedule.action], message)
-        else:
-            state = compute.get_state_display().lower()
-            record(
-                compute, EventVerb.SCHEDULE_IDLE, f"Schedule for {at}: {compute.name} was {state}."
-            )
-    report.fired.append((schedule.pk, schedule.action))
+def act(now: datetime) -> Plan:
+    """Claim the due rows, plan what to do with them in memory (idle_plan.py), and write
+    it all: each statement at most once (the module's docstring lists them)."""
+    claim = claim_instances(now)
+    if not claim.instances:
+        return Plan(now)
+    schedules = claim_schedules(claim, now) if claim.scheduled else []
+    instances = claim.instances.values()
+    plan = Plan(now, sent=claim.sent, cores=lock_cores_for_starts(schedules, now))
+    claimed_instances = claimed_values(instances, INSTANCE_FIELDS)
+    claimed_schedules = claimed_values(schedules, SCHEDULE_FIELDS)
+    for compute in instances:
+        check_idle(compute, plan)
+    for schedule in schedules:
+        check_schedule(schedule, plan)
+    write_changes(Compute, instances, claimed_instances, as_claimed(claimed_instances, now))
+    write_changes(Schedule, schedules, claimed_schedules, due_schedule_filter(now))
+    if plan.reminders:
+        Reminder.objects.bulk_create(plan.reminders, ignore_conflicts=True)
+    record_all(plan.events)
+    write_notifications(plan.notices)
+    return plan
 
 
-def cores_short_for_start(locked: Compute | None) -> str:
-    """Why the workspace has no cores for this instance to start ("" when it has, or when
-    it is not stopped: nothing to start). A stopped instance holds no cores, so a schedule
-    takes them again as the Start button does: the instance's row locked first (`fire`),
-    then the quota row (the order `instance_verb` locks them in), both until the start
-    commits."""
-    if locked is None or locked.state not in SCHEDULED_START_FROM or locked.vm_size is None:
-        return ""
-    cores = quota.check(locked.workspace, locked.vm_size, 1, Tier.DEDICATED, lock=True)
-    return "" if cores.fits else cores.message
+# Claims: every row the sweep writes, locked and read fresh ----------------------------
 
 
-def skip_start_for_quota(compute: Compute, at: str, short: str) -> None:
-    message = f"Skipped the scheduled start of {at}: {short}"
-    record(compute, EventVerb.SCHEDULE_SKIPPED, message, level="warning")
-    notify_owner(
-        compute,
-        title=f"{compute.name} did not start at its scheduled time",
-        body=f"{message} Free cores or request more, then start it.",
-        email_on_commit=True,
+@dataclass
+class Claim:
+    """The rows this sweep holds until it commits, and what the claims read with them."""
+
+    instances: dict[int, Compute]  # by name: the order the sweep acts in
+    scheduled: list[int]  # the instances with a schedule due
+    # The reminders already sent before the claimed deadlines: the instances' locks keep
+    # that true until commit.
+    sent: Sent
+
+
+def due_schedule_filter(now: datetime) -> Q:
+    return Q(enabled=True, next_check_at__lte=now)
+
+
+def due_schedules(now: datetime) -> QuerySet[Schedule]:
+    return Schedule.objects.filter(due_schedule_filter(now)).order_by()
+
+
+def idle_check_due(now: datetime) -> Q:
+    return Q(state=S.RUNNING, idle_next_check_at__lte=now)
+
+
+def as_claimed(claimed: dict[int, Values], now: datetime) -> Q:
+    """Each instance still in the state it was claimed in and, if its idle check was due,
+    still due: another sweep's stop or reminder, a click, activity or the reconciler
+    would have changed one or the other. (A schedule's is `due_schedule_filter`: firing
+    or reminding, postponing, all move its next check past now.)"""
+    groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
+    for pk, values in claimed.items():
+        check_at = values["idle_next_check_at"]
+        groups[(values["state"], check_at is not None and check_at <= now)].append(pk)
+    return reduce(
+        or_,
+        (
+            Q(pk__in=pks, state=state) & (idle_check_due(now) if idle_due else Q())
+            for (state, idle_due), pks in groups.items()
+        ),
     )
 
 
-def system_verb(compute: Compute, action: str, now: datetime) -> bool:
-    """Start or stop on Hangar's own authority (a schedule), by compare-and-set."""
-    sources = SCHEDULED_START_FROM if action == ScheduleAction.START else SCHEDULED_STOP_FROM
-    target = S.STARTING if action == ScheduleAction.START else S.STOPPING
-    for source in sources:
-        if Compute.objects.filter(pk=compute.pk, state=source).update(
-            state=target, state_changed_at=now, idle_deadline=None, idle_next_check_at=None
-        ):
-            return True
-    return False
+def claim_instances(now: datetime) -> Claim:
+    """The instances due for their idle check or a schedule that no one else holds (the
+    first CLAIM_AT_MOST by name). One another sweep or a "keep running" click holds is
+    theirs: skipped, never waited for."""
+    idle_due = idle_check_due(now)
+    schedule_due = Q(pk__in=due_schedules(now).values("compute_id"))
+    claimed = (
+        Compute.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("workspace", "assigned_to", "created_by", "vm_size__family")
+        .filter(idle_due | schedule_due)
+        .annotate(
+            schedule_due=Exists(due_schedules(now).filter(compute=OuterRef("pk"))),
+            idle_leads_sent=leads_sent(IDLE, OuterRef("pk"), OuterRef("idle_deadline")),
+        )
+        .order_by("name", "pk")[:CLAIM_AT_MOST]
+    )
+    claim = Claim(instances={}, scheduled=[], sent=set())
+    for compute in claimed:
+        claim.instances[compute.pk] = compute
+        if compute.schedule_due:
+            claim.scheduled.append(compute.pk)
+        claim.sent |= sent_before(compute.pk, IDLE, compute.idle_deadline, compute.idle_leads_sent)
+    return claim
+
+
+def claim_schedules(claim: Claim, now: datetime) -> list[Schedule]:
+    """The due schedules of the claimed instances, locked after them, by (instance name,
+    id); each shares its instance's object, so a move an earlier step made is seen."""
+    effective_run_at = Coalesce(OuterRef("postponed_to"), OuterRef("next_run_at"))
+    claimed = (
+        due_schedules(now)
+        .select_for_update(skip_locked=True, of=("self",))
+        .filter(compute_id__in=claim.scheduled)
+        .order_by("compute__name", "id")
+        .annotate(leads_sent=leads_sent(SCHEDULE, OuterRef("compute_id"), effective_run_at))
+    )
+    schedules: list[Schedule] = []
+    for schedule in claimed:
+        schedule.compute = claim.instances[schedule.compute_id]
+        schedules.append(schedule)
+        run_at = schedule.effective_run_at
+        claim.sent |= sent_before(schedule.compute_id, SCHEDULE, run_at, schedule.leads_sent)
+    return schedules
+
+
+def sent_before(compute_id: int, kind: str, deadline: datetime | None, leads: str | None) -> Sent:
+    """The reminders a claim read as sent before a deadline (`leads_sent`)."""
+    if deadline is None:
+        return set()
+    return {(compute_id, kind, deadline, lead) for lead in parse_leads(leads)}
+
+
+def lock_cores_for_starts(schedules: list[Schedule], now: datetime) -> Cores:
+    """Lock the quota row of each (workspace, family) a start due now may take cores from,
+    in one order so two sweeps never deadlock, and read its usage: one query each."""
+    families = {}
+    for schedule in schedules:
+        compute = schedule.compute
+        key = family_of(compute)
+        if key and may_take_cores(schedule, now):
+            assert compute.vm_size is not None  # family_of found one
+            families[key] = (compute.workspace, compute.vm_size.family)
+    return Cores({key: quota.locked_dedicated(*families[key]) for key in sorted(families)})
+
+
+def may_take_cores(schedule: Schedule, now: datetime) -> bool:
+    run_at = schedule.effective_run_at
+    return (
+        schedule.action == ScheduleAction.START
+        and run_at is not None
+        and run_at <= now
+        and not missed_start(schedule.compute, run_at, now)
+        and schedule.compute.state in SCHEDULED_START_FROM
+    )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Expression, OuterRef, Subquery
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from compute.models.compute import Compute
@@ -69,6 +73,43 @@ class Reminder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} reminder {self.lead_minutes} min before {self.deadline}"
+
+
+class CommaJoined(models.Aggregate):
+    """A group's values as one text, "30,5": STRING_AGG on PostgreSQL, GROUP_CONCAT on
+    SQLite (Django 5.2 has no portable string aggregate)."""
+
+    function = "STRING_AGG"
+    template = "%(function)s(CAST(%(expressions)s AS TEXT), ',')"
+    output_field = models.CharField()
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> tuple[str, tuple[str | int, ...]]:
+        return super().as_sql(
+            compiler,
+            connection,
+            function="GROUP_CONCAT",
+            template="%(function)s(%(expressions)s, ',')",
+            **extra_context,
+        )
+
+
+def leads_sent(kind: str, compute: OuterRef, deadline: OuterRef | Expression) -> Subquery:
+    """A column for the row that claims a deadline: the lead times already reminded of
+    before it, comma-joined ("30,5"), or None (`parse_leads` reads it)."""
+    sent = (
+        Reminder.objects.filter(compute=compute, kind=kind, deadline=deadline)
+        .order_by()
+        .values("compute")
+        .annotate(leads=CommaJoined("lead_minutes"))
+        .values("leads")
+    )
+    return Subquery(sent, output_field=models.CharField())
+
+
+def parse_leads(joined: str | None) -> list[int]:
+    return [int(lead) for lead in joined.split(",")] if joined else []
 
 
 # Applying the rules (compute/rules/idle.py) to an instance's row.

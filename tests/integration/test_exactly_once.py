@@ -3,9 +3,10 @@ deadline, a reminder or a schedule comes due must stop, remind or fire once, wit
 event, one notification and one email (PostgreSQL, as in CI: its row locks are real).
 
 Two sweeps started together often do not overlap at all: the second reads after the first
-committed, finds nothing due, and a missing compare-and-set would go unnoticed. So each
-race holds both sweeps at the step under test (`stop_idle`, `remind`, `fire`) until both
-have reached it: both have read the row as due before either acts, every time.
+committed, finds nothing due, and a missing claim or compare-and-set would go unnoticed. So
+each race holds both sweeps at `act_on_due`, right before the transaction in which each
+claims the due rows and acts on them, until both have reached it: the two claims then
+compete for the same rows, every time.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def beat_sweep() -> IdleReport:
     return report
 
 
-def race(moment: datetime, step: str) -> list[IdleReport]:
+def race(moment: datetime, step: str = "act_on_due") -> list[IdleReport]:
     """Two beat sweeps at `moment`, started together and held at each call of `step` until
     both reach it; every thread's result is returned, and the test fails if one raised.
 
@@ -114,7 +115,7 @@ def each_once(found: list[object], expected: list[object]) -> None:
 def test_two_sweeps_at_the_idle_deadline_stop_each_instance_once(team, enqueued):
     boxes = running_boxes(team, enqueued, idle_minutes=60)
     pks = [box.pk for box in boxes]
-    reports = race(T0 + timedelta(minutes=60), "stop_idle")
+    reports = race(T0 + timedelta(minutes=60))
     assert len(reports) == 2
     each_once([pk for report in reports for pk in report.stopped], pks)
     each_once(enqueued, pks)  # one reconcile (the stop) per instance
@@ -141,7 +142,7 @@ def test_two_sweeps_at_each_reminder_send_it_once(team, enqueued):
     deadline = T0 + timedelta(minutes=60)
     for lead in (30, 5):
         mail.outbox.clear()
-        reports = race(deadline - timedelta(minutes=lead), "remind")
+        reports = race(deadline - timedelta(minutes=lead))
         assert_reminded_once(team, boxes, reports, "idle", lead, "an idle shutdown")
     assert Reminder.objects.count() == 2 * BOXES
     assert enqueued == []  # a reminder moves nothing
@@ -201,7 +202,7 @@ def test_two_sweeps_before_a_scheduled_stop_send_each_reminder_once(team, enqueu
     run_at = T0 + timedelta(hours=1)
     for lead in (30, 5):
         mail.outbox.clear()
-        reports = race(run_at - timedelta(minutes=lead), "remind")
+        reports = race(run_at - timedelta(minutes=lead))
         assert_reminded_once(team, boxes, reports, "schedule", lead, "a scheduled stop")
     assert Reminder.objects.count() == 2 * BOXES
     assert enqueued == []
@@ -219,7 +220,7 @@ def test_two_sweeps_at_a_schedules_moment_fire_it_once(team, enqueued, action, b
     pks = [schedule.compute_id for schedule in schedules]
     assert set(Compute.objects.filter(pk__in=pks).values_list("state", flat=True)) == {before}
     run_at = T0 + timedelta(hours=1)
-    reports = race(run_at, "fire")
+    reports = race(run_at)
     assert len(reports) == 2
     each_once(
         [fired for report in reports for fired in report.fired],

@@ -261,8 +261,10 @@ def test_policy_form_validates_and_saves(client, team):
 
 
 def test_idle_sweep_with_nothing_due_reads_nothing(box, django_assert_num_queries):
+    """One query, finding nothing due (instances and schedules together), in the sweep's
+    transaction: SAVEPOINT and RELEASE here, BEGIN and COMMIT under beat."""
     with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
-        with django_assert_num_queries(2):
+        with django_assert_num_queries(3):
             assert idle_sweep().stopped == []
 
 

@@ -113,9 +113,14 @@ def test_a_canceled_queued_job_shows_canceled_and_cannot_be_canceled_twice(
 # Event verbs ------------------------------------------------------------------------------
 
 
-# The two recorders, and where each takes its verb: record(compute, verb, message) and
-# record(workspace, actor, verb, message).
+# The recorders, and where each takes its verb: record(compute, verb, message), the event
+# it writes built alone for a bulk write (event(compute, verb, message), written by
+# record_all), and record(workspace, actor, verb, message).
 VERB_AT = {"compute.models.events": 1, "workspace.actions.workspaces": 2}
+RECORDERS = {
+    "compute.models.events": ("record", "event"),
+    "workspace.actions.workspaces": ("record",),
+}
 
 
 def record_names(tree: ast.Module, path: Path) -> dict[str, int]:
@@ -124,7 +129,7 @@ def record_names(tree: ast.Module, path: Path) -> dict[str, int]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module in VERB_AT:
             for alias in node.names:
-                if alias.name == "record":
+                if alias.name in RECORDERS[node.module]:
                     names[alias.asname or alias.name] = VERB_AT[node.module]
     if path.as_posix().endswith("workspace/actions/workspaces.py"):
         names["record"] = VERB_AT["workspace.actions.workspaces"]
