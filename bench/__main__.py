@@ -92,7 +92,10 @@ def section(module: str) -> Callable[[], None]:
 SECTIONS: dict[str, Callable[[], None]] = {
     "pages": bench_pages,
     "celery": bench_celery,
-    **{name: section(name) for name in ("compute", "jobs", "idle", "quota", "attached", "scale")},
+    **{
+        name: section(name)
+        for name in ("compute", "jobs", "idle", "quota", "attached", "scale", "sweep")
+    },
 }
 
 

@@ -7,13 +7,18 @@ import socket
 import time
 
 from celery import shared_task
+from django.db import connection
 
 from compute import enqueue
+from compute.controllers import retention
 from compute.controllers.idle import IdleReport, idle_sweep
 from compute.controllers.reconcile import reconcile
 from compute.controllers.sweep import SweepReport, sweep
+from compute.lib import health
 
 log = logging.getLogger(__name__)
+# Why a compute the idle sweep moved (stopped, or started on schedule) is due.
+IDLE_MOVED = "stopped or started by the idle sweep"
 
 
 @shared_task(name="hangar.health.ping")
@@ -29,24 +34,57 @@ def reconcile_compute(compute_id: int) -> dict:
     return {"skipped": outcome.skipped, "state": outcome.state, "error": outcome.error}
 
 
+@shared_task(name="hangar.reconcile_batch", ignore_result=True)
+def reconcile_batch(compute_ids: list[int]) -> dict:
+    """Reconcile the computes of one of the sweep's batches, one after another. One
+    compute's failure is logged and the rest of the batch goes on. A worker that dies
+    mid-batch loses nothing: the sweep finds the computes still due and hands them out again."""
+    failed = []
+    for compute_id in compute_ids:
+        try:
+            reconcile(compute_id)
+        except Exception:
+            log.exception("compute %s: reconcile failed; the rest of its batch goes on", compute_id)
+            failed.append(compute_id)
+            # A database error may have left this thread's connection unusable: the next
+            # compute gets a fresh one instead of failing the same way.
+            connection.close_if_unusable_or_obsolete()
+    return {"reconciled": len(compute_ids) - len(failed), "failed": failed}
+
+
 @shared_task(name="hangar.sweep", ignore_result=True)
 def reconcile_sweep() -> dict:
+    started = time.perf_counter()
     idle_report = idle_sweep()
     report = sweep()
-    enqueue.reconcile_each(sorted(set(idle_report.to_reconcile) | set(report.due)))
-    log_sweep(idle_report, report)
+    due = sorted(set(idle_report.to_reconcile) | set(report.due))
+    messages = enqueue.reconcile_due(due)
+    pruned = retention.prune_if_due()
+    run = health.SweepRun(
+        finished_at=time.time(),
+        took_ms=round((time.perf_counter() - started) * 1000, 1),
+        due=len(due),
+        messages=messages,
+    )
+    health.remember_sweep(run)
+    log_sweep(idle_report, report, due, run, pruned)
     return {
-        "due": report.due,
+        "due": len(due),
+        "messages": messages,
+        "took_ms": run.took_ms,
         "strays_removed": report.strays_removed,
         "idle_stopped": idle_report.stopped,
         "schedules_fired": idle_report.fired,
+        "pruned": pruned.deleted if pruned else {},
     }
 
 
-def sweep_changes(idle_report: IdleReport, report: SweepReport) -> list[str]:
+def sweep_changes(
+    idle_report: IdleReport, report: SweepReport, pruned: retention.RetentionReport | None = None
+) -> list[str]:
     """What the sweep itself changed, one phrase each: stopped, reminded, fired, preempted,
-    removed. Finding computes due changes nothing by itself: their reconcile does the work
-    and writes it in their event log."""
+    removed, pruned. Finding computes due changes nothing by itself: their reconcile does
+    the work and writes it in their event log."""
     changes = []
     if idle_report.stopped:
         changes.append(f"stopped idle computes {idle_report.stopped}")
@@ -58,16 +96,36 @@ def sweep_changes(idle_report: IdleReport, report: SweepReport) -> list[str]:
         changes.append(f"preempted nodes {report.preempted}")
     if report.strays_removed:
         changes.append(f"removed stray containers {report.strays_removed}")
+    if pruned and pruned.total:
+        kinds = ", ".join(f"{count} {name}" for name, count in pruned.deleted.items() if count)
+        changes.append(f"deleted rows past retention: {kinds}")
     return changes
 
 
-def log_sweep(idle_report: IdleReport, report: SweepReport) -> None:
+def describe_due(due: list[int], reasons: dict[int, str], shown: int = 10) -> str:
+    """The first few due computes with their reasons: with thousands due, a line a
+    second naming them all would be a screenful each."""
+    named = ", ".join(f"{pk} ({reasons.get(pk, IDLE_MOVED)})" for pk in due[:shown])
+    if len(due) > shown:
+        return f"{len(due)} computes, {named}, ..."
+    return named or "none"
+
+
+def log_sweep(
+    idle_report: IdleReport,
+    report: SweepReport,
+    due: list[int],
+    run: health.SweepRun,
+    pruned: retention.RetentionReport | None = None,
+) -> None:
     """One line a sweep: INFO when it changed something, DEBUG otherwise (beat runs it
     every second: a line a second of "nothing happened" would bury everything else)."""
-    changes = sweep_changes(idle_report, report)
-    due = ", ".join(f"{pk} ({report.reasons.get(pk, '')})" for pk in report.due) or "none"
+    changes = sweep_changes(idle_report, report, pruned)
+    named = describe_due(due, report.reasons)
+    handed = f" in {run.messages} message(s)" if run.messages else ""
+    took = f"; took {run.took_ms:.0f} ms"
     driver = f"; driver unavailable: {report.driver_error}" if report.driver_error else ""
     if changes:
-        log.info("sweep: %s; due: %s%s", "; ".join(changes), due, driver)
+        log.info("sweep: %s; due: %s%s%s%s", "; ".join(changes), named, handed, took, driver)
     else:
-        log.debug("sweep: nothing changed; due: %s%s", due, driver)
+        log.debug("sweep: nothing changed; due: %s%s%s%s", named, handed, took, driver)

@@ -265,6 +265,16 @@ HANGAR_RECONCILE_LEASE_SECONDS = env_float("HANGAR_RECONCILE_LEASE_SECONDS", 10.
 # DatabaseScheduler stores the interval (and the expiry below) as whole seconds, and would
 # turn 0.5 into 0, a sweep sent as fast as beat can loop.
 HANGAR_SWEEP_SECONDS = env_int("HANGAR_SWEEP_SECONDS", 1, minimum=1)
+# The sweep hands the computes it finds due to the workers in at most this many messages
+# a run: that many or fewer due, one reconcile task each (each starts at once, in
+# parallel); more, their ids dealt into this many batches (compute/enqueue.py). It bounds
+# the sweep's broker round trips however many computes are due.
+HANGAR_SWEEP_MAX_MESSAGES = env_int("HANGAR_SWEEP_MAX_MESSAGES", 20, minimum=1, maximum=1000)
+# A compute's events, a workspace's activity, cluster chart samples, ended node rows, read
+# notifications and reminders of past deadlines are deleted once older than this many days,
+# a bounded batch at a time by the sweep (compute/controllers/retention.py). The newest
+# events (and activity, samples) of each compute or workspace stay whatever their age.
+HANGAR_EVENT_RETENTION_DAYS = env_int("HANGAR_EVENT_RETENTION_DAYS", 90, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-sweep": {
         "task": "hangar.sweep",

@@ -159,6 +159,12 @@ class Notification(models.Model):
             ),
             # The inbox pages through a user's newest notifications.
             models.Index(fields=["user", "-created_at", "-id"], name="notification_recent_idx"),
+            # Retention deletes old notifications once read (compute/controllers/retention.py).
+            models.Index(
+                fields=["created_at"],
+                name="notification_read_idx",
+                condition=models.Q(read_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -195,7 +201,9 @@ class Activity(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "activity"
         indexes = [
-            # A workspace's activity page and overview read its newest rows off this index.
+            # A workspace's activity page and overview read its newest rows off this index;
+            # retention its newest rows before the cutoff, which stay (compute/controllers/
+            # retention.py).
             models.Index(
                 fields=["workspace", "-created_at", "-id"], name="activity_workspace_recent_idx"
             ),

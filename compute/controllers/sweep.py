@@ -76,6 +76,7 @@ class NodeRow(NamedTuple):
 
 
 JobCounts = Counter[tuple[int, str]]  # (compute id, job status) -> jobs
+NO_NODES: list[NodeRow] = []  # shared, never changed: a compute without nodes
 
 
 def sweep(driver: Driver | None = None) -> SweepReport:
@@ -97,7 +98,7 @@ def sweep(driver: Driver | None = None) -> SweepReport:
     for node in nodes:
         by_compute[node.compute_id].append(node)
     for compute in computes:
-        mine = by_compute[compute.pk]
+        mine = by_compute.get(compute.pk, NO_NODES)
         reason = why_due(compute, mine, jobs, health_due, now)
         if reason:
             report.reasons.setdefault(compute.pk, reason)
@@ -116,20 +117,30 @@ def sweep(driver: Driver | None = None) -> SweepReport:
 # Reads: one query each ---------------------------------------------------------------
 
 
+# Each read clears the models' default ordering (order_by()): the sweep needs no order, and
+# Node's (its compute's name, then index) joined the compute table and sorted every live
+# node, every second.
+
+
 def live_computes() -> list[ComputeRow]:
     # Served by compute_live_idx.
-    rows = Compute.objects.exclude(state=ComputeState.DELETED).values_list(
-        "pk", "kind", "state", "min_nodes", "max_nodes", "idle_seconds_before_scaledown", "tier"
+    rows = (
+        Compute.objects.exclude(state=ComputeState.DELETED)
+        .order_by()
+        .values_list(
+            "pk", "kind", "state", "min_nodes", "max_nodes", "idle_seconds_before_scaledown", "tier"
+        )
     )
     return [ComputeRow(*row) for row in rows]
 
 
 def live_nodes() -> list[NodeRow]:
     # Served by node_live_idx.
-    rows = Node.objects.filter(
-        state__in=NODE_WITH_CONTAINER,
-        ended_at__isnull=True,
-    ).values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
+    rows = (
+        Node.objects.filter(state__in=NODE_WITH_CONTAINER, ended_at__isnull=True)
+        .order_by()
+        .values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
+    )
     return [NodeRow(*row) for row in rows]
 
 
@@ -151,6 +162,7 @@ def health_checks_due(now: datetime) -> set[int]:
     return set(
         Attachment.objects.filter(compute__state=ComputeState.STEADY)
         .filter(Q(health_checked_at__isnull=True) | Q(health_checked_at__lt=stale))
+        .order_by()
         .values_list("compute_id", flat=True)
     )
 
@@ -183,15 +195,17 @@ def look(
 def why_due(
     compute: ComputeRow, nodes: list[NodeRow], jobs: JobCounts, health_due: set[int], now: datetime
 ) -> str:
-    """Why this compute needs a reconcile now, from its rows alone; "" if it does not."""
+    """Why this compute needs a reconcile now, from its rows alone; "" if it does not.
+    Called for every live compute each second: the cheap questions come first."""
     pk, kind, state = compute.pk, compute.kind, compute.state
-    has_jobs = any(jobs[pk, status] for status in JOB_UNFINISHED)
-    live = [n for n in nodes if n.state in LIVE_NODE_STATES]
-    busy = sum(1 for n in live if n.state == NodeState.RUNNING)
     if state in TRANSITIONAL:
         return f"{state} in progress"
     if state == ComputeState.FAILED:
         return ""
+    # .get, not [...]: a Counter's missing key is a Python-level call, 40,000 a sweep.
+    has_jobs = bool(jobs) and any(jobs.get((pk, status)) for status in JOB_UNFINISHED)
+    live = [n for n in nodes if n.state in LIVE_NODE_STATES] if nodes else nodes
+    busy = sum(1 for n in live if n.state == NodeState.RUNNING)
     if kind == ComputeKind.ATTACHED:
         # No nodes or containers: only jobs and health checks bring it here.
         if has_jobs:

@@ -1,10 +1,11 @@
-"""Worker health for the dashboard: is Redis up, how many workers answer, queue length."""
+"""Worker health for the dashboard: is Redis up, how many workers answer, queue length,
+and how long the last sweep took."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import redis
 from django.conf import settings
@@ -14,7 +15,24 @@ from config.celery import app
 
 logger = logging.getLogger(__name__)
 
-CACHE_KEY = "hangar:worker-health:v2"  # (time taken, WorkerHealth)
+CACHE_KEY = "hangar:worker-health:v3"  # (time taken, WorkerHealth)
+SWEEP_KEY = "hangar:sweep:last"  # the last sweep's SweepRun, as a dict
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """What the last sweep reported of itself: an operator sees at a glance whether it
+    keeps up with its period (HANGAR_SWEEP_SECONDS)."""
+
+    finished_at: float  # time.time()
+    took_ms: float
+    due: int
+    messages: int
+
+    @property
+    def summary(self) -> str:
+        ago = max(0, round(time.time() - self.finished_at))
+        return f"last sweep took {self.took_ms:,.0f} ms, {self.due:,} due ({ago} s ago)"
 
 
 @dataclass(frozen=True)
@@ -23,6 +41,7 @@ class WorkerHealth:
     workers: list[str]
     queued: int
     error: str = ""
+    last_sweep: SweepRun | None = None
 
     @property
     def level(self) -> str:
@@ -62,7 +81,7 @@ def probe(timeout: float = 0.5) -> WorkerHealth:
         for worker, queues in replies.items()
         if any(q.get("name") == queue for q in queues or [])
     )
-    return WorkerHealth(broker_up=True, workers=workers, queued=queued)
+    return WorkerHealth(broker_up=True, workers=workers, queued=queued, last_sweep=last_sweep())
 
 
 # The last probe, kept (with the time it was taken) far longer than it is trusted: a page's
@@ -122,3 +141,26 @@ def last_known(max_age: int | None = None) -> Known:
         return Known(current(max_age), stale=False)
     taken, health = entry
     return Known(health, stale=time.time() - taken >= _trusted(max_age))
+
+
+# The last sweep --------------------------------------------------------------------------
+
+
+def remember_sweep(run: SweepRun) -> None:
+    """Written by every sweep (one cache write); a plain dict, so a page served by an
+    older or newer release still reads it."""
+    try:
+        cache.set(SWEEP_KEY, asdict(run), KEEP_SECONDS)
+    except (redis.RedisError, OSError) as exc:  # the cache is Redis: the badge says it is down
+        logger.debug("sweep duration not cached: %s", exc)
+
+
+def last_sweep() -> SweepRun | None:
+    try:
+        known = cache.get(SWEEP_KEY)
+    except (redis.RedisError, OSError):
+        return None
+    try:
+        return SweepRun(**known) if known else None
+    except TypeError:  # written by a release with other fields
+        return None

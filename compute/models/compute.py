@@ -311,6 +311,10 @@ class Node(models.Model):
                 name="node_live_idx",
                 condition=Q(state__in=["preparing", "idle", "running", "leaving"]),
             ),
+            # Retention deletes ended node rows, oldest first (controllers/retention.py).
+            models.Index(
+                fields=["ended_at"], name="node_ended_idx", condition=Q(ended_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

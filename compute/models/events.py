@@ -93,7 +93,8 @@ class Event(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             # A compute's page shows its newest events: read off this index, however long
-            # its history.
+            # its history. Retention finds each compute's newest events before its cutoff,
+            # which stay, off it too (controllers/retention.py).
             models.Index(fields=["compute", "-created_at", "-id"], name="event_compute_recent_idx"),
         ]
 

@@ -70,6 +70,10 @@ class Reminder(models.Model):
                 fields=["compute", "kind", "deadline", "lead_minutes"], name="reminder_once"
             ),
         ]
+        indexes = [
+            # Retention deletes reminders of long-past deadlines (controllers/retention.py).
+            models.Index(fields=["deadline"], name="reminder_deadline_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} reminder {self.lead_minutes} min before {self.deadline}"

@@ -213,7 +213,11 @@ class ComputeSample(models.Model):
 
     class Meta:
         ordering = ["compute", "at"]
-        indexes = [models.Index(fields=["compute", "at"], name="sample_compute_at_idx")]
+        indexes = [
+            models.Index(fields=["compute", "at"], name="sample_compute_at_idx"),
+            # Retention looks at samples oldest first (controllers/retention.py).
+            models.Index(fields=["at"], name="sample_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.compute_id} at {self.at}: {self.nodes} nodes, {self.queued} queued"

@@ -43,12 +43,14 @@ BOXES = 3  # several rows per race: the sweeps meet at each of them in turn
 
 @pytest.fixture
 def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The compute ids of every reconcile task sent, instead of sending it to the broker."""
+    """The compute ids of every reconcile task sent (alone or in a batch), instead of
+    sending it to the broker."""
     sent: list[int] = []
 
-    def send_task(name: str, args: list[int]) -> None:
-        assert name == enqueue.RECONCILE
-        sent.extend(args)  # list.extend is atomic under the GIL: safe from both threads
+    def send_task(name: str, args: list, **options: object) -> None:
+        assert name in (enqueue.RECONCILE, enqueue.RECONCILE_BATCH)
+        # list.extend is atomic under the GIL: safe from both threads
+        sent.extend(args if name == enqueue.RECONCILE else args[0])
 
     monkeypatch.setattr(enqueue.app, "send_task", send_task)
     return sent
@@ -85,7 +87,7 @@ def running_boxes(team: Team, enqueued: list[int], idle_minutes: int) -> list[Co
 def beat_sweep() -> IdleReport:
     """The idle half of the beat task (compute/tasks.py): sweep, then enqueue reconciles."""
     report = idle_sweep()
-    enqueue.reconcile_each(sorted(set(report.to_reconcile)))
+    enqueue.reconcile_due(sorted(set(report.to_reconcile)))
     return report
 
 

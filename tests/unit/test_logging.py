@@ -5,6 +5,7 @@ without a traceback (issue 15)."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import pytest
@@ -25,7 +26,7 @@ SWEEP_LOGGER = "compute.tasks"
 def run_sweep_task(monkeypatch, idle_report: IdleReport, report: SweepReport) -> None:
     monkeypatch.setattr(tasks, "idle_sweep", lambda: idle_report)
     monkeypatch.setattr(tasks, "sweep", lambda: report)
-    monkeypatch.setattr(tasks.enqueue, "reconcile_each", lambda ids: None)
+    monkeypatch.setattr(tasks.enqueue, "reconcile_due", lambda ids: 0)
     tasks.reconcile_sweep()
 
 
@@ -39,12 +40,12 @@ def test_a_sweep_with_nothing_to_do_logs_one_debug_line(caplog, settings):
     settings.HANGAR_DRIVER = "noop"
     caplog.set_level(logging.DEBUG, logger=SWEEP_LOGGER)
     tasks.reconcile_sweep()
-    records = sweep_records(caplog)
-    assert [(r.levelno, r.getMessage()) for r in records] == [
-        (logging.DEBUG, "sweep: nothing changed; due: none")
-    ]
+    (record,) = sweep_records(caplog)
+    assert record.levelno == logging.DEBUG
+    assert re.fullmatch(r"sweep: nothing changed; due: none; took \d+ ms", record.getMessage())
 
 
+@pytest.mark.django_db  # the sweep's retention step reads the database
 def test_computes_due_alone_are_debug_too(caplog, monkeypatch):
     """Finding computes due changes nothing by itself (their reconcile logs its work), and
     while a job runs the sweep finds its compute due every second."""
@@ -53,9 +54,25 @@ def test_computes_due_alone_are_debug_too(caplog, monkeypatch):
     run_sweep_task(monkeypatch, IdleReport(), report)
     (record,) = sweep_records(caplog)
     assert record.levelno == logging.DEBUG
-    assert record.getMessage() == "sweep: nothing changed; due: 7 (jobs to place or collect)"
+    assert record.getMessage().startswith(
+        "sweep: nothing changed; due: 7 (jobs to place or collect); took "
+    )
 
 
+@pytest.mark.django_db
+def test_thousands_due_are_counted_and_a_few_named(caplog, monkeypatch):
+    """With thousands due, the line names the first ten, not a screenful a second."""
+    caplog.set_level(logging.DEBUG, logger=SWEEP_LOGGER)
+    due = list(range(1, 5001))
+    report = SweepReport(due=due, reasons=dict.fromkeys(due, "node count differs from desired"))
+    run_sweep_task(monkeypatch, IdleReport(), report)
+    (record,) = sweep_records(caplog)
+    said = record.getMessage()
+    assert said.startswith("sweep: nothing changed; due: 5000 computes, 1 (node count differs")
+    assert "10 (node count" in said and "11 (" not in said and len(said) < 600
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("idle_report", "report", "said"),
     [

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
+from compute import enqueue
 from compute.actions import computes as actions
 from compute.actions.jobs import submit_job
 from compute.controllers import sweep as steps
@@ -144,3 +145,11 @@ def test_a_compute_born_while_the_sweep_looks_keeps_its_first_node(access, setti
     assert driver.made is not None
     assert report.strays_removed == []
     assert [o.compute_id for o in driver.list_nodes()] == [driver.made.pk]
+
+
+@pytest.mark.parametrize(("due", "most"), [(0, 20), (3, 20), (20, 20), (21, 20), (5000, 20)])
+def test_the_hand_out_deals_due_computes_into_at_most_so_many_even_batches(due, most):
+    batches = enqueue.deal(list(range(due)), most)
+    assert len(batches) == min(due, most)
+    assert sorted(pk for batch in batches for pk in batch) == list(range(due))  # each once
+    assert max(map(len, batches), default=0) - min(map(len, batches), default=0) <= 1

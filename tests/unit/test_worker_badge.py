@@ -11,7 +11,9 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
+from compute import tasks
 from compute.lib import health
+from compute.models import Compute, ComputeKind, VmSize
 
 pytestmark = pytest.mark.django_db
 
@@ -76,3 +78,24 @@ def test_the_last_probe_survives_the_cache_being_down(probes, monkeypatch):
     known = health.last_known(max_age=60)
     assert known.health.summary == "2 workers up · 3 queued" and not known.stale
     assert len(probes) == 1
+
+
+def test_the_badge_says_how_long_the_last_sweep_took(client, team, settings):
+    """The sweep reports its own duration where an operator sees it: the badge's tooltip
+    (a real sweep in-process on the no-op driver, a real probe of the real Redis)."""
+    settings.HANGAR_DRIVER = "noop"
+    size = VmSize.objects.get(name="Standard_D2s_v3")
+    for name in ("a", "b", "c"):  # due: being created
+        Compute.objects.create(
+            workspace=team.workspace, name=name, kind=ComputeKind.CLUSTER, vm_size=size
+        )
+    result = tasks.reconcile_sweep()
+    run = health.last_sweep()
+    assert run is not None and (run.due, run.messages, run.took_ms) == (
+        3,
+        result["messages"],
+        result["took_ms"],
+    )
+    client.force_login(team.reader)
+    shown = badge(client.get(reverse("compute:worker-health")).content.decode())
+    assert f"last sweep took {run.took_ms:,.0f} ms, 3 due (" in shown
