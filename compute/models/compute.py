@@ -138,6 +138,13 @@ class Compute(models.Model):
         indexes = [
             # The reconcile sweep reads every compute that is not deleted (controllers/sweep.py).
             models.Index(fields=["state"], name="compute_live_idx", condition=~Q(state="deleted")),
+            # The idle sweep claims running instances whose next check is due, every second
+            # (controllers/idle.py): a range on this index, not a scan of every compute.
+            models.Index(
+                fields=["idle_next_check_at"],
+                name="compute_idle_due_idx",
+                condition=Q(state="running", idle_next_check_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
