@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.forms.utils import flatatt
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import slugify
 
@@ -49,19 +50,20 @@ class QuickSelect(forms.Select):
         return format_html("<select{}>{}</select>", flatatt(final), body)
 
     def render_options(self, choices: Any, selected: set[str]) -> SafeString:
-        return format_html_join(
-            "",
-            '<option value="{}"{}{}>{}</option>',
-            (
-                (
-                    value,
-                    SafeString(" selected") if str(value) in selected else "",
-                    SafeString(" disabled") if str(value) in self.disabled_values else "",
-                    label,
-                )
-                for value, label in choices
-            ),
-        )
+        # Plain string formatting: format_html per option cost as much as the templates.
+        options = []
+        for value, label in choices:
+            key = str(value)
+            flags = (" selected" if key in selected else "") + (
+                " disabled" if key in self.disabled_values else ""
+            )
+            options.append(f'<option value="{escaped(key)}"{flags}>{escaped(label)}</option>')
+        return SafeString("".join(options))
+
+
+def escaped(text: Any) -> str:
+    """`conditional_escape` without its lazy-string wrapper: what is safe already stays."""
+    return text.__html__() if hasattr(text, "__html__") else html.escape(str(text))
 
 
 if TYPE_CHECKING:
