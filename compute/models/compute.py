@@ -160,6 +160,11 @@ class Compute(models.Model):
         return self.assigned_to or self.created_by
 
     @property
+    def owner_id(self) -> int | None:
+        """`owner`'s id, read without loading either user."""
+        return self.assigned_to_id or self.created_by_id
+
+    @property
     def is_instance(self) -> bool:
         return self.kind == ComputeKind.INSTANCE
 

@@ -272,10 +272,10 @@ def test_many_clusters_up_are_all_counted_and_the_busiest_listed(client, team):
         NodeFactory(compute=pool, state="unusable")  # history: not up
     body = home(client, team.reader)
     clusters = section(body, "clusters-up")
-    assert clusters.count("data-compute=") == 20
+    assert clusters.count("data-compute=") == 10
     for busiest in ("pool22", "pool23", "pool24"):
         assert f'data-compute="{busiest}"' in clusters
-    assert "The 20 busiest of 25" in clusters
+    assert "The 10 busiest of 25" in clusters
     assert 'data-testid="count-nodes-up">25<' in body
     assert "cluster nodes up in 25 clusters" in body
 
@@ -371,10 +371,10 @@ def test_the_number_of_queries_does_not_grow_with_workspaces_or_rows(
     # invitations.
     with django_assert_max_num_queries(14):
         body = client.get(HOME).content.decode()
-    # 30 instances up: a page of them (the soonest to stop), and how many there are.
-    assert section(body, "my-instances").count("data-compute=") == 20
+    # 30 instances up: the 10 stopping soonest, and how many there are.
+    assert section(body, "my-instances").count("data-compute=") == 10
     assert 'data-testid="count-my-instances">30<' in body
-    assert "The 20 stopping soonest of your 30" in body
+    assert "The 10 stopping soonest of your 30" in body
     assert 'data-testid="count-my-running-jobs">15<' in body
 
 
