@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, F, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -34,6 +34,7 @@ TABS = {
 }
 PAGE_SIZE = 25
 EVENTS_ON_PAGE = 30
+NODES_ON_PAGE = 24
 
 
 @workspace_view()
@@ -127,12 +128,15 @@ def compute_create(request: AuthedRequest, access: WorkspaceAccess, kind: str) -
 
 
 def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
-    # Jobs at work or nodes coming and going keep the page live even in a steady state.
+    # Live and changing nodes counted in one read of the live-node index (node_live_idx).
+    nodes = compute.nodes.filter(state__in=(*LIVE_NODE_STATES, *NODE_CHANGING)).aggregate(
+        live=Count("pk", filter=Q(state__in=LIVE_NODE_STATES)),
+        changing=Count("pk", filter=Q(state__in=NODE_CHANGING)),
+    )
+    # Jobs at work or nodes coming and going keep the page live even in a steady state;
+    # so do idle nodes above a cluster's minimum (they will scale down soon).
     busy = compute.jobs.filter(status__in=JOB_UNFINISHED).exists()
-    changing = compute.nodes.filter(state__in=NODE_CHANGING).exists()
-    if compute.is_cluster and not changing:  # idle nodes above min will scale down soon
-        live = compute.nodes.filter(state__in=LIVE_NODE_STATES).count()
-        changing = live > compute.min_nodes
+    changing = bool(nodes["changing"]) or (compute.is_cluster and nodes["live"] > compute.min_nodes)
     return {
         "steady": compute.is_steady and not busy and not changing,
         "chart": cluster_chart(compute) if compute.is_cluster else None,
@@ -141,8 +145,12 @@ def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
         "access": access,
         "workspace": access.workspace,
         "compute": compute,
-        "nodes": compute.nodes.order_by("-index")[:50],
-        "live_nodes": compute.nodes.filter(state__in=LIVE_NODE_STATES).count(),
+        # The newest rows: the live nodes, then the last ones removed (older ones are
+        # history, told by the events).
+        "nodes": compute.nodes.order_by(F("ended_at").desc(nulls_first=True), "-index")[
+            :NODES_ON_PAGE
+        ],
+        "live_nodes": nodes["live"],
         "events": compute.events.select_related("actor")[:EVENTS_ON_PAGE],
         "verbs": compute.allowed_verbs(access.role),
     }

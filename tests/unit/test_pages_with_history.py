@@ -4,6 +4,7 @@ activity, notifications). The timings at 10,000 computes are `make bench BENCH=s
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -149,3 +150,16 @@ def test_the_list_reads_each_count_by_index_not_by_joining_history(client, team)
         assert "COUNT(DISTINCT" not in statement.upper()
         assert 'JOIN "compute_node"' not in statement
         assert 'JOIN "compute_job"' not in statement
+
+
+def test_the_cluster_page_lists_its_live_nodes_first_then_the_last_removed(client, team, busy):
+    """Forty nodes came and went after n-1 and n-2 came up: the table still starts with
+    the two live ones, and shows a bounded tail of the removed ones."""
+    cluster, instance = busy
+    add_history(cluster, instance, rounds=40)  # ended nodes n-3 … n-42
+    client.force_login(team.reader)
+    body = client.get(reverse("compute:detail", args=[team.workspace.slug, cluster.pk]))
+    rows = re.findall(r'<tr data-node="(n-\d+)"', body.content.decode())
+    assert rows[:2] == ["n-2", "n-1"]
+    assert rows[2:5] == ["n-42", "n-41", "n-40"]
+    assert len(rows) == 24
