@@ -39,26 +39,27 @@ class QuickSelect(forms.Select):
         self, name: str, value: Any, attrs: dict | None = None, renderer: Any = None
     ) -> SafeString:
         selected = {str(v) for v in self.format_value(value)}
-        body = SafeString("")
+        parts = []
         for option_value, label in self.choices:
             if isinstance(label, (list, tuple)):
-                group = self.render_options(label, selected)
-                body += format_html('<optgroup label="{}">{}</optgroup>', option_value, group)
+                parts.append(f'<optgroup label="{escaped(option_value)}">')
+                parts += self.option_tags(label, selected)
+                parts.append("</optgroup>")
             else:
-                body += self.render_options([(option_value, label)], selected)
+                parts += self.option_tags([(option_value, label)], selected)
         final = self.build_attrs(self.attrs, {**(attrs or {}), "name": name})
-        return format_html("<select{}>{}</select>", flatatt(final), body)
+        return format_html("<select{}>{}</select>", flatatt(final), SafeString("".join(parts)))
 
-    def render_options(self, choices: Any, selected: set[str]) -> SafeString:
+    def option_tags(self, choices: Any, selected: set[str]) -> list[str]:
         # Plain string formatting: format_html per option cost as much as the templates.
-        options = []
+        found = []
         for value, label in choices:
             key = str(value)
             flags = (" selected" if key in selected else "") + (
                 " disabled" if key in self.disabled_values else ""
             )
-            options.append(f'<option value="{escaped(key)}"{flags}>{escaped(label)}</option>')
-        return SafeString("".join(options))
+            found.append(f'<option value="{escaped(key)}"{flags}>{escaped(label)}</option>')
+        return found
 
 
 def escaped(text: Any) -> str:

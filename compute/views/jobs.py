@@ -31,7 +31,18 @@ def jobs_of(access: WorkspaceAccess):
 @workspace_view()
 def job_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     form = JobFilterForm(request.GET or None, workspace=access.workspace)
-    jobs = jobs_of(access).select_related("compute", "submitted_by")
+    # A row shows names, states and times: not the jobs' variables nor the computes'
+    # scripts and secrets (JSON decoded per row for nothing).
+    jobs = (
+        jobs_of(access)
+        .select_related("compute", "submitted_by")
+        .defer(
+            "environment",
+            "secret_environment",
+            "compute__secret_environment",
+            "compute__setup_script",
+        )
+    )
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
         if data.get("status"):
