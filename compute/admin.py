@@ -69,8 +69,8 @@ class VmSizeAdmin(ListAdmin):
     search_fields = ["name", "gpu_model", "family__name"]
     list_select_related = ["family"]
     list_editable = ["price_dedicated", "price_low_priority"]
-    # The catalog is one sheet of prices to edit (84 sizes), and does not grow with teams.
-    list_per_page = 100
+    # The catalog's 84 sizes in pages of 25 like every list (an editable row costs more
+    # than a plain one: 100 of them took 130 ms); the family filter narrows the sheet.
 
 
 class ReadMostlyAdmin(ListAdmin):

@@ -105,7 +105,9 @@ def test_admin_changelists_list_and_search(client, site_rows, url, row, search):
     superuser = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(superuser)
     expected = site_rows[row]
-    listed = client.get(reverse(url))
+    # The catalog's sizes come in pages: the size's family filter lists it on page one.
+    narrowed = {"family__id__exact": expected.family_id} if row == "vmsize" else {}
+    listed = client.get(reverse(url), narrowed)
     assert expected.pk in {r.pk for r in listed.context["cl"].result_list}
     assert str(expected) in listed.content.decode()
     found = client.get(reverse(url), {"q": search})
