@@ -96,12 +96,13 @@ def test_thirty_due_go_out_in_ten_batches_and_a_worker_settles_every_one(
         left = (datetime.fromisoformat(expires) - timezone.now()).total_seconds()
         assert lifetime - 30 < left <= lifetime
 
-    worker = Worker(celery_queue, "local", {}, beat=False).start()
+    # With beat, as in production: a node still coming up when its batch's pass ends is
+    # settled by a later sweep (level-triggered), not by the hand-out above.
+    worker = Worker(celery_queue, "local", {}, beat=True).start()
     for cluster in due:
         wait_for(lambda c=cluster: settled(c, 1), timeout=120, what=f"{cluster.name} settled")
-    assert broker.llen(celery_queue) == 0
     ran = [e for e in worker.log_entries() if "hangar.reconcile_batch[" in e.first_line]
-    assert ran  # the batches ran as batches, on a real worker
+    assert len([e for e in ran if "succeeded" in e.first_line]) >= 10  # batches, on a real worker
 
 
 def test_a_few_due_go_out_one_task_each(broker, celery_queue, settings):
