@@ -115,7 +115,7 @@ class ComputeAdmin(ReadMostlyAdmin):
         "created_by",
         "created_at",
     ]
-    list_filter = ["kind", "state", "tier", "workspace", "vm_size__family", "created_at"]
+    list_filter = ["kind", "state", "tier", "vm_size__family", "created_at"]
     search_fields = ["name", "workspace__name", "workspace__slug", "last_error"]
     list_select_related = ["workspace", "vm_size", "created_by"]
     # Newest first, from the primary key: sorting 10,000 names for every page was most of
@@ -142,8 +142,8 @@ class JobAdmin(LongListAdmin, ReadMostlyAdmin):
 
     list_display = ["__str__", "workspace", "compute", "status", "submitted_by", "queued_at"]
     # By date: ranges of the queued_at index (a date_hierarchy read every row for its years).
-    list_filter = ["status", "compute__kind", "workspace", "queued_at"]
-    search_fields = ["name", "command", "compute__name"]
+    list_filter = ["status", "compute__kind", "queued_at"]
+    search_fields = ["name", "command", "compute__name", "workspace__name", "workspace__slug"]
     list_select_related = ["workspace", "compute", "submitted_by"]
     exclude = ["secret_environment"]
 
@@ -153,8 +153,14 @@ class AttachmentAdmin(ReadMostlyAdmin):
     """How attached computes are reached. The secret is never shown, not even encrypted."""
 
     list_display = ["compute", "target_kind", "address", "healthy", "last_seen_at"]
-    list_filter = ["target_kind", "healthy", "compute__workspace"]
-    search_fields = ["compute__name", "host", "username", "health_reason"]
+    list_filter = ["target_kind", "healthy"]
+    search_fields = [
+        "compute__name",
+        "host",
+        "username",
+        "health_reason",
+        "compute__workspace__name",
+    ]
     list_select_related = ["compute"]
     exclude = ["secret"]
 
@@ -165,8 +171,8 @@ class NodeAdmin(LongListAdmin, ReadMostlyAdmin):
     (?compute__id__exact=)."""
 
     list_display = ["__str__", "compute", "state", "container_ref", "started_at", "last_busy_at"]
-    list_filter = ["state", "compute__kind", "compute__workspace"]
-    search_fields = ["compute__name", "container_ref"]
+    list_filter = ["state", "compute__kind"]
+    search_fields = ["compute__name", "container_ref", "compute__workspace__name"]
     list_select_related = ["compute"]
     # Newest first, from the primary key: Node's own order sorts every node by its
     # compute's name (a join and a sort of the whole table).
@@ -177,8 +183,8 @@ class NodeAdmin(LongListAdmin, ReadMostlyAdmin):
 class EventAdmin(LongListAdmin, ReadMostlyAdmin):
     list_display = ["created_at", "compute", "level", "verb", "who", "message"]
     # By date: ranges of the created_at index (a date_hierarchy read every row for its years).
-    list_filter = ["level", "verb", "compute__kind", "compute__workspace", "created_at"]
-    search_fields = ["message", "compute__name"]
+    list_filter = ["level", "verb", "compute__kind", "created_at"]
+    search_fields = ["message", "compute__name", "compute__workspace__name"]
     list_select_related = ["compute", "actor"]
 
     def has_delete_permission(self, request, obj=None) -> bool:
@@ -213,7 +219,7 @@ class QuotaRequestAdmin(ListAdmin):
         "requested_by",
         "created_at",
     ]
-    list_filter = ["status", "workspace", "family", "family__restricted"]
+    list_filter = ["status", "family", "family__restricted"]
     search_fields = [
         "workspace__name",
         "workspace__slug",
@@ -334,7 +340,7 @@ class QuotaRowAdmin(ListAdmin):
 @admin.register(FamilyQuota)
 class FamilyQuotaAdmin(QuotaRowAdmin):
     list_display = ["workspace", "family", "limit", "approved"]
-    list_filter = ["family__restricted", "family", "workspace"]
+    list_filter = ["family__restricted", "family"]
     search_fields = ["workspace__name", "family__name"]
     list_select_related = ["workspace", "family"]
     edited = ("limit", "approved")
