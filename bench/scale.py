@@ -27,6 +27,7 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from bench.jobs import percentile
 from bench.scale_data import PASSWORD, Focus, generate, scale_from_environment
 from tests.support.worker import process_environment
 
@@ -34,11 +35,6 @@ GOAL_MS = 50.0
 RUNS = int(os.environ.get("HANGAR_BENCH_RUNS", "40"))
 ROOT = Path(__file__).resolve().parent.parent
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
 class Timer:
