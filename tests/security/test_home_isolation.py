@@ -69,6 +69,7 @@ def test_a_member_never_sees_another_workspaces_items_on_the_home_page(client, t
         assert 'data-testid="count-my-running-jobs">0<' in body
         assert 'data-testid="count-my-queued-jobs">0<' in body
         assert 'data-testid="count-nodes-up">0<' in body
+        assert "cluster nodes up in 0 clusters" in body  # the victim's pool not counted
         assert 'data-testid="cost-today">$0.00<' in body
     assert own.workspace_id != victim.pk
 
