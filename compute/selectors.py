@@ -7,9 +7,10 @@ page, "does not exist" from an action)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.db.models import Case, Count, Q, QuerySet, When
@@ -96,23 +97,52 @@ def burning(workspace: Workspace, now: datetime) -> list[Burning]:
 
 def burning_rows(instances: Iterable[Compute], now: datetime) -> list[Burning]:
     """`burning` on instances already read (running ones, with their `vm_size`)."""
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     rows = []
     for compute in instances:
-        idle_for = now - (compute.last_activity_at or compute.state_changed_at)
         assert compute.vm_size is not None  # instances always have one
-        price = float(compute.vm_size.price_dedicated)
-        running_today = (now - max(today, compute.state_changed_at)).total_seconds() / 3600
-        if compute.idle_deadline:
-            ahead = max(0.0, (compute.idle_deadline - now).total_seconds() / 3600)
-            note = f"until idle shutdown at {compute.idle_deadline:%H:%M} UTC"
-        else:
-            ahead = (today + timedelta(days=1) - now).total_seconds() / 3600
-            note = "no idle shutdown: until midnight at least"
-        waste = (idle_for.total_seconds() / 3600 + ahead) * price
-        rows.append(Burning(compute, idle_for, running_today * price, waste, note))
+        cost = InstanceCost.of(
+            now,
+            compute.state_changed_at,
+            compute.last_activity_at,
+            compute.idle_deadline,
+            compute.vm_size.price_dedicated,
+        )
+        rows.append(Burning(compute, cost.idle_for, cost.today, cost.waste, cost.waste_note))
     rows.sort(key=lambda row: row.idle_for, reverse=True)
     return rows
+
+
+@dataclass(frozen=True)
+class InstanceCost:
+    """What a running instance costs today and wastes ahead: the one rule for "What is
+    running" and the home page's totals."""
+
+    idle_for: timedelta
+    today: float
+    waste: float
+    waste_note: str
+
+    @classmethod
+    def of(
+        cls,
+        now: datetime,
+        running_since: datetime,
+        last_activity_at: datetime | None,
+        idle_deadline: datetime | None,
+        hourly_price: Decimal | float,
+    ) -> InstanceCost:
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        price = float(hourly_price)
+        idle_for = now - (last_activity_at or running_since)
+        running_today = (now - max(midnight, running_since)).total_seconds() / 3600
+        if idle_deadline:
+            ahead = max(0.0, (idle_deadline - now).total_seconds() / 3600)
+            note = f"until idle shutdown at {idle_deadline:%H:%M} UTC"
+        else:
+            ahead = (midnight + timedelta(days=1) - now).total_seconds() / 3600
+            note = "no idle shutdown: until midnight at least"
+        waste = (idle_for.total_seconds() / 3600 + ahead) * price
+        return cls(idle_for, running_today * price, waste, note)
 
 
 # The home page: what is the signed-in user's, and what is running, across their workspaces.
@@ -174,23 +204,25 @@ class WorkspaceToday:
         return self.membership.has_role(Role.CONTRIBUTOR)
 
 
+@dataclass(frozen=True)
+class BusyCluster:
+    compute: Compute
+    live_nodes: int
+    busy_nodes: int
+
+
 @dataclass
 class Home:
     workspaces: list[WorkspaceToday]
-    my_instances: list[MyInstance]
+    my_instances: list[MyInstance]  # the few stopping soonest, read whole
+    my_instance_count: int  # all of the user's instances up, coming up or going down
     my_jobs: list[Job]
     my_queued: int
     my_active: int
-    clusters: Sequence[Compute]  # the busiest few, with live_nodes and busy_nodes
+    clusters: list[BusyCluster]  # the busiest few
     clusters_up: int  # every cluster with a node up
     quota_requests: list[QuotaRequest]
     invitations: list[Invitation]
-
-    @property
-    def my_instances_shown(self) -> list[MyInstance]:
-        """The first rows of `my_instances` (the soonest to stop first): a page of rows,
-        however many instances the user has up."""
-        return self.my_instances[:HOME_INSTANCES_SHOWN]
 
     @property
     def cost_today(self) -> float:
@@ -218,34 +250,45 @@ def home_for(user: User, now: datetime) -> Home:
     rows = {m.workspace_id: WorkspaceToday(m) for m in memberships}
     ids = list(rows)
     if not ids:
-        return Home([], [], [], 0, 0, [], 0, [], list(pending_invitations(user, now)))
+        return Home([], [], 0, [], 0, 0, [], 0, [], list(pending_invitations(user, now)))
     roles = {m.workspace_id: m.role for m in memberships}
 
-    # Instances: every running one of the workspaces (their cost), and the user's own on
-    # the way up or down. The workspace is the membership's: no join to read it again.
-    instances = list(
+    # Instances: what every running one of the workspaces costs, and which are the user's
+    # own on the way up or down, read as plain values (a team may have hundreds up); only
+    # the few the page lists are read whole.
+    light = (
         Compute.objects.filter(workspace_id__in=ids, kind=ComputeKind.INSTANCE)
         .filter(
             Q(state=ComputeState.RUNNING) | (owned_by(user) & Q(state__in=HOME_INSTANCE_STATES))
         )
-        .select_related("vm_size")
-        # What a row and its cost need: no user rows, no scripts or secrets.
-        .defer("setup_script", "secret_environment")
         .order_by("name", "id")
+        .values_list(
+            "pk",
+            "workspace_id",
+            "state",
+            "state_changed_at",
+            "last_activity_at",
+            "idle_deadline",
+            "vm_size__price_dedicated",
+            "assigned_to_id",
+            "created_by_id",
+        )
     )
-    for compute in instances:
-        compute.workspace = rows[compute.workspace_id].workspace
-    for row in burning_rows((c for c in instances if c.is_running), now):
-        today = rows[row.compute.workspace_id]
-        today.running_instances += 1
-        today.cost_today += row.cost_today
-        today.waste += row.waste
-    mine = [
-        MyInstance(c, roles[c.workspace_id], now)
-        for c in instances
-        if c.state in HOME_INSTANCE_STATES and c.owner_id == user.pk
-    ]
-    mine.sort(key=soonest_to_stop)
+    mine: list[tuple[bool, datetime | None, int]] = []
+    for pk, workspace_id, state, since, active_at, deadline, price, assigned, creator in light:
+        running = state == ComputeState.RUNNING
+        if running:
+            cost = InstanceCost.of(now, since, active_at, deadline, price)
+            today = rows[workspace_id]
+            today.running_instances += 1
+            today.cost_today += cost.today
+            today.waste += cost.waste
+        if state in HOME_INSTANCE_STATES and (assigned or creator) == user.pk:
+            # The soonest idle shutdown first, then the rest in name order (a stable sort).
+            stops_at = deadline if running else None
+            mine.append((stops_at is None, stops_at, pk))
+    mine.sort(key=lambda row: row[:2])
+    shown_ids = [pk for *_, pk in mine[:HOME_INSTANCES_SHOWN]]
 
     # Jobs: counted per workspace and status (the user's among them); only unfinished rows.
     unfinished = Job.objects.filter(workspace_id__in=ids, status__in=JOB_UNFINISHED)
@@ -269,34 +312,37 @@ def home_for(user: User, now: datetime) -> Home:
     for job in my_jobs:
         job.workspace = job.compute.workspace = rows[job.workspace_id].workspace
 
-    # Clusters with nodes up: the totals per workspace in one grouped count, the busiest
-    # few listed with their own counts. Both read the live nodes' partial index only.
-    live = Node.objects.filter(
-        compute__workspace_id__in=ids, compute__kind=ComputeKind.CLUSTER, state__in=LIVE_NODE_STATES
-    )
-    clusters_up = 0
-    for workspace_id, nodes, clusters in (
-        live.order_by()
-        .values_list("compute__workspace_id")
-        .annotate(nodes=Count("id"), clusters=Count("compute_id", distinct=True))
-    ):
-        rows[workspace_id].nodes_up = nodes
-        clusters_up += clusters
-    shown = list(
-        Compute.objects.filter(
-            workspace_id__in=ids,
-            kind=ComputeKind.CLUSTER,
-            nodes__state__in=LIVE_NODE_STATES,
+    # Clusters with nodes up: the live nodes counted per cluster (the live nodes' partial
+    # index only), which gives each workspace's totals and the busiest few.
+    per_cluster = list(
+        Node.objects.filter(
+            compute__workspace_id__in=ids,
+            compute__kind=ComputeKind.CLUSTER,
+            state__in=LIVE_NODE_STATES,
         )
-        .annotate(
-            live_nodes=Count("nodes"),
-            busy_nodes=Count("nodes", filter=Q(nodes__state=NodeState.RUNNING)),
-        )
-        .select_related("vm_size")
-        .order_by("-busy_nodes", "-live_nodes", "name", "id")[:HOME_CLUSTERS_SHOWN]
+        .order_by()
+        .values_list("compute_id", "compute__workspace_id", "compute__name")
+        .annotate(live_nodes=Count("id"), busy_nodes=Count("id", filter=Q(state=NodeState.RUNNING)))
     )
-    for compute in shown:
+    for _pk, workspace_id, _name, live_nodes, _busy in per_cluster:
+        rows[workspace_id].nodes_up += live_nodes
+    per_cluster.sort(key=lambda row: (-row[4], -row[3], row[2], row[0]))
+    busiest = per_cluster[:HOME_CLUSTERS_SHOWN]
+
+    # The rows the page lists, read whole in one query: the user's instances stopping
+    # soonest and the busiest clusters (no user rows, no scripts or secrets).
+    whole = (
+        Compute.objects.select_related("vm_size")
+        .defer("setup_script", "secret_environment")
+        .in_bulk(shown_ids + [pk for pk, *_ in busiest])
+    )
+    for compute in whole.values():
         compute.workspace = rows[compute.workspace_id].workspace
+    my_instances = [MyInstance(whole[pk], roles[whole[pk].workspace_id], now) for pk in shown_ids]
+    shown = [
+        BusyCluster(whole[pk], live_nodes, busy_nodes)
+        for pk, _workspace_id, _name, live_nodes, busy_nodes in busiest
+    ]
 
     quota_requests = list(
         QuotaRequest.objects.filter(workspace_id__in=ids, status=RequestStatus.PENDING)
@@ -308,22 +354,16 @@ def home_for(user: User, now: datetime) -> Home:
 
     return Home(
         workspaces=list(rows.values()),
-        my_instances=mine,
+        my_instances=my_instances,
+        my_instance_count=len(mine),
         my_jobs=my_jobs,
         my_queued=my_queued,
         my_active=my_active,
         clusters=shown,
-        clusters_up=clusters_up,
+        clusters_up=len(per_cluster),
         quota_requests=quota_requests,
         invitations=list(pending_invitations(user, now)),
     )
-
-
-def soonest_to_stop(mine: MyInstance) -> tuple[bool, datetime | None]:
-    """Instances with an idle shutdown ahead first, the soonest first; then the rest (in
-    the order read: by name)."""
-    deadline = mine.compute.idle_deadline if mine.compute.is_running else None
-    return (deadline is None, deadline)
 
 
 def pending_invitations(user: User, now: datetime) -> QuerySet[Invitation]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -19,6 +18,7 @@ from compute.views.common import add_errors
 from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
+from workspace.queries import KeysFirstPaginator
 from workspace.views.htmx import render_htmx
 
 PAGE_SIZE = 25
@@ -53,7 +53,7 @@ def job_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
             jobs = jobs.filter(submitted_by_id=data["submitter"])
     elif form.is_bound:
         jobs = jobs.none()
-    page = Paginator(jobs.order_by("-queued_at", "-id"), PAGE_SIZE).get_page(
+    page = KeysFirstPaginator(jobs.order_by("-queued_at", "-id"), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     query = request.GET.copy()

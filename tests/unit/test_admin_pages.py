@@ -290,3 +290,43 @@ def test_lists_find_rows_by_workspace_name_without_listing_every_workspace(
     mine = ComputeFactory(workspace=team.workspace, name="findme")
     found = client.get(admin_url(Compute, "changelist"), {"q": team.workspace.name})
     assert mine in found.context["cl"].result_list
+
+
+def form_fields(html: str) -> dict[str, str]:
+    """What a browser would post back from the changelist form as rendered: every input's
+    name and value (checkboxes and buttons aside)."""
+    fields = {}
+    for tag in re.findall(r"<input\b[^>]*>", html):
+        attrs = dict(re.findall(r'(\w[\w-]*)="([^"]*)"', tag))
+        if "name" in attrs and attrs.get("type") not in ("checkbox", "submit"):
+            fields[attrs["name"]] = attrs.get("value", "")
+    return fields
+
+
+def test_prices_are_edited_in_the_size_list_as_written_out(client, root):
+    """The VM size list's price inputs are written in Python (ListAdmin): posting the form
+    back as rendered saves a changed price, and a bad one is refused with nothing saved."""
+    url = reverse("admin:compute_vmsize_changelist")
+    page = client.get(url, {"q": "Standard_D2s_v3"})
+    fields = form_fields(page.content.decode())
+    size = page.context["cl"].result_list[0]
+    row = next(name[: -len("-id")] for name, value in fields.items() if value == str(size.pk))
+    assert fields[f"{row}-price_dedicated"] == str(size.price_dedicated)
+    price_input = re.search(
+        rf'<input[^>]*name="{row}-price_dedicated"[^>]*>', page.content.decode()
+    )
+    assert price_input and 'type="number"' in price_input[0] and 'step="0.001"' in price_input[0]
+
+    refused = client.post(
+        f"{url}?q=Standard_D2s_v3", {**fields, f"{row}-price_dedicated": "a lot", "_save": "Save"}
+    )
+    assert refused.status_code == 200 and "Enter a number." in refused.content.decode()
+    size.refresh_from_db()
+    assert fields[f"{row}-price_dedicated"] == str(size.price_dedicated)
+
+    saved = client.post(
+        f"{url}?q=Standard_D2s_v3", {**fields, f"{row}-price_dedicated": "0.5", "_save": "Save"}
+    )
+    assert saved.status_code == 302
+    size.refresh_from_db()
+    assert str(size.price_dedicated) == "0.500"

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from compute.actions import computes as actions
 from compute.actions.jobs import cancel_job, submit_job
@@ -172,6 +176,35 @@ def test_cancel_a_queued_job_at_once_and_twice_is_refused(team, trainers):
     assert cancel_job(access, job.pk).status == JobStatus.CANCELED
     with pytest.raises(ValidationError, match="already canceled"):
         cancel_job(access, job.pk)
+
+
+def test_every_job_is_on_exactly_one_page_newest_first(client, team, trainers):
+    """The job list picks a page's jobs by key first (a deep page skips no joined rows):
+    walking the pages still lists every job once, newest first, ties broken by id."""
+    same_moment = timezone.now()
+    Job.objects.bulk_create(
+        Job(
+            workspace=team.workspace,
+            compute=trainers,
+            name=f"tied-{n}",
+            command="true",
+            submitted_by=team.contributor,
+            queued_at=same_moment - timedelta(minutes=n // 7),  # runs of seven equal times
+        )
+        for n in range(60)
+    )
+    client.force_login(team.reader)
+    url = reverse("compute:jobs", args=[team.workspace.slug])
+    walked = []
+    for number in (1, 2, 3):
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(url, {"page": number}).context["page"]
+        walked += [(job.queued_at, job.pk) for job in page]
+        rows_query = next(q["sql"] for q in queries if 'FROM "compute_job" INNER JOIN' in q["sql"])
+        # The skipped rows are counted off in the keys' subquery, not in the joined rows.
+        assert rows_query.count("OFFSET") <= 1 and "LIMIT" in rows_query.split("IN (")[1]
+    assert len(walked) == 60 and len(set(walked)) == 60
+    assert walked == sorted(walked, reverse=True)
 
 
 def test_job_list_filters_and_paginates(client, team, trainers):
