@@ -106,6 +106,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown bench section(s): {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     setup_test_environment()
+    ensure_node_image()
     old_name = connection.settings_dict["NAME"]
     engine = connection.settings_dict["ENGINE"].rsplit(".", 1)[-1]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
@@ -131,6 +132,22 @@ def main() -> None:
     print(f"left behind: {containers} containers, {processes} processes")
     if failed or containers or processes:
         sys.exit(f"bench: {len(failed)} section(s) failed ({', '.join(failed) or 'none'})")
+
+
+def ensure_node_image() -> None:
+    """The sections that start containers use the tests' busybox image: built here in a
+    second when missing (a fresh machine has none, and nothing is ever pulled)."""
+    import docker
+    from django.conf import settings
+
+    from compute.lib import images
+
+    try:
+        client = docker.from_env()
+        if not images.image_exists(client, settings.HANGAR_NODE_IMAGE):
+            images.build_tiny(client, settings.HANGAR_NODE_IMAGE)
+    except docker.errors.DockerException as error:
+        print(f"no Docker engine ({error}): the sections that start containers will fail")
 
 
 def forget_computes() -> None:

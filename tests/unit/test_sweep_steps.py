@@ -3,7 +3,6 @@ on the no-op driver: as healthchecks tests the steps of `sendalerts` one by one.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,7 +60,7 @@ def why_due_at(moment: datetime, compute: Compute) -> str:
     """The decision step alone, on the rows the sweep reads."""
     row = next(r for r in steps.live_computes() if r.pk == compute.pk)
     nodes = [n for n in steps.live_nodes() if n.compute_id == compute.pk]
-    return steps.why_due(row, nodes, steps.active_job_counts(), set(), moment)
+    return steps.why_due(row, nodes, steps.computes_with_unfinished_jobs(), set(), moment)
 
 
 def sweep_at(moment: datetime, driver: NoopDriver) -> steps.SweepReport:
@@ -104,23 +103,23 @@ def test_a_node_whose_container_vanished_makes_its_compute_due(idle_since_t0, dr
 
 def test_queued_jobs_and_stalled_transitions_are_due_and_a_failed_compute_is_not(access):
     pool = cluster(access, min_nodes=0, max_nodes=1)
-    counts = Counter({(pool.pk, "queued"): 1})
+    with_jobs = {pool.pk}
     row = next(r for r in steps.live_computes() if r.pk == pool.pk)
-    assert steps.why_due(row, [], Counter(), set(), T0) == "creating in progress"
+    assert steps.why_due(row, [], set(), set(), T0) == "creating in progress"
 
     steady = row._replace(state=ComputeState.STEADY)
-    assert steps.why_due(steady, [], Counter(), set(), T0) == ""
-    assert steps.why_due(steady, [], counts, set(), T0) == "jobs to place or collect"
+    assert steps.why_due(steady, [], set(), set(), T0) == ""
+    assert steps.why_due(steady, [], with_jobs, set(), T0) == "jobs to place or collect"
 
     failed = row._replace(state=ComputeState.FAILED)
-    assert steps.why_due(failed, [], counts, set(), T0) == ""
+    assert steps.why_due(failed, [], with_jobs, set(), T0) == ""
 
 
 def test_a_cluster_below_its_minimum_is_due_at_once(access):
     pool = cluster(access, min_nodes=2, max_nodes=2)
     Compute.objects.filter(pk=pool.pk).update(state=ComputeState.STEADY)
     (row,) = [r for r in steps.live_computes() if r.pk == pool.pk]
-    assert steps.why_due(row, [], Counter(), set(), T0) == "node count differs from desired"
+    assert steps.why_due(row, [], set(), set(), T0) == "node count differs from desired"
 
 
 class CreatesAComputeWhileListed(NoopDriver):
