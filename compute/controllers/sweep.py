@@ -19,7 +19,10 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import (
+    Q,
+    Value,
+)
 from django.utils import timezone
 
 from compute.controllers import containers
@@ -36,6 +39,7 @@ from compute.models import (
     Tier,
 )
 from compute.models.compute import desired_count
+from compute.models.expressions import SecondsPassed
 from compute.models.states import (
     JOB_UNFINISHED,
     LIVE_NODE_STATES,
@@ -71,7 +75,9 @@ class NodeRow(NamedTuple):
     pk: int
     compute_id: int
     state: str
-    last_busy_at: datetime | None
+    # Its last job ended its compute's idle_seconds_before_scaledown ago or longer (read
+    # in SQL; None for a node that never ran one).
+    idle_enough: bool | None
     container_ref: str
 
 
@@ -88,7 +94,7 @@ def sweep(driver: Driver | None = None) -> SweepReport:
     # reads looked like a stray of no compute, and its new node was removed.
     listing, report.driver_error = list_containers(driver)
     computes = live_computes()
-    nodes = live_nodes()
+    nodes = live_nodes(now)
     with_jobs = computes_with_unfinished_jobs()
     observed, strays = look(listing, nodes)
     health_due = health_checks_due(now)
@@ -98,7 +104,7 @@ def sweep(driver: Driver | None = None) -> SweepReport:
         by_compute[node.compute_id].append(node)
     for compute in computes:
         mine = by_compute.get(compute.pk, NO_NODES)
-        reason = why_due(compute, mine, with_jobs, health_due, now)
+        reason = why_due(compute, mine, with_jobs, health_due)
         if reason:
             report.reasons.setdefault(compute.pk, reason)
         if preemptible(compute):
@@ -133,12 +139,19 @@ def live_computes() -> list[ComputeRow]:
     return [ComputeRow(*row) for row in rows]
 
 
-def live_nodes() -> list[NodeRow]:
-    # Served by node_live_idx.
+def live_nodes(now: datetime) -> list[NodeRow]:
+    # Served by node_live_idx. Whether an idle node is past its scale-down deadline is
+    # decided in the query: reading each node's last_busy_at took a third of the sweep at
+    # 5,000 nodes (Django loads every timestamp through psycopg's Python loader).
     rows = (
         Node.objects.filter(state__in=NODE_WITH_CONTAINER, ended_at__isnull=True)
         .order_by()
-        .values_list("pk", "compute_id", "state", "last_busy_at", "container_ref")
+        .annotate(
+            idle_enough=SecondsPassed(
+                "last_busy_at", "compute__idle_seconds_before_scaledown", Value(now)
+            )
+        )
+        .values_list("pk", "compute_id", "state", "idle_enough", "container_ref")
     )
     return [NodeRow(*row) for row in rows]
 
@@ -194,7 +207,6 @@ def why_due(
     nodes: list[NodeRow],
     with_jobs: set[int],
     health_due: set[int],
-    now: datetime,
 ) -> str:
     """Why this compute needs a reconcile now, from its rows alone; "" if it does not.
     Called for every live compute each second (10,000 at team scale): the cheap questions
@@ -222,18 +234,9 @@ def why_due(
         return ""
     if kind == "instance" or len(live) < compute.min_nodes or len(live) > compute.max_nodes:
         return "node count differs from desired"
-    if any(past_scale_down(n, compute.idle_seconds, now) for n in live):
+    if any(n.state == NodeState.IDLE and n.idle_enough for n in live):
         return "an idle node reached its scale-down deadline"
     return ""
-
-
-def past_scale_down(node: NodeRow, idle_seconds: int, now: datetime) -> bool:
-    """An idle node whose last job ended `idle_seconds` ago or longer."""
-    return (
-        node.state == NodeState.IDLE
-        and node.last_busy_at is not None
-        and (now - node.last_busy_at).total_seconds() >= idle_seconds
-    )
 
 
 def dead_containers(

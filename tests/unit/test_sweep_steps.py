@@ -59,8 +59,8 @@ def idle_since_t0(access, driver) -> Compute:
 def why_due_at(moment: datetime, compute: Compute) -> str:
     """The decision step alone, on the rows the sweep reads."""
     row = next(r for r in steps.live_computes() if r.pk == compute.pk)
-    nodes = [n for n in steps.live_nodes() if n.compute_id == compute.pk]
-    return steps.why_due(row, nodes, steps.computes_with_unfinished_jobs(), set(), moment)
+    nodes = [n for n in steps.live_nodes(moment) if n.compute_id == compute.pk]
+    return steps.why_due(row, nodes, steps.computes_with_unfinished_jobs(), set())
 
 
 def sweep_at(moment: datetime, driver: NoopDriver) -> steps.SweepReport:
@@ -74,6 +74,20 @@ def test_an_idle_node_reaches_its_scale_down_deadline_at_idle_seconds_not_one_be
     just_before = T0 + timedelta(seconds=IDLE_SECONDS - 1)
     assert why_due_at(just_before, idle_since_t0) == ""
     assert why_due_at(T0 + timedelta(seconds=IDLE_SECONDS), idle_since_t0) == DEADLINE_REASON
+
+
+@pytest.mark.parametrize("ended_at", [T0 + timedelta(microseconds=250_500), T0])
+def test_the_deadline_is_read_in_sql_to_the_millisecond_with_or_without_a_fraction(
+    idle_since_t0, ended_at
+):
+    """The query decides "idle long enough" (no timestamp is loaded): a job that ended at
+    a fraction of a second, or on the second, is due `IDLE_SECONDS` later, not 10 ms
+    before (SQLite keeps the two as differently shaped text)."""
+    Node.objects.filter(compute=idle_since_t0).update(last_busy_at=ended_at)
+    deadline = ended_at + timedelta(seconds=IDLE_SECONDS)
+    assert why_due_at(deadline - timedelta(milliseconds=10), idle_since_t0) == ""
+    assert why_due_at(deadline, idle_since_t0) == DEADLINE_REASON
+    assert why_due_at(deadline + timedelta(microseconds=1), idle_since_t0) == DEADLINE_REASON
 
 
 def test_the_sweep_sends_the_cluster_to_scale_down_at_its_deadline(idle_since_t0, driver):
@@ -105,21 +119,21 @@ def test_queued_jobs_and_stalled_transitions_are_due_and_a_failed_compute_is_not
     pool = cluster(access, min_nodes=0, max_nodes=1)
     with_jobs = {pool.pk}
     row = next(r for r in steps.live_computes() if r.pk == pool.pk)
-    assert steps.why_due(row, [], set(), set(), T0) == "creating in progress"
+    assert steps.why_due(row, [], set(), set()) == "creating in progress"
 
     steady = row._replace(state=ComputeState.STEADY)
-    assert steps.why_due(steady, [], set(), set(), T0) == ""
-    assert steps.why_due(steady, [], with_jobs, set(), T0) == "jobs to place or collect"
+    assert steps.why_due(steady, [], set(), set()) == ""
+    assert steps.why_due(steady, [], with_jobs, set()) == "jobs to place or collect"
 
     failed = row._replace(state=ComputeState.FAILED)
-    assert steps.why_due(failed, [], with_jobs, set(), T0) == ""
+    assert steps.why_due(failed, [], with_jobs, set()) == ""
 
 
 def test_a_cluster_below_its_minimum_is_due_at_once(access):
     pool = cluster(access, min_nodes=2, max_nodes=2)
     Compute.objects.filter(pk=pool.pk).update(state=ComputeState.STEADY)
     (row,) = [r for r in steps.live_computes() if r.pk == pool.pk]
-    assert steps.why_due(row, [], set(), set(), T0) == "node count differs from desired"
+    assert steps.why_due(row, [], set(), set()) == "node count differs from desired"
 
 
 class CreatesAComputeWhileListed(NoopDriver):
