@@ -310,3 +310,40 @@ class Invitation(models.Model):
     def is_pending(self) -> bool:
         """The invitee may still answer: pending and not expired."""
         return self.effective_state == InvitationState.PENDING
+
+
+class AccessToken(models.Model):
+    """A personal access token for the API (`Authorization: Bearer hgr_...`).
+
+    Only a SHA-256 of the secret is kept: the token is shown once, when made. A token is
+    random (256 bits), so a fast hash is as safe as a slow one and costs nothing a request.
+    It may be limited to one workspace and to reading; it stops working when it expires or
+    is revoked, at once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens"
+    )
+    name = models.CharField(max_length=80)
+    # The start of the token as shown in lists ("hgr_3f9a1c2b…"), and what finds its row.
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    workspace = models.ForeignKey(
+        Workspace,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="access_tokens",
+        help_text="Only this workspace; empty: every workspace of the user.",
+    )
+    read_only = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="token_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
