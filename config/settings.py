@@ -310,6 +310,8 @@ HANGAR_DEFAULT_MAX_COMPUTES = env_int("HANGAR_DEFAULT_MAX_COMPUTES", 50, minimum
 HANGAR_MAX_WORKSPACES_PER_USER = env_int("HANGAR_MAX_WORKSPACES_PER_USER", 5, minimum=0)
 # Jobs waiting in one workspace's queues at once; past it a submission is refused.
 HANGAR_MAX_QUEUED_JOBS = env_int("HANGAR_MAX_QUEUED_JOBS", 1000, minimum=1)
+# API requests per credential (a token, or a signed-in user): "600/m", "20/s" (ninja's form).
+HANGAR_API_RATE = env_str("HANGAR_API_RATE", "600/m") or "600/m"
 # Nobody decides their own quota request unless the operator says so (a one-person site).
 HANGAR_ALLOW_SELF_APPROVAL = env_bool("HANGAR_ALLOW_SELF_APPROVAL", False)
 

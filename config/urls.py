@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from compute.api.main import api
 from compute.views.home import home
 from workspace.views import errors
 from workspace.views.invitations import invitation_accept, invitation_decline, invitations
@@ -19,6 +20,7 @@ urlpatterns = [
     path("w/", include("workspace.urls")),
     path("", include("compute.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
 ]
 
 # Error pages that keep the navigation (a workspace's, for its members) and say what next.

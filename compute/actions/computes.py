@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
 from compute import enqueue, quota
+from compute.actions.errors import StateConflict
 from compute.actions.idle import idle_minutes_for_new
 from compute.lib import secrets
 from compute.models import (
@@ -187,7 +188,7 @@ def update_cluster(
         if not compute.is_cluster:
             raise ValidationError("Only clusters have node bounds.")
         if ComputeVerb.RESIZE not in compute.state_verbs():
-            raise ValidationError(f"{compute.name} is {compute.state}; it cannot be resized now.")
+            raise StateConflict(f"{compute.name} is {compute.state}; it cannot be resized now.")
         old = (compute.min_nodes, compute.max_nodes, compute.idle_seconds_before_scaledown)
         new = (min_nodes, max_nodes, idle_seconds_before_scaledown)
         if old == new:
@@ -240,7 +241,7 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
             )
         # The rule the page's buttons follow; the compare-and-set below settles a race.
         if verb not in compute.state_verbs():
-            raise ValidationError(_refusal(compute, verb))
+            raise StateConflict(_refusal(compute, verb))
         if verb == "start":
             # Checked before the move: a starting instance already counts as holding cores.
             assert compute.vm_size is not None  # instances always have one
@@ -248,7 +249,7 @@ def instance_verb(access: WorkspaceAccess, compute_id: int, verb: str) -> Comput
             if not cores.fits:
                 raise ValidationError(f"Cannot start {compute.name}: {cores.message}")
         if not compute.transition(compute.state, target):
-            raise ValidationError(_refusal(compute, verb))
+            raise StateConflict(_refusal(compute, verb))
         if verb in ("stop", "restart"):
             Compute.objects.filter(pk=compute.pk).update(
                 idle_deadline=None, idle_next_check_at=None
@@ -286,11 +287,9 @@ def delete_compute(access: WorkspaceAccess, compute_id: int) -> Compute:
         if compute is None:
             raise ValidationError("This compute no longer exists.")
         if compute.is_attached:
-            raise ValidationError(f"{compute.name} is attached: detach it instead.")
+            raise StateConflict(f"{compute.name} is attached: detach it instead.")
         if ComputeVerb.DELETE not in compute.state_verbs():
-            raise ValidationError(
-                f"{compute.name} is already {compute.get_state_display().lower()}."
-            )
+            raise StateConflict(f"{compute.name} is already {compute.get_state_display().lower()}.")
         compute.transition(compute.state, S.DELETING)
         Node.objects.filter(compute=compute, state__in=NODE_NOT_BUSY).update(
             state=NodeState.LEAVING

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from compute import enqueue
+from compute.actions.errors import StateConflict
 from compute.lib import secrets, snapshots
 from compute.models import (
     CodeKind,
@@ -68,7 +69,7 @@ def submit_job(
         raise ValidationError({"compute": "Choose a compute of this workspace."})
     refusal = compute.job_refusal()  # the rule the Submit job button follows too
     if refusal:
-        raise ValidationError({"compute": refusal})
+        raise StateConflict({"compute": refusal})
     check_node_count(compute, node_count)
     stored = False
     try:
@@ -183,8 +184,8 @@ def cancel_job(access: WorkspaceAccess, job_id: int) -> Job:
             ).update(cancel_requested_at=now, error=error):
                 job.refresh_from_db()
                 if job.cancel_requested_at and not job.is_terminal:
-                    raise ValidationError(f"{job.name} is already being canceled.")
-                raise ValidationError(f"{job.name} is already {job.get_status_display().lower()}.")
+                    raise StateConflict(f"{job.name} is already being canceled.")
+                raise StateConflict(f"{job.name} is already {job.get_status_display().lower()}.")
             enqueue.reconcile(job.compute_id)
         record(
             job.compute,

@@ -1,0 +1,231 @@
+"""Every API operation as every kind of caller: the roles of the pages, 404 for what is
+not theirs, 401 without a live credential, 403 for a read-only token writing; and a
+refusal changes nothing. A new operation without a rule here fails the last test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from compute.api.main import api
+from compute.models import Compute, ComputeState, Event, Job, Node, VmSize
+from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
+from tests.support.teams import Team
+from workspace.models import AccessToken, Role, Workspace
+from workspace.tokens import create_token, revoke_token
+
+pytestmark = pytest.mark.django_db
+
+W = "/api/v1/workspaces/vision"
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str  # {cluster}, {instance}, {job} filled per test
+    least: str  # the least role that may do it
+    body: dict | None = None
+    multipart: bool = False
+
+
+CASES = [
+    Case("GET", W, Role.READER),
+    Case("GET", f"{W}/members", Role.READER),
+    Case("GET", f"{W}/computes", Role.READER),
+    Case("GET", f"{W}/computes/{{cluster}}", Role.READER),
+    Case("GET", f"{W}/computes/{{cluster}}/nodes", Role.READER),
+    Case("GET", f"{W}/computes/{{cluster}}/events", Role.READER),
+    Case("GET", f"{W}/jobs", Role.READER),
+    Case("GET", f"{W}/jobs/{{job}}", Role.READER),
+    Case(
+        "POST",
+        f"{W}/computes/clusters",
+        Role.CONTRIBUTOR,
+        {"name": "new-pool", "vm_size": "Standard_DS3_v2", "max_nodes": 2},
+    ),
+    Case(
+        "POST",
+        f"{W}/computes/instances",
+        Role.CONTRIBUTOR,
+        {"name": "new-box", "vm_size": "Standard_DS3_v2"},
+    ),
+    Case(
+        "PATCH",
+        f"{W}/computes/{{cluster}}",
+        Role.CONTRIBUTOR,
+        {"min_nodes": 0, "max_nodes": 3, "idle_seconds_before_scaledown": 60},
+    ),
+    Case("POST", f"{W}/computes/{{instance}}/start", Role.CONTRIBUTOR),
+    Case("POST", f"{W}/computes/{{running}}/stop", Role.CONTRIBUTOR),
+    Case("POST", f"{W}/computes/{{running}}/restart", Role.CONTRIBUTOR),
+    Case("DELETE", f"{W}/computes/{{cluster}}", Role.ADMIN),
+    Case(
+        "POST",
+        f"{W}/jobs",
+        Role.CONTRIBUTOR,
+        {"compute": "pool", "command": "python train.py"},
+        multipart=True,
+    ),
+    Case("POST", f"{W}/jobs/{{job}}/cancel", Role.CONTRIBUTOR),
+]
+ROLES = [Role.READER, Role.CONTRIBUTOR, Role.ADMIN]
+
+
+@pytest.fixture
+def rows(team: Team) -> dict[str, int]:
+    size = VmSize.objects.get(name="Standard_DS3_v2")
+    cluster = ComputeFactory(workspace=team.workspace, name="pool", vm_size=size)
+    NodeFactory(compute=cluster)
+    instance = ComputeFactory(
+        workspace=team.workspace, name="box", kind="instance", state=ComputeState.STOPPED,
+        vm_size=size, max_nodes=1,
+    )  # fmt: skip
+    running = ComputeFactory(
+        workspace=team.workspace, name="notebook", kind="instance", state=ComputeState.RUNNING,
+        vm_size=size, max_nodes=1,
+    )  # fmt: skip
+    job = JobFactory(compute=cluster)
+    return {"cluster": cluster.pk, "instance": instance.pk, "running": running.pk, "job": job.pk}
+
+
+def snapshot() -> tuple:
+    return (
+        list(Compute.objects.order_by("pk").values_list("pk", "state", "max_nodes")),
+        list(Job.objects.order_by("pk").values_list("pk", "status", "cancel_requested_at")),
+        Event.objects.count(),
+        Node.objects.count(),
+    )
+
+
+def call(case: Case, rows: dict[str, int], secret: str | None, client: Client | None = None) -> Any:
+    client = client or Client()
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    path = case.path.format(**rows)
+    send = getattr(client, case.method.lower())
+    if case.body is None:
+        return send(path, headers=headers)
+    if case.multipart:
+        return send(path, data=case.body, headers=headers)
+    return send(path, data=case.body, content_type="application/json", headers=headers)
+
+
+def token(user: Any, **limits: Any) -> str:
+    return create_token(user, name="matrix", expires_in_days=30, **limits).secret
+
+
+def label(case: Case) -> str:
+    return f"{case.method} {case.path.removeprefix(W) or '/'}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=label)
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_is_served_or_refused_as_on_the_pages(team, rows, case, role):
+    user = {Role.READER: team.reader, Role.CONTRIBUTOR: team.contributor, Role.ADMIN: team.admin}[
+        role
+    ]
+    before = snapshot()
+    response = call(case, rows, token(user))
+    allowed = ROLES.index(role) >= ROLES.index(case.least)
+    if allowed:
+        assert response.status_code in (200, 201, 202), response.content
+        if case.method != "GET":
+            assert snapshot() != before, "served, but nothing changed"
+    else:
+        assert response.status_code == 403, response.content
+        assert "role" in response.json()["detail"]
+        assert snapshot() == before
+
+
+@pytest.mark.parametrize("case", CASES, ids=label)
+def test_strangers_and_dead_credentials_reach_nothing(team, rows, case):
+    """Anonymous, revoked and expired: 401. A member of another workspace, or a token of
+    the admin's limited to another workspace: 404. Nothing changes."""
+    before = snapshot()
+    revoked = create_token(team.admin, name="old", expires_in_days=30)
+    revoke_token(team.admin, revoked.token.pk)
+    expired = create_token(team.admin, name="expired", expires_in_days=1)
+    AccessToken.objects.filter(pk=expired.token.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    for secret in (None, revoked.secret, expired.secret, "hgr_deadbeef_forged", "garbage"):
+        response = call(case, rows, secret)
+        assert response.status_code == 401, (secret, response.content)
+        assert "Authorization: Bearer" in response.json()["detail"]
+    other = Workspace.objects.get(slug="vision-other")
+    outsider = other.memberships.get().user
+    assert call(case, rows, token(outsider)).status_code == 404
+    team.admin.memberships.create(workspace=other, role=Role.ADMIN)
+    limited = token(team.admin, workspace=other)
+    assert call(case, rows, limited).status_code == 404
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("case", CASES, ids=label)
+def test_a_read_only_token_reads_and_never_writes(team, rows, case):
+    before = snapshot()
+    response = call(case, rows, token(team.admin, read_only=True))
+    if case.method == "GET":
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 403
+        assert response.json() == {"detail": "This token is read-only: make one that may write."}
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.method != "GET"], ids=label)
+def test_a_browser_session_writes_only_with_its_csrf_token(team, rows, case):
+    """The signed-in browser may call the API; a write without the CSRF token (what a
+    page of another site would send) is refused and changes nothing."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(team.admin)
+    before = snapshot()
+    refused = call(case, rows, None, browser)
+    assert refused.status_code == 403 and snapshot() == before
+    browser.get("/")  # the page sets the CSRF cookie
+    csrf = browser.cookies["csrftoken"].value
+    path = case.path.format(**rows)
+    send = getattr(browser, case.method.lower())
+    kwargs: dict[str, Any] = {"headers": {"X-CSRFToken": csrf}}
+    if case.body is not None:
+        kwargs["data"] = case.body
+        if not case.multipart:
+            kwargs["content_type"] = "application/json"
+    assert send(path, **kwargs).status_code in (200, 201, 202)
+
+
+def test_every_operation_has_a_rule():
+    """An operation added to the API without a case here fails: the matrix is the list."""
+    covered = {(c.method, c.path.removeprefix("/api/v1")) for c in CASES}
+    workspace_scoped = set()
+    for _prefix, router in api._routers:
+        for path, path_view in router.path_operations.items():
+            for operation in path_view.operations:
+                if "{slug}" not in path:
+                    continue
+                for method in operation.methods:
+                    concrete = (
+                        path.replace("{slug}", "vision")
+                        .replace("{int:compute_id}", "{compute}")
+                        .replace("{int:job_id}", "{job}")
+                    )
+                    workspace_scoped.add((method, concrete))
+    normalized = {
+        (
+            m,
+            p.replace("{cluster}", "{compute}")
+            .replace("{instance}", "{compute}")
+            .replace("{running}", "{compute}"),
+        )
+        for m, p in covered
+    }
+    missing = {
+        (m, p)
+        for m, p in workspace_scoped
+        if (m, p) not in normalized and not p.endswith(("/output", "/follow"))
+    }
+    assert not missing, f"no access rule for {sorted(missing)}"
