@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "axes",
+    "ninja",  # its bundled Swagger UI: the API docs page loads nothing from a CDN
     "workspace",
     "compute",
 ]
