@@ -6,6 +6,7 @@ from compute.api.main import api
 from compute.views.home import home
 from workspace.views import errors
 from workspace.views.invitations import invitation_accept, invitation_decline, invitations
+from workspace.views.tokens import token_revoke, tokens
 from workspace.views.workspaces import notifications, notifications_read
 
 urlpatterns = [
@@ -17,6 +18,8 @@ urlpatterns = [
     path("invitations/", invitations, name="invitations"),
     path("invitations/<int:invitation_id>/accept/", invitation_accept, name="invitation-accept"),
     path("invitations/<int:invitation_id>/decline/", invitation_decline, name="invitation-decline"),
+    path("profile/tokens/", tokens, name="tokens"),
+    path("profile/tokens/<int:token_id>/revoke/", token_revoke, name="token-revoke"),
     path("w/", include("workspace.urls")),
     path("", include("compute.urls")),
     path("admin/", admin.site.urls),

@@ -4,11 +4,13 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from django import forms
+from django.contrib.auth.models import User
 from django.forms.utils import flatatt
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import slugify
 
+from workspace.access import workspaces_for
 from workspace.models import IDLE_POLICY_FIELDS, SLUG_RULE, Role, Workspace
 
 
@@ -242,3 +244,73 @@ class IdlePolicyForm(StyledForm, forms.ModelForm):
             if value is not None and not 1 <= value <= top:
                 self.add_error(name, f"Choose 1 to {top} minutes.")
         return cleaned
+
+
+NEVER = "never"
+TOKEN_LIFETIMES = [
+    ("7", "7 days"),
+    ("30", "30 days"),
+    ("90", "90 days"),
+    ("365", "1 year"),
+    (NEVER, "Never (until revoked)"),
+]
+
+
+class AccessTokenForm(StyledForm, forms.Form):
+    """A new personal access token. Field names are `create_token`'s keywords, so its own
+    refusals land on the field they are about."""
+
+    name = forms.CharField(
+        max_length=80,
+        help_text="What uses it, so you know which one to revoke later.",
+        error_messages={"required": "Name the token (what uses it, e.g. “laptop CLI”)."},
+    )
+    expires_in_days = forms.ChoiceField(
+        label="Expires after",
+        choices=TOKEN_LIFETIMES,
+        initial="30",
+        error_messages={"invalid_choice": "Choose one of the listed expiry periods."},
+    )
+    workspace = forms.ModelChoiceField(
+        label="Workspaces it can reach",
+        queryset=Workspace.objects.none(),
+        required=False,
+        empty_label="All my workspaces",
+        help_text="Limit it to one workspace; it cannot reach the others.",
+        error_messages={
+            "invalid_choice": "You can only limit a token to a workspace you are a member of."
+        },
+    )
+    read_only = forms.BooleanField(
+        label="Read-only",
+        required=False,
+        help_text="It can read, but not start, stop, submit or change anything.",
+    )
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only the user's own workspaces are choices: any other id is refused as invalid.
+        workspace = self.fields["workspace"]
+        assert isinstance(workspace, forms.ModelChoiceField)
+        workspace.queryset = workspaces_for(user).order_by("name")
+        self.fields["name"].widget.attrs.update(placeholder="e.g. laptop CLI")
+        self.style_checkbox()
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        self.style_checkbox()
+
+    def style_checkbox(self) -> None:
+        # style_fields gives every widget form-control, which draws a checkbox as a text box.
+        invalid = " is-invalid" if "read_only" in (self._errors or {}) else ""  # type: ignore[attr-defined]  # private, not in the stubs
+        self.fields["read_only"].widget.attrs["class"] = "form-check-input" + invalid
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if not name:
+            raise forms.ValidationError("Name the token (what uses it, e.g. “laptop CLI”).")
+        return name
+
+    def clean_expires_in_days(self) -> int | None:
+        chosen = self.cleaned_data["expires_in_days"]
+        return None if chosen == NEVER else int(chosen)

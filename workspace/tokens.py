@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from workspace.models import AccessToken, Workspace
 
@@ -36,6 +37,9 @@ def digest_of(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# An error report (mail to ADMINS, the debug page) lists each frame's variables: these
+# hold the whole token in clear.
+@sensitive_variables("secret")
 def create_token(
     user: User,
     *,
@@ -75,6 +79,7 @@ def create_token(
     return NewToken(token, secret)
 
 
+@sensitive_variables("secret")
 def token_for(secret: str, now: datetime | None = None) -> AccessToken | None:
     """The live token `secret` is, with its user, or None (unknown, revoked, expired, or
     its user deactivated)."""

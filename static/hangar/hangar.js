@@ -19,6 +19,22 @@ document.addEventListener("click", (event) => {
   }
 });
 
+// <button data-copy="id">: copies the text of the element with that id (a token shown once).
+// Where the clipboard is out of reach (plain http), the text is selected for Ctrl+C instead.
+document.addEventListener("click", async (event) => {
+  const button = event.target instanceof Element ? event.target.closest("[data-copy]") : null;
+  if (!(button instanceof HTMLElement)) return;
+  const source = document.getElementById(button.dataset.copy);
+  if (!source) return;
+  try {
+    await navigator.clipboard.writeText(source.textContent.trim());
+    button.textContent = "Copied";
+  } catch {
+    window.getSelection()?.selectAllChildren(source);
+    button.textContent = "Press Ctrl+C";
+  }
+});
+
 // <pre data-scroll-to-end>: a live log shows its newest lines after every htmx swap.
 document.addEventListener("htmx:afterSettle", (event) => {
   if (!(event.target instanceof Element)) return;

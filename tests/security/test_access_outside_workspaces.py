@@ -1,7 +1,8 @@
 """The routes outside w/<slug>/ that name an object or read per user: an invitation is its
 invitee's alone, an instance's activity needs that instance's token, the inbox shows and
-marks only one's own notifications, and the site admin is for staff. Each refusal leaves
-every row as it was.
+marks only one's own notifications, an API token is revoked by its owner only (more in
+test_token_isolation.py), and the site admin is for staff. Each refusal leaves every row
+as it was.
 
 A new route with an id outside w/<slug>/ fails `test_every_route_with_an_id_is_covered`
 until it is added to COVERED, with a test here.
@@ -23,12 +24,20 @@ from tests.support.factories import ComputeFactory
 from tests.support.teams import Team, make_team
 from workspace.access import get_access
 from workspace.actions import invitations as invitation_actions
-from workspace.models import Invitation, InvitationState, Membership, Notification, Role
+from workspace.models import (
+    AccessToken,
+    Invitation,
+    InvitationState,
+    Membership,
+    Notification,
+    Role,
+)
+from workspace.tokens import create_token, token_for
 
 pytestmark = pytest.mark.django_db
 
 # Routes outside w/<slug>/ (and the admin, walked by its own staff check) that take an id.
-COVERED = {"invitation-accept", "invitation-decline", "compute:activity"}
+COVERED = {"invitation-accept", "invitation-decline", "compute:activity", "token-revoke"}
 
 
 def routes_with_ids() -> set[str]:
@@ -53,6 +62,21 @@ def routes_with_ids() -> set[str]:
 
 def test_every_route_with_an_id_is_covered():
     assert routes_with_ids() == COVERED
+
+
+def test_another_users_token_answers_like_no_token(client, team):
+    """Revoking by id probes nothing: another user's token and an id no token has get the
+    same 404 page, and the token still works."""
+    made = create_token(team.reader, name="reader CI", expires_in_days=30)
+    missing = AccessToken.objects.order_by("-pk").first().pk + 1000
+    client.force_login(team.outsider)
+    urls = [reverse("token-revoke", args=[token_id]) for token_id in (made.token.pk, missing)]
+    answers = [client.post(url) for url in urls]
+    assert [answer.status_code for answer in answers] == [404, 404]
+    # The page's own content (the navigation around it shows live figures that may change).
+    said = [re.search(r"<main.*</main>", a.content.decode(), re.S).group(0) for a in answers]
+    assert said[0] == said[1]
+    assert token_for(made.secret) is not None
 
 
 def invitations_state() -> list[tuple]:
