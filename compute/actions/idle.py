@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute import selectors
+from compute.actions.errors import StateConflict
 from compute.models import Compute, ComputeState, Schedule, ScheduleAction
 from compute.models.events import EventVerb, record
 from compute.models.idle import record_activity, refresh_deadline
@@ -124,7 +125,7 @@ def locked_running(compute: Compute) -> Compute:
     the deadline or the schedule moved and leaves the instance running."""
     locked = Compute.objects.select_for_update().get(pk=compute.pk)
     if locked.state != ComputeState.RUNNING:
-        raise ValidationError(f"{locked.name} is {locked.get_state_display().lower()}.")
+        raise StateConflict(f"{locked.name} is {locked.get_state_display().lower()}.")
     locked.workspace = compute.workspace
     return locked
 
