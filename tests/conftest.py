@@ -15,6 +15,7 @@ from django.conf import settings
 from compute.lib import images
 from config.celery import app
 from tests.support import leftovers
+from tests.support.api import api_as  # noqa: F401  (a fixture, for tests/api and tests/security)
 from tests.support.catalog import ensure_catalog
 from tests.support.teams import Team, make_team
 from tests.support.worker import CeleryProcess, Worker

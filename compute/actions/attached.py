@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from compute import enqueue, quota
+from compute.actions.errors import StateConflict
 from compute.lib import secrets
 from compute.models import Attachment, Compute, ComputeKind, ComputeState
 from compute.models.events import EventVerb, record
@@ -118,7 +119,7 @@ def update_connection(
     with transaction.atomic():
         compute = _attached(access, compute_id)
         if compute.state == S.DELETING:
-            raise ValidationError(f"{compute.name} is being detached.")
+            raise StateConflict(f"{compute.name} is being detached.")
         attachment = Attachment.objects.select_for_update().get(pk=compute.pk)
         changed = []
         if attachment.uses_ssh and connection is not None:
@@ -152,7 +153,7 @@ def revalidate(access: WorkspaceAccess, compute_id: int) -> Compute:
     with transaction.atomic():
         compute = _attached(access, compute_id)
         if not compute.can_move(S.CREATING):  # validating already, or detaching
-            raise ValidationError(f"{compute.name} is already {compute.state_label.lower()}.")
+            raise StateConflict(f"{compute.name} is already {compute.state_label.lower()}.")
         _validate_again(compute)
         record(
             compute,
@@ -177,7 +178,7 @@ def detach(access: WorkspaceAccess, compute_id: int) -> Compute:
     with transaction.atomic():
         compute = _attached(access, compute_id)
         if compute.state == S.DELETING:
-            raise ValidationError(f"{compute.name} is already being detached.")
+            raise StateConflict(f"{compute.name} is already being detached.")
         compute.transition(compute.state, S.DELETING)
         record(
             compute, EventVerb.DETACH_REQUESTED, f"{actor} detached {compute.name}.", actor=actor

@@ -6,7 +6,7 @@ from django.conf import settings
 from ninja import NinjaAPI
 from ninja.throttling import AuthRateThrottle
 
-from compute.api import computes, errors, idle, jobs, quota, workspaces
+from compute.api import attached, computes, errors, idle, jobs, quota, workspaces
 from compute.api.auth import AUTH
 
 api = NinjaAPI(
@@ -30,3 +30,4 @@ api.add_router("", computes.router)
 api.add_router("", jobs.router)
 api.add_router("", quota.router)
 api.add_router("", idle.router)
+api.add_router("", attached.router)

@@ -4,6 +4,7 @@ refusal changes nothing. A new operation without a rule here fails the last test
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,17 @@ from django.test import Client
 from django.utils import timezone
 
 from compute.api.main import api
-from compute.models import Compute, ComputeState, Event, Job, Node, QuotaRequest, Schedule, VmSize
+from compute.models import (
+    Attachment,
+    Compute,
+    ComputeState,
+    Event,
+    Job,
+    Node,
+    QuotaRequest,
+    Schedule,
+    VmSize,
+)
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
 from tests.support.teams import Team
 from workspace.models import AccessToken, Role, Workspace
@@ -92,6 +103,21 @@ CASES = [
         {"action": "stop", "cron": "0 19 * * 1-5", "timezone": "Europe/Berlin"},
     ),
     Case("DELETE", f"{W}/computes/{{running}}/schedules/{{schedule}}", Role.CONTRIBUTOR),
+    Case(
+        "POST",
+        f"{W}/computes/attached/remote_vm",
+        Role.CONTRIBUTOR,
+        {
+            "name": "lab-box",
+            "host": "192.0.2.10",
+            "username": "trainer",
+            "secret_kind": "password",
+            "password": "correct horse battery staple",
+        },
+    ),
+    Case("GET", f"{W}/computes/{{attached}}/attachment", Role.READER),
+    Case("POST", f"{W}/computes/{{attached}}/validate", Role.CONTRIBUTOR),
+    Case("POST", f"{W}/computes/{{attached}}/detach", Role.CONTRIBUTOR),
 ]
 ROLES = [Role.READER, Role.CONTRIBUTOR, Role.ADMIN]
 
@@ -111,12 +137,20 @@ def rows(team: Team) -> dict[str, int]:
     )  # fmt: skip
     job = JobFactory(compute=cluster)
     schedule = Schedule.objects.create(compute=running, action="stop", cron="0 22 * * *")
+    attached = ComputeFactory(
+        workspace=team.workspace, name="lab", kind="attached", state=ComputeState.FAILED,
+        vm_size=None, max_nodes=1,
+    )  # fmt: skip
+    Attachment.objects.create(
+        compute=attached, target_kind="remote_vm", host="192.0.2.9", username="u"
+    )
     return {
         "cluster": cluster.pk,
         "instance": instance.pk,
         "running": running.pk,
         "job": job.pk,
         "schedule": schedule.pk,
+        "attached": attached.pk,
     }
 
 
@@ -246,16 +280,11 @@ def test_every_operation_has_a_rule():
                         .replace("{int:compute_id}", "{compute}")
                         .replace("{int:job_id}", "{job}")
                         .replace("{int:schedule_id}", "{schedule}")
+                        .replace("{kind}", "remote_vm")
                     )
                     workspace_scoped.add((method, concrete))
     normalized = {
-        (
-            m,
-            p.replace("{cluster}", "{compute}")
-            .replace("{instance}", "{compute}")
-            .replace("{running}", "{compute}"),
-        )
-        for m, p in covered
+        (m, re.sub(r"\{(cluster|instance|running|attached)\}", "{compute}", p)) for m, p in covered
     }
     missing = {
         (m, p)

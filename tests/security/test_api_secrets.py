@@ -1,0 +1,55 @@
+"""Secrets go in through the API and never come out: an attached machine's key or
+password, a compute's or job's secret variables, a token itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.models import Attachment
+from tests.support.api import ApiClient
+from workspace.tokens import create_token
+
+pytestmark = pytest.mark.django_db
+
+W = "/workspaces/vision"
+PASSWORD = "correct-horse-battery-staple-1234"
+
+
+def test_an_attached_machines_password_is_stored_encrypted_and_never_answered(team, api_as):
+    api = api_as(team.contributor)
+    made = api.post(
+        f"{W}/computes/attached/remote_vm",
+        {
+            "name": "lab-box",
+            "host": "192.0.2.10",
+            "username": "trainer",
+            "secret_kind": "password",
+            "password": PASSWORD,
+        },
+    )
+    assert made.status_code == 201, made.json()
+    stored = Attachment.objects.get(compute_id=made.json()["id"])
+    assert stored.secret and PASSWORD not in stored.secret
+    answers = [
+        made,
+        api.get(f"{W}/computes/{made.json()['id']}/attachment"),
+        api.get(f"{W}/computes/{made.json()['id']}"),
+        api.get(f"{W}/computes", data={"kind": "attached"}),
+        # Bad input answers with its errors, never with the secret it was sent.
+        api.post(
+            f"{W}/computes/attached/remote_vm",
+            {"name": "x", "host": "not a host!", "username": "-", "password": PASSWORD},
+        ),
+    ]
+    for answer in answers:
+        assert PASSWORD not in answer.content.decode()
+    assert answers[1].json()["host"] == "192.0.2.10"
+    assert answers[-1].status_code == 422
+
+
+def test_a_token_is_never_echoed_by_any_answer(team, api_as):
+    secret = create_token(team.reader, name="probe", expires_in_days=1).secret
+    api = ApiClient(secret)
+    for path in ("/workspaces", f"{W}", f"{W}/computes", "/notifications", f"{W}/jobs/999"):
+        assert secret not in api.get(path).content.decode()
+    assert secret not in api.post(f"{W}/computes/clusters", {"name": 1}).content.decode()
