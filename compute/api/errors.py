@@ -3,6 +3,7 @@ bad input), with the status a client can act on: 401, 403, 404, 409, 422, 429.""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -15,11 +16,18 @@ from ninja.errors import ValidationError as SchemaError
 from compute.actions.errors import StateConflict
 
 GENERAL = "__all__"
+log = logging.getLogger(__name__)
 
 
 def install(api: NinjaAPI) -> None:
     def reply(request: HttpRequest, status: int, detail: str, **extra: Any) -> HttpResponse:
         return api.create_response(request, {"detail": detail, **extra}, status=status)
+
+    @api.exception_handler(Exception)
+    def server_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # A script reads JSON, never the HTML error page; the traceback goes to the log.
+        log.error("API error on %s %s", request.method, request.path, exc_info=exc)
+        return reply(request, 500, "Server error: the request failed on Hangar's side.")
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:

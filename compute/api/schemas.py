@@ -29,10 +29,6 @@ class MemberOut(Schema):
     role: str
     added_at: datetime
 
-    @staticmethod
-    def resolve_username(membership: Any) -> str:
-        return membership.user.username
-
 
 class VmSizeOut(Schema):
     name: str

@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: django-ninja reads these annotations at import.
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Query, Router, Schema
@@ -39,10 +39,13 @@ def show_workspace(request: HttpRequest, slug: str) -> dict:
 
 
 @router.get("/workspaces/{slug}/members", response=list[MemberOut])
-@paginate(CursorPagination, **newest_first("user__username", "id"))
+@paginate(CursorPagination, **newest_first("username", "id"))
 def list_members(request: HttpRequest, slug: str) -> QuerySet:
     access = api_access(request, slug)
-    return access.workspace.memberships.select_related("user")
+    # The cursor reads its position off each row: the username as a field of the row.
+    return access.workspace.memberships.select_related("user").annotate(
+        username=F("user__username")
+    )
 
 
 class CatalogQuery(Schema):

@@ -106,3 +106,16 @@ def test_a_non_admin_cannot_create_for_someone_else(team, api_as):
     assert refused.status_code == 403
     assert "needs the admin role" in refused.json()["detail"]
     assert not Compute.objects.filter(name="theirs").exists()
+
+
+def test_members_page_by_cursor_in_username_order(team, api_as):
+    """Found by the schema fuzz: a members list long enough for a second page failed."""
+    from tests.support.factories import MembershipFactory, UserFactory
+
+    for n in range(30):
+        MembershipFactory(workspace=team.workspace, user=UserFactory(username=f"m{n:02d}"))
+    api = api_as(team.reader)
+    first = api.get(f"{W}/members").json()
+    rest = api.get(first["next"].removeprefix("http://testserver/api/v1")).json()
+    names = [m["username"] for m in first["results"] + rest["results"]]
+    assert names == sorted(names) and len(names) == 33
