@@ -121,7 +121,7 @@ def validate(request: HttpRequest, slug: str, compute_id: int) -> Status:
     compute = attached_of(request, slug, compute_id, Role.CONTRIBUTOR, "validating compute")
     access = api_access(request, slug)
     attach_actions.revalidate(access, compute.pk)
-    return Status(202, Compute.objects.select_related("vm_size").get(pk=compute.pk))
+    return Status(202, Compute.objects.select_related("vm_size", "workspace").get(pk=compute.pk))
 
 
 @router.post(ONE + "/detach", response={202: ComputeOut, **REFUSALS})
@@ -131,4 +131,4 @@ def detach(request: HttpRequest, slug: str, compute_id: int) -> Status:
     compute = attached_of(request, slug, compute_id, Role.CONTRIBUTOR, "detaching compute")
     access = api_access(request, slug)
     attach_actions.detach(access, compute.pk)
-    return Status(202, Compute.objects.select_related("vm_size").get(pk=compute.pk))
+    return Status(202, Compute.objects.select_related("vm_size", "workspace").get(pk=compute.pk))

@@ -62,7 +62,7 @@ def compute_of(
     doing: str = "this",
 ) -> Compute:
     access = api_access(request, slug, minimum, doing)
-    return get_object_or_404(computes_of(access).select_related("vm_size"), pk=compute_id)
+    return get_object_or_404(computes_of(access).select_related("vm_size", "workspace"), pk=compute_id)
 
 
 @router.get("/workspaces/{slug}/computes", response=list[ComputeOut])
@@ -71,7 +71,7 @@ def list_computes(
     request: HttpRequest, slug: str, kind: str | None = None, state: str | None = None
 ) -> QuerySet:
     """The workspace's computes (deleted ones only when asked for with `state=deleted`)."""
-    computes = computes_of(api_access(request, slug)).select_related("vm_size")
+    computes = computes_of(api_access(request, slug)).select_related("vm_size", "workspace")
     computes = computes.filter(state=state) if state else computes.exclude(state="deleted")
     return computes.filter(kind=kind) if kind else computes
 

@@ -38,7 +38,7 @@ FOLLOW_CHUNK = 64 * 1024
 
 def jobs_of(request: HttpRequest, slug: str) -> QuerySet[Job]:
     access = api_access(request, slug)
-    return Job.objects.filter(workspace=access.workspace).select_related("compute", "submitted_by")
+    return Job.objects.filter(workspace=access.workspace).select_related("compute", "submitted_by", "workspace")
 
 
 @router.get("/workspaces/{slug}/jobs", response=list[JobOut])

@@ -4,9 +4,11 @@ with statuses a client acts on."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from compute.models import Compute, ComputeState, Event, EventVerb, VmSize
-from tests.support.factories import ComputeFactory
+from compute.models import Compute, ComputeState, Event, EventVerb, Job, QuotaRequest, VmSize
+from tests.support.factories import ComputeFactory, JobFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -110,8 +112,6 @@ def test_a_non_admin_cannot_create_for_someone_else(team, api_as):
 
 def test_members_page_by_cursor_in_username_order(team, api_as):
     """Found by the schema fuzz: a members list long enough for a second page failed."""
-    from tests.support.factories import MembershipFactory, UserFactory
-
     for n in range(30):
         MembershipFactory(workspace=team.workspace, user=UserFactory(username=f"m{n:02d}"))
     api = api_as(team.reader)
@@ -119,3 +119,37 @@ def test_members_page_by_cursor_in_username_order(team, api_as):
     rest = api.get(first["next"].removeprefix("http://testserver/api/v1")).json()
     names = [m["username"] for m in first["results"] + rest["results"]]
     assert names == sorted(names) and len(names) == 33
+
+
+@pytest.mark.parametrize(
+    "path", ["/computes", "/jobs", "/members", "/quota/requests", "/computes/{pool}/events"]
+)
+def test_a_list_reads_as_many_queries_for_25_rows_as_for_3(team, api_as, path):
+    """No query per row (a row's link once read its workspace again, 25 times a page)."""
+    pool = ComputeFactory(workspace=team.workspace, name="pool")
+    api = api_as(team.reader)
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            other = ComputeFactory(workspace=team.workspace)
+            JobFactory(compute=other, submitted_by=UserFactory())
+            MembershipFactory(workspace=team.workspace, user=UserFactory())
+            Event.objects.create(
+                compute=pool, verb="compute.created", message="made", actor=UserFactory()
+            )
+            QuotaRequest.objects.create(
+                workspace=team.workspace, requested_limit=10, justification="x",
+                requested_by=UserFactory(),
+            )  # fmt: skip
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert api.get(W + path.format(pool=pool.pk)).status_code == 200
+        return len(captured)
+
+    add(3)
+    api.get(W + path.format(pool=pool.pk))  # the token's last use is written once a minute
+    few = queries()
+    add(22)
+    assert queries() == few
+    assert Job.objects.count() >= 25
