@@ -53,3 +53,21 @@ def test_a_token_is_never_echoed_by_any_answer(team, api_as):
     for path in ("/workspaces", f"{W}", f"{W}/computes", "/notifications", f"{W}/jobs/999"):
         assert secret not in api.get(path).content.decode()
     assert secret not in api.post(f"{W}/computes/clusters", {"name": 1}).content.decode()
+
+
+def test_no_log_line_carries_a_token_good_or_bad(team, caplog):
+    """Refused (401, 404) and served requests log their path at most, never the header."""
+    import logging
+
+    good = create_token(team.reader, name="probe", expires_in_days=1).secret
+    bad = "hgr_0badc0de_" + "x" * 43
+    with caplog.at_level(logging.DEBUG):
+        for secret in (good, bad):
+            api = ApiClient(secret)
+            api.get("/workspaces")
+            api.get(f"{W}/computes/424242")
+            api.get("/workspaces/nope")
+    assert caplog.records, "nothing was logged: the check would prove nothing"
+    for record in caplog.records:
+        text = record.getMessage() + str(getattr(record, "request", ""))
+        assert good not in text and bad not in text
