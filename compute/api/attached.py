@@ -91,15 +91,7 @@ def attach(request: HttpRequest, slug: str, kind: str, payload: AttachIn) -> Sta
     form = AttachForm(payload.dict(), kind=target)
     if not form.is_valid():
         raise form_invalid(form)
-    data = form.cleaned_data
-    compute = attach_actions.attach(
-        access,
-        target_kind=target.key,
-        name=data["name"],
-        max_concurrent_jobs=data["max_concurrent_jobs"],
-        connection=form.connection(),
-    )
-    return Status(201, compute)
+    return Status(201, form.attach(access))
 
 
 def attached_of(request: HttpRequest, slug: str, compute_id: int, *role: str) -> Compute:

@@ -62,7 +62,9 @@ def compute_of(
     doing: str = "this",
 ) -> Compute:
     access = api_access(request, slug, minimum, doing)
-    return get_object_or_404(computes_of(access).select_related("vm_size", "workspace"), pk=compute_id)
+    return get_object_or_404(
+        computes_of(access).select_related("vm_size", "workspace"), pk=compute_id
+    )
 
 
 @router.get("/workspaces/{slug}/computes", response=list[ComputeOut])

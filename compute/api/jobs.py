@@ -15,7 +15,7 @@ from ninja import File, Form, Router, Status
 from ninja.files import UploadedFile
 from ninja.pagination import paginate
 
-from compute.actions.jobs import cancel_job, submit_job
+from compute.actions.jobs import cancel_job
 from compute.api.auth import api_access
 from compute.api.errors import form_invalid
 from compute.api.pagination import CursorPagination, newest_first
@@ -38,7 +38,9 @@ FOLLOW_CHUNK = 64 * 1024
 
 def jobs_of(request: HttpRequest, slug: str) -> QuerySet[Job]:
     access = api_access(request, slug)
-    return Job.objects.filter(workspace=access.workspace).select_related("compute", "submitted_by", "workspace")
+    return Job.objects.filter(workspace=access.workspace).select_related(
+        "compute", "submitted_by", "workspace"
+    )
 
 
 @router.get("/workspaces/{slug}/jobs", response=list[JobOut])
@@ -102,17 +104,7 @@ def submit(
     )
     if not form.is_valid():
         raise form_invalid(form)
-    cleaned = form.cleaned_data
-    job = submit_job(
-        access,
-        compute_id=cleaned["compute"],
-        name=cleaned["name"],
-        command=cleaned["command"],
-        node_count=cleaned["node_count"],
-        environment=cleaned["environment"],
-        secret_environment=cleaned["secret_environment"],
-        code=form.code(),
-    )
+    job = form.submit(access)
     return Status(201, get_object_or_404(jobs_of(request, slug), pk=job.pk))
 
 

@@ -12,12 +12,13 @@ import re
 from django import forms
 from django.conf import settings
 
-from compute.actions.attached import Connection
+from compute.actions.attached import Connection, attach
 from compute.lib import ssh
-from compute.models import Attachment, SecretKind
+from compute.models import Attachment, Compute, SecretKind
 from compute.models.compute import COMPUTE_NAME_RULE
 from compute.rules import netpolicy
 from compute.rules.targets import Kind
+from workspace.access import WorkspaceAccess
 from workspace.forms import StyledForm
 
 HOSTNAME = re.compile(
@@ -169,6 +170,17 @@ class AttachForm(StyledForm, forms.Form):
                 self.add_error("password", "Enter the password.")
             cleaned["secret"] = password
         return cleaned
+
+    def attach(self, access: WorkspaceAccess) -> Compute:
+        """Attach the machine this valid create form describes (the page's and the API's
+        one way); a worker validates it right after."""
+        return attach(
+            access,
+            target_kind=self.kind.key,
+            name=self.cleaned_data["name"],
+            max_concurrent_jobs=self.cleaned_data["max_concurrent_jobs"],
+            connection=self.connection(),
+        )
 
     def connection(self) -> Connection | None:
         """How to reach the target, from valid data; None for kinds that need no SSH."""

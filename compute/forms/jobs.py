@@ -4,11 +4,13 @@ from typing import cast
 
 from django import forms
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
-from compute.actions.jobs import Code
+from compute.actions.jobs import Code, submit_job
 from compute.forms.fields import check_disjoint, parse_variables, secret_variables_field
-from compute.models import CodeKind, Compute, JobStatus
+from compute.models import CodeKind, Compute, Job, JobStatus
 from compute.selectors import live_computes_of
+from workspace.access import WorkspaceAccess
 from workspace.forms import QuickSelect, StyledForm
 from workspace.models import Workspace
 
@@ -108,6 +110,21 @@ class JobSubmitForm(StyledForm, forms.Form):
             limit = settings.HANGAR_CODE_LIMIT_MB
             self.add_error("upload", f"The upload is larger than {limit} MiB.")
         return cleaned
+
+    @sensitive_variables()  # the secret variables pass through here in clear
+    def submit(self, access: WorkspaceAccess) -> Job:
+        """Submit the job this valid form describes (the page's and the API's one way)."""
+        data = self.cleaned_data
+        return submit_job(
+            access,
+            compute_id=data["compute"],
+            name=data["name"],
+            command=data["command"],
+            node_count=data["node_count"],
+            environment=data["environment"],
+            secret_environment=data["secret_environment"],
+            code=self.code(),
+        )
 
     def code(self) -> Code | None:
         data = self.cleaned_data

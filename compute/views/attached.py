@@ -47,15 +47,8 @@ def attach_create(request: AuthedRequest, access: WorkspaceAccess, kind: str) ->
         raise PermissionDenied(refused)  # before the form: nothing is read, nothing stored
     form = AttachForm(request.POST or None, kind=target)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            compute = attach_actions.attach(
-                access,
-                target_kind=target.key,
-                name=data["name"],
-                max_concurrent_jobs=data["max_concurrent_jobs"],
-                connection=form.connection(),
-            )
+            compute = form.attach(access)
         except ValidationError as error:
             add_errors(form, error)
         else:

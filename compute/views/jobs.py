@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from compute.actions.jobs import cancel_job, preempt_node, submit_job
+from compute.actions.jobs import cancel_job, preempt_node
 from compute.forms.jobs import JobFilterForm, JobSubmitForm
 from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
@@ -91,18 +91,8 @@ def job_submit(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
         upload_refused=refused_upload(request),
     )
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            job = submit_job(
-                access,
-                compute_id=data["compute"],
-                name=data["name"],
-                command=data["command"],
-                node_count=data["node_count"],
-                environment=data["environment"],
-                secret_environment=data["secret_environment"],
-                code=form.code(),
-            )
+            job = form.submit(access)
         except ValidationError as error:
             add_errors(form, error)
         else:
