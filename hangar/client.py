@@ -1,0 +1,730 @@
+"""A small typed client for Hangar's REST API (`/api/v1/`), for scripts and notebooks.
+
+    from hangar.client import Client
+
+    hangar = Client("http://127.0.0.1:8000", token="hgr_...")
+    job = hangar.submit("vision", "trainers", "python train.py", code_dir="./project")
+    for text in hangar.follow("vision", job["id"]):
+        print(text, end="")
+    print(hangar.wait("vision", job["id"]))  # {"status": "completed", "exit_code": 0, ...}
+
+Every refusal of the server raises `ApiError(status, detail, errors)` with the API's own
+words; a server that cannot be reached raises `ApiError` with status 0. Lists follow the
+API's cursor pages to the end. The token is sent in the `Authorization` header and never
+appears in a message, a log or a `repr`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import IO, Any, TypedDict, cast
+
+import httpx
+
+from hangar import __version__
+from hangar.pack import DEFAULT_LIMIT, pack
+
+API_PREFIX = "/api/v1"
+PAGE_SIZE = 100  # the API's largest page
+# A 429 is retried (after its Retry-After) this many times when the wait is short.
+THROTTLE_RETRIES = 2
+THROTTLE_LONGEST_WAIT = 60.0
+# Following a job: the server writes a comment every half second, so this long without a
+# byte means the connection is gone. A dropped stream is reconnected from the last offset
+# for this long before giving up.
+FOLLOW_READ_TIMEOUT = 60.0
+RECONNECT_FOR = 60.0
+UPLOAD_TIMEOUT = 300.0
+
+JOB_TERMINAL = ("completed", "failed", "canceled")
+COMPUTE_TRANSITIONAL = ("creating", "stopping", "starting", "restarting", "resizing", "deleting")
+
+
+class Workspace(TypedDict):
+    slug: str
+    name: str
+    description: str
+    role: str | None
+
+
+class Compute(TypedDict):
+    id: int
+    name: str
+    kind: str  # "instance" | "cluster" | "attached"
+    state: str
+    vm_size: str | None
+    tier: str
+    min_nodes: int
+    max_nodes: int
+    idle_seconds_before_scaledown: int
+    idle_shutdown_minutes: int | None
+    idle_deadline: str | None
+    last_error: str
+    autoscale_note: str
+    created_at: str
+    state_changed_at: str
+    url: str
+
+
+class Job(TypedDict):
+    id: int
+    name: str
+    compute: str
+    compute_id: int
+    command: str
+    node_count: int
+    status: str  # queued, preparing, running, completed, failed, canceled
+    exit_code: int | None
+    error: str
+    submitted_by: str | None
+    retries: int
+    queued_at: str
+    running_at: str | None
+    finished_at: str | None
+    cancel_requested_at: str | None
+    code: str | None
+    url: str
+
+
+class JobEnd(TypedDict):
+    status: str
+    exit_code: int | None
+    error: str
+
+
+class ApiError(Exception):
+    """The server refused (its status, `detail` and per-field `errors`), or could not be
+    reached (status 0)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: Mapping[str, list[str]] | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.detail = detail
+        self.errors: dict[str, list[str]] = dict(errors or {})
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """One line that says what went wrong, in the API's words."""
+        if self.status == 0:
+            return self.detail
+        if self.status == 401:
+            return f"the server refused the token (401): {self.detail}"
+        parts = [
+            message if field == "__all__" else f"{field}: {message}"
+            for field, messages in self.errors.items()
+            for message in messages
+        ]
+        if not parts:
+            return f"{self.detail} ({self.status})"
+        if len(parts) == 1 and self.detail in parts[0]:
+            return f"{parts[0]} ({self.status})"
+        return f"{self.detail} ({self.status}): {'; '.join(parts)}"
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.status!r}, {self.detail!r}, {self.errors!r})"
+
+
+class InvalidInput(ValueError):
+    """An argument the client refuses before asking the server (say, `KEY=value` lines)."""
+
+
+def base_url(url: str) -> str:
+    """`http://host:8000`, `http://host:8000/` and `http://host:8000/api/v1` alike."""
+    url = url.strip().rstrip("/")
+    if url.endswith(API_PREFIX):
+        url = url[: -len(API_PREFIX)]
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(f"the server URL must start with http:// or https://, not {url!r}")
+    return url
+
+
+def shown_url(url: str) -> str:
+    """The URL without any user:password@ part, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def reason_of(error: BaseException) -> str:
+    """Why a connection failed, in a few lowercase words ("connection refused")."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and (seen.strerror or seen.errno):
+            return (seen.strerror or str(seen)).lower()
+        seen = seen.__cause__ or seen.__context__
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(error)).strip()
+    if isinstance(error, httpx.TimeoutException):
+        return "timed out"
+    return text[:1].lower() + text[1:] if text else type(error).__name__
+
+
+def error_of(response: httpx.Response) -> ApiError:
+    """The API's `{detail, errors}` as an ApiError (or a line about what answered instead)."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail, errors = "", {}
+    if isinstance(body, dict):
+        found = body.get("detail")
+        detail = found if isinstance(found, str) else ""
+        raw = body.get("errors")
+        if isinstance(raw, dict):
+            errors = {
+                str(field): [
+                    str(m) for m in (messages if isinstance(messages, list) else [messages])
+                ]
+                for field, messages in raw.items()
+            }
+    if not detail and response.is_redirect:
+        where = response.headers.get("Location", "").partition(API_PREFIX)[0]
+        detail = f"the server redirects to {shown_url(where)}: use that URL"
+    if not detail:
+        request = response.request
+        detail = (
+            f"{response.reason_phrase or 'Error'} from {request.method} {request.url.path}, "
+            "not in the words of Hangar's API: is the URL right?"
+        )
+    return ApiError(status, detail, errors, retry_after=retry_after_of(response))
+
+
+def retry_after_of(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def variable_lines(variables: Mapping[str, str] | None, what: str) -> str:
+    """`{"A": "1"}` as the API's "A=1" lines (a value may hold no line break)."""
+    lines = []
+    for key, value in (variables or {}).items():
+        key, value = str(key), str(value)
+        if not key or "=" in key or any(c.isspace() for c in key):
+            raise InvalidInput(f"{what}: {key!r} is not a variable name")
+        if "\n" in value or "\r" in value:
+            raise InvalidInput(f"{what}: the value of {key} holds a line break")
+        lines.append(f"{key}={value}")
+    return "\n".join(lines)
+
+
+def slug_path(workspace: str) -> str:
+    return f"/workspaces/{urllib.parse.quote(str(workspace), safe='')}"
+
+
+class Upload:
+    """A file handed to httpx that reports how much of it was read (sent)."""
+
+    def __init__(self, file: IO[bytes], progress: Callable[[int, int], None] | None) -> None:
+        self.file = file
+        self.progress = progress
+        self.total = file.seek(0, 2)
+        file.seek(0)
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.file.read(size)
+        if self.progress is not None:
+            self.progress(self.file.tell(), self.total)
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+
+class Client:
+    """Hangar's API at `url` (the dashboard's address), as the owner of `token`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = base_url(url)
+        token = token.strip()
+        if not token or any(c.isspace() for c in token) or not token.isprintable():
+            raise InvalidInput("the token is empty or not a token (it reads hgr_...)")
+        self._http = httpx.Client(
+            base_url=self.url + API_PREFIX,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"hangar-cli/{__version__}",
+                "Accept": "application/json",
+            },
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"Client({shown_url(self.url)!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Transport ----------------------------------------------------------------------
+
+    def unreachable(self, error: httpx.TransportError) -> ApiError:
+        where = shown_url(self.url)
+        if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+            return ApiError(0, f"cannot reach {where}: {reason_of(error)}")
+        if isinstance(error, httpx.TimeoutException):
+            return ApiError(0, f"{where} did not answer in time ({reason_of(error)})")
+        return ApiError(0, f"lost the connection to {where}: {reason_of(error)}")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call; a short 429 is waited out and retried, any other refusal raises."""
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                raise self.unreachable(error) from None
+            if response.is_success:
+                return response
+            refusal = error_of(response)
+            wait = refusal.retry_after
+            if refusal.status == 429 and attempt < THROTTLE_RETRIES and wait is not None:
+                if wait <= THROTTLE_LONGEST_WAIT:
+                    time.sleep(wait)
+                    continue
+            raise refusal
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                response.status_code,
+                f"{method} {path} answered something other than JSON: is the URL right?",
+            )
+
+    def pages(
+        self, path: str, params: Mapping[str, Any] | None = None, limit: int | None = None
+    ) -> Iterator[Any]:
+        """Every item of a cursor-paginated list, following `next` to the end (or `limit`)."""
+        query: dict[str, Any] = {
+            k: v for k, v in (params or {}).items() if v is not None and v != ""
+        }
+        query["page_size"] = PAGE_SIZE if limit is None else max(1, min(PAGE_SIZE, limit))
+        count = 0
+        while True:
+            page = self.call("GET", path, params=query)
+            for item in page.get("results", []):
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+            following = page.get("next")
+            if not following:
+                return
+            # Only its query: the server's idea of its own host may not be ours (a proxy).
+            query = {"page_size": query["page_size"], **dict(httpx.URL(following).params)}
+
+    # Workspaces and computes ----------------------------------------------------------
+
+    def workspaces(self) -> list[Workspace]:
+        return list(self.pages("/workspaces"))
+
+    def computes(
+        self, workspace: str, kind: str | None = None, state: str | None = None
+    ) -> list[Compute]:
+        """The workspace's computes (`kind`: instance, cluster or attached)."""
+        return list(self.pages(f"{slug_path(workspace)}/computes", {"kind": kind, "state": state}))
+
+    def compute_id(self, workspace: str, name_or_id: str | int) -> int:
+        if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+            return int(name_or_id)
+        return self.compute(workspace, name_or_id)["id"]
+
+    def compute(self, workspace: str, name_or_id: str | int) -> Compute:
+        """One compute, by id or by name."""
+        if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+            return cast(
+                Compute, self.call("GET", f"{slug_path(workspace)}/computes/{int(name_or_id)}")
+            )
+        for compute in self.computes(workspace):
+            if compute["name"] == name_or_id:
+                return compute
+        raise ApiError(404, f"Not found: no compute named {name_or_id!r} in {workspace!r}.")
+
+    def create_cluster(
+        self,
+        workspace: str,
+        name: str,
+        vm_size: str,
+        *,
+        min_nodes: int = 0,
+        max_nodes: int = 1,
+        tier: str = "dedicated",
+        idle_seconds_before_scaledown: int = 120,
+    ) -> Compute:
+        """A cluster of `vm_size` nodes (a catalog size's name, e.g. "Standard_DS3_v2")."""
+        payload = {
+            "name": name,
+            "vm_size": vm_size,
+            "min_nodes": min_nodes,
+            "max_nodes": max_nodes,
+            "tier": tier,
+            "idle_seconds_before_scaledown": idle_seconds_before_scaledown,
+        }
+        return cast(
+            Compute, self.call("POST", f"{slug_path(workspace)}/computes/clusters", json=payload)
+        )
+
+    def create_instance(
+        self,
+        workspace: str,
+        name: str,
+        vm_size: str,
+        *,
+        idle_shutdown_minutes: int | None = None,
+        setup_script: str = "",
+        secret_environment: Mapping[str, str] | None = None,
+        assigned_to: str | None = None,
+    ) -> Compute:
+        """A single-node instance. `idle_shutdown_minutes`: None for the workspace's
+        default, 0 for never (if the workspace allows it)."""
+        payload: dict[str, Any] = {
+            "name": name,
+            "vm_size": vm_size,
+            "setup_script": setup_script,
+            "secret_environment": dict(secret_environment or {}),
+        }
+        if idle_shutdown_minutes is not None:
+            payload["idle_shutdown_minutes"] = idle_shutdown_minutes
+        if assigned_to:
+            payload["assigned_to"] = assigned_to
+        return cast(
+            Compute, self.call("POST", f"{slug_path(workspace)}/computes/instances", json=payload)
+        )
+
+    def _verb(self, workspace: str, compute: str | int, verb: str) -> Compute:
+        compute_id = self.compute_id(workspace, compute)
+        return cast(
+            Compute, self.call("POST", f"{slug_path(workspace)}/computes/{compute_id}/{verb}")
+        )
+
+    def start(self, workspace: str, compute: str | int) -> Compute:
+        return self._verb(workspace, compute, "start")
+
+    def stop(self, workspace: str, compute: str | int) -> Compute:
+        return self._verb(workspace, compute, "stop")
+
+    def restart(self, workspace: str, compute: str | int) -> Compute:
+        return self._verb(workspace, compute, "restart")
+
+    def resize(
+        self,
+        workspace: str,
+        compute: str | int,
+        *,
+        min_nodes: int | None = None,
+        max_nodes: int | None = None,
+        idle_seconds_before_scaledown: int | None = None,
+    ) -> Compute:
+        """A cluster's bounds and scale-down delay; what is not given stays as it is."""
+        current = self.compute(workspace, compute)
+        payload = {
+            "min_nodes": current["min_nodes"] if min_nodes is None else min_nodes,
+            "max_nodes": current["max_nodes"] if max_nodes is None else max_nodes,
+            "idle_seconds_before_scaledown": (
+                current["idle_seconds_before_scaledown"]
+                if idle_seconds_before_scaledown is None
+                else idle_seconds_before_scaledown
+            ),
+        }
+        return cast(
+            Compute,
+            self.call("PATCH", f"{slug_path(workspace)}/computes/{current['id']}", json=payload),
+        )
+
+    def delete(self, workspace: str, compute: str | int) -> Compute:
+        """Delete a compute (admins only): its nodes go, its history stays."""
+        compute_id = self.compute_id(workspace, compute)
+        return cast(Compute, self.call("DELETE", f"{slug_path(workspace)}/computes/{compute_id}"))
+
+    def wait_compute(
+        self, workspace: str, compute: str | int, timeout: float | None = 600.0
+    ) -> Compute:
+        """Poll until the compute leaves its transitional state (creating, starting, …)."""
+        compute_id = self.compute_id(workspace, compute)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.25
+        while True:
+            found = self.compute(workspace, compute_id)
+            if found["state"] not in COMPUTE_TRANSITIONAL:
+                return found
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"compute {found['name']} is still {found['state']} after {timeout:g} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+    # Jobs -------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        workspace: str,
+        compute: str | int,
+        command: str,
+        nodes: int = 1,
+        env: Mapping[str, str] | None = None,
+        secret_env: Mapping[str, str] | None = None,
+        code_dir: str | None = None,
+        name: str = "",
+        *,
+        script: str | None = None,
+        script_name: str = "train.py",
+        size_limit: int | None = DEFAULT_LIMIT,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Job:
+        """Submit `command` to a compute (its name or id). `code_dir`: a folder packed as a
+        zip (minus what .gitignore and .hangarignore ignore, and .git), unpacked in the job's
+        working folder; or `script`, one file named `script_name`. `secret_env` values are
+        stored encrypted and never shown back. `progress(sent, total)` follows the upload."""
+        data = {
+            "compute": str(compute),
+            "command": command,
+            "name": name,
+            "node_count": str(nodes),
+            "environment": variable_lines(env, "environment"),
+            "secret_environment": variable_lines(secret_env, "secret environment"),
+        }
+        if script is not None:
+            data.update(script=script, script_name=script_name)
+        path = f"{slug_path(workspace)}/jobs"
+        if code_dir is None:
+            return cast(Job, self.call("POST", path, data=data))
+        with pack(code_dir, size_limit) as packed:
+            upload = Upload(packed.file, progress)
+            files = {"upload": (packed.name, upload, "application/zip")}
+            return cast(
+                Job,
+                self.call(
+                    "POST",
+                    path,
+                    data=data,
+                    files=files,
+                    timeout=httpx.Timeout(UPLOAD_TIMEOUT, connect=30.0),
+                ),
+            )
+
+    def job(self, workspace: str, job_id: int) -> Job:
+        return cast(Job, self.call("GET", f"{slug_path(workspace)}/jobs/{int(job_id)}"))
+
+    def jobs(
+        self,
+        workspace: str,
+        *,
+        status: str | None = None,
+        compute: str | int | None = None,
+        submitted_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Newest first, every page unless `limit`; `compute` by name or id."""
+        params = {
+            "status": status,
+            "compute": None if compute is None else self.compute_id(workspace, compute),
+            "submitted_by": submitted_by,
+        }
+        return list(self.pages(f"{slug_path(workspace)}/jobs", params, limit))
+
+    def cancel(self, workspace: str, job_id: int) -> Job:
+        return cast(Job, self.call("POST", f"{slug_path(workspace)}/jobs/{int(job_id)}/cancel"))
+
+    def output(self, workspace: str, job_id: int, rank: int = 0) -> str:
+        """The output so far of the job's current attempt (of one rank's node)."""
+        response = self.request(
+            "GET", f"{slug_path(workspace)}/jobs/{int(job_id)}/output", params={"rank": rank}
+        )
+        return response.content.decode("utf-8", errors="replace")
+
+    def follow(
+        self,
+        workspace: str,
+        job_id: int,
+        offset: int = 0,
+        *,
+        rank: int = 0,
+        on_attempt: Callable[[int], None] | None = None,
+    ) -> Follow:
+        """The job's output as it is written: iterate for text chunks; once the job has
+        finished the iteration stops and `.end` holds its end (also the generator's return
+        value). Reconnects from the last offset after a timeout or a dropped connection."""
+        return Follow(self, workspace, int(job_id), offset, rank=rank, on_attempt=on_attempt)
+
+    def wait(
+        self, workspace: str, job_id: int, timeout: float | None = None, poll: float = 2.0
+    ) -> JobEnd:
+        """Poll until the job has finished: its status, exit code and error."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.25
+        trouble_since: float | None = None
+        while True:
+            try:
+                job = self.job(workspace, job_id)
+                trouble_since = None
+            except ApiError as error:
+                if error.status not in (0, 429, 502, 503, 504):
+                    raise
+                trouble_since = trouble_since or time.monotonic()
+                if time.monotonic() - trouble_since > RECONNECT_FOR:
+                    raise
+                time.sleep(error.retry_after or 2.0)
+                continue
+            if job["status"] in JOB_TERMINAL:
+                return {
+                    "status": job["status"],
+                    "exit_code": job["exit_code"],
+                    "error": job["error"],
+                }
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, poll)
+
+    def events(self, path: str, params: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
+        """The server-sent events of one GET, as (name, data) pairs; ("", {}) for each
+        keep-alive comment."""
+        timeout = httpx.Timeout(30.0, read=FOLLOW_READ_TIMEOUT)
+        data: list[str]
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_of(response)
+                name, data = "message", []  # the event being read, its data lines
+                for line in response.iter_lines():
+                    if not line:
+                        if data:
+                            yield name, json.loads("\n".join(data))
+                        name, data = "message", []
+                        continue
+                    if line.startswith(":"):
+                        yield "", {}  # a keep-alive comment: the stream is alive
+                        continue
+                    field, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if field == "event":
+                        name = value
+                    elif field == "data":
+                        data.append(value)
+        except httpx.TransportError as error:
+            raise self.unreachable(error) from None
+
+
+class Follow:
+    """Iterating yields the output's text; afterwards `end` is the job's end."""
+
+    def __init__(
+        self,
+        client: Client,
+        workspace: str,
+        job_id: int,
+        offset: int = 0,
+        *,
+        rank: int = 0,
+        on_attempt: Callable[[int], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.workspace = workspace
+        self.job_id = job_id
+        self.offset = max(0, offset)
+        self.rank = rank
+        self.on_attempt = on_attempt
+        self.attempt: int | None = None
+        self.end: JobEnd | None = None
+
+    def __iter__(self) -> Generator[str, None, JobEnd]:
+        return self.run()
+
+    def new_attempt(self, attempt: int) -> None:
+        self.attempt, self.offset = attempt, 0  # a retry writes a new log
+        if self.on_attempt is not None:
+            self.on_attempt(attempt)
+
+    def run(self) -> Generator[str, None, JobEnd]:
+        path = f"{slug_path(self.workspace)}/jobs/{self.job_id}/follow"
+        self.attempt = self.client.job(self.workspace, self.job_id)["retries"]
+        trouble_since: float | None = None
+        reconnect = False
+        while True:
+            try:
+                if reconnect:
+                    retries = self.client.job(self.workspace, self.job_id)["retries"]
+                    if retries != self.attempt:
+                        self.new_attempt(retries)
+                params = {"offset": self.offset, "rank": self.rank}
+                heard = False
+                for name, data in self.client.events(path, params):
+                    heard, trouble_since = True, None
+                    if name == "output":
+                        self.offset = int(data.get("offset", self.offset))
+                        if data.get("text"):
+                            yield str(data["text"])
+                    elif name == "attempt":
+                        self.new_attempt(int(data.get("attempt", 0)))
+                    elif name == "end":
+                        self.end = {
+                            "status": str(data.get("status", "")),
+                            "exit_code": data.get("exit_code"),
+                            "error": str(data.get("error") or ""),
+                        }
+                        return self.end
+                    elif name == "timeout":
+                        self.offset = int(data.get("offset", self.offset))
+                        break
+                # A timeout, or a stream cut short without its end: go on from the offset.
+                reconnect = True
+                if not heard:
+                    raise ApiError(0, f"{shown_url(self.client.url)} closed the stream")
+            except ApiError as error:
+                if error.status not in (0, 429, 502, 503, 504):
+                    raise
+                trouble_since = trouble_since or time.monotonic()
+                if time.monotonic() - trouble_since > RECONNECT_FOR:
+                    raise
+                reconnect = True
+                time.sleep(min(error.retry_after or 1.0, THROTTLE_LONGEST_WAIT))
+
+
+__all__ = [
+    "ApiError",
+    "Client",
+    "Compute",
+    "Follow",
+    "InvalidInput",
+    "Job",
+    "JobEnd",
+    "Workspace",
+]
