@@ -94,7 +94,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "celery": bench_celery,
     **{
         name: section(name)
-        for name in ("compute", "jobs", "idle", "quota", "attached", "scale", "sweep")
+        for name in ("compute", "jobs", "idle", "quota", "attached", "scale", "sweep", "cli")
     },
 }
 

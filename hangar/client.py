@@ -584,15 +584,22 @@ class Client:
         return Follow(self, workspace, int(job_id), offset, rank=rank, on_attempt=on_attempt)
 
     def wait(
-        self, workspace: str, job_id: int, timeout: float | None = None, poll: float = 2.0
+        self, workspace: str, job_id: int, timeout: float | None = None, poll: float = 30.0
     ) -> JobEnd:
-        """Poll until the job has finished: its status, exit code and error."""
+        """Until the job has finished: its status, exit code and error. The server holds
+        each request until the job ends or `poll` seconds pass (long polling), so the end
+        is known within tens of milliseconds, with one request per `poll` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.25
         trouble_since: float | None = None
         while True:
+            left = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
             try:
-                job = self.job(workspace, job_id)
+                job = self.call(
+                    "GET",
+                    f"/workspaces/{workspace}/jobs/{int(job_id)}/wait",
+                    params={"timeout": left},
+                    timeout=left + 30,
+                )
                 trouble_since = None
             except ApiError as error:
                 if error.status not in (0, 429, 502, 503, 504):
@@ -608,10 +615,8 @@ class Client:
                     "exit_code": job["exit_code"],
                     "error": job["error"],
                 }
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g} s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, poll)
 
     def events(self, path: str, params: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
         """The server-sent events of one GET, as (name, data) pairs; ("", {}) for each

@@ -34,6 +34,7 @@ REFUSALS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
 FOLLOW_POLL_SECONDS = 0.5
 FOLLOW_LIMIT_SECONDS = 3600
 FOLLOW_CHUNK = 64 * 1024
+WAIT_LIMIT_SECONDS = 60
 
 
 def jobs_of(request: HttpRequest, slug: str) -> QuerySet[Job]:
@@ -114,6 +115,22 @@ def cancel(request: HttpRequest, slug: str, job_id: int) -> Status:
     job = get_object_or_404(Job.objects.filter(workspace=access.workspace), pk=job_id)
     cancel_job(access, job.pk)
     return Status(202, get_object_or_404(jobs_of(request, slug), pk=job.pk))
+
+
+@router.get("/workspaces/{slug}/jobs/{int:job_id}/wait", response={200: JobOut, **REFUSALS})
+def wait(request: HttpRequest, slug: str, job_id: int, timeout: float = 30) -> Job:
+    """Answers as soon as the job has finished, or after `timeout` seconds (at most 60)
+    with the job as it is then: call again until its status is final. Looks every 50 ms
+    at first, then less often, so a short job's end is seen within a few tens of ms."""
+    jobs = jobs_of(request, slug)
+    job = get_object_or_404(jobs, pk=job_id)
+    deadline = time.monotonic() + min(max(timeout, 0.0), WAIT_LIMIT_SECONDS)
+    delay = 0.05
+    while not job.is_terminal and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 1.5, FOLLOW_POLL_SECONDS)
+        job = jobs.get(pk=job_id)
+    return job
 
 
 def current_run(job: Job, rank: int) -> JobRun | None:

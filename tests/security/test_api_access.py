@@ -53,6 +53,7 @@ CASES = [
     Case("GET", f"{W}/computes/{{cluster}}/events", Role.READER),
     Case("GET", f"{W}/jobs", Role.READER),
     Case("GET", f"{W}/jobs/{{job}}", Role.READER),
+    Case("GET", f"{W}/jobs/{{job}}/wait?timeout=0", Role.READER),
     Case(
         "POST",
         f"{W}/computes/clusters",
