@@ -90,9 +90,11 @@ def group(help: str) -> typer.Typer:
 workspace_app = group("Workspaces the token can see.")
 compute_app = group("Compute instances and clusters.")
 job_app = group("Submit, follow, wait for and cancel jobs.")
+quota_app = group("Quota: limits, usage, what a compute would take, requests for more.")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(compute_app, name="compute")
 app.add_typer(job_app, name="job")
+app.add_typer(quota_app, name="quota")
 
 
 def version_callback(value: bool) -> None:
@@ -610,6 +612,80 @@ def job_cancel(
     """Cancel a job (a running one is stopped on its nodes)."""
     client, slug = connect(profile, workspace)
     show_job(client.cancel(slug, job_id), output)
+
+
+# Commands: quota ------------------------------------------------------------------------
+
+
+@quota_app.command("show")
+def quota_show(
+    workspace: WorkspaceOpt = None, profile: ProfileOpt = None, output: OutputOpt = Output.table
+) -> None:
+    """Each family's limit and the cores in use; the low-priority pool."""
+    client, slug = connect(profile, workspace)
+    usage = client.quota(slug)
+    if output is Output.json:
+        print_json(usage)
+        return
+    rows = [
+        [
+            f["family"],
+            f["used"],
+            f["limit"],
+            "needs approval"
+            if f["needs_approval"]
+            else ("request pending" if f["request_pending"] else ""),
+        ]
+        for f in usage["families"]
+    ]
+    rows.append(["low-priority pool", usage["low_priority_used"], usage["low_priority_limit"], ""])
+    print_table(["FAMILY", "USED", "LIMIT", "NOTE"], rows)
+
+
+def family_note(family: dict[str, Any]) -> str:
+    if family["needs_approval"]:
+        return "needs approval"
+    return "request pending" if family["request_pending"] else ""
+
+
+@quota_app.command("what-if")
+def quota_what_if(
+    size: Annotated[str, typer.Option("--size", help="A VM size's name, e.g. Standard_DS3_v2.")],
+    count: Annotated[int, typer.Option("--count", help="How many nodes.")] = 1,
+    tier: Annotated[str, typer.Option("--tier", help="dedicated or low_priority.")] = "dedicated",
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Whether COUNT nodes of SIZE fit now (exit 1 when they do not)."""
+    client, slug = connect(profile, workspace)
+    answer = client.what_if(slug, size, count, tier)
+    if output is Output.json:
+        print_json(answer)
+    else:
+        print(answer["message"])
+    raise typer.Exit(0 if answer["fits"] else 1)
+
+
+@quota_app.command("request")
+def quota_request(
+    cores: Annotated[int, typer.Option("--cores", help="The new limit, in cores.")],
+    why: Annotated[str, typer.Option("--why", help="What the cores are for, for how long.")],
+    family: Annotated[
+        str | None, typer.Option("--family", help="A VM family; none: the low-priority pool.")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Ask site staff for a higher limit."""
+    client, slug = connect(profile, workspace)
+    made = client.request_quota(slug, cores, why, family)
+    if output is Output.json:
+        print_json(made)
+    else:
+        target = made["family"] or "the low-priority pool"
+        print(f"Requested {made['requested_limit']} cores for {target}; site staff decide.")
 
 
 # Entry point ----------------------------------------------------------------------------

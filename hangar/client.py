@@ -539,6 +539,34 @@ class Client:
                 ),
             )
 
+    # Quota ------------------------------------------------------------------------------
+
+    def quota(self, workspace: str) -> dict[str, Any]:
+        """Each family's limit, approval and cores in use; the low-priority pool."""
+        return cast(dict[str, Any], self.call("GET", f"{slug_path(workspace)}/quota"))
+
+    def what_if(
+        self, workspace: str, vm_size: str, count: int = 1, tier: str = "dedicated"
+    ) -> dict[str, Any]:
+        """Whether `count` nodes of `vm_size` fit now, and why not."""
+        params = {"vm_size": vm_size, "count": count, "tier": tier}
+        return cast(
+            dict[str, Any], self.call("GET", f"{slug_path(workspace)}/quota/what-if", params=params)
+        )
+
+    def request_quota(
+        self, workspace: str, cores: int, justification: str, family: str | None = None
+    ) -> dict[str, Any]:
+        """Ask site staff for a higher limit (a family's, or with none the low-priority pool)."""
+        payload = {"family": family, "cores": cores, "justification": justification}
+        return cast(
+            dict[str, Any],
+            self.call("POST", f"{slug_path(workspace)}/quota/requests", json=payload),
+        )
+
+    def quota_requests(self, workspace: str) -> list[dict[str, Any]]:
+        return list(self.pages(f"{slug_path(workspace)}/quota/requests"))
+
     def job(self, workspace: str, job_id: int) -> Job:
         return cast(Job, self.call("GET", f"{slug_path(workspace)}/jobs/{int(job_id)}"))
 

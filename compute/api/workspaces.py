@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: django-ninja reads these annotations at import.
 
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Query, Router, Schema
@@ -13,7 +13,7 @@ from compute.api.errors import form_invalid
 from compute.api.pagination import CursorPagination, newest_first
 from compute.api.schemas import MemberOut, NotificationOut, VmSizeOut, WorkspaceOut
 from compute.forms.computes import CatalogFilterForm
-from compute.models import VmSize
+from compute.models import VmFamily, VmSize
 from workspace.models import Membership, Notification
 
 router = Router(tags=["workspaces"])
@@ -46,6 +46,27 @@ def list_members(request: HttpRequest, slug: str) -> QuerySet:
     return access.workspace.memberships.select_related("user").annotate(
         username=F("user__username")
     )
+
+
+class FamilyOut(Schema):
+    name: str
+    category: str
+    restricted: bool  # needs an approved quota before first use
+    serves_clusters: bool
+    serves_instances: bool
+    sizes: int
+
+    @staticmethod
+    def resolve_sizes(family: VmFamily) -> int:
+        return family.size_count  # type: ignore[attr-defined]  # annotated by the list
+
+
+@router.get("/catalog/families", response=list[FamilyOut], tags=["catalog"])
+@paginate(CursorPagination, **newest_first("name", "id"))
+def list_families(request: HttpRequest, category: str | None = None) -> QuerySet:
+    """The VM families, with how many sizes each has."""
+    families = VmFamily.objects.annotate(size_count=Count("sizes"))
+    return families.filter(category=category) if category else families
 
 
 class CatalogQuery(Schema):

@@ -39,3 +39,18 @@ def test_the_docs_page_loads_only_hangars_own_files(team):
     sources = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert sources and all(s.startswith("/") for s in sources), sources
     assert any("swagger-ui-bundle.js" in s for s in sources)
+
+
+def test_the_catalog_lists_families_and_filters_sizes(team):
+    from tests.support.api import ApiClient
+    from workspace.tokens import create_token
+
+    api = ApiClient(create_token(team.reader, name="c", expires_in_days=1).secret)
+    families = api.get("/catalog/families", data={"page_size": 100}).json()["results"]
+    assert families and all(f["sizes"] >= 1 for f in families)
+    gpu = api.get("/catalog/families", data={"category": "gpu"}).json()["results"]
+    assert gpu and {f["category"] for f in gpu} == {"gpu"}
+    sizes = api.get("/catalog/sizes", data={"gpu": "yes", "page_size": 100}).json()["results"]
+    assert sizes and all(s["gpus"] > 0 for s in sizes)
+    bad = api.get("/catalog/sizes", data={"min_vcpus": -1})
+    assert bad.status_code == 422 and "min_vcpus" in bad.json()["errors"]

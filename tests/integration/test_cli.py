@@ -311,3 +311,19 @@ def test_a_cluster_runs_code_folder_jobs_to_their_exit_codes(hangar, nodes, tmp_
     assert refused.returncode == 1 and "not deleted" in refused.stderr
     deleted = hangar.json("compute", "delete", "trainers", "-w", SLUG, "--yes", "--wait")
     assert deleted["state"] == "deleted"
+
+
+def test_quota_is_shown_asked_about_and_requested(hangar):
+    """`hangar quota show|what-if|request` against the live server (no worker needed)."""
+    shown = hangar.json("quota", "show", "-w", SLUG)
+    assert {"families", "low_priority_limit", "low_priority_used"} <= set(shown)
+    fits = hangar("quota", "what-if", "-w", SLUG, "--size", "Standard_DS3_v2", "--count", "1")
+    assert fits.returncode == 0 and fits.stdout.startswith("Uses 4 of your")
+    short = hangar("quota", "what-if", "-w", SLUG, "--size", "Standard_DS3_v2", "--count", "9000")
+    assert short.returncode == 1 and short.stdout.startswith("Short ")
+    made = hangar.ok("quota", "request", "-w", SLUG, "--cores", "5000", "--why", "a week of sweeps")
+    assert (
+        made.stdout.strip() == "Requested 5000 cores for the low-priority pool; site staff decide."
+    )
+    refused = hangar("quota", "request", "-w", SLUG, "--cores", "5000", "--why", " ")
+    assert "justification" in one_line_error(refused) and "(422)" in refused.stderr
