@@ -7,6 +7,7 @@ Development defaults need no environment at all: secrets are generated into the 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 from datetime import timedelta
@@ -72,7 +73,6 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "axes",
-    "ninja",  # its bundled Swagger UI: the API docs page loads nothing from a CDN
     "workspace",
     "compute",
 ]
@@ -148,6 +148,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# django-ninja's bundled Swagger UI (compute/api/docs.py): the API docs page loads nothing
+# from a CDN. Found without importing ninja, which only the web process needs.
+_ninja = importlib.util.find_spec("ninja")
+if _ninja is not None and _ninja.origin:
+    STATICFILES_DIRS.append(Path(_ninja.origin).parent / "static")
 STATIC_ROOT = LOCAL_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing root
 STORAGES = {

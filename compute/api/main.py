@@ -8,6 +8,7 @@ from ninja.throttling import AuthRateThrottle
 
 from compute.api import attached, computes, errors, idle, jobs, quota, workspaces
 from compute.api.auth import AUTH
+from compute.api.docs import LocalSwagger
 
 api = NinjaAPI(
     title="Hangar API",
@@ -21,6 +22,7 @@ api = NinjaAPI(
     auth=AUTH,
     urls_namespace="api",
     docs_url="/docs",
+    docs=LocalSwagger(),
     # Per credential (a token, or a signed-in user), across all its requests.
     throttle=[AuthRateThrottle(settings.HANGAR_API_RATE)],
 )
