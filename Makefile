@@ -22,6 +22,7 @@ test-only:
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
 	.venv/bin/mypy
+	DJANGO_SETTINGS_MODULE=config.settings_test $(PY) manage.py check --fail-level WARNING
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 lint:

@@ -7,6 +7,11 @@ from celery import Celery
 from config.logfilters import install_quiet_periodic_tasks
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Celery's Django fixup runs Django's system checks in every worker, and those load the URL
+# configuration: every view, the API and pydantic, in each of the worker's processes (28 MB
+# apiece, for code a worker never runs). The web process runs the checks (runserver, and
+# `manage.py check` in `make test`).
+os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 
 app = Celery("hangar")
 app.config_from_object("django.conf:settings", namespace="CELERY")
