@@ -178,9 +178,15 @@ def test_a_look_alike_container_is_a_stray_and_never_hides_its_nodes_loss(
         twin = look_alike("a")
         wait_for(lambda: not container_exists(client, twin.id), timeout=10, what="stray removed")
         assert refreshed(job).status == J.RUNNING
-        assert Event.objects.filter(
-            compute=compute, verb="node.orphan_removed", message__contains="carries the labels"
-        ).exists()
+        # The sweep records the removal just after it: polled (asked the moment the
+        # container was gone, the event's row was once not yet committed).
+        wait_for(
+            lambda: Event.objects.filter(
+                compute=compute, verb="node.orphan_removed", message__contains="carries the labels"
+            ).exists(),
+            timeout=5,
+            what="the stray's removal recorded",
+        )
 
         # The real container removed behind Hangar's back while a look-alike stands in.
         twin = look_alike("b")
