@@ -19,6 +19,7 @@ from compute.forms.attached import AttachForm
 from compute.models import Attachment, Compute, ComputeKind
 from compute.rules.targets import KINDS, kind_of, why_unavailable
 from compute.selectors import computes_of
+from workspace.access import WorkspaceAccess
 from workspace.models import Role
 
 router = Router(tags=["attached"])
@@ -94,33 +95,35 @@ def attach(request: HttpRequest, slug: str, kind: str, payload: AttachIn) -> Sta
     return Status(201, form.attach(access))
 
 
-def attached_of(request: HttpRequest, slug: str, compute_id: int, *role: str) -> Compute:
+def attached_of(
+    request: HttpRequest, slug: str, compute_id: int, *role: str
+) -> tuple[WorkspaceAccess, Compute]:
     access = api_access(request, slug, *role)
-    return get_object_or_404(
-        computes_of(access).filter(kind=ComputeKind.ATTACHED).select_related("attachment"),
-        pk=compute_id,
+    attached = computes_of(access).filter(kind=ComputeKind.ATTACHED)
+    return access, get_object_or_404(
+        attached.select_related("attachment", "vm_size", "workspace"), pk=compute_id
     )
 
 
 @router.get(ONE + "/attachment", response={200: AttachmentOut, **REFUSALS})
 def show_attachment(request: HttpRequest, slug: str, compute_id: int) -> Attachment:
     """How Hangar reaches it and what it found there (never the key or password)."""
-    return attached_of(request, slug, compute_id).attachment
+    return attached_of(request, slug, compute_id)[1].attachment
 
 
 @router.post(ONE + "/validate", response={202: ComputeOut, **REFUSALS})
 def validate(request: HttpRequest, slug: str, compute_id: int) -> Status:
-    compute = attached_of(request, slug, compute_id, Role.CONTRIBUTOR, "validating compute")
-    access = api_access(request, slug)
+    access, compute = attached_of(request, slug, compute_id, Role.CONTRIBUTOR, "validating compute")
     attach_actions.revalidate(access, compute.pk)
-    return Status(202, Compute.objects.select_related("vm_size", "workspace").get(pk=compute.pk))
+    compute.refresh_from_db(fields=["state", "state_changed_at", "last_error"])
+    return Status(202, compute)
 
 
 @router.post(ONE + "/detach", response={202: ComputeOut, **REFUSALS})
 def detach(request: HttpRequest, slug: str, compute_id: int) -> Status:
     """Detach: Hangar stops its own jobs there and forgets the credentials; the machine
     is left as it is."""
-    compute = attached_of(request, slug, compute_id, Role.CONTRIBUTOR, "detaching compute")
-    access = api_access(request, slug)
+    access, compute = attached_of(request, slug, compute_id, Role.CONTRIBUTOR, "detaching compute")
     attach_actions.detach(access, compute.pk)
-    return Status(202, Compute.objects.select_related("vm_size", "workspace").get(pk=compute.pk))
+    compute.refresh_from_db(fields=["state", "state_changed_at", "last_error"])
+    return Status(202, compute)

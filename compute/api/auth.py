@@ -78,6 +78,3 @@ def visible_workspaces(request: HttpRequest) -> QuerySet[Workspace]:
     if token is not None and token.workspace_id is not None:
         workspaces = workspaces.filter(pk=token.workspace_id)
     return workspaces.order_by("name")
-
-
-__all__ = ["AUTH", "Workspace", "api_access", "caller", "token_of", "visible_workspaces"]

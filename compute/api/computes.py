@@ -20,7 +20,7 @@ from compute.api.schemas import ComputeOut, Error, EventOut, NodeOut
 from compute.forms.computes import ClusterBoundsForm, ClusterForm, InstanceForm
 from compute.models import Compute, VmSize
 from compute.selectors import computes_of
-from workspace.access import require_role
+from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
 
 router = Router(tags=["computes"])
@@ -54,17 +54,16 @@ class ClusterUpdate(Schema):
     idle_seconds_before_scaledown: int
 
 
-def compute_of(
-    request: HttpRequest,
-    slug: str,
-    compute_id: int,
-    minimum: str = Role.READER,
-    doing: str = "this",
-) -> Compute:
-    access = api_access(request, slug, minimum, doing)
+def compute_in(access: WorkspaceAccess, compute_id: int) -> Compute:
+    """One compute of the workspace as the API shows it (404 for any other id); read again
+    after an action, it shows the state the action moved it to."""
     return get_object_or_404(
         computes_of(access).select_related("vm_size", "workspace"), pk=compute_id
     )
+
+
+def compute_of(request: HttpRequest, slug: str, compute_id: int) -> Compute:
+    return compute_in(api_access(request, slug), compute_id)
 
 
 @router.get("/workspaces/{slug}/computes", response=list[ComputeOut])
@@ -136,19 +135,18 @@ def resize_cluster(
 ) -> Compute:
     """A cluster's node bounds and scale-down delay."""
     access = api_access(request, slug, Role.CONTRIBUTOR, "changing compute")
-    compute = get_object_or_404(computes_of(access), pk=compute_id)
+    compute = compute_in(access, compute_id)
     form = ClusterBoundsForm(payload.dict())
     if not form.is_valid():
         raise form_invalid(form)
     actions.update_cluster(access, compute.pk, **form.cleaned_data)
-    return compute_of(request, slug, compute_id)
+    return compute_in(access, compute_id)
 
 
 def instance_verb(request: HttpRequest, slug: str, compute_id: int, verb: str) -> Status:
     access = api_access(request, slug, Role.CONTRIBUTOR, "changing compute")
-    compute = get_object_or_404(computes_of(access), pk=compute_id)
-    actions.instance_verb(access, compute.pk, verb)
-    return Status(202, compute_of(request, slug, compute_id))
+    actions.instance_verb(access, compute_in(access, compute_id).pk, verb)
+    return Status(202, compute_in(access, compute_id))
 
 
 @router.post(
@@ -178,9 +176,8 @@ def restart(request: HttpRequest, slug: str, compute_id: int) -> Status:
 def delete(request: HttpRequest, slug: str, compute_id: int) -> Status:
     """Delete a compute: its nodes are removed, its history stays (state `deleting`)."""
     access = api_access(request, slug, Role.ADMIN, "deleting compute")
-    compute = get_object_or_404(computes_of(access), pk=compute_id)
-    actions.delete_compute(access, compute.pk)
-    return Status(202, compute_of(request, slug, compute_id))
+    actions.delete_compute(access, compute_in(access, compute_id).pk)
+    return Status(202, compute_in(access, compute_id))
 
 
 @router.get("/workspaces/{slug}/computes/{int:compute_id}/nodes", response=list[NodeOut])

@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import Iterator
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -206,6 +205,3 @@ def read_from(run: JobRun | None, offset: int) -> Iterator[tuple[str, int]]:
 
 def event(name: str, data: dict) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-
-
-__all__ = ["router", "settings"]
