@@ -71,3 +71,28 @@ def test_no_log_line_carries_a_token_good_or_bad(team, caplog):
     for record in caplog.records:
         text = record.getMessage() + str(getattr(record, "request", ""))
         assert good not in text and bad not in text
+
+
+def test_a_nul_character_anywhere_is_refused_and_changes_nothing(team, api_as):
+    """Found by the schema fuzz: a VM size's name with a NUL reached PostgreSQL (which
+    refuses NUL in text) as a server error. Path, query, JSON and form: 422, nothing made."""
+    from compute.models import Compute, Job
+
+    api = api_as(team.contributor)
+    before = (Compute.objects.count(), Job.objects.count())
+    answers = [
+        api.post(f"{W}/computes/clusters", {"name": "pool", "vm_size": "Standard\x00DS3"}),
+        api.post(f"{W}/computes/clusters", {"name": "pool", "vm_size": "x", "\x00": None}),
+        api.get(f"{W}/computes", data={"kind": "clu\x00ster"}),
+        api.get(f"{W}/quota/what-if", data={"vm_size": "a\x00b"}),
+        api.get("/workspaces/vis%00ion/computes"),
+        api.client.post(
+            f"/api/v1{W}/jobs",
+            {"compute": "po\x00ol", "command": "true"},
+            headers=api.headers,
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 422, answer.content
+        assert answer.json()["detail"] == "Null characters are not allowed."
+    assert (Compute.objects.count(), Job.objects.count()) == before
