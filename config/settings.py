@@ -79,7 +79,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "compute.api.guard.RefuseNulCharacters",  # only /api/: before any lookup by name
+    "compute.api.guard.RefuseNulCharacters",  # only /api/v1/: before any lookup by name
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

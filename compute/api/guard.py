@@ -14,6 +14,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+API_PREFIX = "/api/v1/"  # the REST API only (an instance's activity ping reads its own body)
 MESSAGE = "Null characters are not allowed."
 JSON_TYPES = ("application/json",)
 
@@ -23,7 +24,7 @@ class RefuseNulCharacters:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith("/api/") and carries_nul(request):
+        if request.path.startswith(API_PREFIX) and carries_nul(request):
             return JsonResponse({"detail": MESSAGE, "errors": {"__all__": [MESSAGE]}}, status=422)
         return self.get_response(request)
 
