@@ -6,12 +6,13 @@ Client` works too (it imports the client on first use)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 __version__ = "0.1.0"
+# The largest code folder a job takes, zipped (hangar.pack's default; the server's own
+# limit may be lower).
+CODE_SIZE_LIMIT = 100 * 1024 * 1024
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in ("Client", "ApiError"):
         from hangar import client
 

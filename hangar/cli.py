@@ -9,19 +9,21 @@ Profiles live in $XDG_CONFIG_HOME/hangar/config.toml (~/.config/hangar/config.to
 command takes `--output table|json`; json prints one JSON document on stdout and nothing
 else. An error is one line on stderr: exit status 2 for a usage error, 1 otherwise.
 
-Profiles are hangar/profiles.py's, tables and JSON hangar/output.py's, the HTTP calls
-hangar/client.py's. Only typer and the standard library are imported at start (`hangar
---help` stays fast); httpx and rich come with the commands that use them.
+The commands are the standard library's argparse: every `hangar` call is a new process, and
+a typer-made command took 100–150 ms to start before it did anything (pydantic came with
+typer 0.29). Profiles are hangar/profiles.py's, tables and JSON hangar/output.py's, the
+HTTP calls hangar/client.py's; rich is imported only by the commands that print tables.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from hangar import __version__
 from hangar.output import (
@@ -52,89 +54,184 @@ from hangar.profiles import (
 if TYPE_CHECKING:
     from hangar.client import Client, Compute, JobEnd
 
-# Options shared by the commands.
-OutputOpt = Annotated[
-    Output, typer.Option("--output", "-o", help="table, or json (one JSON document on stdout).")
-]
-WorkspaceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--workspace", "-w", help="The workspace's slug (default: the profile's workspace)."
-    ),
-]
-ProfileOpt = Annotated[
-    str | None,
-    typer.Option("--profile", help="The profile of config.toml to use (default: its default)."),
-]
-ComputeArg = Annotated[str, typer.Argument(help="The compute's name or id.")]
-JobArg = Annotated[int, typer.Argument(help="The job's id.")]
-WaitOpt = Annotated[
-    bool, typer.Option("--wait", help="Wait until the compute is no longer changing.")
-]
-
-app = typer.Typer(
-    name="hangar",
-    help="Hangar's computes and jobs from the command line (the REST API at /api/v1/).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: rich is not imported to start
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+Command = Callable[[argparse.Namespace], int | None]
 
 
-def group(help: str) -> typer.Typer:
-    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+class Parser(argparse.ArgumentParser):
+    """argparse's, with a usage error as one `hangar: ...` line (exit status 2)."""
+
+    def error(self, message: str) -> Any:  # argparse's own signature returns NoReturn
+        raise Failure(f"{message} (see `{self.prog} --help`)", 2)
 
 
-workspace_app = group("Workspaces the token can see.")
-compute_app = group("Compute instances and clusters.")
-job_app = group("Submit, follow, wait for and cancel jobs.")
-quota_app = group("Quota: limits, usage, what a compute would take, requests for more.")
-app.add_typer(workspace_app, name="workspace")
-app.add_typer(compute_app, name="compute")
-app.add_typer(job_app, name="job")
-app.add_typer(quota_app, name="quota")
+def formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def version_callback(value: bool) -> None:
-    if value:
-        print(f"hangar {__version__}")
-        raise typer.Exit()
+DESCRIPTION = "Hangar's computes and jobs from the command line (the REST API at /api/v1/)."
+Adder = Callable[[argparse.ArgumentParser], None]
 
 
-@app.callback()
-def root(
-    profile: ProfileOpt = None,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=version_callback, is_eager=True, help="Print it."),
-    ] = False,
-) -> None:
-    CHOSEN["profile"] = profile
+@dataclass
+class Spec:
+    """One command: `hangar [group] name`, what it runs and the options it adds."""
+
+    group: str | None
+    name: str
+    help: str
+    run: Command
+    options: Adder
+    workspace: bool
+
+
+GROUPS: dict[str, str] = {}  # name: help, in the order they are listed
+SPECS: list[Spec] = []
+
+
+def group(name: str, help: str) -> None:
+    GROUPS[name] = help
+
+
+def command(
+    where: str | None, name: str, help: str, *, workspace: bool = True
+) -> Callable[[Command], Command]:
+    """Register `hangar [where] name`, running the decorated function with the parsed
+    arguments; every command takes --profile and --output, most --workspace."""
+
+    def register(run: Command) -> Command:
+        SPECS.append(Spec(where, name, help, run, OPTIONS[run], workspace))
+        return run
+
+    return register
+
+
+# Each command's own options, remembered until the command is registered.
+OPTIONS: dict[Command, Adder] = {}
+
+
+def options(adder: Adder) -> Callable[[Command], Command]:
+    def remember(run: Command) -> Command:
+        OPTIONS[run] = adder
+        return run
+
+    return remember
+
+
+def chosen_words(argv: list[str]) -> list[str]:
+    """The command's words (`job`, `wait`) before any of its options, past the root's."""
+    words, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == "--profile":
+            skip = True  # its value is not a word of the command
+        elif argument.startswith("-"):
+            continue
+        else:
+            words.append(argument)
+            if len(words) == 2:
+                break
+    return words
+
+
+def build(argv: list[str]) -> Parser:
+    """The parser for this call. Every command is listed, but only the one called gets its
+    options: adding every option of every command took most of a command's start."""
+    words = chosen_words(argv)
+    root = Parser(prog="hangar", description=DESCRIPTION, formatter_class=formatter)
+    root.add_argument(
+        "--profile",
+        dest="root_profile",
+        metavar="PROFILE",
+        help="The profile of config.toml to use (default: its default).",
+    )
+    root.add_argument(
+        "--version", action="version", version=f"hangar {__version__}", help="Print it."
+    )
+    commands = root.add_subparsers(title="commands", metavar="COMMAND")
+    parents: dict[str | None, argparse._SubParsersAction] = {None: commands}
+    for spec in (s for s in SPECS if s.group is None):
+        add_command(commands, spec, chosen=words[:1] == [spec.name])
+    for name, help in GROUPS.items():
+        parser = commands.add_parser(name, help=help, description=help, formatter_class=formatter)
+        parser.set_defaults(parser=parser)  # `hangar job` alone prints the job commands
+        if words[:1] == [name]:
+            parents[name] = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for spec in SPECS:
+        if spec.group is not None and spec.group in parents:
+            add_command(parents[spec.group], spec, chosen=words[1:2] == [spec.name])
+    return root
+
+
+def add_command(parent: argparse._SubParsersAction, spec: Spec, chosen: bool) -> None:
+    parser = parent.add_parser(
+        spec.name, help=spec.help.splitlines()[0], description=spec.help, formatter_class=formatter
+    )
+    parser.set_defaults(run=spec.run)
+    if not chosen:
+        return
+    if spec.workspace:
+        parser.add_argument(
+            "--workspace",
+            "-w",
+            metavar="SLUG",
+            help="The workspace's slug (default: the profile's workspace).",
+        )
+    parser.add_argument(
+        "--profile", help="The profile of config.toml to use (default: its default)."
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=[o.value for o in Output],
+        default=Output.table.value,
+        help="table, or json (one JSON document on stdout).",
+    )
+    spec.options(parser)
+
+
+def no_options(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def compute_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("compute", metavar="COMPUTE", help="The compute's name or id.")
+
+
+def job_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_id", metavar="JOB", type=int, help="The job's id.")
+
+
+def wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait", action="store_true", help="Wait until the compute is no longer changing."
+    )
+
+
+def output_of(args: argparse.Namespace) -> Output:
+    return Output(args.output)
+
+
+def connected(args: argparse.Namespace) -> tuple[Client, str]:
+    return connect(args.profile, getattr(args, "workspace", None))
 
 
 # Commands: login, workspaces -----------------------------------------------------------
 
 
-@app.command()
-def login(
-    url: Annotated[
-        str | None, typer.Option("--url", help="The dashboard's address (or HANGAR_URL).")
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="A personal access token (hgr_...; or HANGAR_TOKEN; `-` reads it from stdin; "
-            "asked for when omitted).",
-        ),
-    ] = None,
-    profile: ProfileOpt = None,
-    workspace: WorkspaceOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Check a token against the server and store it in a profile (mode 0600)."""
+def login_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="The dashboard's address (or HANGAR_URL).")
+    parser.add_argument(
+        "--token",
+        help="A personal access token (hgr_...; or HANGAR_TOKEN; `-` reads it from stdin; "
+        "asked for when omitted).",
+    )
+
+
+@command(None, "login", "Check a token against the server and store it in a profile (mode 0600).")
+@options(login_options)
+def login(args: argparse.Namespace) -> None:
+    url, token, workspace = args.url, args.token, args.workspace
     url = url or os.environ.get("HANGAR_URL")
     if not url:
         raise Failure("give the server's address with --url (e.g. http://127.0.0.1:8000)", 2)
@@ -145,7 +242,9 @@ def login(
     if not token:
         if not sys.stdin.isatty():
             raise Failure("give the token with --token (or `--token -` to read it from stdin)", 2)
-        token = typer.prompt("Token", hide_input=True, err=True)
+        import getpass
+
+        token = getpass.getpass("Token: ", stream=sys.stderr)
     client = make_client(url, str(token))
     workspaces = client.workspaces()  # refuses a bad token with 401
     slugs = [w["slug"] for w in workspaces]
@@ -154,7 +253,7 @@ def login(
     if not workspace and len(slugs) == 1:
         workspace = slugs[0]
 
-    name = profile_name(profile) or DEFAULT_PROFILE
+    name = profile_name(args.profile) or DEFAULT_PROFILE
     config = read_config()
     profiles = config.get("profiles", {})
     profiles = dict(profiles) if isinstance(profiles, dict) else {}
@@ -173,7 +272,7 @@ def login(
         "workspaces": slugs,
         "config": str(path),
     }
-    if output is Output.json:
+    if output_of(args) is Output.json:
         print_json(summary)
     else:
         where = f", workspace {workspace}" if workspace else ""
@@ -181,12 +280,20 @@ def login(
         print(f"The token sees {len(slugs)} workspace(s): {', '.join(slugs) or 'none'}.")
 
 
-@workspace_app.command("list")
-def workspace_list(profile: ProfileOpt = None, output: OutputOpt = Output.table) -> None:
-    """The workspaces the token sees, and your role in each."""
-    settings = Settings(profile)
+group("workspace", "Workspaces the token can see.")
+group("compute", "Compute instances and clusters.")
+group("job", "Submit, follow, wait for and cancel jobs.")
+group("quota", "Quota: limits, usage, what a compute would take, requests for more.")
+
+
+@command(
+    "workspace", "list", "The workspaces the token sees, and your role in each.", workspace=False
+)
+@options(no_options)
+def workspace_list(args: argparse.Namespace) -> None:
+    settings = Settings(args.profile)
     workspaces = settings.client().workspaces()
-    if output is Output.json:
+    if output_of(args) is Output.json:
         print_json(workspaces)
         return
     rows = [
@@ -199,78 +306,76 @@ def workspace_list(profile: ProfileOpt = None, output: OutputOpt = Output.table)
 # Commands: computes ---------------------------------------------------------------------
 
 
-@compute_app.command("list")
-def compute_list(
-    workspace: WorkspaceOpt = None,
-    kind: Annotated[
-        str | None, typer.Option("--kind", help="instance, cluster or attached.")
-    ] = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """The workspace's computes."""
-    client, slug = connect(profile, workspace)
-    show_computes(client.computes(slug, kind=kind), output, f"No computes in {slug}.")
+def compute_list_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", help="instance, cluster or attached.")
 
 
-@compute_app.command("show")
-def compute_show(
-    compute: ComputeArg,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """One compute."""
-    client, slug = connect(profile, workspace)
-    show_compute(client.compute(slug, compute), output)
+@command("compute", "list", "The workspace's computes.")
+@options(compute_list_options)
+def compute_list(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_computes(client.computes(slug, kind=args.kind), output_of(args), f"No computes in {slug}.")
 
 
-@compute_app.command("create")
-def compute_create(
-    name: Annotated[str, typer.Option("--name", help="The compute's name.")],
-    size: Annotated[str, typer.Option("--size", help="A VM size's name, e.g. Standard_DS3_v2.")],
-    instance: Annotated[bool, typer.Option("--instance", help="A single-node instance.")] = False,
-    cluster: Annotated[bool, typer.Option("--cluster", help="A cluster of nodes.")] = False,
-    min_nodes: Annotated[int, typer.Option("--min", help="Cluster: nodes kept up.")] = 0,
-    max_nodes: Annotated[int, typer.Option("--max", help="Cluster: nodes at most.")] = 1,
-    tier: Annotated[
-        str, typer.Option("--tier", help="Cluster: dedicated or low_priority.")
-    ] = "dedicated",
-    idle_seconds: Annotated[
-        int, typer.Option("--idle-seconds", help="Cluster: idle seconds before scale-down.")
-    ] = 120,
-    idle_shutdown: Annotated[
-        int | None,
-        typer.Option(
-            "--idle-shutdown-minutes",
-            help="Instance: stop after this many idle minutes (0: never; default: the "
-            "workspace's).",
-        ),
-    ] = None,
-    wait: WaitOpt = False,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Create a compute instance (--instance) or cluster (--cluster)."""
-    if instance == cluster:
+@command("compute", "show", "One compute.")
+@options(compute_argument)
+def compute_show(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_compute(client.compute(slug, args.compute), output_of(args))
+
+
+def compute_create_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", required=True, help="The compute's name.")
+    parser.add_argument("--size", required=True, help="A VM size's name, e.g. Standard_DS3_v2.")
+    parser.add_argument("--instance", action="store_true", help="A single-node instance.")
+    parser.add_argument("--cluster", action="store_true", help="A cluster of nodes.")
+    parser.add_argument(
+        "--min", dest="min_nodes", type=int, default=0, help="Cluster: nodes kept up (0)."
+    )
+    parser.add_argument(
+        "--max", dest="max_nodes", type=int, default=1, help="Cluster: nodes at most (1)."
+    )
+    parser.add_argument(
+        "--tier", default="dedicated", help="Cluster: dedicated (default) or low_priority."
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=int,
+        default=120,
+        help="Cluster: idle seconds before scale-down (120).",
+    )
+    parser.add_argument(
+        "--idle-shutdown-minutes",
+        dest="idle_shutdown",
+        type=int,
+        help="Instance: stop after this many idle minutes (0: never; default: the workspace's).",
+    )
+    wait_option(parser)
+
+
+@command("compute", "create", "Create a compute instance (--instance) or cluster (--cluster).")
+@options(compute_create_options)
+def compute_create(args: argparse.Namespace) -> None:
+    if args.instance == args.cluster:
         raise Failure("say what to create: --instance or --cluster", 2)
-    client, slug = connect(profile, workspace)
-    if cluster:
+    client, slug = connected(args)
+    if args.cluster:
         made = client.create_cluster(
             slug,
-            name,
-            size,
-            min_nodes=min_nodes,
-            max_nodes=max_nodes,
-            tier=tier,
-            idle_seconds_before_scaledown=idle_seconds,
+            args.name,
+            args.size,
+            min_nodes=args.min_nodes,
+            max_nodes=args.max_nodes,
+            tier=args.tier,
+            idle_seconds_before_scaledown=args.idle_seconds,
         )
     else:
-        made = client.create_instance(slug, name, size, idle_shutdown_minutes=idle_shutdown)
-    if wait:
+        made = client.create_instance(
+            slug, args.name, args.size, idle_shutdown_minutes=args.idle_shutdown
+        )
+    if args.wait:
         made = settle(client, slug, made)
-    show_compute(made, output)
+    show_compute(made, output_of(args))
 
 
 def settle(client: Client, slug: str, compute: Compute) -> Compute:
@@ -280,82 +385,85 @@ def settle(client: Client, slug: str, compute: Compute) -> Compute:
         raise Failure(str(error))
 
 
-def verb_command(verb: str, doc: str) -> None:
-    def command(
-        compute: ComputeArg,
-        wait: WaitOpt = False,
-        workspace: WorkspaceOpt = None,
-        profile: ProfileOpt = None,
-        output: OutputOpt = Output.table,
-    ) -> None:
-        client, slug = connect(profile, workspace)
-        changed = getattr(client, verb)(slug, compute)
-        if wait:
+def compute_verb(verb: str, help: str) -> None:
+    def run(args: argparse.Namespace) -> None:
+        client, slug = connected(args)
+        changed = getattr(client, verb)(slug, args.compute)
+        if args.wait:
             changed = settle(client, slug, changed)
-        show_compute(changed, output)
+        show_compute(changed, output_of(args))
 
-    command.__doc__ = doc
-    compute_app.command(verb)(command)
+    def verb_options(parser: argparse.ArgumentParser) -> None:
+        compute_argument(parser)
+        wait_option(parser)
 
-
-verb_command("start", "Start a stopped instance.")
-verb_command("stop", "Stop an instance (its node goes; it costs nothing while stopped).")
-verb_command("restart", "Restart an instance.")
+    command("compute", verb, help)(options(verb_options)(run))
 
 
-@compute_app.command("resize")
-def compute_resize(
-    compute: ComputeArg,
-    min_nodes: Annotated[int | None, typer.Option("--min", help="Nodes kept up.")] = None,
-    max_nodes: Annotated[int | None, typer.Option("--max", help="Nodes at most.")] = None,
-    idle_seconds: Annotated[
-        int | None, typer.Option("--idle-seconds", help="Idle seconds before scale-down.")
-    ] = None,
-    wait: WaitOpt = False,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Change a cluster's node bounds or scale-down delay (what is not given stays)."""
-    if min_nodes is None and max_nodes is None and idle_seconds is None:
+compute_verb("start", "Start a stopped instance.")
+compute_verb("stop", "Stop an instance (its node goes; it costs nothing while stopped).")
+compute_verb("restart", "Restart an instance.")
+
+
+def compute_resize_options(parser: argparse.ArgumentParser) -> None:
+    compute_argument(parser)
+    parser.add_argument("--min", dest="min_nodes", type=int, help="Nodes kept up.")
+    parser.add_argument("--max", dest="max_nodes", type=int, help="Nodes at most.")
+    parser.add_argument("--idle-seconds", type=int, help="Idle seconds before scale-down.")
+    wait_option(parser)
+
+
+@command(
+    "compute",
+    "resize",
+    "Change a cluster's node bounds or scale-down delay (what is not given stays).",
+)
+@options(compute_resize_options)
+def compute_resize(args: argparse.Namespace) -> None:
+    if args.min_nodes is None and args.max_nodes is None and args.idle_seconds is None:
         raise Failure("give --min, --max or --idle-seconds", 2)
-    client, slug = connect(profile, workspace)
+    client, slug = connected(args)
     changed = client.resize(
         slug,
-        compute,
-        min_nodes=min_nodes,
-        max_nodes=max_nodes,
-        idle_seconds_before_scaledown=idle_seconds,
+        args.compute,
+        min_nodes=args.min_nodes,
+        max_nodes=args.max_nodes,
+        idle_seconds_before_scaledown=args.idle_seconds,
     )
-    if wait:
+    if args.wait:
         changed = settle(client, slug, changed)
-    show_compute(changed, output)
+    show_compute(changed, output_of(args))
 
 
-@compute_app.command("delete")
-def compute_delete(
-    compute: ComputeArg,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-    wait: WaitOpt = False,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Delete a compute (admins only): its nodes go, its jobs are canceled."""
-    client, slug = connect(profile, workspace)
-    found = client.compute(slug, compute)
-    if not yes:
+def compute_delete_options(parser: argparse.ArgumentParser) -> None:
+    compute_argument(parser)
+    parser.add_argument("--yes", "-y", action="store_true", help="Do not ask.")
+    wait_option(parser)
+
+
+def confirm(question: str) -> bool:
+    """Ask on stderr; only a typed yes agrees (end of input does not)."""
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+@command(
+    "compute", "delete", "Delete a compute (admins only): its nodes go, its jobs are canceled."
+)
+@options(compute_delete_options)
+def compute_delete(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    found = client.compute(slug, args.compute)
+    if not args.yes:
         question = f"Delete {found['kind']} {found['name']!r} of {slug}? Its nodes go."
-        try:
-            agreed = typer.confirm(question, default=False, err=True)
-        except (typer.Abort, EOFError):
-            agreed = False
-        if not agreed:
+        if not confirm(question):
             raise Failure("not deleted (pass --yes to delete without being asked)")
     deleted = client.delete(slug, found["id"])
-    if wait:
+    if args.wait:
         deleted = settle(client, slug, deleted)
-    show_compute(deleted, output)
+    show_compute(deleted, output_of(args))
 
 
 # Commands: jobs -------------------------------------------------------------------------
@@ -411,55 +519,53 @@ def follow_to_end(
     return "".join(seen), follow.end
 
 
-@job_app.command(
-    "submit",
-    context_settings={"allow_interspersed_args": False},
-)
-def job_submit(
-    command: Annotated[
-        list[str],
-        typer.Argument(
-            help="The command. One argument is run as a shell line; several are quoted as "
-            "they are. Put `--` before it.",
-            metavar="-- COMMAND...",
-        ),
-    ],
-    compute: Annotated[str, typer.Option("--compute", "-c", help="The compute's name or id.")],
-    nodes: Annotated[int, typer.Option("--nodes", "-n", help="Nodes to run on.")] = 1,
-    env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="KEY=value (repeat).")
-    ] = None,
-    secret_env: Annotated[
-        list[str] | None,
-        typer.Option("--secret-env", help="KEY=value, stored encrypted, never shown (repeat)."),
-    ] = None,
-    code: Annotated[
-        Path | None,
-        typer.Option(
-            "--code",
-            help="A folder to run in: zipped minus .gitignore'd, .hangarignore'd and .git.",
-        ),
-    ] = None,
-    name: Annotated[str, typer.Option("--name", help="The job's name.")] = "",
-    follow: Annotated[
-        bool,
-        typer.Option(
-            "--follow", "-f", help="Print the output until the end; exit with the job's status."
-        ),
-    ] = False,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Submit a job: hangar job submit -w WS -c COMPUTE [--code DIR] -- python train.py"""
-    import shlex
+def job_submit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "command",
+        nargs="+",
+        metavar="-- COMMAND",
+        help="The command. One argument is run as a shell line; several are quoted as they "
+        "are. Put `--` before it.",
+    )
+    parser.add_argument("--compute", "-c", required=True, help="The compute's name or id.")
+    parser.add_argument("--nodes", "-n", type=int, default=1, help="Nodes to run on (1).")
+    parser.add_argument("--env", "-e", action="append", help="KEY=value (repeat).")
+    parser.add_argument(
+        "--secret-env", action="append", help="KEY=value, stored encrypted, never shown (repeat)."
+    )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        help="A folder to run in: zipped minus .gitignore'd, .hangarignore'd and .git.",
+    )
+    parser.add_argument("--name", default="", help="The job's name.")
+    parser.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="Print the output until the end; exit with the job's status.",
+    )
 
-    line = command[0] if len(command) == 1 else shlex.join(command)
-    environment = variables(env, "--env")
-    secrets = variables(secret_env, "--secret-env")
+
+@command(
+    "job",
+    "submit",
+    "Submit a job: hangar job submit -w WS -c COMPUTE [--code DIR] -- python train.py",
+)
+@options(job_submit_options)
+def job_submit(args: argparse.Namespace) -> int | None:
+    command, code, output = args.command, args.code, output_of(args)
+    if len(command) == 1:
+        line = command[0]
+    else:
+        import shlex
+
+        line = shlex.join(command)
+    environment = variables(args.env, "--env")
+    secrets = variables(args.secret_env, "--secret-env")
     if code is not None and not code.is_dir():
         raise Failure(f"--code {code}: not a folder", 2)
-    client, slug = connect(profile, workspace)
+    client, slug = connected(args)
     progress = upload_progress() if code is not None else None
     task: Any = None
 
@@ -479,13 +585,13 @@ def job_submit(
             progress.start()
         job = client.submit(
             slug,
-            compute,
+            args.compute,
             line,
-            nodes=nodes,
+            nodes=args.nodes,
             env=environment,
             secret_env=secrets,
             code_dir=str(code) if code is not None else None,
-            name=name,
+            name=args.name,
             progress=advance,
         )
     except PackError as error:
@@ -495,66 +601,62 @@ def job_submit(
     finally:
         if progress is not None:
             progress.stop()
-    if not follow:
+    if not args.follow:
         show_job(job, output)
-        return
+        return None
     note(f"hangar: job {job['id']} submitted to {job['compute']} ({job['status']})")
     _, end = follow_to_end(client, slug, job["id"], to_stderr=output is Output.json)
     if output is Output.json:
         print_json(client.job(slug, job["id"]))
     else:
         note(f"hangar: {end_line(job['id'], end)}")
-    raise typer.Exit(end_code(end))
+    return end_code(end)
 
 
-@job_app.command("list")
-def job_list(
-    workspace: WorkspaceOpt = None,
-    status: Annotated[
-        str | None, typer.Option("--status", help="queued, running, completed, failed, …")
-    ] = None,
-    compute: Annotated[
-        str | None, typer.Option("--compute", "-c", help="Only this compute's.")
-    ] = None,
-    mine: Annotated[str | None, typer.Option("--by", help="Only this user's.")] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", help="At most this many, newest first (0: all).")
-    ] = 50,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """The workspace's jobs, newest first."""
-    client, slug = connect(profile, workspace)
-    jobs = client.jobs(slug, status=status, compute=compute, submitted_by=mine, limit=limit or None)
-    show_jobs(jobs, output)
+def job_list_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status", help="queued, running, completed, failed, …")
+    parser.add_argument("--compute", "-c", help="Only this compute's.")
+    parser.add_argument("--by", dest="mine", help="Only this user's.")
+    parser.add_argument(
+        "--limit", type=int, default=50, help="At most this many, newest first (50; 0: all)."
+    )
 
 
-@job_app.command("show")
-def job_show(
-    job_id: JobArg,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """One job."""
-    client, slug = connect(profile, workspace)
-    show_job(client.job(slug, job_id), output)
+@command("job", "list", "The workspace's jobs, newest first.")
+@options(job_list_options)
+def job_list(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    jobs = client.jobs(
+        slug,
+        status=args.status,
+        compute=args.compute,
+        submitted_by=args.mine,
+        limit=args.limit or None,
+    )
+    show_jobs(jobs, output_of(args))
 
 
-@job_app.command("logs")
-def job_logs(
-    job_id: JobArg,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Go on printing until the job ends.")
-    ] = False,
-    rank: Annotated[int, typer.Option("--rank", help="The node of a multi-node job.")] = 0,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """The job's output (of its current attempt); -f follows it to the end."""
-    client, slug = connect(profile, workspace)
-    if not follow:
+@command("job", "show", "One job.")
+@options(job_argument)
+def job_show(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_job(client.job(slug, args.job_id), output_of(args))
+
+
+def job_logs_options(parser: argparse.ArgumentParser) -> None:
+    job_argument(parser)
+    parser.add_argument(
+        "--follow", "-f", action="store_true", help="Go on printing until the job ends."
+    )
+    parser.add_argument("--rank", type=int, default=0, help="The node of a multi-node job.")
+
+
+@command("job", "logs", "The job's output (of its current attempt); -f follows it to the end.")
+@options(job_logs_options)
+def job_logs(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    job_id, rank, output = args.job_id, args.rank, output_of(args)
+    if not args.follow:
         from hangar.client import ApiError
 
         try:
@@ -578,68 +680,38 @@ def job_logs(
         note(f"hangar: {end_line(job_id, end)}")
 
 
-@job_app.command("wait")
-def job_wait(
-    job_id: JobArg,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Give up after this many seconds.")
-    ] = None,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Wait for the job to end; exit with its exit code (1: failed without one; 130:
-    canceled)."""
-    client, slug = connect(profile, workspace)
+def job_wait_options(parser: argparse.ArgumentParser) -> None:
+    job_argument(parser)
+    parser.add_argument("--timeout", type=float, help="Give up after this many seconds.")
+
+
+@command(
+    "job",
+    "wait",
+    "Wait for the job to end; exit with its exit code (1: failed without one; 130: canceled).",
+)
+@options(job_wait_options)
+def job_wait(args: argparse.Namespace) -> int:
+    client, slug = connected(args)
     try:
-        end = client.wait(slug, job_id, timeout=timeout)
+        end = client.wait(slug, args.job_id, timeout=args.timeout)
     except TimeoutError as error:
         raise Failure(str(error))
-    if output is Output.json:
+    if output_of(args) is Output.json:
         print_json(end)
     else:
-        print(end_line(job_id, end))
-    raise typer.Exit(end_code(end))
+        print(end_line(args.job_id, end))
+    return end_code(end)
 
 
-@job_app.command("cancel")
-def job_cancel(
-    job_id: JobArg,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Cancel a job (a running one is stopped on its nodes)."""
-    client, slug = connect(profile, workspace)
-    show_job(client.cancel(slug, job_id), output)
+@command("job", "cancel", "Cancel a job (a running one is stopped on its nodes).")
+@options(job_argument)
+def job_cancel(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_job(client.cancel(slug, args.job_id), output_of(args))
 
 
 # Commands: quota ------------------------------------------------------------------------
-
-
-@quota_app.command("show")
-def quota_show(
-    workspace: WorkspaceOpt = None, profile: ProfileOpt = None, output: OutputOpt = Output.table
-) -> None:
-    """Each family's limit and the cores in use; the low-priority pool."""
-    client, slug = connect(profile, workspace)
-    usage = client.quota(slug)
-    if output is Output.json:
-        print_json(usage)
-        return
-    rows = [
-        [
-            f["family"],
-            f["used"],
-            f["limit"],
-            "needs approval"
-            if f["needs_approval"]
-            else ("request pending" if f["request_pending"] else ""),
-        ]
-        for f in usage["families"]
-    ]
-    rows.append(["low-priority pool", usage["low_priority_used"], usage["low_priority_limit"], ""])
-    print_table(["FAMILY", "USED", "LIMIT", "NOTE"], rows)
 
 
 def family_note(family: dict[str, Any]) -> str:
@@ -648,40 +720,49 @@ def family_note(family: dict[str, Any]) -> str:
     return "request pending" if family["request_pending"] else ""
 
 
-@quota_app.command("what-if")
-def quota_what_if(
-    size: Annotated[str, typer.Option("--size", help="A VM size's name, e.g. Standard_DS3_v2.")],
-    count: Annotated[int, typer.Option("--count", help="How many nodes.")] = 1,
-    tier: Annotated[str, typer.Option("--tier", help="dedicated or low_priority.")] = "dedicated",
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Whether COUNT nodes of SIZE fit now (exit 1 when they do not)."""
-    client, slug = connect(profile, workspace)
-    answer = client.what_if(slug, size, count, tier)
-    if output is Output.json:
+@command("quota", "show", "Each family's limit and the cores in use; the low-priority pool.")
+@options(no_options)
+def quota_show(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    usage = client.quota(slug)
+    if output_of(args) is Output.json:
+        print_json(usage)
+        return
+    rows = [[f["family"], f["used"], f["limit"], family_note(f)] for f in usage["families"]]
+    rows.append(["low-priority pool", usage["low_priority_used"], usage["low_priority_limit"], ""])
+    print_table(["FAMILY", "USED", "LIMIT", "NOTE"], rows)
+
+
+def quota_what_if_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", required=True, help="A VM size's name, e.g. Standard_DS3_v2.")
+    parser.add_argument("--count", type=int, default=1, help="How many nodes (1).")
+    parser.add_argument("--tier", default="dedicated", help="dedicated (default) or low_priority.")
+
+
+@command("quota", "what-if", "Whether COUNT nodes of SIZE fit now (exit 1 when they do not).")
+@options(quota_what_if_options)
+def quota_what_if(args: argparse.Namespace) -> int:
+    client, slug = connected(args)
+    answer = client.what_if(slug, args.size, args.count, args.tier)
+    if output_of(args) is Output.json:
         print_json(answer)
     else:
         print(answer["message"])
-    raise typer.Exit(0 if answer["fits"] else 1)
+    return 0 if answer["fits"] else 1
 
 
-@quota_app.command("request")
-def quota_request(
-    cores: Annotated[int, typer.Option("--cores", help="The new limit, in cores.")],
-    why: Annotated[str, typer.Option("--why", help="What the cores are for, for how long.")],
-    family: Annotated[
-        str | None, typer.Option("--family", help="A VM family; none: the low-priority pool.")
-    ] = None,
-    workspace: WorkspaceOpt = None,
-    profile: ProfileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Ask site staff for a higher limit."""
-    client, slug = connect(profile, workspace)
-    made = client.request_quota(slug, cores, why, family)
-    if output is Output.json:
+def quota_request_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cores", type=int, required=True, help="The new limit, in cores.")
+    parser.add_argument("--why", required=True, help="What the cores are for, for how long.")
+    parser.add_argument("--family", help="A VM family; none: the low-priority pool.")
+
+
+@command("quota", "request", "Ask site staff for a higher limit.")
+@options(quota_request_options)
+def quota_request(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    made = client.request_quota(slug, args.cores, args.why, args.family)
+    if output_of(args) is Output.json:
         print_json(made)
     else:
         target = made["family"] or "the low-priority pool"
@@ -699,25 +780,30 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def dispatch(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    root = build(argv)
+    args = root.parse_args(argv)
+    run: Command | None = getattr(args, "run", None)
+    if run is None:  # `hangar` or `hangar job` alone: what there is to run
+        parser: argparse.ArgumentParser = getattr(args, "parser", root)
+        sys.stdout.write(parser.format_help())
+        return 2
+    CHOSEN["profile"] = args.root_profile
+    args.profile = args.profile or args.root_profile
+    return run(args) or 0
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; every error becomes one line on stderr and an exit status."""
-    from typer._click import exceptions as click  # typer's own click (pinned in requirements)
-
     CHOSEN["profile"] = None
     try:
-        result = app(args=argv, prog_name="hangar", standalone_mode=False)
-        return result if isinstance(result, int) else 0
+        return dispatch(argv)
     except Failure as error:
         return fail(str(error), error.code)
-    except click.NoArgsIsHelpError as error:
-        sys.stdout.write(error.ctx.get_help() + "\n" if error.ctx else "")
-        return 2
-    except click.UsageError as error:
-        where = error.ctx.command_path if error.ctx else "hangar"
-        return fail(f"{error.format_message()} (see `{where} --help`)", 2)
-    except typer.TyperException as error:
-        return fail(error.format_message(), error.exit_code or 1)
-    except (typer.Abort, KeyboardInterrupt):
+    except SystemExit as done:  # --help and --version end here
+        return done.code if isinstance(done.code, int) else 0
+    except KeyboardInterrupt:
         return fail("interrupted", 130)
     except BrokenPipeError:
         # The reader went away (`hangar job logs 3 | head`): not an error worth a line.

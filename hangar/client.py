@@ -17,16 +17,13 @@ appears in a message, a log or a `repr`.
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import IO, Any, TypedDict, cast
 
-import httpx
-
-from hangar import __version__
-from hangar.pack import DEFAULT_LIMIT, pack
+from hangar import CODE_SIZE_LIMIT, __version__
+from hangar.http import ConnectFailed, Http, Response, TimedOut, TransportError
 
 API_PREFIX = "/api/v1"
 PAGE_SIZE = 100  # the API's largest page
@@ -158,20 +155,7 @@ def shown_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def reason_of(error: BaseException) -> str:
-    """Why a connection failed, in a few lowercase words ("connection refused")."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and (seen.strerror or seen.errno):
-            return (seen.strerror or str(seen)).lower()
-        seen = seen.__cause__ or seen.__context__
-    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(error)).strip()
-    if isinstance(error, httpx.TimeoutException):
-        return "timed out"
-    return text[:1].lower() + text[1:] if text else type(error).__name__
-
-
-def error_of(response: httpx.Response) -> ApiError:
+def error_of(response: Response) -> ApiError:
     """The API's `{detail, errors}` as an ApiError (or a line about what answered instead)."""
     status = response.status_code
     try:
@@ -191,18 +175,18 @@ def error_of(response: httpx.Response) -> ApiError:
                 for field, messages in raw.items()
             }
     if not detail and response.is_redirect:
-        where = response.headers.get("Location", "").partition(API_PREFIX)[0]
+        where = (response.headers.get("Location") or "").partition(API_PREFIX)[0]
         detail = f"the server redirects to {shown_url(where)}: use that URL"
     if not detail:
-        request = response.request
         detail = (
-            f"{response.reason_phrase or 'Error'} from {request.method} {request.url.path}, "
+            f"{response.reason_phrase or 'Error'} from {response.method} "
+            f"{API_PREFIX}{response.path}, "
             "not in the words of Hangar's API: is the URL right?"
         )
     return ApiError(status, detail, errors, retry_after=retry_after_of(response))
 
 
-def retry_after_of(response: httpx.Response) -> float | None:
+def retry_after_of(response: Response) -> float | None:
     value = response.headers.get("Retry-After")
     try:
         return float(value) if value is not None else None
@@ -228,7 +212,7 @@ def slug_path(workspace: str) -> str:
 
 
 class Upload:
-    """A file handed to httpx that reports how much of it was read (sent)."""
+    """A file handed to the upload that reports how much of it was read (sent)."""
 
     def __init__(self, file: IO[bytes], progress: Callable[[int, int], None] | None) -> None:
         self.file = file
@@ -258,21 +242,19 @@ class Client:
         token: str,
         *,
         timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = base_url(url)
         token = token.strip()
         if not token or any(c.isspace() for c in token) or not token.isprintable():
             raise InvalidInput("the token is empty or not a token (it reads hgr_...)")
-        self._http = httpx.Client(
-            base_url=self.url + API_PREFIX,
-            headers={
+        self._http = Http(
+            self.url + API_PREFIX,
+            {
                 "Authorization": f"Bearer {token}",
                 "User-Agent": f"hangar-cli/{__version__}",
                 "Accept": "application/json",
             },
-            timeout=timeout,
-            transport=transport,
+            timeout,
         )
 
     def __repr__(self) -> str:
@@ -289,20 +271,20 @@ class Client:
 
     # Transport ----------------------------------------------------------------------
 
-    def unreachable(self, error: httpx.TransportError) -> ApiError:
+    def unreachable(self, error: TransportError) -> ApiError:
         where = shown_url(self.url)
-        if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
-            return ApiError(0, f"cannot reach {where}: {reason_of(error)}")
-        if isinstance(error, httpx.TimeoutException):
-            return ApiError(0, f"{where} did not answer in time ({reason_of(error)})")
-        return ApiError(0, f"lost the connection to {where}: {reason_of(error)}")
+        if isinstance(error, ConnectFailed):
+            return ApiError(0, f"cannot reach {where}: {error.reason}")
+        if isinstance(error, TimedOut):
+            return ApiError(0, f"{where} did not answer in time ({error.reason})")
+        return ApiError(0, f"lost the connection to {where}: {error.reason}")
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, **kwargs: Any) -> Response:
         """One call; a short 429 is waited out and retried, any other refusal raises."""
         for attempt in range(THROTTLE_RETRIES + 1):
             try:
                 response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError as error:
+            except TransportError as error:
                 raise self.unreachable(error) from None
             if response.is_success:
                 return response
@@ -347,7 +329,10 @@ class Client:
             if not following:
                 return
             # Only its query: the server's idea of its own host may not be ours (a proxy).
-            query = {"page_size": query["page_size"], **dict(httpx.URL(following).params)}
+            query = {
+                "page_size": query["page_size"],
+                **dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(following).query)),
+            }
 
     # Workspaces and computes ----------------------------------------------------------
 
@@ -505,7 +490,7 @@ class Client:
         *,
         script: str | None = None,
         script_name: str = "train.py",
-        size_limit: int | None = DEFAULT_LIMIT,
+        size_limit: int | None = CODE_SIZE_LIMIT,
         progress: Callable[[int, int], None] | None = None,
     ) -> Job:
         """Submit `command` to a compute (its name or id). `code_dir`: a folder packed as a
@@ -525,6 +510,8 @@ class Client:
         path = f"{slug_path(workspace)}/jobs"
         if code_dir is None:
             return cast(Job, self.call("POST", path, data=data))
+        from hangar.pack import pack  # zipfile and the ignore rules: only for code
+
         with pack(code_dir, size_limit) as packed:
             upload = Upload(packed.file, progress)
             files = {"upload": (packed.name, upload, "application/zip")}
@@ -535,7 +522,7 @@ class Client:
                     path,
                     data=data,
                     files=files,
-                    timeout=httpx.Timeout(UPLOAD_TIMEOUT, connect=30.0),
+                    timeout=UPLOAD_TIMEOUT,
                 ),
             )
 
@@ -624,7 +611,7 @@ class Client:
             try:
                 job = self.call(
                     "GET",
-                    f"/workspaces/{workspace}/jobs/{int(job_id)}/wait",
+                    f"{slug_path(workspace)}/jobs/{int(job_id)}/wait",
                     params={"timeout": left},
                     timeout=left + 30,
                 )
@@ -649,15 +636,15 @@ class Client:
     def events(self, path: str, params: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
         """The server-sent events of one GET, as (name, data) pairs; ("", {}) for each
         keep-alive comment."""
-        timeout = httpx.Timeout(30.0, read=FOLLOW_READ_TIMEOUT)
         data: list[str]
         try:
-            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+            with self._http.stream(
+                "GET", path, params=params, timeout=FOLLOW_READ_TIMEOUT
+            ) as response:
                 if not response.is_success:
-                    response.read()
-                    raise error_of(response)
+                    raise error_of(response.read())
                 name, data = "message", []  # the event being read, its data lines
-                for line in response.iter_lines():
+                for line in response.lines():
                     if not line:
                         if data:
                             yield name, json.loads("\n".join(data))
@@ -672,7 +659,7 @@ class Client:
                         name = value
                     elif field == "data":
                         data.append(value)
-        except httpx.TransportError as error:
+        except TransportError as error:
             raise self.unreachable(error) from None
 
 

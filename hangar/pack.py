@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from hangar import CODE_SIZE_LIMIT
+
 IGNORE_FILES = (".gitignore", ".hangarignore")
 ALWAYS_SKIPPED = frozenset({".git"})
 MIB = 1024 * 1024
-DEFAULT_LIMIT = 100 * MIB
+DEFAULT_LIMIT = CODE_SIZE_LIMIT
 
 
 class PackError(Exception):

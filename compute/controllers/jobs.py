@@ -16,7 +16,7 @@ from enum import Enum
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
 
 from compute.controllers.launches import claim_launch, launch
@@ -25,7 +25,7 @@ from compute.lib import jobfiles
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.idle import record_activity
-from compute.models.states import JOB_ACTIVE, JOB_UNFINISHED
+from compute.models.states import GOING_AWAY, JOB_ACTIVE, JOB_UNFINISHED
 
 J = JobStatus
 RELAUNCH_AFTER = timedelta(seconds=5)
@@ -69,7 +69,14 @@ class Verdict(Enum):
 
 
 def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
-    """Finished runs become finished jobs; their nodes go back to idle."""
+    """Finished runs become finished jobs; then what is left of each run goes from its
+    node, and the node goes back to idle.
+
+    The job ends first, so whoever waits for it hears at once, not after the clean-up (a
+    command in the node: ~100 ms). Its nodes stay held meanwhile: no other job gets a node
+    before nothing of the last one is left there. A pass that dies in between leaves
+    nodes held by ended jobs; the next pass frees them (`free_held_nodes`)."""
+    free_held_nodes(compute, driver)
     active = list(Job.objects.filter(compute=compute, status__in=JOB_ACTIVE))
     if not active:
         return
@@ -91,6 +98,47 @@ def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
         report.finished.append(job.pk)
         endings.append(ending)
     write_endings(compute, endings, now)
+    ended_runs = [run for e in endings for run in e.runs]
+    for run in ended_runs:
+        driver.release_run(run.container, run.key)
+    free_nodes([run.node_id for run in ended_runs if run.node_id], timezone.now())
+
+
+def free_nodes(node_ids: list[int], now: datetime) -> None:
+    """Nodes whose last run was released go back to idle. A pass whose lease lapsed while
+    it worked (a slow machine) may free a node another pass gave its next job meanwhile:
+    a node a still-active job runs on stays running."""
+    if not node_ids:
+        return
+    taken = JobRun.objects.filter(
+        node_id__in=node_ids, job__status__in=JOB_ACTIVE, attempt=F("job__retries")
+    ).values("node_id")
+    Node.objects.filter(pk__in=node_ids, state=NodeState.RUNNING).exclude(pk__in=taken).update(
+        state=NodeState.IDLE, last_busy_at=now
+    )
+
+
+def free_held_nodes(compute: Compute, driver: JobRunner) -> None:
+    """Running nodes no active job runs on: a pass ended their job and died before it
+    released them (or a job failed to start on them). Their last run is released, as
+    `collect` would have, and they go back to idle. One query when there are none.
+    A compute going away removes its nodes whole instead."""
+    if compute.state in GOING_AWAY:
+        return
+    taken = JobRun.objects.filter(
+        node__compute=compute, job__status__in=JOB_ACTIVE, attempt=F("job__retries")
+    ).values("node_id")
+    held = list(
+        Node.objects.filter(compute=compute, state=NodeState.RUNNING)
+        .exclude(pk__in=taken)
+        .values_list("pk", flat=True)
+    )
+    if not held:
+        return
+    latest = JobRun.objects.filter(node_id__in=held).values("node_id").annotate(last=Max("pk"))
+    for run in JobRun.objects.filter(pk__in=[row["last"] for row in latest]):
+        driver.release_run(run.container, run.key)
+    free_nodes(held, timezone.now())
 
 
 def look_at(
@@ -123,8 +171,6 @@ def look_at(
     if verdict == Verdict.WAIT:
         return None
     for run, state in zip(runs, states, strict=True):
-        # Before its node takes another job: nothing of this run may be left there.
-        driver.release_run(run.container, run.key)
         run.exit_code, run.finished_at = state.exit_code, now
     status, code, error = how_it_ended(job, [s.exit_code for s in states])
     return Ending(job, status, code, error, runs, any(s.output_cut for s in states))
@@ -161,13 +207,11 @@ def how_it_ended(job: Job, codes: list[int | None]) -> tuple[str, int | None, st
 
 
 def write_endings(compute: Compute, endings: list[Ending], now: datetime) -> None:
-    """The ended jobs, their runs and their freed nodes, in one transaction and a handful
-    of statements however many jobs ended."""
+    """The ended jobs and their runs, in one transaction and a handful of statements
+    however many jobs ended. Their nodes stay held until released (`collect`)."""
     if not endings:
         return
     completed = [e.job.pk for e in endings if e.status == J.COMPLETED]
-    # A job shows as ended in the same moment its nodes are free again (all released
-    # before this), so whoever waits for the end finds the nodes ready for the next job.
     with transaction.atomic():
         for e in endings:
             if e.status != J.COMPLETED:
@@ -184,17 +228,6 @@ def write_endings(compute: Compute, endings: list[Ending], now: datetime) -> Non
             by_code[run.exit_code].append(run.pk)
         for code, run_ids in by_code.items():
             JobRun.objects.filter(pk__in=run_ids).update(exit_code=code, finished_at=now)
-        freed = [run.node_id for e in endings for run in e.runs if run.node_id]
-        if freed:
-            # A pass whose lease lapsed while it worked (a slow machine) may write an
-            # ending another pass wrote already, after the node took its next job: a node
-            # a still-active job runs on stays running.
-            taken = JobRun.objects.filter(
-                node_id__in=freed, job__status__in=JOB_ACTIVE, attempt=F("job__retries")
-            ).values("node_id")
-            Node.objects.filter(pk__in=freed, state=NodeState.RUNNING).exclude(pk__in=taken).update(
-                state=NodeState.IDLE, last_busy_at=now
-            )
 
 
 def show_running(job: Job, runs: list[JobRun], now: datetime) -> None:

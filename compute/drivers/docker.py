@@ -260,10 +260,14 @@ class DockerDriver(Driver):
         self._exec_detached(container, scripts.CANCEL, [node_run_dir(run_key)])
 
     def release_run(self, container: str, run_key: str) -> None:
+        api = self.client.api
         try:
-            self.client.containers.get(container).exec_run(
-                ["sh", "-c", scripts.CLEAR, "hangar-clear"], user=scripts.JOB_USER
-            )
+            # By name, and without asking for the exit code afterwards (exec_run would
+            # inspect the container first and the exec after: two more round trips).
+            exec_id = api.exec_create(
+                container, ["sh", "-c", scripts.CLEAR, "hangar-clear"], user=scripts.JOB_USER
+            )["Id"]
+            api.exec_start(exec_id)  # returns when the clean-up has ended
         except NotFound:
             return  # the node is gone, and its files with it
         except APIError as exc:

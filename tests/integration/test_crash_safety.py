@@ -13,7 +13,10 @@ import pytest
 from django.conf import settings
 
 from compute.actions.jobs import cancel_job, submit_job
+from compute.controllers.reconcile import reconcile
 from compute.drivers import JobLaunch, hostproc
+from compute.drivers.node_runs import node_run_dir
+from compute.drivers.node_scripts import JOB_USER
 from compute.drivers.runners import SSHRunner
 from compute.lib import jobfiles, ssh
 from compute.models import Compute, Event, Job, JobRun, JobStatus, Node, NodeState
@@ -119,6 +122,42 @@ def test_a_job_canceled_after_its_placer_died_ends_without_starting(
     )
     time.sleep(1)  # a launch, if one were still coming, would have connected by now
     assert counter.count(job.pk) == 0
+
+
+def test_a_worker_killed_between_a_jobs_end_and_its_release_frees_the_node_clean(
+    docker_jobs,  # noqa: F811
+    workers,
+):
+    """The job's end is written before its node is cleaned (so a waiter hears at once);
+    a worker dying in between leaves the node held, never idle with the last job's files
+    and processes in it. The next pass cleans it and frees it."""
+    access = docker_jobs["access"]
+    compute = one_idle_node(access, "held")
+    job = submit_job(
+        access,
+        compute_id=compute.pk,
+        name="leaves",
+        command="echo left > /tmp/leftover; (sleep 300 &) ; sleep 2; echo done",
+    )
+    wait_for(lambda: refreshed(job).status == J.RUNNING, what="the job running")
+    workers.stop()  # the job ends with nobody following it
+    run = JobRun.objects.get(job=job)
+    container = docker.from_env().containers.get(run.container)
+    wait_for(
+        lambda: container.exec_run(["cat", f"{node_run_dir(run.key)}/exit_code"]).exit_code == 0,
+        what="the run's end in the node",
+    )
+    reconcile_until(compute.pk, "compute.drivers.docker", "release_run")
+    assert refreshed(job).status == J.COMPLETED  # the end is written...
+    node = Node.objects.get(pk=run.node_id)
+    assert node.state == NodeState.RUNNING  # ...and the node, not cleaned, is still held
+    assert "sleep 300" in str(container.top())
+
+    reconcile(compute.pk)  # the next pass
+    assert Node.objects.get(pk=node.pk).state == NodeState.IDLE
+    assert "sleep 300" not in str(container.top())
+    listed = container.exec_run(["ls", "-A", "/tmp"], user=JOB_USER).output.decode()  # noqa: S108 (the node's)
+    assert "leftover" not in listed
 
 
 def test_a_dead_workers_lease_is_taken_over_within_2_s_of_a_live_worker(

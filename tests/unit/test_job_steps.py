@@ -181,6 +181,7 @@ def test_a_stale_ending_written_again_never_frees_a_node_running_the_next_job(ac
     node = second.runs.get().node
     assert node.pk == stale.runs[0].node_id  # the next job took that very node
     steps.write_endings(pool, [stale], timezone.now())
+    steps.free_nodes([run.node_id for run in stale.runs], timezone.now())
     assert Node.objects.get(pk=node.pk).state == NodeState.RUNNING
     assert status(second) == J.RUNNING
 

@@ -1,0 +1,157 @@
+"""hangar/http.py, the client's HTTP/1.1 on a plain socket, against a real HTTP server (the
+standard library's, on loopback) answering in each of the ways a server may: a length, chunks,
+or until it closes; keeping the connection or dropping it; slow to answer."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from hangar.client import ApiError, Client
+from hangar.http import ConnectFailed, Http, TimedOut
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    connections: set[int] = set()  # the client ports seen
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def answer(self, status: int, body: bytes, **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        type(self).connections.add(self.client_address[1])  # one port per connection
+        path = self.path.partition("?")[0]
+        if path == "/length":
+            self.answer(200, b'{"via": "length"}', Content_Length="17")
+        elif path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"first\n", b"sec", b"ond\n", b"third"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.flush()
+                time.sleep(0.01)  # each chunk in its own packet
+            self.wfile.write(b"0\r\n\r\n")
+        elif path == "/until-close":
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"line one\nline two\n")
+            self.close_connection = True
+        elif path == "/drop-after":
+            # Answers, then closes without saying so: the kept connection is stale.
+            self.answer(200, b"{}", Content_Length="2")
+            self.close_connection = True
+        elif path == "/slow":
+            time.sleep(2)
+            self.answer(200, b"{}", Content_Length="2")
+        elif path == "/query":
+            target = json.dumps(self.path).encode()
+            self.answer(200, target, Content_Length=str(len(target)))
+        else:
+            self.answer(404, b'{"detail": "Not found."}', Content_Length="24")
+
+    def do_POST(self) -> None:
+        type(self).connections.add(self.client_address[1])
+        received = self.body()
+        echo = json.dumps(
+            {"type": self.headers.get("Content-Type"), "size": len(received)}
+        ).encode()
+        self.answer(201, echo, Content_Length=str(len(echo)))
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Handler.connections = set()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_body_is_read_by_its_length_by_its_chunks_and_until_the_server_closes(server):
+    http = Http(server, {}, timeout=5)
+    assert http.request("GET", "/length").json() == {"via": "length"}
+    assert http.request("GET", "/chunked").content == b"first\nsecond\nthird"
+    assert http.request("GET", "/until-close").content == b"line one\nline two\n"
+    http.close()
+
+
+def test_requests_share_one_kept_connection_and_a_dropped_one_is_replaced(server):
+    http = Http(server, {}, timeout=5)
+    for _ in range(3):
+        http.request("GET", "/length")
+    assert len(Handler.connections) == 1  # kept alive between requests
+    http.request("GET", "/drop-after")  # the server closes it without a word
+    time.sleep(0.05)
+    assert http.request("GET", "/length").json() == {"via": "length"}  # on a new one
+    # A POST goes on a new connection too: the close was seen before anything was sent.
+    http.request("GET", "/drop-after")
+    time.sleep(0.05)
+    assert http.request("POST", "/", json={}).json()["size"] == 2
+    assert len(Handler.connections) == 3
+    http.close()
+
+
+def test_a_streamed_answer_comes_line_by_line_across_chunks(server):
+    http = Http(server, {}, timeout=5)
+    with http.stream("GET", "/chunked", params=None, timeout=5) as answer:
+        assert answer.is_success
+        assert list(answer.lines()) == ["first", "second", "third"]
+
+
+def test_a_form_json_and_an_upload_go_with_their_length_and_type(server):
+    http = Http(server, {}, timeout=5)
+    form = http.request("POST", "/", data={"a": "1 2"}).json()
+    assert form == {"type": "application/x-www-form-urlencoded", "size": 5}
+    sent = http.request("POST", "/", json={"a": [1]}).json()
+    assert sent == {"type": "application/json", "size": 10}
+    upload = io.BytesIO(b"x" * 700_000)  # several of the upload's chunks
+    made = http.request(
+        "POST", "/", data={"name": "n"}, files={"upload": ('co"de.zip', upload, "application/zip")}
+    ).json()
+    assert made["type"].startswith("multipart/form-data; boundary=")
+    assert made["size"] > 700_000
+
+
+def test_query_values_are_encoded_and_none_left_out(server):
+    http = Http(server, {}, timeout=5)
+    target = http.request("GET", "/query", params={"q": "a b&c", "none": None}).json()
+    assert target == "/query?q=a+b%26c"
+
+
+def test_no_answer_in_time_and_no_server_are_told_apart(server):
+    with pytest.raises(TimedOut):
+        Http(server, {}, timeout=0.3).request("GET", "/slow")
+    with pytest.raises(ConnectFailed, match="refused"):
+        Http("http://127.0.0.1:9", {}, timeout=2).request("GET", "/")
+
+
+def test_the_client_says_in_one_line_what_went_wrong(server):
+    client = Client(server, "hgr_test")
+    with pytest.raises(ApiError) as refused:
+        client.call("GET", "/nowhere")
+    assert refused.value.status == 404 and refused.value.detail == "Not found."
+    with pytest.raises(ApiError) as unreachable:
+        Client("http://127.0.0.1:9", "hgr_test").call("GET", "/")
+    assert unreachable.value.status == 0
+    assert unreachable.value.message == "cannot reach http://127.0.0.1:9: connection refused"
