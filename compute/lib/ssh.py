@@ -251,7 +251,16 @@ def finish(channel, endpoint: Endpoint, stdin: bytes = b"") -> Result:
         forget(endpoint)
         raise SSHError(f"lost the connection to {endpoint.where}: {exc}") from None
     finally:
+        close_quietly(channel)
+
+
+def close_quietly(channel) -> None:
+    """Close a channel whose connection may be gone already (a detach closes it under a
+    watcher's feet): closing it then raises, and nothing is left to close anyway."""
+    try:
         channel.close()
+    except (paramiko.SSHException, EOFError, OSError):
+        pass
 
 
 def run(
