@@ -520,9 +520,11 @@ def follow_to_end(
 
 
 def job_submit_options(parser: argparse.ArgumentParser) -> None:
+    # Everything from the command's first word on is the command's, as typed (options
+    # after it are the program's, not ours): put ours before it, or `--` in between.
     parser.add_argument(
         "command",
-        nargs="+",
+        nargs=argparse.REMAINDER,
         metavar="-- COMMAND",
         help="The command. One argument is run as a shell line; several are quoted as they "
         "are. Put `--` before it.",
@@ -555,6 +557,10 @@ def job_submit_options(parser: argparse.ArgumentParser) -> None:
 @options(job_submit_options)
 def job_submit(args: argparse.Namespace) -> int | None:
     command, code, output = args.command, args.code, output_of(args)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise Failure("give the command to run after `--` (see `hangar job submit --help`)", 2)
     if len(command) == 1:
         line = command[0]
     else:

@@ -83,8 +83,9 @@ class Links:
         shape = self.shapes.get(key)
         if shape is None:
             shape = self.shapes[key] = reverse(name, args=[SLUG_MARK, int(PK_MARK), *extra])
-        return shape.replace(SLUG_MARK, self.compute.workspace.slug, 1).replace(
-            PK_MARK, str(self.compute.pk), 1
+        # The id first: a slug may hold digits (even the id marker's), the marker no digit.
+        return shape.replace(PK_MARK, str(self.compute.pk), 1).replace(
+            SLUG_MARK, self.compute.workspace.slug, 1
         )
 
     @cached_property

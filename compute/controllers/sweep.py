@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db.models import (
+    F,
     Q,
     Value,
 )
@@ -34,6 +35,7 @@ from compute.models import (
     ComputeKind,
     ComputeState,
     Job,
+    JobRun,
     Node,
     NodeState,
     Tier,
@@ -41,6 +43,7 @@ from compute.models import (
 from compute.models.compute import desired_count
 from compute.models.expressions import SecondsPassed
 from compute.models.states import (
+    JOB_ACTIVE,
     JOB_UNFINISHED,
     LIVE_NODE_STATES,
     NODE_GOING,
@@ -157,13 +160,20 @@ def live_nodes(now: datetime) -> list[NodeRow]:
 
 
 def computes_with_unfinished_jobs() -> set[int]:
-    # Served by job_active_idx.
-    return set(
-        Job.objects.filter(status__in=JOB_UNFINISHED)
-        .order_by()
-        .values_list("compute_id", flat=True)
-        .distinct()
+    """Computes with a job to place or collect, or with a node an ended job still holds
+    (its release failed or its pass died): the next pass releases and frees it."""
+    # One query (a UNION); the jobs' half is served by job_active_idx.
+    unfinished = Job.objects.filter(status__in=JOB_UNFINISHED).order_by().values_list("compute_id")
+    taken = JobRun.objects.filter(job__status__in=JOB_ACTIVE, attempt=F("job__retries")).values(
+        "node_id"
     )
+    held = (
+        Node.objects.filter(state=NodeState.RUNNING)
+        .exclude(pk__in=taken)
+        .order_by()
+        .values_list("compute_id")
+    )
+    return {compute_id for (compute_id,) in unfinished.union(held)}
 
 
 def health_checks_due(now: datetime) -> set[int]:
