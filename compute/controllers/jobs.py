@@ -25,6 +25,7 @@ from compute.lib import jobfiles
 from compute.models import Compute, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.idle import record_activity
+from compute.models.jobs import node_holders
 from compute.models.states import GOING_AWAY, JOB_ACTIVE, JOB_UNFINISHED
 
 J = JobStatus
@@ -110,9 +111,7 @@ def free_nodes(node_ids: list[int], now: datetime) -> None:
     a node a still-active job runs on stays running."""
     if not node_ids:
         return
-    taken = JobRun.objects.filter(
-        node_id__in=node_ids, job__status__in=JOB_ACTIVE, attempt=F("job__retries")
-    ).values("node_id")
+    taken = node_holders().filter(node_id__in=node_ids).values("node_id")
     Node.objects.filter(pk__in=node_ids, state=NodeState.RUNNING).exclude(pk__in=taken).update(
         state=NodeState.IDLE, last_busy_at=now
     )
@@ -125,9 +124,7 @@ def free_held_nodes(compute: Compute, driver: JobRunner) -> None:
     A compute going away removes its nodes whole instead."""
     if compute.state in GOING_AWAY:
         return
-    taken = JobRun.objects.filter(
-        node__compute=compute, job__status__in=JOB_ACTIVE, attempt=F("job__retries")
-    ).values("node_id")
+    taken = node_holders().filter(node__compute=compute).values("node_id")
     held = list(
         Node.objects.filter(compute=compute, state=NodeState.RUNNING)
         .exclude(pk__in=taken)

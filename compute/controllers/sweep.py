@@ -20,7 +20,6 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db.models import (
-    F,
     Q,
     Value,
 )
@@ -35,15 +34,14 @@ from compute.models import (
     ComputeKind,
     ComputeState,
     Job,
-    JobRun,
     Node,
     NodeState,
     Tier,
 )
 from compute.models.compute import desired_count
 from compute.models.expressions import SecondsPassed
+from compute.models.jobs import node_holders
 from compute.models.states import (
-    JOB_ACTIVE,
     JOB_UNFINISHED,
     LIVE_NODE_STATES,
     NODE_GOING,
@@ -164,9 +162,7 @@ def computes_with_unfinished_jobs() -> set[int]:
     (its release failed or its pass died): the next pass releases and frees it."""
     # One query (a UNION); the jobs' half is served by job_active_idx.
     unfinished = Job.objects.filter(status__in=JOB_UNFINISHED).order_by().values_list("compute_id")
-    taken = JobRun.objects.filter(job__status__in=JOB_ACTIVE, attempt=F("job__retries")).values(
-        "node_id"
-    )
+    taken = node_holders().values("node_id")
     held = (
         Node.objects.filter(state=NodeState.RUNNING)
         .exclude(pk__in=taken)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -221,3 +221,9 @@ class ComputeSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.compute_id} at {self.at}: {self.nodes} nodes, {self.queued} queued"
+
+
+def node_holders() -> QuerySet[JobRun]:
+    """The runs holding their node: the current attempt of an active job. A running node
+    none of them holds is held by an ended job, until its release."""
+    return JobRun.objects.filter(job__status__in=JOB_ACTIVE, attempt=F("job__retries"))
