@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 
+from config import beatstop
 from config.logfilters import install_quiet_periodic_tasks
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -18,3 +19,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Beat's every-second sweep is DEBUG in Celery's own lines (config/logfilters.py).
 install_quiet_periodic_tasks()
+# Beat stops on SIGTERM without losing the stop to a send in flight (config/beatstop.py).
+beatstop.install()

@@ -234,6 +234,10 @@ def why_due(
     else:
         if any(n.state in NODE_GOING for n in nodes):
             return "nodes to remove"
+        if any(n.state == NodeState.PREPARING for n in nodes):
+            # Its start was put off (the driver was unavailable, or a slow machine): a
+            # steady cluster counts it as live, so nothing else would bring it back.
+            return "a node to start"
         live = [n for n in nodes if n.state in LIVE_NODE_STATES]
         busy = sum(1 for n in live if n.state == NodeState.RUNNING)
     if len(live) == desired_count(kind, state, compute.min_nodes, compute.max_nodes, busy):

@@ -40,7 +40,10 @@ def test_instance_and_cluster_lifecycle_live_in_the_browser(page, worker):
     page.get_by_label("VM size").select_option(label=pick_size(page, "Standard_DS3_v2"))
     page.get_by_role("button", name="Create instance").click()
     state = page.get_by_test_id("state").first
-    expect(state).to_have_text("Running", timeout=15_000)  # live, without a reload
+    try:
+        expect(state).to_have_text("Running", timeout=15_000)  # live, without a reload
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\nWhy, by the record: {why_not_running()}") from None
     expect(page.locator('tr[data-node="n-1"]')).to_contain_text("Idle")
     expect(page.get_by_text("Instance running.")).to_be_visible()
 
@@ -72,6 +75,10 @@ def test_instance_and_cluster_lifecycle_live_in_the_browser(page, worker):
     page.get_by_role("link", name="Compute").first.click()
     page.get_by_role("link", name="Clusters").click()
     expect(page.locator('tr[data-compute="trainers"]')).to_contain_text("2 · 2–3")
+
+
+def why_not_running() -> list[tuple[str, str, str]]:
+    return list(Compute.objects.values_list("name", "state", "last_error"))
 
 
 def pick_size(page, name: str) -> str:

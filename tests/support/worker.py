@@ -81,10 +81,12 @@ class CeleryProcess:
         self.log_path = ARTIFACTS / f"{kind}-{self.name.split('@')[0]}.log"
         self.process: subprocess.Popen | None = None
 
-    def _spawn(self, arguments: list[str], environment: dict[str, str]) -> None:
+    def _spawn(
+        self, arguments: list[str], environment: dict[str, str], module: str = "celery"
+    ) -> None:
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *arguments],
+            [sys.executable, "-m", module, "-A", "config", *arguments],
             cwd=ROOT,
             env=environment,
             stdout=log,
@@ -170,9 +172,10 @@ class Worker(CeleryProcess):
 class Beat(CeleryProcess):
     """`celery beat` alone, as the Procfile runs it; DEBUG logs the id of each task sent."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, module: str = "celery") -> None:
         super().__init__("beat")
         self.queue = queue
+        self.module = module  # what runs `celery`'s command line (tests/support/beat_*.py)
 
     def start(self) -> Beat:
         self._spawn(
@@ -181,5 +184,6 @@ class Beat(CeleryProcess):
                 f"--pidfile={ARTIFACTS / (self.name.split('@')[0] + '.pid')}",
             ],
             process_environment(self.queue, "local", {}),
+            self.module,
         )  # fmt: skip
         return self

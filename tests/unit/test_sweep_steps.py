@@ -138,6 +138,14 @@ def test_a_cluster_below_its_minimum_is_due_at_once(access):
     assert steps.why_due(row, [], set(), set()) == "node count differs from desired"
 
 
+def test_a_node_whose_start_was_put_off_is_due_in_a_steady_cluster(idle_since_t0):
+    # The driver was unavailable when the pass came to start it: the count is as desired,
+    # and only this brings a pass back to start it.
+    Node.objects.filter(compute=idle_since_t0).update(state=NodeState.PREPARING)
+    Compute.objects.filter(pk=idle_since_t0.pk).update(state=ComputeState.STEADY)
+    assert why_due_at(T0 + timedelta(seconds=1), idle_since_t0) == "a node to start"
+
+
 class CreatesAComputeWhileListed(NoopDriver):
     """Another worker creates a cluster and starts its first node at the very moment this
     sweep lists containers (the no-op driver, with that interleaving made certain)."""
