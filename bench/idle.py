@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 import docker
 from django.conf import settings
 from django.db import connection, reset_queries
-from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -73,9 +72,6 @@ DUE_LOADS = [
     ("100 schedules due (50 starts, 50 stops)", (0, 0, 100)),
     ("100 stops + 200 reminders + 100 schedules due", MIX),
 ]
-# Its emails (one per stop and reminder) are built and sent by Django's mail, as before;
-# the same sweep with a backend that builds none shows what the sweep itself costs.
-NO_MAIL = "django.core.mail.backends.dummy.EmailBackend"
 
 
 def make_due(team: Team, load: tuple[int, int, int], round_: int) -> datetime:
@@ -157,6 +153,4 @@ def run() -> None:
     bench_idle_sweep()
     for label, load in DUE_LOADS:
         bench_due_sweep(label, load)
-    with override_settings(EMAIL_BACKEND=NO_MAIL):
-        bench_due_sweep(f"{DUE_LOADS[-1][0]}, no email built", MIX)
     bench_shutdown_lateness()

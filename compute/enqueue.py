@@ -5,6 +5,7 @@ them, the controllers and the drivers a web process has no use for)."""
 from __future__ import annotations
 
 import random
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -13,6 +14,7 @@ from config.celery import app
 
 RECONCILE = "hangar.reconcile"
 RECONCILE_BATCH = "hangar.reconcile_batch"
+EMAIL_NOTIFICATIONS = "hangar.email_notifications"
 # A sweep's hand-out still unstarted after this many sweep periods has been handed out
 # again by every sweep since (the computes are still due): the workers drop it unrun
 # instead of working through a backlog of repeats after an outage. Ten periods, not one,
@@ -25,6 +27,20 @@ def reconcile(compute_id: int) -> None:
     """Bring a compute in line soon. Inside a transaction: on commit (a rollback enqueues
     nothing); outside one (a follower thread, say): at once."""
     transaction.on_commit(lambda: app.send_task(RECONCILE, args=[compute_id]))
+
+
+def email_notifications(notification_ids: list[int]) -> None:
+    """Email these inbox entries from a task, once the transaction that wrote them has
+    committed (a rollback emails nothing about what did not happen)."""
+    if notification_ids:
+        transaction.on_commit(partial(send_emails, notification_ids))
+
+
+def send_emails(notification_ids: list[int]) -> None:
+    args = [notification_ids]
+    app.send_task(
+        EMAIL_NOTIFICATIONS, args=args, argsrepr=repr(args)[:ARGS_REPR_MAX], ignore_result=True
+    )
 
 
 def reconcile_due(compute_ids: list[int]) -> int:

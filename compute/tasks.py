@@ -15,6 +15,7 @@ from compute.controllers.idle import IdleReport, idle_sweep
 from compute.controllers.reconcile import reconcile
 from compute.controllers.sweep import SweepReport, sweep
 from compute.lib import health
+from workspace import notify
 
 log = logging.getLogger(__name__)
 # Why a compute the idle sweep moved (stopped, or started on schedule) is due.
@@ -50,6 +51,13 @@ def reconcile_batch(compute_ids: list[int]) -> dict:
             # compute gets a fresh one instead of failing the same way.
             connection.close_if_unusable_or_obsolete()
     return {"reconciled": len(compute_ids) - len(failed), "failed": failed}
+
+
+@shared_task(name=enqueue.EMAIL_NOTIFICATIONS, ignore_result=True)
+def email_notifications(notification_ids: list[int]) -> int:
+    """The emails of inbox entries a sweep wrote. Late-acked like every task: a worker lost
+    mid-batch sends its batch again (an email twice, never none; the inbox has one)."""
+    return notify.email_stored(notification_ids)
 
 
 @shared_task(name="hangar.sweep", ignore_result=True)

@@ -2,9 +2,9 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
-from config import beatstop
+from config import beatstop, heap
 from config.logfilters import install_quiet_periodic_tasks
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -21,3 +21,15 @@ app.autodiscover_tasks()
 install_quiet_periodic_tasks()
 # Beat stops on SIGTERM without losing the stop to a send in flight (config/beatstop.py).
 beatstop.install()
+
+
+# Full collections no longer walk Django, the models and the tasks (config/heap.py): in the
+# worker before its pool forks, and in each pool process once it has started.
+@signals.worker_init.connect(weak=False)
+def _freeze_before_the_pool(**_: object) -> None:
+    heap.freeze_loaded()
+
+
+@signals.worker_process_init.connect(weak=False)
+def _freeze_in_the_pool_process(**_: object) -> None:
+    heap.freeze_loaded()

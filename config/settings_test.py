@@ -18,7 +18,11 @@ from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 HANGAR_HEALTH_CACHE_SECONDS = 0
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Django's test outbox; a worker process a test reads the mail of writes files instead.
+EMAIL_BACKEND = (
+    os.environ.get("HANGAR_TEST_EMAIL_BACKEND") or "django.core.mail.backends.locmem.EmailBackend"
+)
+EMAIL_FILE_PATH = os.environ.get("HANGAR_TEST_EMAIL_FILE_PATH")
 
 # Containers of a test run carry their own site label: the sweep of a test never touches
 # the containers of `make run` on the same Docker engine, and vice versa.

@@ -7,8 +7,8 @@ nothing due that is all it does. Then, only for the kinds of action due: one que
 the due schedules (with their reminders sent), one locks each (workspace, VM family)
 quota row a scheduled start takes cores from; one UPDATE writes every instance and one
 every schedule; one INSERT each writes the reminders, the events and the notifications.
-The plan in between is made in memory against the claimed rows; emails go once the
-transaction has committed.
+The plan in between is made in memory against the claimed rows; the notifications'
+emails go from a task of their own once the transaction has committed.
 
 Exactly once, with two sweeps at once:
 - rows are claimed with SELECT ... FOR UPDATE SKIP LOCKED: a row another sweep (or a
@@ -37,7 +37,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from compute import quota
+from compute import enqueue, quota
 from compute.controllers.idle_plan import (
     IDLE,
     SCHEDULE,
@@ -55,7 +55,7 @@ from compute.models.bulk import Contended, Values, claimed_values, write_changes
 from compute.models.events import record_all
 from compute.models.idle import leads_sent, parse_leads
 from compute.models.states import SCHEDULED_START_FROM
-from workspace.notify import email, write_notifications
+from workspace.notify import write_notifications
 
 __all__ = ["IdleReport", "idle_sweep"]
 
@@ -75,9 +75,7 @@ CLAIM_AT_MOST = 500
 
 def idle_sweep(now: datetime | None = None) -> IdleReport:
     now = now or timezone.now()
-    plan = act_on_due(now)
-    email(plan.notices)  # once committed: mail only about what happened
-    return plan.report
+    return act_on_due(now).report
 
 
 def act_on_due(now: datetime) -> Plan:
@@ -113,7 +111,15 @@ def act(now: datetime) -> Plan:
     if plan.reminders:
         Reminder.objects.bulk_create(plan.reminders, ignore_conflicts=True)
     record_all(plan.events)
-    write_notifications(plan.notices)
+    written = write_notifications(plan.notices)
+    # From a task, once committed: mail only about what happened, and never at the pace of
+    # a mail server inside the sweep. The quota skips' (`email_on_commit`) go last, as ever.
+    emailed = [
+        (notice.email_on_commit, row.pk)
+        for notice, row in zip(plan.notices, written, strict=True)
+        if notice.email
+    ]
+    enqueue.email_notifications([pk for _, pk in sorted(emailed, key=lambda pair: pair[0])])
     return plan
 
 

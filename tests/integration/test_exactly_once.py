@@ -22,7 +22,7 @@ import time_machine
 from django.core import mail
 from django.core.exceptions import ValidationError
 
-from compute import enqueue
+from compute import enqueue, tasks
 from compute.actions import computes as actions
 from compute.actions import idle as idle_actions
 from compute.actions.idle import IDLE_OFF, add_schedule
@@ -44,10 +44,13 @@ BOXES = 3  # several rows per race: the sweeps meet at each of them in turn
 @pytest.fixture
 def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The compute ids of every reconcile task sent (alone or in a batch), instead of
-    sending it to the broker."""
+    sending it to the broker; an email task is run here (the test outbox is this process's)."""
     sent: list[int] = []
 
     def send_task(name: str, args: list, **options: object) -> None:
+        if name == enqueue.EMAIL_NOTIFICATIONS:
+            tasks.email_notifications(*args)
+            return
         assert name in (enqueue.RECONCILE, enqueue.RECONCILE_BATCH)
         # list.extend is atomic under the GIL: safe from both threads
         sent.extend(args if name == enqueue.RECONCILE else args[0])

@@ -3,6 +3,8 @@ Docker. (Sweeps racing for the same stop, reminder or schedule: test_exactly_onc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from compute.actions import computes as actions
@@ -16,10 +18,19 @@ from workspace.models import Notification
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_idle_instance_loses_its_container_for_real(workers, catalog, node_image, settings):
+def test_an_idle_instance_loses_its_container_for_real(
+    workers, catalog, node_image, settings, tmp_path
+):
     settings.HANGAR_DRIVER = "docker"
     settings.HANGAR_SECONDS_PER_IDLE_MINUTE = 0.1  # 15 "minutes" of idle = 1.5 s
-    workers.get("docker", HANGAR_SECONDS_PER_IDLE_MINUTE="0.1")
+    mailbox = tmp_path / "mail"
+    workers.get(
+        "docker",
+        HANGAR_SECONDS_PER_IDLE_MINUTE="0.1",
+        # The worker's emails as files this test reads (its own outbox is in its process).
+        HANGAR_TEST_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        HANGAR_TEST_EMAIL_FILE_PATH=str(mailbox),
+    )
     driver = driver_named("docker")
     team = make_team("idle-live")
     try:
@@ -32,7 +43,16 @@ def test_an_idle_instance_loses_its_container_for_real(workers, catalog, node_im
         wait_for(lambda: converged(driver, box, 1, ComputeState.RUNNING), what="running")
         wait_for(lambda: converged(driver, box, 0, ComputeState.STOPPED), timeout=15, what="stop")
         assert box.events.filter(verb=EventVerb.IDLE_STOPPED).count() == 1
-        assert Notification.objects.filter(title__contains="was stopped after 15 min idle").exists()
+        stopped = Notification.objects.get(title__contains="was stopped after 15 min idle")
+        # Its email, sent by the sweep's email task once the stop committed.
+        subject = f"Subject: {stopped.title}"
+        wait_for(lambda: subject in mail_text(mailbox), timeout=10, what="the email")
+        assert f"To: {stopped.user.email}" in mail_text(mailbox)
+        assert mail_text(mailbox).count(subject) == 1
     finally:
         workers.stop()
         remove_all_nodes()
+
+
+def mail_text(mailbox: Path) -> str:
+    return "".join(path.read_text() for path in sorted(mailbox.glob("*.log")))

@@ -16,6 +16,7 @@ from compute.controllers.idle import idle_sweep
 from compute.models import Compute, ComputeState, EventVerb, Reminder, Schedule, VmSize
 from compute.models.idle import record_activity, refresh_deadline
 from compute.rules import idle
+from tests.support.emails import send_captured_emails
 from workspace.access import get_access
 from workspace.models import Notification
 
@@ -41,8 +42,10 @@ def box(team, django_capture_on_commit_callbacks):
 
 
 def sweep_at(moment: datetime, callbacks):
-    with time_machine.travel(moment, tick=False), callbacks():
-        return idle_sweep()
+    with time_machine.travel(moment, tick=False), callbacks() as captured:
+        report = idle_sweep()
+    send_captured_emails(captured)
+    return report
 
 
 def test_an_idle_instance_is_stopped_exactly_once_with_the_reason(
