@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 import urllib.parse
@@ -30,6 +31,12 @@ MAX_HEADERS = 200
 # which is why a kept connection is first checked for a close it was already told of.
 STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 IDEMPOTENT = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+# Making the connection never waits longer than this, whatever a request's own timeout (a
+# long poll's is minutes): an unreachable server is said to be so in seconds.
+CONNECT_TIMEOUT = 10.0
+# A chunk's size as HTTP writes it: hex digits only (Python's int() would also take a sign,
+# "0x" and "_", and a negative size read to the end), at most 16 of them.
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class TransportError(Exception):
@@ -112,6 +119,7 @@ class Connection:
         self.sock = sock
         self.reader = sock.makefile("rb")
         self.version = ""
+        self.drop_request = False  # the server stopped reading the request mid-way
 
     def close(self) -> None:
         self.reader.close()
@@ -181,10 +189,9 @@ class Connection:
         if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
             while True:
                 size_line = self.line().split(b";")[0].strip()
-                try:
-                    size = int(size_line, 16)
-                except ValueError:
-                    raise ConnectionLost("a broken chunk in the answer") from None
+                if not CHUNK_SIZE.fullmatch(size_line):
+                    raise ConnectionLost("a broken chunk in the answer")
+                size = int(size_line, 16)
                 if size == 0:
                     while self.line() not in (b"\r\n", b"\n", b""):
                         pass  # trailer fields
@@ -193,7 +200,7 @@ class Connection:
                 self.line()  # the chunk's CRLF
         length = headers.get("Content-Length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):  # "²".isdigit() too
                 raise ConnectionLost("a broken Content-Length in the answer")
             left = int(length)
             while left:
@@ -216,8 +223,8 @@ class Connection:
 def reusable(version: str, headers: Headers) -> bool:
     """Whether the connection may carry the next request after this answer."""
     delimited = "Content-Length" in headers or "Transfer-Encoding" in headers
-    closing = (headers.get("Connection") or "").lower() == "close"
-    return version == "HTTP/1.1" and delimited and not closing
+    options = {token.strip() for token in (headers.get("Connection") or "").lower().split(",")}
+    return version == "HTTP/1.1" and delimited and "close" not in options
 
 
 class Streamed:
@@ -336,7 +343,9 @@ class Http:
 
     def connect(self, timeout: float) -> Connection:
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            sock = socket.create_connection(
+                (self.host, self.port), timeout=min(timeout, CONNECT_TIMEOUT)
+            )
         except OSError as error:
             raise ConnectFailed(reason_of(error)) from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -412,7 +421,14 @@ class Http:
             self.kept = None  # put back only once its answer is read whole
             try:
                 connection.sock.settimeout(timeout)
-                connection.send(head, body)
+                try:
+                    connection.send(head, body)
+                except STALE:
+                    if reused:
+                        raise  # a stale kept connection: nothing was answered
+                    # A fresh connection the server stopped reading: it may have answered
+                    # already (413 for an upload too large, 401); that answer is read below.
+                    connection.drop_request = True
                 connection.ack_at_once()
                 status, reason, answer_headers = connection.head()
                 content = b"".join(connection.body(method, status, answer_headers))
@@ -430,7 +446,7 @@ class Http:
             except ConnectionLost:
                 connection.close()
                 raise
-            if reusable(connection.version, answer_headers):
+            if reusable(connection.version, answer_headers) and not connection.drop_request:
                 self.kept = connection
             else:
                 connection.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from hangar.client import ApiError, Client
-from hangar.http import ConnectFailed, Http, TimedOut
+from hangar.http import ConnectFailed, ConnectionLost, Http, TimedOut
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -155,3 +156,82 @@ def test_the_client_says_in_one_line_what_went_wrong(server):
         Client("http://127.0.0.1:9", "hgr_test").call("GET", "/")
     assert unreachable.value.status == 0
     assert unreachable.value.message == "cannot reach http://127.0.0.1:9: connection refused"
+
+
+# A hostile or broken server: answers written byte for byte on a raw socket -------------
+
+
+@pytest.fixture
+def raw_server() -> Iterator[tuple[str, list[bytes]]]:
+    """A server that answers each connection with the next of `answers` (the test fills
+    the list), after reading the request's head only, then closes."""
+    answers: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    head += data
+                if answers:
+                    conn.sendall(answers.pop(0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", answers
+    listener.close()
+
+
+@pytest.mark.parametrize("size", [b"-5", b"0x10", b"1_0", b"+a", b"1" * 17])
+def test_a_chunk_size_that_is_not_plain_hex_is_a_broken_answer(raw_server, size):
+    url, answers = raw_server
+    answers.append(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\nabc\r\n0\r\n\r\n"
+    )
+    with pytest.raises(ConnectionLost, match="a broken chunk"):
+        Http(url, {}, timeout=5).request("GET", "/")
+
+
+def test_a_content_length_of_other_digits_is_a_broken_answer(raw_server):
+    url, answers = raw_server
+    # "²" (one byte in Latin-1, which header fields are read as) is a digit to str.isdigit().
+    answers.append(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab")
+    with pytest.raises(ConnectionLost, match="Content-Length"):
+        Http(url, {}, timeout=5).request("GET", "/")
+
+
+def test_close_among_the_connection_options_is_honoured(raw_server):
+    url, answers = raw_server
+    answers += [
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]",
+    ]
+    http = Http(url, {}, timeout=5)
+    assert http.request("GET", "/").json() == {}
+    assert http.kept is None  # not kept: the server said it closes
+    assert http.request("GET", "/").json() == []
+
+
+def test_an_answer_the_server_gave_before_reading_the_upload_is_read(raw_server):
+    """A server refuses an upload from its head alone (too large, no credential) and
+    closes without reading the body: the client reports the server's answer."""
+    url, answers = raw_server
+    refusal = b'{"detail": "The code archive is larger than 100 MB."}'
+    answers.append(
+        b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(refusal), refusal)
+    )
+    upload = io.BytesIO(b"x" * 20_000_000)  # far more than the socket buffers hold
+    answer = Http(url, {}, timeout=5).request(
+        "POST", "/", files={"upload": ("code.zip", upload, "application/zip")}
+    )
+    assert answer.status_code == 413 and answer.json()["detail"].startswith("The code archive")
