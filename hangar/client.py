@@ -187,11 +187,14 @@ def error_of(response: Response) -> ApiError:
 
 
 def retry_after_of(response: Response) -> float | None:
+    """Seconds to wait, as the server asked (None: not said, or not a wait: negative,
+    infinite or NaN, which time.sleep would choke on)."""
     value = response.headers.get("Retry-After")
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
 
 
 def variable_lines(variables: Mapping[str, str] | None, what: str) -> str:

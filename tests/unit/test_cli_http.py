@@ -161,11 +161,16 @@ def test_the_client_says_in_one_line_what_went_wrong(server):
 # A hostile or broken server: answers written byte for byte on a raw socket -------------
 
 
+# The request lines a raw server was sent, in order.
+REQUEST_LINES: list[str] = []
+
+
 @pytest.fixture
 def raw_server() -> Iterator[tuple[str, list[bytes]]]:
     """A server that answers each connection with the next of `answers` (the test fills
     the list), after reading the request's head only, then closes."""
     answers: list[bytes] = []
+    REQUEST_LINES.clear()
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(5)
 
@@ -182,6 +187,7 @@ def raw_server() -> Iterator[tuple[str, list[bytes]]]:
                     if not data:
                         break
                     head += data
+                REQUEST_LINES.append(head.split(b"\r\n", 1)[0].decode())
                 if answers:
                     conn.sendall(answers.pop(0))
 
@@ -235,3 +241,54 @@ def test_an_answer_the_server_gave_before_reading_the_upload_is_read(raw_server)
         "POST", "/", files={"upload": ("code.zip", upload, "application/zip")}
     )
     assert answer.status_code == 413 and answer.json()["detail"].startswith("The code archive")
+
+
+# The client over such servers: throttling waited out, a follow resumed ------------------
+
+
+def test_a_short_429_is_waited_out_and_a_strange_retry_after_is_one_line(raw_server):
+    url, answers = raw_server
+    ok = b'[{"slug": "w"}]'
+    answers += [
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0.3\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(ok), ok),
+    ]
+    started = time.monotonic()
+    assert Client(url, "hgr_test").call("GET", "/workspaces") == [{"slug": "w"}]
+    assert time.monotonic() - started >= 0.3  # it waited as told, then asked again
+    # A wait that is no wait (negative, NaN) is not slept on: the refusal is the answer.
+    for retry_after in (b"-5", b"nan"):
+        answers.append(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %s\r\nContent-Length: 2\r\n\r\n{}"
+            % retry_after
+        )
+        with pytest.raises(ApiError) as refused:
+            Client(url, "hgr_test").call("GET", "/workspaces")
+        assert refused.value.status == 429 and refused.value.retry_after is None
+
+
+def sse(name: str, data: dict) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def test_following_a_job_resumes_from_its_offset_after_the_connection_dropped(raw_server):
+    url, answers = raw_server
+    job = b'{"id": 7, "retries": 0}'
+    stream_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    answers += [
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(job), job),
+        # The first stream gives some output, then the connection drops without an end.
+        stream_head + sse("output", {"offset": 6, "text": "hello "}),
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(job), job),
+        stream_head
+        + sse("output", {"offset": 11, "text": "world"})
+        + sse("end", {"status": "completed", "exit_code": 0, "error": ""}),
+    ]
+    follow = Client(url, "hgr_test").follow("w", 7)
+    assert "".join(follow) == "hello world"  # nothing repeated, nothing lost
+    assert follow.end == {"status": "completed", "exit_code": 0, "error": ""}
+    followed = [line.split()[1] for line in REQUEST_LINES if "/follow" in line]
+    assert followed == [
+        "/api/v1/workspaces/w/jobs/7/follow?offset=0&rank=0",
+        "/api/v1/workspaces/w/jobs/7/follow?offset=6&rank=0",  # on from where it was
+    ]
