@@ -15,6 +15,7 @@ from config.celery import app
 RECONCILE = "hangar.reconcile"
 RECONCILE_BATCH = "hangar.reconcile_batch"
 EMAIL_NOTIFICATIONS = "hangar.email_notifications"
+BUILD_ENVIRONMENT = "hangar.build_environment"
 # A sweep's hand-out still unstarted after this many sweep periods has been handed out
 # again by every sweep since (the computes are still due): the workers drop it unrun
 # instead of working through a backlog of repeats after an outage. Ten periods, not one,
@@ -29,11 +30,19 @@ def reconcile(compute_id: int) -> None:
     transaction.on_commit(lambda: app.send_task(RECONCILE, args=[compute_id]))
 
 
+def build_environment(image_pk: int) -> None:
+    """Build an environment's image soon (once committed); a worker builds each spec once."""
+    # robust: a send that fails is made again by the sweep (`builds_to_hand_out`).
+    transaction.on_commit(lambda: app.send_task(BUILD_ENVIRONMENT, args=[image_pk]), robust=True)
+
+
 def email_notifications(notification_ids: list[int]) -> None:
     """Email these inbox entries from a task, once the transaction that wrote them has
     committed (a rollback emails nothing about what did not happen)."""
     if notification_ids:
-        transaction.on_commit(partial(send_emails, notification_ids))
+        # robust: a broker that fails the send loses these emails (the inbox has the
+        # notifications), never the rest of the sweep that called this.
+        transaction.on_commit(partial(send_emails, notification_ids), robust=True)
 
 
 def send_emails(notification_ids: list[int]) -> None:

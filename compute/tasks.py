@@ -10,7 +10,7 @@ from celery import shared_task
 from django.db import connection
 
 from compute import enqueue
-from compute.controllers import retention
+from compute.controllers import environments, retention
 from compute.controllers.idle import IdleReport, idle_sweep
 from compute.controllers.reconcile import reconcile
 from compute.controllers.sweep import SweepReport, sweep
@@ -53,10 +53,19 @@ def reconcile_batch(compute_ids: list[int]) -> dict:
     return {"reconciled": len(compute_ids) - len(failed), "failed": failed}
 
 
+@shared_task(name=enqueue.BUILD_ENVIRONMENT, ignore_result=True)
+def build_environment(image_pk: int) -> str:
+    """Build one environment image (minutes). Late-acked: a worker lost mid-build sends
+    it again, and the build is taken over, never run twice at once."""
+    return environments.build(image_pk)
+
+
 @shared_task(name=enqueue.EMAIL_NOTIFICATIONS, ignore_result=True)
 def email_notifications(notification_ids: list[int]) -> int:
     """The emails of inbox entries a sweep wrote. Late-acked like every task: a worker lost
-    mid-batch sends its batch again (an email twice, never none; the inbox has one)."""
+    mid-batch sends the batch again (an email may come twice). Emails are a courtesy over
+    the inbox, which always has the notification: one lost with the broker, or with a
+    worker killed between the sweep's commit and this task's send, is not sent again."""
     return notify.email_stored(notification_ids)
 
 
@@ -67,6 +76,9 @@ def reconcile_sweep() -> dict:
     report = sweep()
     due = sorted(set(idle_report.to_reconcile) | set(report.due))
     messages = enqueue.reconcile_due(due)
+    # Environment builds whose task was lost (a broker or worker gone): sent again.
+    for image_pk in environments.builds_to_hand_out():
+        enqueue.build_environment(image_pk)
     pruned = retention.prune_if_due()
     run = health.SweepRun(
         finished_at=time.time(),

@@ -16,6 +16,7 @@ scheduler (persisting the schedule) as it does on any exit.
 from __future__ import annotations
 
 import signal
+import threading
 from types import FrameType
 
 from celery import beat, signals
@@ -30,12 +31,19 @@ def install() -> None:
 
 
 def _stop_gently(sender: beat.Service, **_: object) -> None:
-    # beat_init is sent from Service.start in beat's main thread, after Celery installed its
-    # own handlers: these replace them.
+    # beat_init is sent from Service.start, after Celery installed its own handlers: these
+    # replace them. A beat in a thread (embedded, threaded) has no signals of its own.
+    if threading.current_thread() is not threading.main_thread():
+        return
+
     def handle(signum: int, frame: FrameType | None) -> None:
+        asked_before = sender._is_shutdown.is_set()
         sender._is_shutdown.set()
-        if frame is not None and frame.f_code is beat.Service.start.__code__:
-            raise SystemExit()  # asleep in the loop (time.sleep): nothing is in flight
+        asleep = frame is not None and frame.f_code is beat.Service.start.__code__
+        if asleep or asked_before:
+            # Asleep in the loop (time.sleep): nothing is in flight. Or asked twice (a
+            # second Ctrl-C): the person waiting has decided not to wait for the send.
+            raise SystemExit()
 
     for stop in STOP_SIGNALS:
         _celerys_handlers[stop] = signal.getsignal(stop)

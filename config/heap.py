@@ -7,9 +7,10 @@ has loaded Django, the models, the views and the tasks holds about 120,000 of th
 full collection took about 90 ms here, in the middle of whichever request or sweep
 triggered it: a busy idle sweep was 80 ms at p50 and 170 ms at p95 for that alone.
 Frozen, they are never walked again (they live as long as the process anyway); what a
-request or a task allocates is collected as before. In a prefork worker the parent's
-frozen objects are also never written to by a child's collector, so their memory pages
-stay shared (the use Python's documentation of gc.freeze describes).
+request or a task allocates is collected as before. In a prefork worker a child's
+collector also no longer writes to the parent's frozen objects, so fewer of their memory
+pages are copied (reference counts still copy some): the use Python's documentation of
+gc.freeze describes.
 """
 
 from __future__ import annotations

@@ -205,6 +205,10 @@ if HANGAR_DRIVER == "local" and not HANGAR_ALLOW_HOST_PROCESSES:
         "HANGAR_DRIVER=local runs every node as a process on this host, not isolated: set "
         "HANGAR_ALLOW_HOST_PROCESSES=true to allow it, or use HANGAR_DRIVER=docker."
     )
+# Environment image builds' logs, one file per image (compute/controllers/environments.py).
+HANGAR_ENV_BUILD_LOG_DIR = Path(
+    env_str("HANGAR_ENV_BUILD_LOG_DIR") or str(LOCAL_DIR / "environment-builds")
+)
 # Host processes run as this user (never root), in folders of their own under
 # HANGAR_HOST_WORK_DIR, outside LOCAL_DIR.
 HANGAR_JOB_USER = env_str("HANGAR_JOB_USER") or default_job_user()
@@ -324,6 +328,8 @@ HANGAR_ALLOW_SELF_APPROVAL = env_bool("HANGAR_ALLOW_SELF_APPROVAL", False)
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hangar@localhost")
+# A mail server that stops answering holds a worker this long at most, not forever.
+EMAIL_TIMEOUT = int(env_str("EMAIL_TIMEOUT", "10"))
 
 # Login throttling (django-axes): this many failed sign-ins for one username from one client
 # address lock that pair for the cool-off; every failure during it starts the cool-off anew.

@@ -625,7 +625,7 @@ class Client:
                 trouble_since = trouble_since or time.monotonic()
                 if time.monotonic() - trouble_since > RECONNECT_FOR:
                     raise
-                time.sleep(error.retry_after or 2.0)
+                time.sleep(min(error.retry_after or 2.0, THROTTLE_LONGEST_WAIT))
                 continue
             if job["status"] in JOB_TERMINAL:
                 return {

@@ -196,7 +196,7 @@ class Connection:
                     while self.line() not in (b"\r\n", b"\n", b""):
                         pass  # trailer fields
                     return
-                yield self.exactly(size)
+                yield from self.exactly(size)
                 self.line()  # the chunk's CRLF
         length = headers.get("Content-Length")
         if length is not None:
@@ -213,11 +213,14 @@ class Connection:
         while chunk := self.reader.read1(65536):  # until the server closes
             yield chunk
 
-    def exactly(self, size: int) -> bytes:
-        data = self.reader.read(size)
-        if len(data) < size:
-            raise ConnectionLost("the answer ended early")
-        return data
+    def exactly(self, size: int) -> Iterator[bytes]:
+        """`size` bytes as they come: a chunk said to be huge is never allocated at once."""
+        while size:
+            data = self.reader.read1(min(size, 65536))
+            if not data:
+                raise ConnectionLost("the answer ended early")
+            size -= len(data)
+            yield data
 
 
 def reusable(version: str, headers: Headers) -> bool:
@@ -348,6 +351,7 @@ class Http:
             )
         except OSError as error:
             raise ConnectFailed(reason_of(error)) from error
+        sock.settimeout(timeout)  # connected: reads wait the request's own time
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.https:
             import ssl  # only for https: its import is not free

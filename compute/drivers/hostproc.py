@@ -29,7 +29,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from compute.drivers.base import JobLaunch, NodeStartError
+from compute.drivers.base import DriverUnavailable, JobLaunch, NodeStartError
 from compute.drivers.processes import (  # the run's identity, and signals only to it
     ProcessIdentity,
     signal_group,
@@ -269,6 +269,16 @@ def launch_supervisor(spec: dict) -> None:
         )
     finally:
         os.close(log)
-    starter.communicate(json.dumps(spec).encode(), timeout=START_TIMEOUT)
+    try:
+        starter.communicate(json.dumps(spec).encode(), timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # A machine so busy the starter did not even detach: not a failure of the node;
+        # this attempt is dropped and the next pass tries again.
+        starter.kill()
+        starter.wait()
+        raise DriverUnavailable(
+            f"the host-process supervisor did not start within {START_TIMEOUT:.0f} s "
+            "(this machine is busy)"
+        ) from None
     if starter.returncode != 0:
         raise NodeStartError(f"The host-process supervisor failed ({starter.returncode}).")

@@ -13,9 +13,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
+
+from compute.rules.environments import DEBIAN_SUITE
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 # v2: the sandbox layout (users 1000 and 1001, /work writable by both with the sticky bit).
@@ -28,7 +31,6 @@ PASSWD = (
     b"hangar-job:x:1001:1001::/tmp:/bin/sh\n"
 )
 GROUP = b"root:x:0:\nhangar-node:x:1000:\nhangar-job:x:1001:\n"
-DEBIAN_SUITE = "bookworm"
 
 
 class ImageBuildError(Exception):
@@ -133,3 +135,108 @@ def build_default(client: docker.DockerClient, tag: str = DEFAULT_IMAGE) -> str:
         if result.returncode != 0:
             raise ImageBuildError(f"mmdebstrap failed: {result.stderr.strip()[-2000:]}")
         return import_rootfs(client, rootfs, tag)
+
+
+# Environments (compute/controllers/environments.py): Debian packages by mmdebstrap, then
+# pip inside the new root, then `docker import`. Only names checked by
+# compute/rules/environments.py reach here: the packages as one argument, the
+# requirements in a file; no user text is ever part of a hook's shell command.
+PIP_STEP = (
+    'cp {requirements} "$1/tmp/hangar-requirements.txt" && {copy_ca}'
+    'chroot "$1" env -i {environment} python3 -m pip install --no-cache-dir '
+    "--break-system-packages --root-user-action=ignore --disable-pip-version-check "
+    "--no-input --only-binary=:all: -r /tmp/hangar-requirements.txt && "
+    'rm -f "$1/tmp/hangar-requirements.txt" "$1/tmp/hangar-ca.crt"'
+)
+# What pip in the new root takes from this machine: how it reaches an index (a proxy, a
+# site's own mirror), set by the operator, never by a workspace member.
+PIP_PASSED_ON = (
+    "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+    "PIP_INDEX_URL", "PIP_TIMEOUT",
+)  # fmt: skip
+
+
+def host_ca_bundle() -> Path | None:
+    """This machine's CA bundle: a site whose egress goes through its own TLS proxy trusts
+    that proxy here, and pip in the new root (with Debian's bundle) would not."""
+    import ssl
+
+    cafile = ssl.get_default_verify_paths().cafile
+    return Path(cafile) if cafile and Path(cafile).is_file() else None
+
+
+def pip_step(requirements: Path) -> str:
+    import os
+    import shlex
+
+    environment = [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "LANG=C.UTF-8",
+        *(f"{name}={os.environ[name]}" for name in PIP_PASSED_ON if os.environ.get(name)),
+    ]
+    copy_ca = ""
+    bundle = host_ca_bundle()
+    if bundle is not None:
+        copy_ca = f'cp {shlex.quote(str(bundle))} "$1/tmp/hangar-ca.crt" && '
+        environment += ["SSL_CERT_FILE=/tmp/hangar-ca.crt", "PIP_CERT=/tmp/hangar-ca.crt"]
+    return PIP_STEP.format(
+        requirements=shlex.quote(str(requirements)),
+        copy_ca=copy_ca,
+        environment=" ".join(shlex.quote(item) for item in environment),
+    )
+
+
+def build_environment_image(
+    client: docker.DockerClient,
+    tag: str,
+    packages: list[str],
+    pip_requirements: list[str],
+    say: Callable[[str], None],
+) -> tuple[str, int]:
+    """Build `tag` from Debian `packages` and `pip_requirements`, telling each line of the
+    build to `say`. Returns Docker's image id and its size in bytes; ImageBuildError with
+    the package manager's last lines when it fails (nothing is tagged then)."""
+    if shutil.which("mmdebstrap") is None:
+        raise ImageBuildError("mmdebstrap is missing on the worker: apt-get install mmdebstrap")
+    with tempfile.TemporaryDirectory(prefix="hangar-env-") as workdir:
+        rootfs = Path(workdir) / "rootfs.tar"
+        command = [
+            "mmdebstrap", "--variant=minbase", f"--include={','.join(packages)}",
+            "--format=tar", f"--customize-hook={SANDBOX_HOOK}",
+        ]  # fmt: skip
+        if pip_requirements:
+            requirements = Path(workdir) / "requirements.txt"
+            requirements.write_text("\n".join(pip_requirements) + "\n")
+            command.append(f"--customize-hook={pip_step(requirements)}")
+        command += [DEBIAN_SUITE, str(rootfs)]
+        say(f"$ mmdebstrap {DEBIAN_SUITE} with {len(packages)} Debian package(s)")
+        last = run_telling(command, say)
+        if last is not None:
+            raise ImageBuildError("\n".join(last))
+        say(f"$ docker import as {tag}")
+        image_id = import_rootfs(client, rootfs, tag)
+    size = int(client.images.get(image_id).attrs.get("Size") or 0)
+    return image_id, size
+
+
+def run_telling(command: list[str], say: Callable[[str], None]) -> list[str] | None:
+    """Run `command`, telling each output line as it comes. None when it succeeded, else
+    the lines that say why (errors first, else the last ones)."""
+    from collections import deque
+
+    last: deque[str] = deque(maxlen=30)
+    errors: list[str] = []
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.rstrip("\n")
+        say(line)
+        last.append(line)
+        if line.startswith(("E: ", "ERROR: ")) and len(errors) < 30:
+            errors.append(line)
+    if process.wait() == 0:
+        return None
+    return errors or list(last)

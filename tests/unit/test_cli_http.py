@@ -292,3 +292,18 @@ def test_following_a_job_resumes_from_its_offset_after_the_connection_dropped(ra
         "/api/v1/workspaces/w/jobs/7/follow?offset=0&rank=0",
         "/api/v1/workspaces/w/jobs/7/follow?offset=6&rank=0",  # on from where it was
     ]
+
+
+def test_a_chunk_said_to_be_huge_is_read_as_it_comes_not_allocated(raw_server):
+    url, answers = raw_server
+    answers.append(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\nabc")
+    with pytest.raises(ConnectionLost, match="ended early"):  # not MemoryError
+        Http(url, {}, timeout=5).request("GET", "/")
+
+
+def test_only_connecting_is_capped_a_connections_reads_wait_the_whole_timeout(server):
+    connection = Http(server, {}, timeout=60).connect(60)
+    try:
+        assert connection.sock.gettimeout() == 60  # a follow waits 60 s for a byte
+    finally:
+        connection.close()

@@ -1,0 +1,110 @@
+"""Environments: the packages a job's node runs with, and the images built for them.
+
+An `Environment` is what a workspace names and chooses (name, version, packages,
+variables). Its packages reduce to a spec whose hash names an `EnvironmentImage`
+(compute/rules/environments.py): environments with the same packages share one image,
+and two requests to build it make one build. Images are built here, never pulled
+(compute/controllers/environments.py).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from workspace.models import Workspace
+
+
+class ImageState(models.TextChoices):
+    """queued → building → ready | failed; a failed image is queued again by "Build"."""
+
+    QUEUED = "queued", "Queued"
+    BUILDING = "building", "Building"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class EnvironmentImage(models.Model):
+    """One image, keyed by the hash of what it holds (BUILDER_VERSION included)."""
+
+    spec_hash = models.CharField(max_length=16, unique=True)
+    tag = models.CharField(max_length=64)
+    # As built: sorted, normalised (rules.environments.ImageSpec).
+    debian_packages = models.JSONField(default=list)
+    pip_requirements = models.JSONField(default=list)
+    state = models.CharField(max_length=10, choices=ImageState.choices, default=ImageState.QUEUED)
+    # Docker's id of the built image, and the disk it takes.
+    image_id = models.CharField(max_length=80, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    # Why it failed: the package manager's own lines.
+    error = models.TextField(blank=True)
+    # The build under way: who runs it and when it last said so. A build whose worker
+    # died stops beating and is taken over (controllers/environments.py).
+    builder = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    # When a build task was last sent for it (on request, or by the sweep for a lost one).
+    handed_out_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The sweep looks for builds to start or take over.
+            models.Index(
+                fields=["state"],
+                name="envimage_unfinished_idx",
+                condition=models.Q(state__in=["queued", "building"]),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag} ({self.get_state_display().lower()})"
+
+
+class Environment(models.Model):
+    """A named, versioned environment of a workspace, or a curated one of the site
+    (`workspace` empty) that every workspace may choose."""
+
+    workspace = models.ForeignKey(
+        Workspace, null=True, blank=True, on_delete=models.CASCADE, related_name="environments"
+    )
+    name = models.CharField(max_length=64)
+    version = models.PositiveIntegerField(default=1)
+    description = models.CharField(max_length=300, blank=True)
+    # As written by whoever made it (one per line); the image holds them normalised.
+    debian_packages = models.TextField(blank=True)
+    pip_requirements = models.TextField(blank=True)
+    # Set in the node's environment, for every job on it.
+    variables = models.JSONField(default=dict, blank=True)
+    image = models.ForeignKey(
+        EnvironmentImage, on_delete=models.PROTECT, related_name="environments"
+    )
+    # Curated and large (pytorch-cpu): built when someone asks, not by `make run`.
+    build_on_demand = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "name", "version"], name="environment_version_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["name", "version"],
+                condition=models.Q(workspace=None),
+                name="curated_environment_version_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @property
+    def is_curated(self) -> bool:
+        return self.workspace_id is None

@@ -1,0 +1,166 @@
+"""Environment images built here for real (mmdebstrap from Debian's archive, pip from the
+index, `docker import`), never pulled: built once per spec, whoever asks and however many
+at once; a bad package fails with the package manager's words; a worker killed mid-build
+is taken over and the image built once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from compute import enqueue
+from compute.actions.environments import create_environment
+from compute.controllers import environments as builds
+from compute.models import Environment, EnvironmentImage, ImageState
+from tests.integration.helpers import wait_for
+from tests.support.teams import make_team
+from workspace.access import get_access
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+# One Debian package and one pip package, each with a Python module to import.
+SMALL = {"debian_packages": "python3-idna", "pip_requirements": "six==1.16.0"}
+
+
+@pytest.fixture
+def access():
+    team = make_team("envs")
+    return get_access(team.contributor, team.workspace.slug)
+
+
+@pytest.fixture
+def sent_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The images whose build task was sent, recorded instead of sent: here the test is
+    the worker (test_a_worker_killed_mid_build... has a real one)."""
+    sent: list[int] = []
+
+    def send_task(name: str, args: list, **options: object) -> None:
+        assert name == enqueue.BUILD_ENVIRONMENT, name
+        sent.extend(args)
+
+    monkeypatch.setattr(enqueue.app, "send_task", send_task)
+    return sent
+
+
+@pytest.fixture
+def engine() -> Iterator[docker.DockerClient]:
+    """The Docker engine; every image a test made is removed when it ends."""
+    client = docker.from_env(timeout=600)
+    made: list[str] = []
+    yield client
+    for tag in {image.tag for image in EnvironmentImage.objects.all()} | set(made):
+        try:
+            client.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+
+
+def fresh(engine: docker.DockerClient, tag: str) -> None:
+    """No image of that tag before the test: the build is a real one, not an adoption."""
+    try:
+        engine.images.remove(tag, force=True)
+    except docker.errors.ImageNotFound:
+        pass
+
+
+def test_an_environment_is_built_once_and_its_node_imports_both_packages(
+    access, engine, sent_builds
+):
+    environment = create_environment(access, name="small", **SMALL)
+    image = environment.image
+    assert sent_builds == [image.pk]  # its build, enqueued once committed
+    assert image.state == ImageState.QUEUED
+    fresh(engine, image.tag)
+
+    # Two workers handed the same build at once: one builds, the other leaves it.
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(builds.build(image.pk))) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert sorted(results) == ["built", "not claimed: built, being built, or gone"], results
+    image.refresh_from_db()
+    log, _ = builds.read_log(image)
+    assert (image.state, image.attempts) == (ImageState.READY, 1), (image.error, log)
+    assert "Successfully installed six-1.16.0" in log
+    assert image.size_bytes and image.size_bytes > 10_000_000
+
+    # As a node runs it: not root, read-only, no network.
+    printed = engine.containers.run(
+        image.tag,
+        ["python3", "-c", "import idna, six; print('both', six.__version__)"],
+        user="1001",
+        read_only=True,
+        network_mode="none",
+        remove=True,
+    )
+    assert printed.decode().strip() == "both 1.16.0"
+
+    # The same packages, written another way: the same image, ready at once, no build.
+    started = time.monotonic()
+    again = create_environment(
+        access,
+        name="small-too",
+        debian_packages="  python3-idna  # for URLs\n",
+        pip_requirements="Six == 1.16.0",
+    )
+    assert time.monotonic() - started < 1.0
+    assert (again.image_id, again.image.state) == (image.pk, ImageState.READY)
+    assert sent_builds == [image.pk]  # no second build
+    # A new version of "small" keeps the first one as it was.
+    newer = create_environment(access, name="small", **SMALL)
+    assert newer.version == 2
+    assert list(Environment.objects.filter(name="small").values_list("version", flat=True)) == [
+        2,
+        1,
+    ]
+
+
+def test_a_bad_package_fails_the_build_with_apts_words_and_tags_nothing(
+    access, engine, sent_builds
+):
+    environment = create_environment(
+        access, name="typo", debian_packages="python3-idna hangar-no-such-package"
+    )
+    image = environment.image
+    fresh(engine, image.tag)
+    assert builds.build(image.pk) == "failed"
+    image.refresh_from_db()
+    assert image.state == ImageState.FAILED
+    assert "Unable to locate package hangar-no-such-package" in image.error
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(image.tag)
+
+
+def test_a_worker_killed_mid_build_is_taken_over_and_builds_once(access, engine, workers):
+    worker = workers.get("local")
+    environment = create_environment(
+        access, name="crash", debian_packages="python3-idna", pip_requirements="six"
+    )
+    image = environment.image
+    fresh(engine, image.tag)
+    wait_for(
+        lambda: (
+            EnvironmentImage.objects.get(pk=image.pk).state == ImageState.BUILDING
+            and builds.read_log(image)[1] > 0
+        ),
+        timeout=60,
+        what="the build under way",
+    )
+    worker.kill()  # SIGKILL, mid-build
+    workers.stop()
+    workers.get("local")  # its task comes back (late ack); the dead builder is taken over
+    wait_for(
+        lambda: EnvironmentImage.objects.get(pk=image.pk).state == ImageState.READY,
+        timeout=300,
+        what="the build taken over and finished",
+    )
+    image.refresh_from_db()
+    assert image.attempts == 2
+    assert engine.images.get(image.tag).id == image.image_id
