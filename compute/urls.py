@@ -1,6 +1,6 @@
 from django.urls import path
 
-from compute.views import attached, catalog, computes, health, idle, jobs, quota
+from compute.views import attached, catalog, computes, environments, health, idle, jobs, quota
 
 app_name = "compute"
 
@@ -42,6 +42,22 @@ urlpatterns = [
     path("w/<slug:slug>/quota/", quota.quota_page, name="quota"),
     path("w/<slug:slug>/quota/request/", quota.quota_request, name="quota-request"),
     path("w/<slug:slug>/quota/what-if/", quota.what_if, name="what-if"),
+    path("w/<slug:slug>/environments/", environments.environment_list, name="environments"),
+    path(
+        "w/<slug:slug>/environments/new/",
+        environments.environment_create,
+        name="environment-create",
+    ),
+    path(
+        "w/<slug:slug>/environments/<int:pk>/",
+        environments.environment_detail,
+        name="environment",
+    ),
+    path(
+        "w/<slug:slug>/environments/<int:pk>/build/",
+        environments.environment_build,
+        name="environment-build",
+    ),
     path("w/<slug:slug>/jobs/", jobs.job_list, name="jobs"),
     path("w/<slug:slug>/jobs/new/", jobs.job_submit, name="job-submit"),
     path("w/<slug:slug>/jobs/<int:pk>/", jobs.job_detail, name="job"),

@@ -3,6 +3,9 @@ images built by a worker (compute/controllers/environments.py), never pulled."""
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, QuerySet
@@ -24,12 +27,15 @@ def visible(access: WorkspaceAccess) -> QuerySet[Environment]:
     ).select_related("image")
 
 
-def image_for(spec: ImageSpec) -> tuple[EnvironmentImage, bool]:
-    """The image of `spec`, made (queued) when no environment asked for it before."""
+def image_for(
+    spec: ImageSpec, state: ImageState = ImageState.QUEUED
+) -> tuple[EnvironmentImage, bool]:
+    """The image of `spec`, made (in `state`) when no environment asked for it before."""
     defaults = {
         "tag": spec.tag,
         "debian_packages": list(spec.packages_to_install),
         "pip_requirements": list(spec.pip_requirements),
+        "state": state,
     }
     try:
         with transaction.atomic():
@@ -74,6 +80,8 @@ def create_environment(
         )
         if made:
             enqueue.build_environment(image.pk)
+    if image.state == ImageState.NOT_BUILT:  # a curated one's, waiting for someone to ask
+        queue_build(image)
     return environment
 
 
@@ -85,13 +93,53 @@ def request_build(access: WorkspaceAccess, environment: Environment) -> bool:
 
 
 def queue_build(image: EnvironmentImage) -> bool:
-    """Queue `image`'s build (from failed, or queued and not yet sent): once, however many
-    ask at the same moment (a compare-and-set)."""
+    """Queue `image`'s build (failed, or not built yet): once, however many ask at the
+    same moment (a compare-and-set)."""
     now = timezone.now()
     with transaction.atomic():
         queued = EnvironmentImage.objects.filter(
-            pk=image.pk, state__in=[ImageState.FAILED, ImageState.QUEUED]
+            pk=image.pk, state__in=[ImageState.FAILED, ImageState.NOT_BUILT]
         ).update(state=ImageState.QUEUED, handed_out_at=now, error="")
         if queued:
             enqueue.build_environment(image.pk)
     return bool(queued)
+
+
+CURATED_FILE = Path(__file__).resolve().parent.parent / "curated_environments.toml"
+CURATED_MINIMAL = "python-minimal"
+
+
+def sync_curated() -> list[Environment]:
+    """The curated environments of compute/curated_environments.toml in the database: a new
+    one is made, one whose packages changed gets its next version; the images of those
+    built on demand wait as not built. Safe to run any number of times, at once too."""
+    with open(CURATED_FILE, "rb") as handle:
+        entries = tomllib.load(handle)
+    synced = []
+    for name, entry in entries.items():
+        debian_text = str(entry.get("debian_packages", ""))
+        pip_text = str(entry.get("pip_requirements", ""))
+        spec = image_spec(debian_text, pip_text)
+        on_demand = bool(entry.get("build_on_demand", False))
+        latest = Environment.objects.filter(workspace=None, name=name).order_by("-version").first()
+        if latest is not None and latest.image.spec_hash == spec.hash:
+            synced.append(latest)
+            continue
+        image, _ = image_for(spec, state=ImageState.NOT_BUILT)
+        try:
+            with transaction.atomic():
+                synced.append(
+                    Environment.objects.create(
+                        workspace=None,
+                        name=name,
+                        version=(latest.version + 1) if latest else 1,
+                        description=str(entry.get("description", "")),
+                        debian_packages=debian_text,
+                        pip_requirements=pip_text,
+                        image=image,
+                        build_on_demand=on_demand,
+                    )
+                )
+        except IntegrityError:  # synced by a concurrent run a moment ago
+            synced.append(Environment.objects.get(workspace=None, name=name, version=1))
+    return synced

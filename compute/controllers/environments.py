@@ -14,7 +14,8 @@
 - **An unchanged spec is not built again**: a ready image is left as it is, and a tag
   Docker already has (built before this database knew of it) is adopted in a second.
 
-Its log goes to a file per image (`log_path`), read by the environment's page as it grows.
+Its log goes to a file per image (compute/lib/buildlogs.py), read by the environment's page
+as it grows.
 """
 
 from __future__ import annotations
@@ -24,38 +25,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import docker
-from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
 from compute.controllers.lease import Owner, new_owner
-from compute.lib import images
+from compute.lib import buildlogs, images
 from compute.models import EnvironmentImage, ImageState
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 BUILD_STALE_SECONDS = 60.0
 HAND_OUT_AT_MOST = 20
-LOG_LIMIT = 4 * 1024 * 1024  # a build's log is cut here (pip can be verbose)
 S = ImageState
-
-
-def log_path(image: EnvironmentImage) -> Path:
-    return Path(settings.HANGAR_ENV_BUILD_LOG_DIR) / f"{image.spec_hash}.log"
-
-
-def read_log(image: EnvironmentImage, offset: int = 0) -> tuple[str, int]:
-    """The log from byte `offset` on, and the offset after it."""
-    try:
-        with open(log_path(image), "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(LOG_LIMIT)
-    except FileNotFoundError:
-        return "", 0
-    return data.decode("utf-8", errors="replace"), offset + len(data)
 
 
 def build(image_pk: int) -> str:
@@ -67,14 +50,14 @@ def build(image_pk: int) -> str:
     client = docker.from_env(timeout=600)
     if adopt_existing(client, image, owner):
         return "adopted the image Docker already had"
-    path = log_path(image)
+    path = buildlogs.log_path(image.spec_hash)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(path, "w", encoding="utf-8") as out, beating(image.pk, owner):
         written = 0
 
         def say(line: str) -> None:
             nonlocal written
-            if written < LOG_LIMIT:
+            if written < buildlogs.LOG_LIMIT:
                 out.write(line + "\n")
                 out.flush()
                 written += len(line) + 1
@@ -112,7 +95,7 @@ def claim(image_pk: int, owner: str) -> EnvironmentImage | None:
     if current is None:
         return None
     state, builder = current
-    takeable = Q(state=S.QUEUED) | Q(state=S.BUILDING, heartbeat_at__lt=stale)
+    takeable = Q(state=S.QUEUED) | Q(state=S.BUILDING, heartbeat_at__lt=stale)  # not NOT_BUILT
     dead = Owner.parse(builder or "")
     if state == S.BUILDING and dead is not None and dead.provably_dead():
         takeable |= Q(state=S.BUILDING, builder=builder)

@@ -31,6 +31,8 @@ from compute.lib import jobfiles
 from compute.models import (
     Attachment,
     Compute,
+    Environment,
+    EnvironmentImage,
     Event,
     FamilyQuota,
     Job,
@@ -43,7 +45,7 @@ from compute.models import (
     VmSize,
     WorkspaceQuota,
 )
-from tests.security.test_foreign_ids import workspace_routes
+from tests.security.test_foreign_ids import failed_environment, workspace_routes
 from tests.support.factories import (
     ComputeFactory,
     JobFactory,
@@ -221,6 +223,15 @@ MATRIX: dict[str, tuple[Case, ...]] = {
         Case(R, R, query=lambda v: {"vm_size": v["gpu_size"].pk}),
         Case(R, R, query=lambda v: {"vm_size": v["size"].pk, "tier": "low_priority"}),
     ),
+    # Environments.
+    "compute:environments": (page(),),
+    "compute:environment": (page(pk="environment"),),
+    "compute:environment-create": (
+        Case(
+            C, C, data=lambda v: {"name": "nlp", "debian_packages": "python3-numpy"}, changes=True
+        ),
+    ),
+    "compute:environment-build": (Case(POST_ONLY, C, ids={"pk": "environment"}, changes=True),),
     # Jobs.
     "compute:jobs": (page(),),
     "compute:job": (page(pk="job"),),
@@ -274,6 +285,7 @@ def victim(team: Team, jobs_dir: Path) -> dict[str, Any]:
             expires_at=timezone.now() + timedelta(days=7),
         ),
         "family": family,
+        "environment": failed_environment(workspace),
         "size": VmSize.objects.get(name="Standard_DS3_v2"),
         "gpu_size": VmSize.objects.get(name="Standard_NC6s_v3"),
     }
@@ -297,6 +309,8 @@ WATCHED: tuple[type[Model], ...] = (
     QuotaRequest,
     FamilyQuota,
     WorkspaceQuota,
+    Environment,
+    EnvironmentImage,
 )
 
 

@@ -14,7 +14,17 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from compute.models import Attachment, Compute, Event, Job, Node, Schedule
+from compute.models import (
+    Attachment,
+    Compute,
+    Environment,
+    EnvironmentImage,
+    Event,
+    ImageState,
+    Job,
+    Node,
+    Schedule,
+)
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
 from workspace.models import Invitation, Membership, Workspace
 
@@ -30,7 +40,13 @@ PARAMETERS = {
     "invitation_id": "invitation",
 }
 # Routes whose `pk` is not a compute's.
-PK_IS = {"compute:job": "job", "compute:job-cancel": "job", "compute:job-log": "job"}
+PK_IS = {
+    "compute:job": "job",
+    "compute:job-cancel": "job",
+    "compute:job-log": "job",
+    "compute:environment": "environment",
+    "compute:environment-build": "environment",
+}
 # Routes that answer an id not of this workspace as one just removed in another tab.
 SAME_AS_GONE = {"workspace:member-role", "workspace:member-remove", "workspace:invitation-revoke"}
 
@@ -73,6 +89,7 @@ def victim(team):
         "attached": attached,
         "node": NodeFactory(compute=ComputeFactory(workspace=team.workspace)),
         "job": JobFactory(compute=instance),
+        "environment": failed_environment(team.workspace),
         "schedule": Schedule.objects.create(compute=instance, action="stop", cron="0 19 * * *"),
         "membership": Membership.objects.get(workspace=team.workspace, user=team.reader),
         "invitation": Invitation.objects.create(
@@ -82,6 +99,14 @@ def victim(team):
             expires_at=timezone.now() + timedelta(days=7),
         ),
     }
+
+
+def failed_environment(workspace: Workspace) -> Environment:
+    """An environment whose image failed to build: "Build again" has work to do."""
+    image = EnvironmentImage.objects.create(
+        spec_hash=f"f{workspace.pk:015x}", tag="hangar/env-x", state=ImageState.FAILED
+    )
+    return Environment.objects.create(workspace=workspace, name="tabular", image=image)
 
 
 def url_for(name: str, parameters: list[str], slug: str, victim: dict) -> str:
@@ -107,6 +132,7 @@ def snapshot(workspace: Workspace) -> tuple:
         sorted(Membership.objects.filter(workspace=workspace).values_list("pk", "role")),
         sorted(Invitation.objects.filter(workspace=workspace).values_list("pk", "state")),
         Event.objects.filter(compute__workspace=workspace).count(),
+        sorted(Environment.objects.filter(workspace=workspace).values_list("pk", "image__state")),
     )
 
 

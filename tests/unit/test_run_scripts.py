@@ -16,10 +16,27 @@ ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "scripts" / "lib.sh"
 
 
+# What the tests' stand-ins replace, kept off PATH even when this machine has it installed
+# (`make test` installs mmdebstrap for the environment builds).
+HIDDEN = {"mmdebstrap"}
+
+
+def system_bin_without_stand_ins(folder: Path) -> Path:
+    """/usr/bin and /bin as links in `folder`, except the programs the stand-ins replace."""
+    folder.mkdir(exist_ok=True)
+    for directory in ("/usr/bin", "/bin"):
+        for entry in os.scandir(directory):
+            link = folder / entry.name
+            if entry.name not in HIDDEN and not link.exists():
+                link.symlink_to(entry.path)
+    return folder
+
+
 def bash(script: str, path_first: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ}
     if path_first is not None:
-        env["PATH"] = f"{path_first}:/usr/bin:/bin"
+        system = system_bin_without_stand_ins(path_first.parent / "system-bin")
+        env["PATH"] = f"{path_first}:{system}"
     return subprocess.run(
         ["bash", "-c", f'source "{LIB}"\n{script}'],
         capture_output=True,

@@ -1,0 +1,40 @@
+"""`manage.py environments`: the curated environments synced, and builds asked for."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from compute.actions.environments import queue_build, sync_curated
+from compute.models import Environment
+
+
+class Command(BaseCommand):
+    help = (
+        "sync: write the curated environments (compute/curated_environments.toml) to the "
+        "database. build NAME: queue the build of a curated environment's latest version "
+        "(a worker builds it; nothing happens when it is built or being built)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("action", choices=["sync", "build"])
+        parser.add_argument("name", nargs="?", help="The curated environment (build).")
+
+    def handle(self, *args: object, action: str, name: str | None, **options: object) -> None:
+        synced = sync_curated()
+        if action == "sync":
+            for environment in synced:
+                self.stdout.write(f"{environment}: {environment.image.get_state_display()}")
+            return
+        latest = (
+            Environment.objects.filter(workspace=None, name=name)
+            .select_related("image")
+            .order_by("-version")
+            .first()
+        )
+        if latest is None:
+            known = ", ".join(sorted({e.name for e in synced}))
+            raise CommandError(f"No curated environment {name!r}; the site has: {known}.")
+        if queue_build(latest.image):
+            self.stdout.write(f"{latest}: build queued ({latest.image.tag}).")
+        else:
+            self.stdout.write(f"{latest}: {latest.image.get_state_display().lower()}.")
