@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.views.decorators.debug import sensitive_variables
 
 from compute import enqueue, quota
+from compute.actions.environments import queue_build
 from compute.actions.errors import StateConflict
 from compute.actions.idle import idle_minutes_for_new
 from compute.lib import secrets
@@ -21,6 +22,7 @@ from compute.models import (
     ComputeKind,
     ComputeState,
     ComputeVerb,
+    Environment,
     Node,
     NodeState,
     Tier,
@@ -77,6 +79,7 @@ def create_instance(
     idle_shutdown_minutes: int | None = None,
     setup_script: str = "",
     secret_environment: dict[str, str] | None = None,
+    environment: Environment | None = None,
 ) -> Compute:
     """`secret_environment` is encrypted before it reaches the row (compute/lib/secrets.py).
 
@@ -102,6 +105,7 @@ def create_instance(
         setup_script=setup_script,
         secret_environment=secrets.encrypt_variables(secret_environment),
         max_nodes=1,
+        environment=environment_of(access, environment),
     )
     on_behalf = f" for {assignee}" if assignee.pk != actor.pk else ""
     idle = (
@@ -112,6 +116,18 @@ def create_instance(
     return _save_new(
         compute, actor, f"{actor} created instance {name} ({vm_size.name}, {idle}){on_behalf}."
     )
+
+
+def environment_of(access: WorkspaceAccess, environment: Environment | None) -> Environment | None:
+    """The environment a new compute runs: the workspace's own or a curated one, never
+    another workspace's (404 words: it is not to be known). One not built yet is queued."""
+    if environment is None:
+        return None
+    if environment.workspace_id not in (None, access.workspace.pk):
+        raise ValidationError({"environment": "Choose an environment from the list."})
+    if environment.image.can_build and not environment.image.is_failed:
+        queue_build(environment.image)  # a curated one waiting for someone to ask
+    return environment
 
 
 def validate_cluster_bounds(min_nodes: int, max_nodes: int) -> None:
@@ -136,6 +152,7 @@ def create_cluster(
     min_nodes: int = 0,
     max_nodes: int = 1,
     idle_seconds_before_scaledown: int = 120,
+    environment: Environment | None = None,
 ) -> Compute:
     require_role(access, Role.CONTRIBUTOR, "creating compute")
     validate_cluster_bounds(min_nodes, max_nodes)
@@ -151,6 +168,7 @@ def create_cluster(
         min_nodes=min_nodes,
         max_nodes=max_nodes,
         idle_seconds_before_scaledown=idle_seconds_before_scaledown,
+        environment=environment_of(access, environment),
     )
     return _save_new(
         compute,

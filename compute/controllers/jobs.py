@@ -337,6 +337,15 @@ def cancel_dropped(compute: Compute, reason: str) -> None:
     )
 
 
+def fail_queued(compute: Compute, reason: str) -> int:
+    """The queued jobs of a compute that can run none (its environment did not build):
+    failed with the reason, rather than waiting for ever."""
+    now = timezone.now()
+    return Job.objects.filter(compute=compute).transition(
+        J.QUEUED, J.FAILED, error=reason, finished_at=now
+    )
+
+
 def place_on_target(compute: Compute, runner: JobRunner, slots: int, report: JobReport) -> None:
     """Attached computes: FIFO, one rank per job, at most `slots` jobs at once, no nodes.
     The reconcile lease makes this pass the only one placing on this compute."""

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from django.conf import settings
 from django.utils import timezone
 
 from compute import quota
 from compute.controllers import jobs as job_steps
 from compute.controllers.nodespec import node_spec
-from compute.drivers import Driver, NodeObservation, NodeSpec
-from compute.models import Compute, ComputeState, Node, NodeState
+from compute.drivers import Driver, NodeObservation, NodeSpec, NodeStartError
+from compute.models import Compute, ComputeState, EnvironmentImage, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.states import GOING_AWAY, LIVE_NODE_STATES, NODE_UP
 
@@ -32,8 +33,29 @@ class NodeSteps:
     def keep_lease(self) -> None:
         raise NotImplementedError  # reconcile.Pass renews its lease here
 
-    def spec(self, node: Node, with_secrets: bool = False) -> NodeSpec:
-        return node_spec(self.compute, node, with_secrets)
+    def spec(self, node: Node, with_secrets: bool = False, image: str = "") -> NodeSpec:
+        return node_spec(self.compute, node, with_secrets, image)
+
+    def node_image(self) -> str | None:
+        """The image new nodes run: the compute's environment's once built (None until
+        then: its nodes wait, and say so), else the site's node image. An environment
+        that failed to build fails the start with the build's reason."""
+        chosen = self.compute.environment
+        if chosen is None:
+            return settings.HANGAR_NODE_IMAGE
+        image = EnvironmentImage.objects.get(pk=chosen.image_id)  # fresh: a build moves it
+        if image.is_ready:
+            return image.tag
+        if image.is_failed:
+            reason = (image.error.strip().splitlines() or ["see its page"])[0]
+            why = f"Environment {chosen} did not build: {reason}"
+            job_steps.fail_queued(self.compute, why)
+            raise NodeStartError(why)
+        self.note(
+            EventVerb.ENVIRONMENT_WAIT,
+            f"Waiting for environment {chosen} to build ({image.get_state_display().lower()}).",
+        )
+        return None
 
     def release_preempted(
         self, observed: dict[int, NodeObservation], nodes: list[Node]
@@ -225,14 +247,17 @@ class NodeSteps:
         return list(Node.objects.filter(compute=self.compute, index__gte=first).order_by("index"))
 
     def start_preparing(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
-        for node in nodes:
-            if node.state != NodeState.PREPARING:
-                continue
-            observation = self.driver.ensure_node(self.spec(node, with_secrets=True))
+        preparing = [node for node in nodes if node.state == NodeState.PREPARING]
+        image = self.node_image() if preparing else None
+        if image is None:
+            return  # nothing to start, or its environment is still building
+        for node in preparing:
+            observation = self.driver.ensure_node(self.spec(node, with_secrets=True, image=image))
             now = timezone.now()
             if Node.objects.filter(pk=node.pk, state=NodeState.PREPARING).update(
                 state=NodeState.IDLE,
                 container_ref=observation.ref,
+                image=image,
                 started_at=now,
                 last_busy_at=now,
             ):

@@ -12,13 +12,17 @@ from compute.models import Compute, Node
 GIB = 1024**3
 
 
-def node_spec(compute: Compute, node: Node, with_secrets: bool = False) -> NodeSpec:
+def node_spec(
+    compute: Compute, node: Node, with_secrets: bool = False, image: str = ""
+) -> NodeSpec:
     """`with_secrets`: the instance's secret variables too, decrypted here in the worker
     for the node's environment (its setup script and its jobs read them); only the
     start of a node needs them, a removal needs the name alone."""
     size = compute.vm_size
     assert size is not None  # only attached computes have no size, and they have no nodes
+    chosen = compute.environment
     environment = {
+        **(chosen.variables if chosen is not None else {}),
         "HANGAR_COMPUTE": compute.name,
         "HANGAR_NODE": node.name,
         "HANGAR_VM_SIZE": size.name,
@@ -37,7 +41,7 @@ def node_spec(compute: Compute, node: Node, with_secrets: bool = False) -> NodeS
         compute_id=compute.pk,
         node_id=node.pk,
         node_name=node.name,
-        image=settings.HANGAR_NODE_IMAGE,
+        image=image or node.image or settings.HANGAR_NODE_IMAGE,
         cpus=size.vcpus * settings.HANGAR_CPU_SCALE,
         memory_bytes=int(float(size.memory_gib) * settings.HANGAR_MEMORY_SCALE * GIB),
         network=settings.HANGAR_NODE_NETWORK,

@@ -100,7 +100,7 @@ def run_passes(compute_id: int, driver: Driver, owner: str, outcome: Outcome) ->
     while passes < MAX_PASSES * 3:
         passes += 1
         compute = (
-            Compute.objects.select_related("workspace", "vm_size", "attachment")
+            Compute.objects.select_related("workspace", "vm_size", "attachment", "environment")
             .filter(pk=compute_id)
             .first()
         )

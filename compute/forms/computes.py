@@ -6,10 +6,10 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from compute.forms.fields import parse_variables, secret_variables_field
-from compute.models import Category, Tier, VmSize
+from compute.models import Category, Environment, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
 from compute.selectors import live_computes_of
 from workspace.forms import QuickSelect, StyledForm
@@ -90,6 +90,19 @@ def size_choices() -> list:
     return [("", "Choose a VM size…"), *groups.items()]
 
 
+def environments_for(workspace: Workspace) -> QuerySet[Environment]:
+    """The environments a compute of `workspace` may run: its own and the curated ones."""
+    return Environment.objects.filter(Q(workspace=workspace) | Q(workspace=None)).select_related(
+        "image"
+    )
+
+
+def environment_label(environment: Environment) -> str:
+    where = "curated" if environment.is_curated else "this workspace"
+    state = environment.image.get_state_display().lower()
+    return f"{environment.name} v{environment.version} ({where}, {state})"
+
+
 class ComputeForm(StyledForm, forms.Form):
     name = forms.CharField(
         max_length=24,
@@ -97,11 +110,22 @@ class ComputeForm(StyledForm, forms.Form):
         help_text="3–24 letters, digits and hyphens, starting with a letter; unique here.",
     )
     vm_size = forms.ChoiceField(label="VM size", widget=QuickSelect)
+    environment = forms.ChoiceField(
+        required=False,
+        help_text="The packages its nodes run with; built here before its first node starts.",
+    )
 
     def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.workspace = workspace
         cast(forms.ChoiceField, self.fields["vm_size"]).choices = size_choices()
+        cast(forms.ChoiceField, self.fields["environment"]).choices = [
+            ("", "None: the site's node image (Debian 12, Python 3)"),
+            *(
+                (str(environment.pk), environment_label(environment))
+                for environment in environments_for(workspace)
+            ),
+        ]
         self.fields["name"].widget.attrs.update(autofocus=True, autocomplete="off")
 
     def clean_name(self) -> str:
@@ -112,6 +136,15 @@ class ComputeForm(StyledForm, forms.Form):
                 f"{self.workspace.name} already has a compute named {name}."
             )
         return name
+
+    def clean_environment(self) -> Environment | None:
+        chosen = self.cleaned_data["environment"]
+        if not chosen:
+            return None
+        found = environments_for(self.workspace).filter(pk=chosen).first()
+        if found is None:
+            raise forms.ValidationError("Choose an environment from the list.")
+        return found
 
     def clean_vm_size(self) -> VmSize:
         size = (

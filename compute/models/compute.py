@@ -84,6 +84,14 @@ class Compute(models.Model):
     )
     idle_shutdown_minutes = models.PositiveIntegerField(null=True, blank=True)
     setup_script = models.TextField(blank=True)
+    # What its nodes run (compute/models/environments.py): none, the site's node image.
+    environment = models.ForeignKey(
+        "compute.Environment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="computes",
+    )
     # Instances: {NAME: MultiFernet token} (compute/lib/secrets.py), put into the node's
     # environment by the worker, so its setup script and every job on it see them.
     secret_environment = models.JSONField(default=dict, blank=True)
@@ -305,6 +313,8 @@ class Node(models.Model):
     index = models.PositiveIntegerField()
     state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.PREPARING)
     container_ref = models.CharField(max_length=128, blank=True)
+    # The image its container was made from (an environment's, or the site's node image).
+    image = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

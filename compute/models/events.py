@@ -48,6 +48,7 @@ class EventVerb(models.TextChoices):
     SCHEDULE_SKIPPED = "schedule.skipped", "Scheduled start skipped"
     # Nodes.
     NODE_ADDED = "node.added", "Node added"
+    ENVIRONMENT_WAIT = "node.waiting_for_environment", "Waiting for its environment"
     NODE_READY = "node.ready", "Node ready"
     NODE_REMOVED = "node.removed", "Node removed"
     NODE_PREEMPTED_ON_DEMAND = "node.preempted_on_demand", "Node preempted by an admin"

@@ -140,7 +140,8 @@ class JobStatus(models.TextChoices):
 J = JobStatus
 # Enforced by `JobQuerySet.transition` (compute/models/jobs.py).
 JOB_TRANSITIONS: dict[str, set[str]] = {
-    J.QUEUED: {J.PREPARING, J.CANCELED},
+    # FAILED: it can never run (its compute's environment did not build).
+    J.QUEUED: {J.PREPARING, J.CANCELED, J.FAILED},
     # COMPLETED: the collector ends a job by its runs' exit codes, whether or not the row
     # had caught up with its start.
     J.PREPARING: {J.RUNNING, J.COMPLETED, J.FAILED, J.CANCELED, J.PREEMPTED, J.QUEUED},

@@ -159,7 +159,10 @@ def _detail_context(access: WorkspaceAccess, compute: Compute) -> dict:
 @workspace_view()
 def compute_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     compute = get_object_or_404(
-        computes_of(access).select_related("vm_size__family", "created_by", "assigned_to"), pk=pk
+        computes_of(access).select_related(
+            "vm_size__family", "created_by", "assigned_to", "environment__image"
+        ),
+        pk=pk,
     )
     if compute.is_attached and compute.state != ComputeState.DELETED:
         return attached_detail(request, access, compute)

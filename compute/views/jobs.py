@@ -131,7 +131,12 @@ def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:
 
 @workspace_view()
 def job_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
-    job = get_object_or_404(jobs_of(access).select_related("compute", "submitted_by"), pk=pk)
+    job = get_object_or_404(
+        jobs_of(access).select_related(
+            "compute", "submitted_by", "compute__environment", "compute__environment__image"
+        ),
+        pk=pk,
+    )
     rank = int(request.GET.get("rank", "0")) if request.GET.get("rank", "0").isdigit() else 0
     context = _job_context(access, job, rank)
     return render_htmx(

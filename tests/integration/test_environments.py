@@ -13,11 +13,26 @@ import docker
 import pytest
 
 from compute import enqueue
+from compute.actions.computes import create_instance
 from compute.actions.environments import create_environment
+from compute.actions.jobs import submit_job
 from compute.controllers import environments as builds
+from compute.lib import jobfiles
 from compute.lib.buildlogs import read_log
-from compute.models import Environment, EnvironmentImage, ImageState
+from compute.models import (
+    Compute,
+    ComputeState,
+    Environment,
+    EnvironmentImage,
+    EventVerb,
+    ImageState,
+    Job,
+    JobStatus,
+    Node,
+    VmSize,
+)
 from tests.integration.helpers import wait_for
+from tests.support.leftovers import remove_all_nodes
 from tests.support.teams import make_team
 from workspace.access import get_access
 
@@ -167,3 +182,54 @@ def test_a_worker_killed_mid_build_is_taken_over_and_builds_once(access, engine,
     image.refresh_from_db()
     assert image.attempts == 2
     assert engine.images.get(image.tag).id == image.image_id
+
+
+def test_a_job_on_an_instance_of_a_built_environment_imports_both_packages(
+    access, engine, workers, catalog, settings
+):
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    environment = create_environment(access, name="small-job", **SMALL)
+    # The instance is made while the image builds: its node waits, and says so.
+    box = create_instance(
+        access, name="trainer", vm_size=VmSize.objects.get(name="Standard_D2s_v3"),
+        environment=environment,
+    )  # fmt: skip
+    job = submit_job(
+        access, compute_id=box.pk, name="imports",
+        command="python3 -c \"import idna, six; print('both', six.__version__)\"",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: Job.objects.get(pk=job.pk).is_terminal, timeout=300, what="the job's end")
+        ended = Job.objects.get(pk=job.pk)
+        assert ended.status == JobStatus.COMPLETED, (ended.error, box.events.all())
+        output = jobfiles.read_output(ended.runs.get(attempt=ended.retries).key)
+        assert output.strip() == "both 1.16.0"
+        node = Node.objects.filter(compute=box).exclude(image="").get()
+        assert node.image == environment.image.tag
+        waited = box.events.filter(verb=EventVerb.ENVIRONMENT_WAIT)
+        assert waited.exists() and "to build" in waited.first().message
+    finally:
+        remove_all_nodes()
+
+
+def test_an_environment_that_did_not_build_fails_its_compute_and_its_jobs_with_why(
+    access, workers, catalog, settings
+):
+    settings.HANGAR_DRIVER = "docker"
+    environment = create_environment(access, name="typo2", debian_packages="hangar-nope")
+    # As its build ends (its task, sent, finds it failed and leaves it).
+    EnvironmentImage.objects.filter(pk=environment.image_id).update(
+        state=ImageState.FAILED, error="E: Unable to locate package hangar-nope"
+    )
+    box = create_instance(
+        access, name="doomed", vm_size=VmSize.objects.get(name="Standard_D2s_v3"),
+        environment=environment,
+    )  # fmt: skip
+    job = submit_job(access, compute_id=box.pk, name="never", command="true")
+    workers.get("docker")
+    wait_for(lambda: Compute.objects.get(pk=box.pk).state == ComputeState.FAILED, what="failed")
+    why = "Environment typo2:1 did not build: E: Unable to locate package hangar-nope"
+    assert Compute.objects.get(pk=box.pk).last_error == why
+    ended = Job.objects.get(pk=job.pk)
+    assert (ended.status, ended.error) == (JobStatus.FAILED, why)
