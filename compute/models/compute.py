@@ -314,7 +314,8 @@ class Node(models.Model):
     state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.PREPARING)
     container_ref = models.CharField(max_length=128, blank=True)
     # The image its container was made from (an environment's, or the site's node image).
-    image = models.CharField(max_length=200, blank=True)
+    # A database default: the scale-up's SQL function (migration 0008) inserts node rows.
+    image = models.CharField(max_length=200, blank=True, default="", db_default="")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
