@@ -1,14 +1,17 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from compute import quota
+from compute import enqueue, quota
 from compute.actions import quota as quota_actions
 from compute.models import (
     Attachment,
     Compute,
+    Environment,
+    EnvironmentImage,
     Event,
     FamilyQuota,
     GpuArchitecture,
@@ -352,3 +355,48 @@ class WorkspaceQuotaAdmin(QuotaRowAdmin):
     search_fields = ["workspace__name"]
     list_select_related = ["workspace"]
     edited = ("low_priority_limit", "low_priority_approved", "max_computes")
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(ReadMostlyAdmin):
+    list_display = ["__str__", "workspace", "image_state", "image_size", "created_by", "created_at"]
+    list_filter = ["image__state"]
+    search_fields = ["name", "workspace__slug"]
+    list_select_related = ["workspace", "image", "created_by"]
+
+    @admin.display(description="Image", ordering="image__state")
+    def image_state(self, obj: Environment) -> str:
+        return obj.image.get_state_display()
+
+    @admin.display(description="Disk")
+    def image_size(self, obj: Environment) -> str:
+        return filesizeformat(obj.image.size_bytes) if obj.image.size_bytes else "—"
+
+
+@admin.register(EnvironmentImage)
+class EnvironmentImageAdmin(ReadMostlyAdmin):
+    """The images built for environments, with the disk each takes; unused ones can be
+    removed (a worker does it: only workers talk to Docker)."""
+
+    list_display = ["tag", "state", "disk", "attempts", "finished_at"]
+    list_filter = ["state"]
+    search_fields = ["tag", "spec_hash"]
+    actions = ["remove_unused"]
+
+    @admin.display(description="Disk", ordering="size_bytes")
+    def disk(self, obj: EnvironmentImage) -> str:
+        return filesizeformat(obj.size_bytes) if obj.size_bytes else "—"
+
+    @admin.action(
+        description="Remove the selected images no live node or unfinished job uses",
+        permissions=["delete"],
+    )
+    def remove_unused(self, request, queryset) -> None:
+        pks = list(queryset.values_list("pk", flat=True))
+        enqueue.prune_environment_images(pks)
+        self.message_user(
+            request,
+            f"A worker removes those of the {len(pks)} selected images that nothing uses; "
+            "the others are kept. Each is built again when next asked for.",
+            messages.SUCCESS,
+        )

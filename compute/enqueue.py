@@ -16,6 +16,7 @@ RECONCILE = "hangar.reconcile"
 RECONCILE_BATCH = "hangar.reconcile_batch"
 EMAIL_NOTIFICATIONS = "hangar.email_notifications"
 BUILD_ENVIRONMENT = "hangar.build_environment"
+PRUNE_ENVIRONMENT_IMAGES = "hangar.prune_environment_images"
 # A sweep's hand-out still unstarted after this many sweep periods has been handed out
 # again by every sweep since (the computes are still due): the workers drop it unrun
 # instead of working through a backlog of repeats after an outage. Ten periods, not one,
@@ -34,6 +35,12 @@ def build_environment(image_pk: int) -> None:
     """Build an environment's image soon (once committed); a worker builds each spec once."""
     # robust: a send that fails is made again by the sweep (`builds_to_hand_out`).
     transaction.on_commit(lambda: app.send_task(BUILD_ENVIRONMENT, args=[image_pk]), robust=True)
+
+
+def prune_environment_images(image_pks: list[int] | None) -> None:
+    """Remove unused environment images (of `image_pks`, or all), in a worker: only
+    workers talk to Docker."""
+    transaction.on_commit(lambda: app.send_task(PRUNE_ENVIRONMENT_IMAGES, args=[image_pks]))
 
 
 def email_notifications(notification_ids: list[int]) -> None:

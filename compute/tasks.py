@@ -60,6 +60,13 @@ def build_environment(image_pk: int) -> str:
     return environments.build(image_pk)
 
 
+@shared_task(name=enqueue.PRUNE_ENVIRONMENT_IMAGES, ignore_result=True)
+def prune_environment_images(image_pks: list[int] | None) -> list[str]:
+    removed = environments.prune(image_pks)
+    log.info("removed unused environment images: %s", ", ".join(removed) or "none")
+    return removed
+
+
 @shared_task(name=enqueue.EMAIL_NOTIFICATIONS, ignore_result=True)
 def email_notifications(notification_ids: list[int]) -> int:
     """The emails of inbox entries a sweep wrote. Late-acked like every task: a worker lost

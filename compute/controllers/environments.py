@@ -32,7 +32,8 @@ from django.utils import timezone
 
 from compute.controllers.lease import Owner, new_owner
 from compute.lib import buildlogs, images
-from compute.models import EnvironmentImage, ImageState
+from compute.models import EnvironmentImage, ImageState, Job, Node
+from compute.models.states import JOB_UNFINISHED, NODE_WITH_CONTAINER
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -168,3 +169,45 @@ def builds_to_hand_out(now: datetime | None = None) -> list[int]:
     if pks:
         EnvironmentImage.objects.filter(pk__in=pks).update(handed_out_at=now)
     return pks
+
+
+def images_in_use() -> set[int]:
+    """Images a live node runs, or that a compute with unfinished jobs will start nodes
+    of: never removed."""
+    live_tags = Node.objects.filter(
+        state__in=NODE_WITH_CONTAINER, ended_at__isnull=True
+    ).values_list("image", flat=True)
+    by_tag = set(EnvironmentImage.objects.filter(tag__in=live_tags).values_list("pk", flat=True))
+    awaited = Job.objects.filter(status__in=JOB_UNFINISHED).values_list(
+        "compute__environment__image", flat=True
+    )
+    return by_tag | {int(pk) for pk in awaited if pk is not None}
+
+
+def prune(image_pks: list[int] | None = None) -> list[str]:
+    """Remove the ready images (of `image_pks`, or all) that nothing uses: their disk comes
+    back, and each is built again when next asked for. Returns the tags removed."""
+    client = docker.from_env(timeout=120)
+    used = images_in_use()
+    ready = EnvironmentImage.objects.filter(state=S.READY).exclude(pk__in=used)
+    if image_pks is not None:
+        ready = ready.filter(pk__in=image_pks)
+    removed = []
+    for image in ready:
+        # Marked first (a compare-and-set on its state), so no node starts on it meanwhile.
+        if not EnvironmentImage.objects.filter(pk=image.pk, state=S.READY).update(
+            state=S.NOT_BUILT, image_id="", size_bytes=None
+        ):
+            continue
+        try:
+            client.images.remove(image.tag)  # not forced: Docker keeps one a container uses
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            EnvironmentImage.objects.filter(pk=image.pk).update(
+                state=S.READY, image_id=image.image_id, size_bytes=image.size_bytes
+            )
+            log.warning("environment image %s kept: %s", image.tag, exc.explanation)
+            continue
+        removed.append(image.tag)
+    return removed

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from compute import quota
+from compute.actions.environments import queue_build
 from compute.controllers import jobs as job_steps
 from compute.controllers.nodespec import node_spec
 from compute.drivers import Driver, NodeObservation, NodeSpec, NodeStartError
@@ -46,6 +47,8 @@ class NodeSteps:
         image = EnvironmentImage.objects.get(pk=chosen.image_id)  # fresh: a build moves it
         if image.is_ready:
             return image.tag
+        if image.is_not_built:  # removed as unused since, or curated and never asked for
+            queue_build(image)
         if image.is_failed:
             reason = (image.error.strip().splitlines() or ["see its page"])[0]
             why = f"Environment {chosen} did not build: {reason}"

@@ -32,6 +32,7 @@ from compute.models import (
     VmSize,
 )
 from tests.integration.helpers import wait_for
+from tests.support.factories import ComputeFactory, NodeFactory
 from tests.support.leftovers import remove_all_nodes
 from tests.support.teams import make_team
 from workspace.access import get_access
@@ -233,3 +234,27 @@ def test_an_environment_that_did_not_build_fails_its_compute_and_its_jobs_with_w
     assert Compute.objects.get(pk=box.pk).last_error == why
     ended = Job.objects.get(pk=job.pk)
     assert (ended.status, ended.error) == (JobStatus.FAILED, why)
+
+
+def test_unused_images_are_removed_and_one_a_live_node_runs_is_kept(
+    access, engine, node_image, sent_builds
+):
+    made = {}
+    for name in ("kept", "unused"):
+        environment = create_environment(access, name=name, pip_requirements=f"hangar-{name}")
+        image = environment.image
+        engine.images.get(node_image).tag(image.tag)  # stands in for a built image
+        EnvironmentImage.objects.filter(pk=image.pk).update(
+            state=ImageState.READY, image_id=engine.images.get(image.tag).id, size_bytes=1
+        )
+        made[name] = image
+    box = ComputeFactory(workspace=access.workspace, instance=True)
+    NodeFactory(compute=box, running=True, image=made["kept"].tag)
+
+    assert builds.prune() == [made["unused"].tag]
+    unused = EnvironmentImage.objects.get(pk=made["unused"].pk)
+    assert (unused.state, unused.image_id) == (ImageState.NOT_BUILT, "")
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(made["unused"].tag)
+    assert EnvironmentImage.objects.get(pk=made["kept"].pk).state == ImageState.READY
+    assert engine.images.get(made["kept"].tag)

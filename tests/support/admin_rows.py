@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from compute.models import (
     Attachment,
+    Environment,
+    EnvironmentImage,
     Event,
     EventVerb,
     FamilyQuota,
@@ -85,6 +87,29 @@ def computes(count: int) -> Model:
 
 def nodes(count: int) -> Model:
     return many(count, lambda: NodeFactory(compute=ComputeFactory(workspace=workspace())))
+
+
+def environment_image() -> EnvironmentImage:
+    number = next(serial)
+    return EnvironmentImage.objects.create(
+        spec_hash=f"{number:016x}", tag=f"hangar/env-{number:016x}", size_bytes=250_000_000
+    )
+
+
+def environment_images(count: int) -> Model:
+    return many(count, environment_image)
+
+
+def environments(count: int) -> Model:
+    return many(
+        count,
+        lambda: Environment.objects.create(
+            workspace=workspace(),
+            name=f"env-{next(serial)}",
+            image=environment_image(),
+            created_by=UserFactory(),
+        ),
+    )
 
 
 def jobs(count: int) -> Model:
@@ -324,6 +349,8 @@ MAKERS: dict[str, Callable[[int], Model]] = {
     "axes.AccessLog": access_logs,
     "compute.Attachment": attachments,
     "compute.Compute": computes,
+    "compute.Environment": environments,
+    "compute.EnvironmentImage": environment_images,
     "compute.Event": events,
     "compute.FamilyQuota": family_quotas,
     "compute.GpuArchitecture": architectures,

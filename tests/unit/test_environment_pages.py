@@ -105,3 +105,22 @@ def test_build_again_after_a_failure_is_for_contributors_and_queues_once(
         client.post(url(team, "environment-build", made.pk))  # a second click: nothing more
     assert len(sent) == 1
     assert EnvironmentImage.objects.get(pk=made.image_id).state == ImageState.QUEUED
+
+
+def test_the_admin_shows_each_images_disk_and_hands_removal_to_a_worker(
+    admin_client, made, django_capture_on_commit_callbacks
+):
+    EnvironmentImage.objects.filter(pk=made.image_id).update(
+        state=ImageState.READY, size_bytes=734_003_200
+    )
+    changelist = reverse("admin:compute_environmentimage_changelist")
+    assert "700.0\xa0MB" in admin_client.get(changelist).content.decode()
+    with django_capture_on_commit_callbacks() as sent:
+        response = admin_client.post(
+            changelist,
+            {"action": "remove_unused", "_selected_action": [made.image_id]},
+            follow=True,
+        )
+    assert "that nothing uses" in response.content.decode()
+    assert len(sent) == 1  # the worker's task; the page itself removed nothing
+    assert EnvironmentImage.objects.get(pk=made.image_id).state == ImageState.READY

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compute.actions.environments import queue_build, sync_curated
+from compute.enqueue import prune_environment_images
 from compute.models import Environment
 
 
@@ -12,14 +13,19 @@ class Command(BaseCommand):
     help = (
         "sync: write the curated environments (compute/curated_environments.toml) to the "
         "database. build NAME: queue the build of a curated environment's latest version "
-        "(a worker builds it; nothing happens when it is built or being built)."
+        "(a worker builds it; nothing happens when it is built or being built). prune: "
+        "remove every environment image no live node or unfinished job uses (a worker does)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("action", choices=["sync", "build"])
+        parser.add_argument("action", choices=["sync", "build", "prune"])
         parser.add_argument("name", nargs="?", help="The curated environment (build).")
 
     def handle(self, *args: object, action: str, name: str | None, **options: object) -> None:
+        if action == "prune":
+            prune_environment_images(None)
+            self.stdout.write("A worker removes the unused environment images (see its log).")
+            return
         synced = sync_curated()
         if action == "sync":
             for environment in synced:
