@@ -95,7 +95,17 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "celery": bench_celery,
     **{
         name: section(name)
-        for name in ("compute", "jobs", "idle", "quota", "attached", "scale", "sweep", "cli")
+        for name in (
+            "compute",
+            "jobs",
+            "idle",
+            "quota",
+            "attached",
+            "scale",
+            "sweep",
+            "cli",
+            "environments",
+        )
     },
 }
 

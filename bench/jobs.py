@@ -70,7 +70,7 @@ def started(job: Job) -> bool:
 _keys: dict[int, str] = {}
 
 
-def floor_start(client: docker.DockerClient, size: VmSize) -> float:
+def floor_start(client: docker.DockerClient, size: VmSize, image: str = "") -> float:
     """The same sandbox straight through the SDK: create + start a container with the
     node's limits and lock-down, exec the command, and read its first output off the exec
     stream (no Hangar, no database, no worker)."""
@@ -78,7 +78,7 @@ def floor_start(client: docker.DockerClient, size: VmSize) -> float:
     memory = int(float(size.memory_gib) * settings.HANGAR_MEMORY_SCALE * 1024**3)
     began = time.perf_counter()
     container = client.containers.create(
-        settings.HANGAR_NODE_IMAGE,
+        image or settings.HANGAR_NODE_IMAGE,
         command=list(settings.HANGAR_NODE_COMMAND),
         name=name,
         labels={"hangar.site": settings.HANGAR_SITE},
