@@ -157,7 +157,10 @@ def as_claimed(claimed: dict[int, Values], now: datetime) -> Q:
     groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
     for pk, values in claimed.items():
         check_at = values["idle_next_check_at"]
-        groups[(values["state"], check_at is not None and check_at <= now)].append(pk)
+        # Due as the claim means it (`idle_check_due`): running, and its check come. A
+        # stopped instance with a check left over is claimed for a schedule only.
+        idle_due = values["state"] == S.RUNNING and check_at is not None and check_at <= now
+        groups[(values["state"], idle_due)].append(pk)
     return reduce(
         or_,
         (

@@ -129,7 +129,9 @@ def refresh_deadline(compute: Compute, now: datetime | None = None) -> Compute:
     deadline = deadline_of(compute, is_busy(compute))
     compute.idle_deadline = deadline
     compute.idle_next_check_at = next_check(deadline, compute.workspace.leads, now)
-    Compute.objects.filter(pk=compute.pk).update(
+    # Only onto the state it was computed for: a stop that landed since (it clears both)
+    # must not get a running instance's deadline back.
+    Compute.objects.filter(pk=compute.pk, state=compute.state).update(
         idle_deadline=compute.idle_deadline, idle_next_check_at=compute.idle_next_check_at
     )
     return compute

@@ -294,3 +294,16 @@ def test_wrong_activity_tokens_are_limited_per_address_and_checked_no_more(
     # The next window counts afresh.
     with time_machine.travel(T0 + timedelta(minutes=1, seconds=1), tick=False):
         assert report(f"Bearer {token}").status_code == 200
+
+
+def test_an_activity_recorded_as_a_stop_lands_gives_the_stopped_instance_no_deadline(box):
+    """record_activity read the instance running; the stop landed before its write: the
+    stopped instance must not get a running one's deadline back (the idle sweep would
+    claim it as due)."""
+    seen_running = Compute.objects.select_related("workspace").get(pk=box.pk)
+    Compute.objects.filter(pk=box.pk).update(
+        state=S.STOPPED, idle_deadline=None, idle_next_check_at=None
+    )
+    refresh_deadline(seen_running)
+    stopped = Compute.objects.get(pk=box.pk)
+    assert (stopped.idle_deadline, stopped.idle_next_check_at) == (None, None)

@@ -378,3 +378,25 @@ def test_a_sweep_claims_at_most_its_limit_and_the_next_one_takes_the_rest(
     assert first.stopped == [box.pk for box in boxes[:3]]
     assert second.stopped == [box.pk for box in boxes[3:]]
     assert sweep_at(T0, django_capture_on_commit_callbacks) == IdleReport()
+
+
+def test_a_stopped_instance_with_an_idle_check_left_over_still_gets_its_scheduled_start(
+    team, django_capture_on_commit_callbacks
+):
+    """A stop that raced an activity record left a stopped instance with a running one's
+    idle check (seen in CI). Its scheduled start fires; the sweep used to lose its
+    compare-and-set on that row three times and act on nothing at all."""
+    plenty_of_cores(team.workspace)
+    [box] = instances(team.workspace, team.contributor, "desk", 1, S.STOPPED)
+    Compute.objects.filter(pk=box.pk).update(
+        idle_deadline=T0 - minutes(10), idle_next_check_at=T0 - minutes(10)
+    )
+    [stale] = due_stops(team.workspace, team.contributor, 1, T0, prefix="other")
+    schedule = Schedule.objects.create(
+        compute=box, action=ScheduleAction.START, cron="0 12 * * *", timezone="UTC",
+        next_run_at=T0, next_check_at=T0,
+    )  # fmt: skip
+    report = sweep_at(T0, django_capture_on_commit_callbacks)
+    assert report.fired == [(schedule.pk, ScheduleAction.START)]
+    assert report.stopped == [stale.pk]  # and the rest of the sweep is done too
+    assert Compute.objects.get(pk=box.pk).state == S.STARTING
