@@ -23,7 +23,10 @@ test-only:
 	.venv/bin/lint-imports
 	.venv/bin/mypy
 	DJANGO_SETTINGS_MODULE=config.settings_test $(PY) manage.py check --fail-level WARNING
-	.venv/bin/pytest $(PYTEST_ARGS)
+	.venv/bin/pytest $(PYTEST_ARGS) -m "not image_builds"
+	@# Real image builds (minutes of CPU and disk) after the rest, on their own: beside
+	@# them, the timing of local nodes and workers in the other tests is not the product's.
+	.venv/bin/pytest -m image_builds
 
 lint:
 	.venv/bin/ruff check .

@@ -85,6 +85,7 @@ def fresh(engine: docker.DockerClient, tag: str) -> None:
         pass
 
 
+@pytest.mark.image_builds
 def test_an_environment_is_built_once_and_its_node_imports_both_packages(
     access, engine, sent_builds
 ):
@@ -141,6 +142,7 @@ def test_an_environment_is_built_once_and_its_node_imports_both_packages(
     ]
 
 
+@pytest.mark.image_builds
 def test_a_bad_package_fails_the_build_with_apts_words_and_tags_nothing(
     access, engine, sent_builds
 ):
@@ -157,6 +159,7 @@ def test_a_bad_package_fails_the_build_with_apts_words_and_tags_nothing(
         engine.images.get(image.tag)
 
 
+@pytest.mark.image_builds
 def test_a_worker_killed_mid_build_is_taken_over_and_builds_once(access, engine, workers):
     worker = workers.get("local")
     environment = create_environment(
@@ -185,6 +188,7 @@ def test_a_worker_killed_mid_build_is_taken_over_and_builds_once(access, engine,
     assert engine.images.get(image.tag).id == image.image_id
 
 
+@pytest.mark.image_builds
 def test_a_job_on_an_instance_of_a_built_environment_imports_both_packages(
     access, engine, workers, catalog, settings
 ):
