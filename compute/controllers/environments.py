@@ -25,16 +25,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import docker
 from django.db.models import F, Q
 from django.utils import timezone
 
 from compute.controllers.lease import Owner, new_owner
-from compute.lib import buildlogs, images
+from compute.lib import buildlogs
 from compute.models import EnvironmentImage, ImageState, Job, Node
 from compute.models.states import JOB_UNFINISHED, NODE_WITH_CONTAINER
 
+if TYPE_CHECKING:
+    import docker
+
+# The Docker SDK (and requests under it) is imported by the functions that build or remove
+# an image, not with this module: every worker process imports the tasks, and most never
+# build an image (8 MB a process, against the worker's memory goal).
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 BUILD_STALE_SECONDS = 60.0
@@ -44,6 +50,10 @@ S = ImageState
 
 def build(image_pk: int) -> str:
     """Build the image if it is this worker's to build; returns what happened, in words."""
+    import docker
+
+    from compute.lib import images
+
     owner = new_owner()
     image = claim(image_pk, owner)
     if image is None:
@@ -112,6 +122,8 @@ def claim(image_pk: int, owner: str) -> EnvironmentImage | None:
 
 
 def adopt_existing(client: docker.DockerClient, image: EnvironmentImage, owner: str) -> bool:
+    import docker
+
     try:
         found = client.images.get(image.tag)
     except docker.errors.ImageNotFound:
@@ -187,6 +199,8 @@ def images_in_use() -> set[int]:
 def prune(image_pks: list[int] | None = None) -> list[str]:
     """Remove the ready images (of `image_pks`, or all) that nothing uses: their disk comes
     back, and each is built again when next asked for. Returns the tags removed."""
+    import docker
+
     client = docker.from_env(timeout=120)
     used = images_in_use()
     ready = EnvironmentImage.objects.filter(state=S.READY).exclude(pk__in=used)

@@ -11,7 +11,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from compute import quota
-from compute.actions.environments import queue_build
 from compute.controllers import jobs as job_steps
 from compute.controllers.nodespec import node_spec
 from compute.drivers import Driver, NodeObservation, NodeSpec, NodeStartError
@@ -48,6 +47,8 @@ class NodeSteps:
         if image.is_ready:
             return image.tag
         if image.is_not_built:  # removed as unused since, or curated and never asked for
+            from compute.actions.environments import queue_build  # rare: not in every worker
+
             queue_build(image)
         if image.is_failed:
             reason = (image.error.strip().splitlines() or ["see its page"])[0]
