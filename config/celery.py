@@ -1,6 +1,7 @@
 """The Celery app. Tasks take ids and re-fetch from the database (DESIGN.md)."""
 
 import os
+import signal
 
 from celery import Celery, signals
 
@@ -33,3 +34,12 @@ def _freeze_before_the_pool(**_: object) -> None:
 @signals.worker_process_init.connect(weak=False)
 def _freeze_in_the_pool_process(**_: object) -> None:
     heap.freeze_loaded()
+
+
+# A pool process leaves stopping to the worker (its warm shutdown lets each task finish,
+# then closes the pool): honcho, systemd's mixed mode and Ctrl-C signal the whole process
+# group, and a pool process that died of SIGTERM mid-task made `make run`'s stop print a
+# WorkerLostError traceback (the task itself was handed out again: late acks).
+@signals.worker_process_init.connect(weak=False)
+def _leave_sigterm_to_the_worker(**_: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

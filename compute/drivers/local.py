@@ -19,7 +19,6 @@ from pathlib import Path
 from compute.drivers import hostproc
 from compute.drivers.base import (
     Driver,
-    DriverUnavailable,
     JobLaunch,
     NodeObservation,
     NodeSpec,
@@ -30,10 +29,6 @@ from compute.drivers.processes import ProcessIdentity, is_alive, signal_group
 from compute.lib import jobfiles
 
 START_TIMEOUT = 5.0
-# A node whose supervisor has reported nothing (no process, no exit code) this long after
-# its launch is taken for dead and launched again; before that it is still starting.
-STILL_STARTING = hostproc.LAUNCH_STALE
-LAUNCHED_FILE = "launched"
 STOP_TIMEOUT = 3.0
 RUNS_FILE = "runs.txt"
 
@@ -68,8 +63,6 @@ class LocalDriver(Driver):
             observation = self._wait_observe(node_dir)
             if observation is not None and observation.running:
                 return observation
-            if self._still_starting(node_dir):
-                raise self._slow_start(spec)  # never a second supervisor beside the first
             self._clear_run_files(node_dir)
         else:
             (node_dir / "labels.json").write_text(json.dumps(spec.labels))
@@ -80,7 +73,6 @@ class LocalDriver(Driver):
         if not command or shutil.which(command[0], path=hostproc.BASE_PATH) is None:
             raise NodeStartError(f"Command {spec.command[:1]} is not on this machine's PATH.")
         work = hostproc.fresh_work_dir(self.work_dir(spec.container_name), user)
-        (node_dir / LAUNCHED_FILE).write_text(str(time.time()))
         hostproc.launch_supervisor(
             {
                 "mode": "node",
@@ -93,34 +85,12 @@ class LocalDriver(Driver):
         )
         observation = self._wait_observe(node_dir)
         if observation is None or not observation.running:
-            if self._still_starting(node_dir):
-                raise self._slow_start(spec)
             raise NodeStartError(
                 f"Local node {spec.container_name} did not start"
                 + (f" ({observation.describe})" if observation else "")
                 + self._output_tail(node_dir)
             )
         return observation
-
-    @staticmethod
-    def _still_starting(node_dir: Path) -> bool:
-        """Launched lately and nothing reported yet: a loaded machine starts the supervisor
-        slowly (seconds, while CI installs packages beside it). Not a failure: failing
-        made the compute Failed for good; the next pass looks again."""
-        if (node_dir / "process").exists() or (node_dir / "exit_code").exists():
-            return False
-        try:
-            launched = (node_dir / LAUNCHED_FILE).stat().st_mtime
-        except OSError:
-            return False
-        return time.time() - launched < STILL_STARTING
-
-    @staticmethod
-    def _slow_start(spec: NodeSpec) -> DriverUnavailable:
-        return DriverUnavailable(
-            f"Local node {spec.container_name} is still starting (nothing reported within "
-            f"{START_TIMEOUT:.0f} s; this machine is busy)"
-        )
 
     @staticmethod
     def _output_tail(node_dir: Path) -> str:
