@@ -21,6 +21,7 @@ from compute.models import (
     ComputeKind,
     ComputeState,
     ComputeVerb,
+    Environment,
     Job,
     JobStatus,
     Node,
@@ -36,6 +37,13 @@ from workspace.models import Invitation, InvitationState, Membership, Role, Work
 def computes_of(access: WorkspaceAccess) -> QuerySet[Compute]:
     """Every compute of the workspace (deleted ones too: their pages keep the history)."""
     return Compute.objects.of(access.workspace)
+
+
+def environments_for(workspace: Workspace) -> QuerySet[Environment]:
+    """The environments `workspace` may see and run: its own and the site's curated ones."""
+    return Environment.objects.filter(Q(workspace=workspace) | Q(workspace=None)).select_related(
+        "image"
+    )
 
 
 def live_computes_of(workspace: Workspace) -> QuerySet[Compute]:

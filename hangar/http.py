@@ -202,13 +202,7 @@ class Connection:
         if length is not None:
             if not (length.isascii() and length.isdigit()):  # "²".isdigit() too
                 raise ConnectionLost("a broken Content-Length in the answer")
-            left = int(length)
-            while left:
-                chunk = self.reader.read1(min(left, 65536))
-                if not chunk:
-                    raise ConnectionLost("the answer ended early")
-                left -= len(chunk)
-                yield chunk
+            yield from self.exactly(int(length))
             return
         while chunk := self.reader.read1(65536):  # until the server closes
             yield chunk

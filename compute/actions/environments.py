@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max
 from django.utils import timezone
 
 from compute import enqueue
@@ -18,13 +18,6 @@ from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
 
 NAME_HELP = "Letters, digits, - and _ (up to 64), starting with a letter."
-
-
-def visible(access: WorkspaceAccess) -> QuerySet[Environment]:
-    """The workspace's own environments and the site's curated ones."""
-    return Environment.objects.filter(
-        Q(workspace=access.workspace) | Q(workspace=None)
-    ).select_related("image")
 
 
 def image_for(

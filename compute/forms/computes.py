@@ -6,12 +6,12 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from compute.forms.fields import parse_variables, secret_variables_field
 from compute.models import Category, Environment, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
-from compute.selectors import live_computes_of
+from compute.selectors import environments_for, live_computes_of
 from workspace.forms import QuickSelect, StyledForm
 from workspace.models import Workspace
 
@@ -88,13 +88,6 @@ def size_choices() -> list:
         title = f"{size.family.name} · {size.family.get_category_display()}"
         groups.setdefault(title, []).append((str(size.pk), size_label(size)))
     return [("", "Choose a VM size…"), *groups.items()]
-
-
-def environments_for(workspace: Workspace) -> QuerySet[Environment]:
-    """The environments a compute of `workspace` may run: its own and the curated ones."""
-    return Environment.objects.filter(Q(workspace=workspace) | Q(workspace=None)).select_related(
-        "image"
-    )
 
 
 def environment_label(environment: Environment) -> str:

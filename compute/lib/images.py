@@ -9,10 +9,14 @@
 from __future__ import annotations
 
 import io
+import os
+import shlex
 import shutil
+import ssl
 import subprocess
 import tarfile
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -168,16 +172,11 @@ def background() -> list[str]:
 def host_ca_bundle() -> Path | None:
     """This machine's CA bundle: a site whose egress goes through its own TLS proxy trusts
     that proxy here, and pip in the new root (with Debian's bundle) would not."""
-    import ssl
-
     cafile = ssl.get_default_verify_paths().cafile
     return Path(cafile) if cafile and Path(cafile).is_file() else None
 
 
 def pip_step(requirements: Path) -> str:
-    import os
-    import shlex
-
     environment = [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME=/root",
@@ -235,8 +234,6 @@ def build_environment_image(
 def run_telling(command: list[str], say: Callable[[str], None]) -> list[str] | None:
     """Run `command`, telling each output line as it comes. None when it succeeded, else
     the lines that say why (errors first, else the last ones)."""
-    from collections import deque
-
     last: deque[str] = deque(maxlen=30)
     errors: list[str] = []
     process = subprocess.Popen(

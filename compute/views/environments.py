@@ -9,10 +9,11 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from compute.actions.environments import create_environment, request_build, visible
+from compute.actions.environments import create_environment, request_build
 from compute.forms.environments import EnvironmentForm
 from compute.lib.buildlogs import log_tail
 from compute.models import Environment, ImageState
+from compute.selectors import environments_for
 from compute.views.common import add_errors
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
@@ -22,7 +23,11 @@ PER_PAGE = 50
 
 @workspace_view()
 def environment_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
-    shown = list(visible(access).order_by("workspace_id", "name", "-version")[: PER_PAGE + 1])
+    shown = list(
+        environments_for(access.workspace).order_by("workspace_id", "name", "-version")[
+            : PER_PAGE + 1
+        ]
+    )
     return render(
         request,
         "compute/environments.html",
@@ -57,7 +62,7 @@ def environment_create(request: AuthedRequest, access: WorkspaceAccess) -> HttpR
 
 
 def visible_environment(access: WorkspaceAccess, pk: int) -> Environment:
-    environment = visible(access).filter(pk=pk).first()
+    environment = environments_for(access.workspace).filter(pk=pk).first()
     if environment is None:
         raise Http404("No such environment in this workspace.")
     return environment
@@ -79,7 +84,7 @@ def environment_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int)
         "build_seconds": (image.finished_at - image.started_at).total_seconds()
         if image.finished_at and image.started_at
         else None,
-        "versions": visible(access)
+        "versions": environments_for(access.workspace)
         .filter(workspace=environment.workspace, name=environment.name)
         .order_by("-version")[:20],
     }
