@@ -21,6 +21,7 @@ from compute.models import (
     ComputeKind,
     ComputeState,
     ComputeVerb,
+    DefaultEnvironment,
     Environment,
     Job,
     JobStatus,
@@ -44,6 +45,41 @@ def environments_for(workspace: Workspace) -> QuerySet[Environment]:
     return Environment.objects.filter(Q(workspace=workspace) | Q(workspace=None)).select_related(
         "image"
     )
+
+
+def environment_named(workspace: Workspace, text: str) -> Environment | None:
+    """The environment `text` names for the API and CLI: an id, `name:version`, or a name
+    (its newest version; the workspace's own before a curated one of that name)."""
+    text = text.strip()
+    visible = environments_for(workspace)
+    if text.isdigit():
+        return visible.filter(pk=int(text)).first()
+    name, _, version = text.partition(":")
+    if version:
+        return (
+            visible.filter(name=name, version=int(version)).first() if version.isdigit() else None
+        )
+    return visible.filter(name=name).order_by("workspace_id", "-version").first()
+
+
+def environment_choice(workspace: Workspace, text: str) -> str:
+    """A form's choice for what `text` names: its id, or the text itself, which the form
+    then refuses as not among its choices."""
+    if not text.strip():
+        return ""
+    found = environment_named(workspace, text)
+    return str(found.pk) if found else text
+
+
+def default_environment_of(workspace: Workspace) -> Environment | None:
+    """What the workspace's new computes start with, when its admins chose (none: the
+    site's node image)."""
+    found = (
+        DefaultEnvironment.objects.filter(workspace=workspace)
+        .select_related("environment__image")
+        .first()
+    )
+    return found.environment if found else None
 
 
 def live_computes_of(workspace: Workspace) -> QuerySet[Compute]:

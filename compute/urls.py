@@ -58,6 +58,11 @@ urlpatterns = [
         environments.environment_build,
         name="environment-build",
     ),
+    path(
+        "w/<slug:slug>/environments/<int:pk>/default/",
+        environments.environment_default,
+        name="environment-default",
+    ),
     path("w/<slug:slug>/jobs/", jobs.job_list, name="jobs"),
     path("w/<slug:slug>/jobs/new/", jobs.job_submit, name="job-submit"),
     path("w/<slug:slug>/jobs/<int:pk>/", jobs.job_detail, name="job"),

@@ -345,6 +345,11 @@ def compute_create_options(parser: argparse.ArgumentParser) -> None:
         help="Cluster: idle seconds before scale-down (120).",
     )
     parser.add_argument(
+        "--environment",
+        help="What its nodes run: an environment's name, name:version or id (default: the "
+        "workspace's default; '' for the site's node image).",
+    )
+    parser.add_argument(
         "--idle-shutdown-minutes",
         dest="idle_shutdown",
         type=int,
@@ -368,10 +373,15 @@ def compute_create(args: argparse.Namespace) -> None:
             max_nodes=args.max_nodes,
             tier=args.tier,
             idle_seconds_before_scaledown=args.idle_seconds,
+            environment=args.environment,
         )
     else:
         made = client.create_instance(
-            slug, args.name, args.size, idle_shutdown_minutes=args.idle_shutdown
+            slug,
+            args.name,
+            args.size,
+            idle_shutdown_minutes=args.idle_shutdown,
+            environment=args.environment,
         )
     if args.wait:
         made = settle(client, slug, made)
@@ -533,6 +543,12 @@ def job_submit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", "-n", type=int, default=1, help="Nodes to run on (1).")
     parser.add_argument("--env", "-e", action="append", help="KEY=value (repeat).")
     parser.add_argument(
+        "--environment",
+        default="",
+        help="Run in this environment (name, name:version or id) instead of the compute's; "
+        "a cluster starts nodes of it. Not the variables: those are --env.",
+    )
+    parser.add_argument(
         "--secret-env", action="append", help="KEY=value, stored encrypted, never shown (repeat)."
     )
     parser.add_argument(
@@ -599,6 +615,7 @@ def job_submit(args: argparse.Namespace) -> int | None:
             code_dir=str(code) if code is not None else None,
             name=args.name,
             progress=advance,
+            runs_in=args.environment,
         )
     except PackError as error:
         raise Failure(str(error))

@@ -62,6 +62,7 @@ class Compute(TypedDict):
     idle_deadline: str | None
     last_error: str
     autoscale_note: str
+    environment: str | None  # "name:version"; none: the site's node image
     created_at: str
     state_changed_at: str
     url: str
@@ -84,6 +85,8 @@ class Job(TypedDict):
     finished_at: str | None
     cancel_requested_at: str | None
     code: str | None
+    environment: str | None  # what it runs in: its own choice or its compute's
+    image: str  # the image its nodes ran, once placed
     url: str
 
 
@@ -374,9 +377,11 @@ class Client:
         max_nodes: int = 1,
         tier: str = "dedicated",
         idle_seconds_before_scaledown: int = 120,
+        environment: str | None = None,
     ) -> Compute:
-        """A cluster of `vm_size` nodes (a catalog size's name, e.g. "Standard_DS3_v2")."""
-        payload = {
+        """A cluster of `vm_size` nodes (a catalog size's name, e.g. "Standard_DS3_v2").
+        `environment`: its id, name or name:version; None for the workspace's default."""
+        payload: dict[str, Any] = {
             "name": name,
             "vm_size": vm_size,
             "min_nodes": min_nodes,
@@ -384,6 +389,8 @@ class Client:
             "tier": tier,
             "idle_seconds_before_scaledown": idle_seconds_before_scaledown,
         }
+        if environment is not None:
+            payload["environment"] = environment
         return cast(
             Compute, self.call("POST", f"{slug_path(workspace)}/computes/clusters", json=payload)
         )
@@ -398,9 +405,10 @@ class Client:
         setup_script: str = "",
         secret_environment: Mapping[str, str] | None = None,
         assigned_to: str | None = None,
+        environment: str | None = None,
     ) -> Compute:
         """A single-node instance. `idle_shutdown_minutes`: None for the workspace's
-        default, 0 for never (if the workspace allows it)."""
+        default, 0 for never (if the workspace allows it). `environment`: as a cluster's."""
         payload: dict[str, Any] = {
             "name": name,
             "vm_size": vm_size,
@@ -411,6 +419,8 @@ class Client:
             payload["idle_shutdown_minutes"] = idle_shutdown_minutes
         if assigned_to:
             payload["assigned_to"] = assigned_to
+        if environment is not None:
+            payload["environment"] = environment
         return cast(
             Compute, self.call("POST", f"{slug_path(workspace)}/computes/instances", json=payload)
         )
@@ -495,8 +505,10 @@ class Client:
         script_name: str = "train.py",
         size_limit: int | None = CODE_SIZE_LIMIT,
         progress: Callable[[int, int], None] | None = None,
+        runs_in: str = "",
     ) -> Job:
-        """Submit `command` to a compute (its name or id). `code_dir`: a folder packed as a
+        """Submit `command` to a compute (its name or id). `runs_in`: an environment (id,
+        name or name:version) other than the compute's. `code_dir`: a folder packed as a
         zip (minus what .gitignore and .hangarignore ignore, and .git), unpacked in the job's
         working folder; or `script`, one file named `script_name`. `secret_env` values are
         stored encrypted and never shown back. `progress(sent, total)` follows the upload."""
@@ -507,6 +519,7 @@ class Client:
             "node_count": str(nodes),
             "environment": variable_lines(env, "environment"),
             "secret_environment": variable_lines(secret_env, "secret environment"),
+            "runs_in": runs_in,
         }
         if script is not None:
             data.update(script=script, script_name=script_name)

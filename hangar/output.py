@@ -107,6 +107,8 @@ def show_compute(compute: Compute, output: Output) -> None:
         ("size", compute["vm_size"]),
         ("tier", compute["tier"]),
     ]
+    if compute["kind"] != "attached":
+        pairs.append(("environment", compute.get("environment") or "the site's node image"))
     if compute["kind"] == "cluster":
         pairs += [
             ("nodes", nodes_of(compute)),
@@ -161,6 +163,8 @@ def show_job(job: Job, output: Output) -> None:
             ("compute", job["compute"]),
             ("command", job["command"]),
             ("nodes", job["node_count"]),
+            ("environment", job.get("environment") or "the compute's"),
+            ("image", job.get("image") or ""),
             ("status", job["status"]),
             ("exit code", exit_text(job)),
             ("error", job["error"]),

@@ -12,7 +12,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from compute import enqueue
-from compute.models import Environment, EnvironmentImage, ImageState
+from compute.models import DefaultEnvironment, Environment, EnvironmentImage, ImageState
 from compute.rules.environments import ImageSpec, SpecError, image_spec
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
@@ -76,6 +76,21 @@ def create_environment(
     if image.state == ImageState.NOT_BUILT:  # a curated one's, waiting for someone to ask
         queue_build(image)
     return environment
+
+
+def set_default_environment(access: WorkspaceAccess, environment: Environment | None) -> None:
+    """The environment new computes of the workspace start with (None: the site's node
+    image). Admins choose it: it changes what everyone's next compute runs."""
+    require_role(access, Role.ADMIN, "choosing the workspace's default environment")
+    if environment is None:
+        DefaultEnvironment.objects.filter(workspace=access.workspace).delete()
+        return
+    if environment.workspace_id not in (None, access.workspace.pk):
+        raise ValidationError("Choose an environment from the list.")
+    DefaultEnvironment.objects.update_or_create(
+        workspace=access.workspace,
+        defaults={"environment": environment, "set_by": access.membership.user},
+    )
 
 
 def request_build(access: WorkspaceAccess, environment: Environment) -> bool:

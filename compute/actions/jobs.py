@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from compute import enqueue
+from compute.actions.environments import queue_build
 from compute.actions.errors import StateConflict
 from compute.lib import secrets, snapshots
 from compute.models import (
@@ -19,6 +20,7 @@ from compute.models import (
     Compute,
     ComputeState,
     ComputeVerb,
+    Environment,
     Job,
     JobStatus,
     Node,
@@ -56,9 +58,10 @@ def submit_job(
     environment: dict[str, str] | None = None,
     secret_environment: dict[str, str] | None = None,
     code: Code | None = None,
+    runs_in: Environment | None = None,
 ) -> Job:
     """`secret_environment` is encrypted here, before it reaches a row; no event, message
-    or task names its values."""
+    or task names its values. `runs_in`: an environment other than the compute's."""
     require_role(access, Role.CONTRIBUTOR, "submitting jobs")
     actor = access.membership.user
     command = command.strip()
@@ -71,6 +74,7 @@ def submit_job(
     if refusal:
         raise StateConflict({"compute": refusal})
     check_node_count(compute, node_count)
+    runs_in = job_environment(access, compute, runs_in)
     stored = False
     try:
         with transaction.atomic():
@@ -82,7 +86,7 @@ def submit_job(
                 command=command,
                 environment=environment or {},
                 secret_environment=secrets.encrypt_variables(secret_environment),
-                image="" if compute.is_attached else settings.HANGAR_NODE_IMAGE,  # runs as is
+                chosen_environment=runs_in,
                 node_count=node_count,
                 submitted_by=actor,
                 max_retries=settings.HANGAR_JOB_MAX_RETRIES,
@@ -93,10 +97,11 @@ def submit_job(
                 store_code(job, code)
                 stored = True
             nodes = "1 node" if node_count == 1 else f"{node_count} nodes"
+            within = f" in environment {runs_in}" if runs_in else ""
             record(
                 compute,
                 EventVerb.JOB_SUBMITTED,
-                f"{actor} submitted job {job.name} (#{job.pk}) needing {nodes}.",
+                f"{actor} submitted job {job.name} (#{job.pk}) needing {nodes}{within}.",
                 actor=actor,
             )
             enqueue.reconcile(compute.pk)
@@ -109,6 +114,44 @@ def submit_job(
     if compute.is_instance:
         record_activity(compute.pk, f"job {job.name} submitted by {actor}")
     return job
+
+
+def job_environment(
+    access: WorkspaceAccess, compute: Compute, chosen: Environment | None
+) -> Environment | None:
+    """The environment a job runs in when not its compute's (None: the compute's). Only a
+    cluster's nodes can run several; one not built yet is asked for now."""
+    if chosen is None or chosen.pk == compute.environment_id:
+        return None
+    if chosen.workspace_id not in (None, access.workspace.pk):
+        raise ValidationError({"runs_in": "Choose an environment from the list."})
+    if compute.is_attached:
+        raise ValidationError(
+            {
+                "runs_in": f"{compute.name} is attached: its jobs run with what its machine "
+                "has. Environments are for instances and clusters."
+            }
+        )
+    if compute.is_instance:
+        own = compute.environment or "the site's node image"
+        raise ValidationError(
+            {
+                "runs_in": f"Instance {compute.name} runs {own}, and so do its jobs. Run a "
+                f"job in {chosen} on a cluster, or on an instance made with it."
+            }
+        )
+    image = chosen.image
+    if image.is_failed:
+        reason = (image.error.strip().splitlines() or ["see its page"])[0]
+        raise ValidationError(
+            {
+                "runs_in": f"Environment {chosen} did not build ({reason}). Build it again "
+                "on its page, or make a version that builds."
+            }
+        )
+    if image.can_build:
+        queue_build(image)  # curated and never asked for, or removed as unused since
+    return chosen
 
 
 def check_queue_room(workspace: Workspace) -> None:

@@ -19,7 +19,7 @@ from compute.api.pagination import CursorPagination, newest_first
 from compute.api.schemas import ComputeOut, Error, EventOut, NodeOut
 from compute.forms.computes import ClusterBoundsForm, ClusterForm, InstanceForm
 from compute.models import Compute, VmSize
-from compute.selectors import computes_of
+from compute.selectors import computes_of, default_environment_of, environment_choice
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
 
@@ -37,6 +37,9 @@ class InstanceIn(Schema):
     idle_shutdown_minutes: int | None = None
     setup_script: str = ""
     secret_environment: dict[str, str] = {}
+    # An environment's id, name or name:version. Omitted: the workspace's default; null or
+    # "": the site's node image.
+    environment: str | None = None
 
 
 class ClusterIn(Schema):
@@ -46,6 +49,7 @@ class ClusterIn(Schema):
     min_nodes: int = 0
     max_nodes: int = 1
     idle_seconds_before_scaledown: int = 120
+    environment: str | None = None  # as InstanceIn's
 
 
 class ClusterUpdate(Schema):
@@ -58,7 +62,7 @@ def compute_in(access: WorkspaceAccess, compute_id: int) -> Compute:
     """One compute of the workspace as the API shows it (404 for any other id); read again
     after an action, it shows the state the action moved it to."""
     return get_object_or_404(
-        computes_of(access).select_related("vm_size", "workspace"), pk=compute_id
+        computes_of(access).select_related("vm_size", "workspace", "environment"), pk=compute_id
     )
 
 
@@ -72,7 +76,9 @@ def list_computes(
     request: HttpRequest, slug: str, kind: str | None = None, state: str | None = None
 ) -> QuerySet:
     """The workspace's computes (deleted ones only when asked for with `state=deleted`)."""
-    computes = computes_of(api_access(request, slug)).select_related("vm_size", "workspace")
+    computes = computes_of(api_access(request, slug)).select_related(
+        "vm_size", "workspace", "environment"
+    )
     computes = computes.filter(state=state) if state else computes.exclude(state="deleted")
     return computes.filter(kind=kind) if kind else computes
 
@@ -89,6 +95,15 @@ def size_pk(name: str) -> str:
     return str(pk) if pk is not None else name
 
 
+def chosen_environment(access: WorkspaceAccess, payload: InstanceIn | ClusterIn) -> str:
+    """The form's choice for the environment the payload names; the workspace's default
+    when it names none."""
+    if "environment" in payload.model_fields_set:
+        return environment_choice(access.workspace, payload.environment or "")
+    default = default_environment_of(access.workspace)
+    return str(default.pk) if default else ""
+
+
 @router.post("/workspaces/{slug}/computes/instances", response={201: ComputeOut, **REFUSALS})
 @sensitive_variables()  # the secret variables pass through here in clear
 def create_instance(request: HttpRequest, slug: str, payload: InstanceIn) -> Status:
@@ -99,6 +114,7 @@ def create_instance(request: HttpRequest, slug: str, payload: InstanceIn) -> Sta
         "vm_size": size_pk(payload.vm_size),
         "setup_script": payload.setup_script,
         "secret_environment": "\n".join(f"{k}={v}" for k, v in payload.secret_environment.items()),
+        "environment": chosen_environment(access, payload),
     }
     if "idle_shutdown_minutes" in payload.model_fields_set:
         minutes = payload.idle_shutdown_minutes
@@ -120,7 +136,11 @@ def create_instance(request: HttpRequest, slug: str, payload: InstanceIn) -> Sta
 @router.post("/workspaces/{slug}/computes/clusters", response={201: ComputeOut, **REFUSALS})
 def create_cluster(request: HttpRequest, slug: str, payload: ClusterIn) -> Status:
     access = api_access(request, slug, Role.CONTRIBUTOR, "creating compute")
-    data = {**payload.dict(), "vm_size": size_pk(payload.vm_size)}
+    data = {
+        **payload.dict(),
+        "vm_size": size_pk(payload.vm_size),
+        "environment": chosen_environment(access, payload),
+    }
     form = ClusterForm(data, workspace=access.workspace)
     if not form.is_valid():
         raise form_invalid(form)

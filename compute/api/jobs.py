@@ -24,7 +24,7 @@ from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
 from compute.models import Job, JobRun
 from compute.models.states import JOB_TERMINAL
-from compute.selectors import live_computes_of
+from compute.selectors import environment_choice, live_computes_of
 from workspace.access import WorkspaceAccess
 from workspace.models import Role
 
@@ -48,7 +48,7 @@ def jobs_of(request: HttpRequest, slug: str) -> QuerySet[Job]:
 def jobs_in(access: WorkspaceAccess) -> QuerySet[Job]:
     """The workspace's jobs with what a JobOut shows of them."""
     return Job.objects.filter(workspace=access.workspace).select_related(
-        "compute", "submitted_by", "workspace"
+        "compute__environment", "chosen_environment", "submitted_by", "workspace"
     )
 
 
@@ -91,6 +91,11 @@ def submit(
     script: str = Form(""),
     script_name: str = Form("train.py"),
     upload: UploadedFile | None = File(None, description="A file, or a .zip of a folder."),
+    runs_in: str = Form(
+        "",
+        description="The environment to run in (its id, name or name:version) when not the "
+        "compute's; a cluster starts nodes of it.",
+    ),
 ) -> Status:
     """Submit a job, with its code as a script or an uploaded file or zip (as the page)."""
     access = api_access(request, slug, Role.CONTRIBUTOR, "submitting jobs")
@@ -106,6 +111,7 @@ def submit(
         "secret_environment": secret_environment,
         "script": script,
         "script_name": script_name,
+        "runs_in": environment_choice(access.workspace, runs_in),
     }
     files = {"upload": upload} if upload is not None else {}
     form = JobSubmitForm(

@@ -70,6 +70,7 @@ class ComputeOut(Schema):
     idle_deadline: datetime | None
     last_error: str
     autoscale_note: str
+    environment: str | None  # "name:version"; none: the site's node image
     created_at: datetime
     state_changed_at: datetime
     url: str
@@ -77,6 +78,10 @@ class ComputeOut(Schema):
     @staticmethod
     def resolve_vm_size(compute: Any) -> str | None:
         return compute.vm_size.name if compute.vm_size_id else None
+
+    @staticmethod
+    def resolve_environment(compute: Any) -> str | None:
+        return str(compute.environment) if compute.environment_id else None
 
     @staticmethod
     def resolve_url(compute: Any) -> str:
@@ -124,6 +129,8 @@ class JobOut(Schema):
     finished_at: datetime | None
     cancel_requested_at: datetime | None
     code: str | None  # the uploaded file or script's name
+    environment: str | None  # what it runs in ("name:version"): its own choice or its compute's
+    image: str  # the image its nodes ran, once placed
     url: str
 
     @staticmethod
@@ -133,6 +140,11 @@ class JobOut(Schema):
     @staticmethod
     def resolve_submitted_by(job: Any) -> str | None:
         return job.submitted_by.username if job.submitted_by_id else None
+
+    @staticmethod
+    def resolve_environment(job: Any) -> str | None:
+        runs_in = job.runs_in()
+        return str(runs_in) if runs_in is not None else None
 
     @staticmethod
     def resolve_code(job: Any) -> str | None:

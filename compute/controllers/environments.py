@@ -184,15 +184,17 @@ def builds_to_hand_out(now: datetime | None = None) -> list[int]:
 
 
 def images_in_use() -> set[int]:
-    """Images a live node runs, or that a compute with unfinished jobs will start nodes
-    of: never removed."""
+    """Images a live node runs, or that an unfinished job will run (its own environment's,
+    or its compute's): never removed."""
     live_tags = Node.objects.filter(
         state__in=NODE_WITH_CONTAINER, ended_at__isnull=True
     ).values_list("image", flat=True)
     by_tag = set(EnvironmentImage.objects.filter(tag__in=live_tags).values_list("pk", flat=True))
-    awaited = Job.objects.filter(status__in=JOB_UNFINISHED).values_list(
-        "compute__environment__image", flat=True
-    )
+    unfinished = Job.objects.filter(status__in=JOB_UNFINISHED)
+    awaited = [
+        *unfinished.values_list("compute__environment__image", flat=True),
+        *unfinished.values_list("chosen_environment__image", flat=True),
+    ]
     return by_tag | {int(pk) for pk in awaited if pk is not None}
 
 

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
 
+from compute.controllers import job_images
 from compute.controllers.launches import claim_launch, launch
 from compute.drivers import DriverUnavailable, JobRunner, NodeStartError
 from compute.lib import jobfiles
@@ -386,8 +387,10 @@ def place_on_target(compute: Compute, runner: JobRunner, slots: int, report: Job
 
 
 def demand(compute: Compute) -> tuple[int, int]:
-    """(nodes the queue needs, queued jobs) for the autoscaler, in one query."""
-    totals = Job.objects.filter(compute=compute, status=J.QUEUED).aggregate(
+    """(nodes the queue needs, queued jobs) for the autoscaler, in one query. A job waiting
+    for its environment's build is no demand yet."""
+    queued = Job.objects.filter(compute=compute, status=J.QUEUED)
+    totals = queued.filter(job_images.placeable(compute)).aggregate(
         nodes=Sum("node_count"), jobs=Count("id")
     )
     return totals["nodes"] or 0, totals["jobs"]

@@ -70,6 +70,7 @@ def launch(
     hidden = secret_variables(compute, job)
     for run in runs:
         environment = {
+            **(job.chosen_environment.variables if job.chosen_environment else {}),
             **{str(k): str(v) for k, v in (job.environment or {}).items()},
             **hidden,
             "HANGAR_COMMAND": job.command,

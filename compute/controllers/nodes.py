@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from compute import quota
+from compute.controllers import job_images, placement
 from compute.controllers import jobs as job_steps
 from compute.controllers.nodespec import node_spec
 from compute.drivers import Driver, NodeObservation, NodeSpec, NodeStartError
@@ -36,6 +37,14 @@ class NodeSteps:
     def spec(self, node: Node, with_secrets: bool = False, image: str = "") -> NodeSpec:
         return node_spec(self.compute, node, with_secrets, image)
 
+    def default_tag(self) -> str | None:
+        """The compute's image when it is built (None while its environment builds)."""
+        chosen = self.compute.environment
+        if chosen is None:
+            return settings.HANGAR_NODE_IMAGE
+        image = EnvironmentImage.objects.get(pk=chosen.image_id)  # fresh: a build moves it
+        return image.tag if image.is_ready else None
+
     def node_image(self) -> str | None:
         """The image new nodes run: the compute's environment's once built (None until
         then: its nodes wait, and say so), else the site's node image. An environment
@@ -60,6 +69,34 @@ class NodeSteps:
             f"Waiting for environment {chosen} to build ({image.get_state_display().lower()}).",
         )
         return None
+
+    def images_for(self, count: int) -> list[str | None]:
+        """The image of each of `count` new nodes: first those the queue's jobs in another
+        environment lack, in queue order, then the compute's own (None while it builds)."""
+        keys = placement.images_lacking(self.compute, self.default_tag(), count)
+        own = self.node_image() if job_images.DEFAULT in keys else None
+        return [own if key == job_images.DEFAULT else key for key in keys]
+
+    def make_room(self, unplaced: placement.Unplaced | None) -> bool:
+        """The head of the queue runs another image than the idle nodes: as many of them
+        as it lacks make way (a node starts in under a second; the queue is FIFO, so
+        nothing behind the head could use them first). True if any went."""
+        if unplaced is None or not unplaced.others or unplaced.short <= 0:
+            return False
+        if unplaced.key == job_images.DEFAULT and self.default_tag() is None:
+            return False  # the compute's own environment still builds: nothing to make
+        job = unplaced.job
+        wanted = job.chosen_environment or self.compute.environment
+        runs_in = wanted or "the node image"
+        why = f"making room for job {job.name} (#{job.pk}), which runs in {runs_in}"
+        removed = 0
+        for node in unplaced.others[: unplaced.short]:
+            if Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
+                state=NodeState.LEAVING
+            ):
+                self.remove(node, None, why)
+                removed += 1
+        return removed > 0
 
     def release_preempted(
         self, observed: dict[int, NodeObservation], nodes: list[Node]
@@ -252,10 +289,11 @@ class NodeSteps:
 
     def start_preparing(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
         preparing = [node for node in nodes if node.state == NodeState.PREPARING]
-        image = self.node_image() if preparing else None
-        if image is None:
-            return  # nothing to start, or its environment is still building
-        for node in preparing:
+        if not preparing:
+            return
+        for node, image in zip(preparing, self.images_for(len(preparing)), strict=True):
+            if image is None:
+                continue  # its environment is still building
             observation = self.driver.ensure_node(self.spec(node, with_secrets=True, image=image))
             now = timezone.now()
             if Node.objects.filter(pk=node.pk, state=NodeState.PREPARING).update(

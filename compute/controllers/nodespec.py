@@ -21,8 +21,10 @@ def node_spec(
     size = compute.vm_size
     assert size is not None  # only attached computes have no size, and they have no nodes
     chosen = compute.environment
+    # A cluster's node of a job's own environment gets that job its variables at launch.
+    own_image = chosen is not None and image in ("", chosen.image.tag)
     environment = {
-        **(chosen.variables if chosen is not None else {}),
+        **(chosen.variables if chosen is not None and own_image else {}),
         "HANGAR_COMPUTE": compute.name,
         "HANGAR_NODE": node.name,
         "HANGAR_VM_SIZE": size.name,

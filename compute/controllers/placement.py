@@ -1,4 +1,4 @@
-"""Placement: queued jobs onto idle nodes, FIFO, all nodes of a job at once.
+"""Placement: queued jobs onto idle nodes of their image, FIFO, all nodes of a job at once.
 
 It works in batches (a handful of queries per pass, not per job), so a queue of
 thousands moves at thousands of placements per second.
@@ -7,12 +7,14 @@ thousands moves at thousands of placements per second.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from compute.controllers import job_images
 from compute.controllers.jobs import JobReport, finish, mark_running
 from compute.controllers.launches import claim_launch, launch
 from compute.drivers import JobRunner, NodeStartError
@@ -23,17 +25,23 @@ J = JobStatus
 PLACE_BATCH = 500
 
 
-def place(compute: Compute, driver: JobRunner, report: JobReport) -> None:
-    """FIFO: the head of the queue takes the idle nodes it needs, or everyone waits."""
+def place(
+    compute: Compute, driver: JobRunner, report: JobReport, default_tag: str | None
+) -> Unplaced | None:
+    """FIFO: the head of the queue takes the idle nodes of its image it needs, or everyone
+    waits. `default_tag`: the compute's image (None while its environment builds).
+    Returns the first job that found no room, and the idle nodes of other images."""
     free = free_nodes(compute)
     if not free:
-        return
-    assignments = assign(queue_head(compute, min(PLACE_BATCH, len(free))), free)
+        return None
+    queue = queue_head(compute, min(PLACE_BATCH, len(free)))
+    assignments, unplaced = assign(compute, default_tag, queue, free)
     if not assignments:
-        return
+        return unplaced
     runs = reserve(compute, assignments, timezone.now())
     if runs is None:
-        return
+        return None
+    write_images(compute, default_tag, assignments)
     started = launch_all(compute, driver, assignments, runs)
     now = timezone.now()
     mark_running(started, now)
@@ -41,6 +49,18 @@ def place(compute: Compute, driver: JobRunner, report: JobReport) -> None:
         # A running job is activity that lasts: no idle deadline until it ends.
         record_activity(compute.pk, f"job {assignments[0][0].name} started", now)
     report.placed += started
+    return unplaced
+
+
+@dataclass
+class Unplaced:
+    """The head of what is left of the queue: it needs `short` more nodes of its image
+    (`key`), and `others` idle nodes run an image it cannot use."""
+
+    job: Job
+    key: str
+    short: int
+    others: list[Node]
 
 
 def free_nodes(compute: Compute) -> list[Node]:
@@ -53,22 +73,64 @@ def free_nodes(compute: Compute) -> list[Node]:
 
 
 def queue_head(compute: Compute, limit: int) -> list[Job]:
-    """The first `limit` queued jobs, oldest first (job_queue_idx)."""
+    """The first `limit` jobs that can run, oldest first (job_queue_idx); a job whose
+    environment still builds is passed over, not in the way of those behind it."""
     return list(
-        Job.objects.filter(compute=compute, status=J.QUEUED).order_by("queued_at", "id")[:limit]
+        Job.objects.filter(compute=compute, status=J.QUEUED)
+        .filter(job_images.placeable(compute))
+        .select_related("chosen_environment__image")
+        .order_by("queued_at", "id")[:limit]
     )
 
 
-def assign(queue: list[Job], free: list[Node]) -> list[tuple[Job, list[Node]]]:
-    """Each job in queue order takes the nodes it needs; the first that does not fit stops
-    the rest, so a big job is never starved by small ones behind it."""
+def assign(
+    compute: Compute, default_tag: str | None, queue: list[Job], free: list[Node]
+) -> tuple[list[tuple[Job, list[Node]]], Unplaced | None]:
+    """Each job in queue order takes the idle nodes of its image it needs; the first that
+    does not fit stops the rest, so a big job is never starved by small ones behind it."""
+    by_image: dict[str, list[Node]] = defaultdict(list)
+    for node in free:
+        by_image[job_images.node_key(default_tag, node)].append(node)
     assignments: list[tuple[Job, list[Node]]] = []
     for job in queue:
-        if job.node_count > len(free):
-            break
-        assignments.append((job, free[: job.node_count]))
-        free = free[job.node_count :]
-    return assignments
+        key = job_images.image_key(compute, default_tag, job)
+        fitting = by_image[key]
+        if (key == job_images.DEFAULT and default_tag is None) or job.node_count > len(fitting):
+            others = [n for other, nodes in by_image.items() if other != key for n in nodes]
+            return assignments, Unplaced(job, key, job.node_count - len(fitting), others)
+        assignments.append((job, fitting[: job.node_count]))
+        by_image[key] = fitting[job.node_count :]
+    return assignments, None
+
+
+def write_images(
+    compute: Compute, default_tag: str | None, assignments: list[tuple[Job, list[Node]]]
+) -> None:
+    """Each placed job's image, for its page: one statement per image in the batch."""
+    jobs_by_tag: dict[str, list[int]] = defaultdict(list)
+    for job, nodes in assignments:
+        jobs_by_tag[nodes[0].image or default_tag or ""].append(job.pk)
+    for tag, job_ids in jobs_by_tag.items():
+        Job.objects.filter(pk__in=job_ids).update(image=tag)
+
+
+def images_lacking(compute: Compute, default_tag: str | None, count: int) -> list[str]:
+    """The images `count` new nodes should run (job_images keys): those the queue's jobs
+    lack among the idle nodes, in queue order, then the compute's own."""
+    keys: list[str] = []
+    if compute.is_cluster:
+        free = free_nodes(compute)
+        by_image: dict[str, int] = defaultdict(int)
+        for node in free:
+            by_image[job_images.node_key(default_tag, node)] += 1
+        for job in queue_head(compute, min(PLACE_BATCH, len(free) + count)):
+            key = job_images.image_key(compute, default_tag, job)
+            lacking = job.node_count - by_image[key]
+            by_image[key] = max(0, -lacking)
+            keys += [key] * max(0, lacking)
+            if len(keys) >= count:
+                break
+    return (keys + [job_images.DEFAULT] * count)[:count]
 
 
 def reserve(

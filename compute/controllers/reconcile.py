@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.utils import timezone
 
-from compute.controllers import containers, lease, placement
+from compute.controllers import containers, job_images, lease, placement
 from compute.controllers import jobs as job_steps
 from compute.controllers.attached import AttachedPass
 from compute.controllers.nodes import NodeSteps
-from compute.drivers import Driver, DriverUnavailable, NodeStartError
+from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeStartError
 from compute.drivers import get_driver as default_driver
 from compute.models import Compute, ComputeSample, ComputeState, Job, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
@@ -155,10 +155,12 @@ class Pass(NodeSteps):
                 job_steps.cancel_dropped(compute, self.why_removed().capitalize() + ".")
             job_steps.collect(compute, self.driver, self.outcome.jobs)
             nodes = self.remove_leaving(observed, nodes)
+            if compute.is_cluster:
+                job_images.check_waiting(compute)
             nodes = self.scale(nodes)
             self.start_preparing(observed, nodes)
             if compute.state in PLACES_JOBS:
-                placement.place(compute, self.driver, self.outcome.jobs)
+                self.place(observed)
         except DriverUnavailable as exc:
             self.set_error(f"{exc}. Hangar retries automatically; nothing is lost.")
             return False
@@ -172,6 +174,16 @@ class Pass(NodeSteps):
             self.sample()
         self.outcome.state = self.compute.state
         return self.compute.state != started_state and self.compute.state in SETTLES_TO
+
+    def place(self, observed: dict[int, NodeObservation]) -> None:
+        """Queued jobs onto idle nodes; if the head of the queue runs another image than
+        the idle nodes, some make way and its nodes start in this same pass."""
+        compute = self.compute
+        unplaced = placement.place(compute, self.driver, self.outcome.jobs, self.default_tag())
+        if self.make_room(unplaced):
+            nodes = list(compute.nodes.filter(state__in=LIVE_NODE_STATES).order_by("index"))
+            self.start_preparing(observed, self.scale(nodes))
+            placement.place(compute, self.driver, self.outcome.jobs, self.default_tag())
 
     # State ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from compute.forms.fields import parse_variables, secret_variables_field
 from compute.models import Category, Environment, Tier, VmSize
 from compute.models.compute import COMPUTE_NAME_RULE
-from compute.selectors import environments_for, live_computes_of
+from compute.selectors import default_environment_of, environments_for, live_computes_of
 from workspace.forms import QuickSelect, StyledForm
 from workspace.models import Workspace
 
@@ -119,6 +119,10 @@ class ComputeForm(StyledForm, forms.Form):
                 for environment in environments_for(workspace)
             ),
         ]
+        default = default_environment_of(workspace)
+        if default is not None:
+            self.fields["environment"].initial = str(default.pk)
+            self.fields["environment"].help_text += " Preselected: the workspace's default."
         self.fields["name"].widget.attrs.update(autofocus=True, autocomplete="off")
 
     def clean_name(self) -> str:

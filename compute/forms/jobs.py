@@ -7,9 +7,10 @@ from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
 from compute.actions.jobs import Code, submit_job
+from compute.forms.computes import environment_label
 from compute.forms.fields import check_disjoint, parse_variables, secret_variables_field
-from compute.models import CodeKind, Compute, Job, JobStatus
-from compute.selectors import live_computes_of
+from compute.models import CodeKind, Compute, Environment, Job, JobStatus
+from compute.selectors import environments_for, live_computes_of
 from workspace.access import WorkspaceAccess
 from workspace.forms import QuickSelect, StyledForm
 from workspace.models import Workspace
@@ -31,6 +32,12 @@ class JobSubmitForm(StyledForm, forms.Form):
     )
     node_count = forms.IntegerField(
         label="Nodes", min_value=1, initial=1, help_text="A multi-node job gets all nodes at once."
+    )
+    runs_in = forms.ChoiceField(
+        label="Environment",
+        required=False,
+        help_text="The packages it runs with. A cluster starts nodes of another environment "
+        "for it; an instance runs its own.",
     )
     environment = forms.CharField(
         label="Environment variables",
@@ -79,6 +86,13 @@ class JobSubmitForm(StyledForm, forms.Form):
         cast(QuickSelect, field.widget).disabled_values = {
             str(c.pk) for c in computes if c.job_refusal()
         }
+        self.environments = {
+            str(e.pk): e for e in environments_for(workspace).order_by("workspace_id", "name")
+        }
+        cast(forms.ChoiceField, self.fields["runs_in"]).choices = [
+            ("", "The compute's own"),
+            *((pk, environment_label(e)) for pk, e in self.environments.items()),
+        ]
 
     @staticmethod
     def compute_label(compute: Compute) -> str:
@@ -87,6 +101,10 @@ class JobSubmitForm(StyledForm, forms.Form):
         if refusal:  # "box is stopped; start it first." → "… · is stopped; start it first"
             return f"{label} · {refusal.removeprefix(compute.name).strip().rstrip('.')}"
         return f"{label} · {compute.state_label.lower()}"
+
+    def clean_runs_in(self) -> Environment | None:
+        chosen = self.cleaned_data["runs_in"]
+        return self.environments[chosen] if chosen else None
 
     def clean_environment(self) -> dict[str, str]:
         return parse_variables(self.cleaned_data["environment"])
@@ -124,6 +142,7 @@ class JobSubmitForm(StyledForm, forms.Form):
             environment=data["environment"],
             secret_environment=data["secret_environment"],
             code=self.code(),
+            runs_in=data["runs_in"],
         )
 
     def code(self) -> Code | None:

@@ -1,7 +1,12 @@
 from compute.models.attached import Attachment, SecretKind, TargetKind
 from compute.models.catalog import Category, GpuArchitecture, VmFamily, VmSize
 from compute.models.compute import Compute, Node, Tier
-from compute.models.environments import Environment, EnvironmentImage, ImageState
+from compute.models.environments import (
+    DefaultEnvironment,
+    Environment,
+    EnvironmentImage,
+    ImageState,
+)
 from compute.models.events import Event, EventVerb
 from compute.models.idle import Reminder, Schedule, ScheduleAction
 from compute.models.jobs import CodeKind, ComputeSample, Job, JobRun
@@ -17,6 +22,7 @@ __all__ = [
     "ComputeSample",
     "ComputeState",
     "ComputeVerb",
+    "DefaultEnvironment",
     "Environment",
     "EnvironmentImage",
     "Event",

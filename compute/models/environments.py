@@ -136,3 +136,20 @@ class Environment(models.Model):
     @property
     def is_curated(self) -> bool:
         return self.workspace_id is None
+
+
+class DefaultEnvironment(models.Model):
+    """The environment a workspace's new computes start with, preselected in the forms
+    and taken by the API when none is given (none: the site's node image)."""
+
+    workspace = models.OneToOneField(
+        Workspace, primary_key=True, on_delete=models.CASCADE, related_name="default_environment"
+    )
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="+")
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.workspace}: {self.environment}"

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compute.models.compute import Compute, Node
+from compute.models.environments import Environment
 from compute.models.states import (
     JOB_ACTIVE,
     JOB_TERMINAL,
@@ -57,6 +58,16 @@ class Job(models.Model):
     # decrypted only by the worker that launches the job. Never rendered, logged or sent
     # in a task message.
     secret_environment = models.JSONField(default=dict, blank=True)
+    # What it runs in, when not its compute's environment (clusters only: their nodes may
+    # run several images; placement matches a job to nodes of its image).
+    chosen_environment = models.ForeignKey(
+        "compute.Environment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+    )
+    # The image its nodes ran, written when it is placed (empty until then).
     image = models.CharField(max_length=200, blank=True)
     node_count = models.PositiveSmallIntegerField(default=1)
     code_kind = models.CharField(max_length=8, choices=CodeKind.choices, blank=True, default="")
@@ -126,6 +137,17 @@ class Job(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in JOB_TERMINAL
+
+    def waiting_for_environment(self) -> Environment | None:
+        """The environment a queued job waits for to build (its page says so), if any."""
+        chosen = self.chosen_environment
+        if not self.is_queued or chosen is None or chosen.pk == self.compute.environment_id:
+            return None
+        return None if chosen.image.is_ready else chosen
+
+    def runs_in(self) -> Environment | None:
+        """Its environment: its own choice, else its compute's (None: the node image)."""
+        return self.chosen_environment or self.compute.environment
 
     # What the pages ask, so no template compares the status with a string.
     @property

@@ -9,11 +9,15 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from compute.actions.environments import create_environment, request_build
+from compute.actions.environments import (
+    create_environment,
+    request_build,
+    set_default_environment,
+)
 from compute.forms.environments import EnvironmentForm
 from compute.lib.buildlogs import log_tail
 from compute.models import Environment, ImageState
-from compute.selectors import environments_for
+from compute.selectors import default_environment_of, environments_for
 from compute.views.common import add_errors
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
@@ -23,6 +27,7 @@ PER_PAGE = 50
 
 @workspace_view()
 def environment_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
+    default = default_environment_of(access.workspace)
     shown = list(
         environments_for(access.workspace).order_by("workspace_id", "name", "-version")[
             : PER_PAGE + 1
@@ -38,6 +43,7 @@ def environment_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpRes
             "curated": [e for e in shown[:PER_PAGE] if e.is_curated],
             "own": [e for e in shown[:PER_PAGE] if not e.is_curated],
             "more": len(shown) > PER_PAGE,
+            "default": default,
         },
     )
 
@@ -84,6 +90,7 @@ def environment_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int)
         "build_seconds": (image.finished_at - image.started_at).total_seconds()
         if image.finished_at and image.started_at
         else None,
+        "is_default": default_environment_of(access.workspace) == environment,
         "versions": environments_for(access.workspace)
         .filter(workspace=environment.workspace, name=environment.name)
         .order_by("-version")[:20],
@@ -101,4 +108,21 @@ def environment_build(request: AuthedRequest, access: WorkspaceAccess, pk: int) 
         messages.success(request, f"Building {environment}: the log follows below.")
     else:
         messages.info(request, f"{environment}'s image is already {environment.image.state}.")
+    return redirect("compute:environment", access.workspace.slug, pk)
+
+
+@workspace_view(Role.ADMIN, "choosing the workspace's default environment")
+@require_POST
+def environment_default(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    """Make this environment the one new computes start with, or (`clear`) go back to the
+    site's node image."""
+    environment = visible_environment(access, pk)
+    if request.POST.get("clear"):
+        set_default_environment(access, None)
+        messages.success(request, "New computes start with the site's node image again.")
+    else:
+        set_default_environment(access, environment)
+        messages.success(
+            request, f"New computes of {access.workspace.name} start with {environment}."
+        )
     return redirect("compute:environment", access.workspace.slug, pk)

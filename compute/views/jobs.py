@@ -126,6 +126,8 @@ def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:
         # never reach a page.
         "variables": job.variables_shown(with_values=access.is_contributor),
         "can_cancel": access.is_contributor and not job.is_terminal and not job.cancel_requested_at,
+        "runs_in": job.runs_in(),
+        "waits_for": job.waiting_for_environment(),
     }
 
 
@@ -133,7 +135,10 @@ def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:
 def job_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     job = get_object_or_404(
         jobs_of(access).select_related(
-            "compute", "submitted_by", "compute__environment", "compute__environment__image"
+            "compute",
+            "submitted_by",
+            "compute__environment__image",
+            "chosen_environment__image",
         ),
         pk=pk,
     )

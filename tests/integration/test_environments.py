@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from compute import enqueue
-from compute.actions.computes import create_instance
+from compute.actions.computes import create_cluster, create_instance
 from compute.actions.environments import create_environment
 from compute.actions.jobs import submit_job
 from compute.controllers import environments as builds
@@ -262,3 +262,45 @@ def test_unused_images_are_removed_and_one_a_live_node_runs_is_kept(
         engine.images.get(made["unused"].tag)
     assert EnvironmentImage.objects.get(pk=made["kept"].pk).state == ImageState.READY
     assert engine.images.get(made["kept"].tag)
+
+
+def test_a_job_in_its_own_environment_runs_on_a_cluster_node_of_that_image(
+    access, engine, node_image, workers, catalog, settings
+):
+    """The cluster runs the site's node image; the job chose another environment: a node
+    of that image starts for it (a real container), and the job sees its variables."""
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    environment = create_environment(access, name="tabular", pip_requirements="hangar-stand-in")
+    image = environment.image
+    engine.images.get(node_image).tag(image.tag)  # stands in for a built image
+    EnvironmentImage.objects.filter(pk=image.pk).update(
+        state=ImageState.READY, image_id=engine.images.get(image.tag).id
+    )
+    Environment.objects.filter(pk=environment.pk).update(variables={"FLAVOUR": "tabular"})
+    environment.refresh_from_db()
+    pool = create_cluster(
+        access, name="pool", vm_size=VmSize.objects.get(name="Standard_D2s_v3"), max_nodes=2
+    )
+    own = submit_job(access, compute_id=pool.pk, name="own", command='echo "own:$FLAVOUR"')
+    other = submit_job(
+        access, compute_id=pool.pk, name="other", command='echo "other:$FLAVOUR"',
+        runs_in=environment,
+    )  # fmt: skip
+    try:
+        for job in (own, other):
+            wait_for(lambda j=job: Job.objects.get(pk=j.pk).is_terminal, timeout=60, what="end")
+        outputs = {}
+        for job in (own, other):
+            ended = Job.objects.get(pk=job.pk)
+            assert ended.status == JobStatus.COMPLETED, (ended.error, list(pool.events.all()))
+            outputs[ended.name] = jobfiles.read_output(ended.runs.get().key).strip()
+            node = ended.runs.get().node
+            container = engine.containers.get(node.container_ref)
+            assert ended.image == node.image
+            assert container.attrs["Config"]["Image"] == node.image  # what it was made from
+        assert outputs == {"own": "own:", "other": "other:tabular"}
+        assert Job.objects.get(pk=other.pk).image == image.tag
+        assert Job.objects.get(pk=own.pk).image == node_image
+    finally:
+        remove_all_nodes()

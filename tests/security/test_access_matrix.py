@@ -31,6 +31,7 @@ from compute.lib import jobfiles
 from compute.models import (
     Attachment,
     Compute,
+    DefaultEnvironment,
     Environment,
     EnvironmentImage,
     Event,
@@ -232,6 +233,7 @@ MATRIX: dict[str, tuple[Case, ...]] = {
         ),
     ),
     "compute:environment-build": (Case(POST_ONLY, C, ids={"pk": "environment"}, changes=True),),
+    "compute:environment-default": (Case(POST_ONLY, A, ids={"pk": "environment"}, changes=True),),
     # Jobs.
     "compute:jobs": (page(),),
     "compute:job": (page(pk="job"),),
@@ -311,6 +313,7 @@ WATCHED: tuple[type[Model], ...] = (
     WorkspaceQuota,
     Environment,
     EnvironmentImage,
+    DefaultEnvironment,
 )
 
 

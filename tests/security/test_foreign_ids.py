@@ -46,6 +46,7 @@ PK_IS = {
     "compute:job-log": "job",
     "compute:environment": "environment",
     "compute:environment-build": "environment",
+    "compute:environment-default": "environment",
 }
 # Routes that answer an id not of this workspace as one just removed in another tab.
 SAME_AS_GONE = {"workspace:member-role", "workspace:member-remove", "workspace:invitation-revoke"}

@@ -17,7 +17,8 @@ def test_a_factory_job_on_a_factory_node_is_placed(settings):
     NodeFactory(compute=cluster)
     job = JobFactory(compute=cluster)
     report = job_steps.JobReport()
-    placement.place(cluster, build_driver("noop", settings.HANGAR_SITE), report)
+    driver = build_driver("noop", settings.HANGAR_SITE)
+    placement.place(cluster, driver, report, settings.HANGAR_NODE_IMAGE)
     job.refresh_from_db()
     assert report.placed == [job.pk] and job.status == JobStatus.RUNNING
 

@@ -5,6 +5,7 @@ for each rank: as healthchecks tests the steps of `sendalerts` one by one."""
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from compute.actions import computes as actions
@@ -14,7 +15,17 @@ from compute.controllers import placement
 from compute.controllers.reconcile import reconcile
 from compute.drivers.noop import NoopDriver
 from compute.lib.jobfiles import RunState
-from compute.models import Compute, ComputeState, Job, JobRun, JobStatus, Node, NodeState, VmSize
+from compute.models import (
+    Compute,
+    ComputeKind,
+    ComputeState,
+    Job,
+    JobRun,
+    JobStatus,
+    Node,
+    NodeState,
+    VmSize,
+)
 from workspace.access import WorkspaceAccess, get_access
 
 pytestmark = pytest.mark.django_db
@@ -70,12 +81,12 @@ def test_a_two_node_head_with_one_node_free_blocks_the_one_node_job_behind_it(ac
     big, small = submit(access, pool, "big", nodes=2), submit(access, pool, "small")
 
     report = steps.JobReport()
-    placement.place(pool, driver, report)
+    placement.place(pool, driver, report, settings.HANGAR_NODE_IMAGE)
     assert report.placed == []
     assert (status(big), status(small)) == (J.QUEUED, J.QUEUED)
 
     Node.objects.filter(pk=busy.pk).update(state=NodeState.IDLE)  # that job ended
-    placement.place(pool, driver, report)
+    placement.place(pool, driver, report, settings.HANGAR_NODE_IMAGE)
     assert report.placed == [big.pk]
     assert (status(big), status(small)) == (J.RUNNING, J.QUEUED)
     assert JobRun.objects.filter(job=big).count() == 2
@@ -87,18 +98,21 @@ def test_assign_takes_the_queue_in_order_and_stops_at_the_first_job_that_does_no
     one, two, three, other = (
         Job(name=n, node_count=c) for n, c in zip("abcd", (1, 2, 3, 1), strict=True)
     )
-    placed = placement.assign([one, two, three, other], nodes)
+    cluster, image = Compute(kind=ComputeKind.CLUSTER), "hangar/node:v2"
+    placed, unplaced = placement.assign(cluster, image, [one, two, three, other], nodes)
     assert [(job.name, [n.index for n in taken]) for job, taken in placed] == [
         ("a", [0]),
         ("b", [1, 2]),
     ]
-    assert placement.assign([three, one], nodes[:2]) == []
+    assert unplaced is not None and (unplaced.job, unplaced.short) == (three, 3)
+    assert placement.assign(cluster, image, [three, one], nodes[:2])[0] == []
 
 
 def test_a_placement_raced_by_a_cancel_is_undone_whole(access, pool, driver):
     first, second = submit(access, pool, "first"), submit(access, pool, "second")
     free = placement.free_nodes(pool)
-    assignments = placement.assign(placement.queue_head(pool, 10), free)
+    image = settings.HANGAR_NODE_IMAGE
+    assignments, _ = placement.assign(pool, image, placement.queue_head(pool, 10), free)
     cancel_job(access, second.pk)  # between the look and the claim
     assert placement.reserve(pool, assignments, timezone.now()) is None
     assert (status(first), status(second)) == (J.QUEUED, J.CANCELED)
@@ -158,7 +172,7 @@ def test_a_preparing_job_with_no_rank_started_is_one_to_relaunch_if_lost():
 
 def test_a_finished_job_is_collected_and_its_nodes_are_idle_again(access, pool, driver):
     done = submit(access, pool, "done", nodes=2)
-    placement.place(pool, driver, steps.JobReport())
+    placement.place(pool, driver, steps.JobReport(), settings.HANGAR_NODE_IMAGE)
     report = steps.JobReport()
     steps.collect(pool, driver, report)
     done.refresh_from_db()
@@ -172,12 +186,12 @@ def test_a_stale_ending_written_again_never_frees_a_node_running_the_next_job(ac
     """Two passes saw the same job end (the first's lease lapsed while it worked): the
     second writes its ending after the node took the next job, and must not free it."""
     first = submit(access, pool, "first")
-    placement.place(pool, driver, steps.JobReport())
+    placement.place(pool, driver, steps.JobReport(), settings.HANGAR_NODE_IMAGE)
     first.refresh_from_db()
     stale = steps.Ending(first, J.COMPLETED, 0, "", list(first.runs.all()))
     steps.collect(pool, driver, steps.JobReport())  # the other pass: first ends, n-1 idle
     second = submit(access, pool, "second")
-    placement.place(pool, driver, steps.JobReport())
+    placement.place(pool, driver, steps.JobReport(), settings.HANGAR_NODE_IMAGE)
     node = second.runs.get().node
     assert node.pk == stale.runs[0].node_id  # the next job took that very node
     steps.write_endings(pool, [stale], timezone.now())
@@ -188,7 +202,7 @@ def test_a_stale_ending_written_again_never_frees_a_node_running_the_next_job(ac
 
 def test_a_job_started_by_a_worker_that_died_before_saying_so_shows_it_ran(access, pool, driver):
     late = submit(access, pool, "late")
-    placement.place(pool, driver, steps.JobReport())
+    placement.place(pool, driver, steps.JobReport(), settings.HANGAR_NODE_IMAGE)
     # As if the placer died after starting it, before marking it running.
     Job.objects.filter(pk=late.pk).update(status=J.PREPARING, running_at=None)
     JobRun.objects.filter(job=late).update(started_at=None)
@@ -201,7 +215,8 @@ def test_a_job_started_by_a_worker_that_died_before_saying_so_shows_it_ran(acces
 
 def test_a_job_canceled_after_placing_but_before_launch_ends_without_starting(access, pool, driver):
     never = submit(access, pool, "never")
-    assignments = placement.assign(placement.queue_head(pool, 10), placement.free_nodes(pool))
+    queue, free = placement.queue_head(pool, 10), placement.free_nodes(pool)
+    assignments, _ = placement.assign(pool, settings.HANGAR_NODE_IMAGE, queue, free)
     runs = placement.reserve(pool, assignments, timezone.now())  # the placer dies here
     cancel_job(access, never.pk)
     report = steps.JobReport()
@@ -215,7 +230,7 @@ def test_a_job_canceled_after_placing_but_before_launch_ends_without_starting(ac
 
 def test_a_canceled_job_whose_ranks_exited_ends_canceled(access, pool, driver):
     stopped = submit(access, pool, "stopped")
-    placement.place(pool, driver, steps.JobReport())
+    placement.place(pool, driver, steps.JobReport(), settings.HANGAR_NODE_IMAGE)
     cancel_job(access, stopped.pk)
     steps.collect(pool, driver, steps.JobReport())
     stopped.refresh_from_db()
@@ -231,7 +246,7 @@ def test_a_run_left_without_its_start_by_a_worker_killed_mid_write_gets_it(acces
     """mark_running writes the job's start, then its runs': a worker killed between the
     two left the job running with a run that never got one (the chaos test caught it)."""
     cut = submit(access, pool, "cut")
-    placement.place(pool, driver, steps.JobReport())
+    placement.place(pool, driver, steps.JobReport(), settings.HANGAR_NODE_IMAGE)
     JobRun.objects.filter(job=cut).update(started_at=None)
     steps.collect(pool, driver, steps.JobReport())
     cut.refresh_from_db()
