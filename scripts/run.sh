@@ -32,6 +32,12 @@ fi
 
 python manage.py migrate --noinput >/dev/null
 python manage.py seed_demo
+# python-minimal is the Debian node image built above: it takes it, with no second build.
+# The other curated environments wait as "not built", with a Build button.
+node_image="${HANGAR_NODE_IMAGE:-hangar/node:v2}"
+if [ "$HANGAR_DRIVER" = docker ] && [ "${node_image%%:*}" = hangar/node ]; then
+  python manage.py environments adopt python-minimal --image "$node_image"
+fi
 say "Hangar on $URL/  (Ctrl-C stops web, worker and beat)"
 rm -f "$LOCAL/celerybeat.pid"
 # Lines as they are written: block-buffered into honcho's pipes, runserver's "Starting

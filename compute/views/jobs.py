@@ -11,9 +11,11 @@ from django.views.decorators.http import require_POST
 
 from compute.actions.jobs import cancel_job, preempt_node
 from compute.forms.jobs import JobFilterForm, JobSubmitForm
+from compute.job_templates import JobTemplate, job_templates
 from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
 from compute.models import Job, JobRun, Node
+from compute.selectors import environment_named
 from compute.views.common import add_errors
 from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
@@ -82,7 +84,13 @@ def job_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
 @sensitive_variables()
 @workspace_view(Role.CONTRIBUTOR, "submitting jobs")
 def job_submit(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
-    initial = {"compute": request.GET.get("compute")}
+    initial: dict[str, object] = {"compute": request.GET.get("compute")}
+    template = None
+    if request.GET.get("template"):
+        template = job_templates().get(request.GET["template"])
+        if template is None:
+            raise Http404("No such job template.")
+        initial.update(template_initial(access, template))
     form = JobSubmitForm(
         request.POST if request.method == "POST" else None,
         request.FILES or None,
@@ -107,8 +115,25 @@ def job_submit(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
             "workspace": access.workspace,
             "form": form,
             "what_if": what_if_for_form(access.workspace, form),
+            "templates": job_templates().values(),
+            "template": template,
         },
     )
+
+
+def template_initial(access: WorkspaceAccess, template: JobTemplate) -> dict[str, object]:
+    """The submit form as a template fills it in (its environment: the newest curated
+    version of that name)."""
+    initial: dict[str, object] = {
+        "name": template.title[:80],
+        "command": template.command,
+        "script": template.script,
+        "script_name": template.script_name or "train.py",
+    }
+    if template.environment:
+        found = environment_named(access.workspace, template.environment)
+        initial["runs_in"] = str(found.pk) if found else ""
+    return initial
 
 
 def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:

@@ -304,3 +304,71 @@ def test_a_job_in_its_own_environment_runs_on_a_cluster_node_of_that_image(
         assert Job.objects.get(pk=own.pk).image == node_image
     finally:
         remove_all_nodes()
+
+
+def test_python_minimal_takes_the_node_image_make_run_built(engine, node_image, workers):
+    """`make run` builds the Debian node image once; python-minimal (the same packages)
+    takes it as its own in a second instead of a second build. One with packages of its
+    own cannot take an image that lacks them."""
+    from django.core.management import CommandError, call_command
+
+    from compute.actions.environments import sync_curated
+
+    curated = {environment.name: environment for environment in sync_curated()}
+    minimal = curated["python-minimal"]
+    tag = minimal.image.tag
+    had = engine.images.list(name=tag.split(":")[0])
+    workers.get("local")
+    try:
+        call_command("environments", "adopt", "python-minimal", image=node_image)
+        wait_for(
+            lambda: EnvironmentImage.objects.get(pk=minimal.image_id).state == ImageState.READY,
+            timeout=30,
+            what="python-minimal adopted",
+        )
+        adopted = EnvironmentImage.objects.get(pk=minimal.image_id)
+        assert adopted.image_id == engine.images.get(node_image).id
+        assert adopted.attempts == 1 and adopted.size_bytes
+        with pytest.raises(CommandError, match="adds packages"):
+            call_command("environments", "adopt", "scikit-learn", image=node_image)
+    finally:
+        if not had:  # the stand-in is not make run's: the real one is built when asked
+            engine.images.remove(tag)
+
+
+@pytest.mark.image_builds
+def test_the_classifier_template_trains_on_the_scikit_learn_environment(
+    access, engine, workers, catalog, settings
+):
+    """The demo's job template on a plain cluster: its node of scikit-learn starts once
+    the curated image is built (once per machine: the image is kept for the next run,
+    which adopts it in a second), and the classifier prints its accuracy."""
+    from compute.actions.environments import sync_curated
+    from compute.job_templates import job_templates
+
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    sync_curated()
+    template = job_templates()["train-classifier"]
+    sklearn = Environment.objects.get(workspace=None, name=template.environment)
+    pool = create_cluster(
+        access, name="pool", vm_size=VmSize.objects.get(name="Standard_D2s_v3"), max_nodes=1
+    )
+    from compute.actions.jobs import Code
+    from compute.models import CodeKind
+
+    job = submit_job(
+        access, compute_id=pool.pk, name=template.title, command=template.command,
+        code=Code(CodeKind.SCRIPT, template.script_name, template.script.encode()),
+        runs_in=sklearn,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: Job.objects.get(pk=job.pk).is_terminal, timeout=600, what="trained")
+        ended = Job.objects.get(pk=job.pk)
+        output = jobfiles.read_output(ended.runs.get(attempt=ended.retries).key)
+        assert ended.status == JobStatus.COMPLETED, (ended.error, output)
+        accuracy = float(output.split("test accuracy ")[1].split()[0])
+        assert accuracy >= 0.9, output
+        assert ended.image == sklearn.image.tag
+    finally:
+        remove_all_nodes()

@@ -223,3 +223,18 @@ def test_the_api_names_environments_and_takes_the_default_when_none_is_named(tea
     refused = api.post(f"{base}/jobs", {"compute": "bare", "command": "true", "runs_in": "x"})
     assert refused.status_code == 422 and "runs_in" in refused.json()["errors"]
     assert Job.objects.count() == 1
+
+
+def test_a_job_template_fills_in_the_submit_form_with_its_environment(team, client):
+    client.force_login(team.contributor)
+    submit_url = reverse("compute:job-submit", args=[team.workspace.slug])
+    page = client.get(submit_url)
+    assert b"Train a classifier (scikit-learn)" in page.content  # offered on the empty form
+    filled = client.get(submit_url, {"template": "train-classifier"})
+    form = filled.context["form"]
+    sklearn = Environment.objects.filter(workspace=None, name="scikit-learn").latest("version")
+    assert form["runs_in"].value() == str(sklearn.pk)
+    assert form["command"].value() == "python3 train_classifier.py"
+    assert "RandomForestClassifier" in form["script"].value()
+    assert b'data-testid="template-note"' in filled.content
+    assert client.get(submit_url, {"template": "nosuch"}).status_code == 404
