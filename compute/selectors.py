@@ -7,6 +7,7 @@ page, "does not exist" from an action)."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,17 +50,26 @@ def environments_for(workspace: Workspace) -> QuerySet[Environment]:
 
 def environment_named(workspace: Workspace, text: str) -> Environment | None:
     """The environment `text` names for the API and CLI: an id, `name:version`, or a name
-    (its newest version; the workspace's own before a curated one of that name)."""
+    (its newest version). The workspace's own comes before a curated one of that name."""
     text = text.strip()
-    visible = environments_for(workspace)
-    if text.isdigit():
-        return visible.filter(pk=int(text)).first()
-    name, _, version = text.partition(":")
-    if version:
-        return (
-            visible.filter(name=name, version=int(version)).first() if version.isdigit() else None
-        )
-    return visible.filter(name=name).order_by("workspace_id", "-version").first()
+    if ID.fullmatch(text):
+        return environments_for(workspace).filter(pk=int(text)).first()
+    name, colon, version = text.partition(":")
+    if colon and not ID.fullmatch(version):
+        return None  # "abc:", "abc:x", "abc:²": no version named
+    for owner in (workspace, None):
+        found = Environment.objects.filter(workspace=owner, name=name).select_related("image")
+        if colon:
+            found = found.filter(version=int(version))
+        chosen = found.order_by("-version").first()
+        if chosen is not None:
+            return chosen
+    return None
+
+
+# An id or a version as typed: ASCII digits only ("²".isdigit() is true, int("²") fails),
+# and short enough for a database integer.
+ID = re.compile(r"[0-9]{1,9}")
 
 
 def environment_choice(workspace: Workspace, text: str) -> str:

@@ -24,7 +24,7 @@ from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
 from compute.models import Job, JobRun
 from compute.models.states import JOB_TERMINAL
-from compute.selectors import environment_choice, live_computes_of
+from compute.selectors import ID, environment_choice, live_computes_of
 from workspace.access import WorkspaceAccess
 from workspace.models import Role
 
@@ -100,7 +100,7 @@ def submit(
     """Submit a job, with its code as a script or an uploaded file or zip (as the page)."""
     access = api_access(request, slug, Role.CONTRIBUTOR, "submitting jobs")
     target = live_computes_of(access.workspace).filter(
-        **({"pk": int(compute)} if compute.isdigit() else {"name": compute})
+        **({"pk": int(compute)} if ID.fullmatch(compute) else {"name": compute})
     )
     data = {
         "compute": str(target.values_list("pk", flat=True).first() or compute),

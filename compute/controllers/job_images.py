@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compute.models import Compute, Environment, ImageState, Job, JobStatus, Node
+from compute.models.states import JOB_UNFINISHED
 
 J = JobStatus
 DEFAULT = ""  # the key of the compute's own image
@@ -74,3 +75,27 @@ def check_waiting(compute: Compute) -> None:
             from compute.actions.environments import queue_build  # rare: not in every worker
 
             queue_build(image)
+
+
+def needs_own_image(compute: Compute) -> Q:
+    """Jobs that run in their compute's own environment."""
+    return Q(chosen_environment=None) | Q(chosen_environment_id=compute.environment_id)
+
+
+def others_unfinished(compute: Compute) -> bool:
+    """Whether jobs in other environments than the compute's still have work on it."""
+    return (
+        Job.objects.filter(compute=compute, status__in=JOB_UNFINISHED)
+        .exclude(needs_own_image(compute))
+        .exists()
+    )
+
+
+def fail_waiting_on(compute: Compute, tag: str, why: str) -> int:
+    """The queued jobs of `compute` that need image `tag` (of their own environment) fail
+    with why: a node of it cannot start."""
+    return (
+        Job.objects.filter(compute=compute, chosen_environment__image__tag=tag)
+        .exclude(needs_own_image(compute))
+        .transition(J.QUEUED, J.FAILED, error=why, finished_at=timezone.now())
+    )

@@ -339,12 +339,11 @@ def cancel_dropped(compute: Compute, reason: str) -> None:
 
 
 def fail_queued(compute: Compute, reason: str) -> int:
-    """The queued jobs of a compute that can run none (its environment did not build):
-    failed with the reason, rather than waiting for ever."""
+    """The queued jobs of a compute's own environment, which did not build: failed with the
+    reason, rather than waiting for ever (jobs in other environments are not its)."""
     now = timezone.now()
-    return Job.objects.filter(compute=compute).transition(
-        J.QUEUED, J.FAILED, error=reason, finished_at=now
-    )
+    own = Job.objects.filter(compute=compute).filter(job_images.needs_own_image(compute))
+    return own.transition(J.QUEUED, J.FAILED, error=reason, finished_at=now)
 
 
 def place_on_target(compute: Compute, runner: JobRunner, slots: int, report: JobReport) -> None:

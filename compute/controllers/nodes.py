@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from django.conf import settings
 from django.utils import timezone
 
 from compute import quota
-from compute.controllers import job_images, placement
 from compute.controllers import jobs as job_steps
+from compute.controllers.node_images import NodeImageSteps
 from compute.controllers.nodespec import node_spec
 from compute.drivers import Driver, NodeObservation, NodeSpec, NodeStartError
-from compute.models import Compute, ComputeState, EnvironmentImage, Node, NodeState
+from compute.models import Compute, ComputeState, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.states import GOING_AWAY, LIVE_NODE_STATES, NODE_UP
 
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 S = ComputeState
 
 
-class NodeSteps:
+class NodeSteps(NodeImageSteps):
     compute: Compute
     driver: Driver
     lost: dict[int, str]  # node id -> why its jobs must move
@@ -36,67 +35,6 @@ class NodeSteps:
 
     def spec(self, node: Node, with_secrets: bool = False, image: str = "") -> NodeSpec:
         return node_spec(self.compute, node, with_secrets, image)
-
-    def default_tag(self) -> str | None:
-        """The compute's image when it is built (None while its environment builds)."""
-        chosen = self.compute.environment
-        if chosen is None:
-            return settings.HANGAR_NODE_IMAGE
-        image = EnvironmentImage.objects.get(pk=chosen.image_id)  # fresh: a build moves it
-        return image.tag if image.is_ready else None
-
-    def node_image(self) -> str | None:
-        """The image new nodes run: the compute's environment's once built (None until
-        then: its nodes wait, and say so), else the site's node image. An environment
-        that failed to build fails the start with the build's reason."""
-        chosen = self.compute.environment
-        if chosen is None:
-            return settings.HANGAR_NODE_IMAGE
-        image = EnvironmentImage.objects.get(pk=chosen.image_id)  # fresh: a build moves it
-        if image.is_ready:
-            return image.tag
-        if image.is_not_built:  # removed as unused since, or curated and never asked for
-            from compute.actions.environments import queue_build  # rare: not in every worker
-
-            queue_build(image)
-        if image.is_failed:
-            reason = (image.error.strip().splitlines() or ["see its page"])[0]
-            why = f"Environment {chosen} did not build: {reason}"
-            job_steps.fail_queued(self.compute, why)
-            raise NodeStartError(why)
-        self.note(
-            EventVerb.ENVIRONMENT_WAIT,
-            f"Waiting for environment {chosen} to build ({image.get_state_display().lower()}).",
-        )
-        return None
-
-    def images_for(self, count: int) -> list[str | None]:
-        """The image of each of `count` new nodes: first those the queue's jobs in another
-        environment lack, in queue order, then the compute's own (None while it builds)."""
-        keys = placement.images_lacking(self.compute, self.default_tag(), count)
-        own = self.node_image() if job_images.DEFAULT in keys else None
-        return [own if key == job_images.DEFAULT else key for key in keys]
-
-    def make_room(self, unplaced: placement.Unplaced | None) -> bool:
-        """The head of the queue runs another image than the idle nodes: as many of them
-        as it lacks make way (a node starts in under a second; the queue is FIFO, so
-        nothing behind the head could use them first). True if any went."""
-        if unplaced is None or not unplaced.others or unplaced.short <= 0:
-            return False
-        if unplaced.key == job_images.DEFAULT and self.default_tag() is None:
-            return False  # the compute's own environment still builds: nothing to make
-        job = unplaced.job
-        wanted = job.chosen_environment or self.compute.environment
-        runs_in = wanted or "the node image"
-        why = f"making room for job {job.name} (#{job.pk}), which runs in {runs_in}"
-        removed = 0
-        for node in unplaced.others[: unplaced.short]:
-            if Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
-                state=NodeState.LEAVING
-            ):
-                self.remove(node, None, why)
-                removed += 1
-        return removed > 0
 
     def release_preempted(
         self, observed: dict[int, NodeObservation], nodes: list[Node]
@@ -291,10 +229,17 @@ class NodeSteps:
         preparing = [node for node in nodes if node.state == NodeState.PREPARING]
         if not preparing:
             return
-        for node, image in zip(preparing, self.images_for(len(preparing)), strict=True):
+        for node, image in self.images_of(preparing):
             if image is None:
                 continue  # its environment is still building
-            observation = self.driver.ensure_node(self.spec(node, with_secrets=True, image=image))
+            try:
+                spec = self.spec(node, with_secrets=True, image=image)
+                observation = self.driver.ensure_node(spec)
+            except NodeStartError as exc:
+                if not self.is_other_image(image):
+                    raise  # the compute's own image: the compute cannot run
+                self.fail_other_image(node, image, str(exc))
+                continue
             now = timezone.now()
             if Node.objects.filter(pk=node.pk, state=NodeState.PREPARING).update(
                 state=NodeState.IDLE,

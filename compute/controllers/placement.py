@@ -121,7 +121,9 @@ def images_lacking(compute: Compute, default_tag: str | None, count: int) -> lis
     if compute.is_cluster:
         free = free_nodes(compute)
         by_image: dict[str, int] = defaultdict(int)
-        for node in free:
+        # Idle nodes, and those a previous pass already started for an image.
+        starting = Node.objects.filter(compute=compute, state=NodeState.PREPARING).exclude(image="")
+        for node in [*free, *starting]:
             by_image[job_images.node_key(default_tag, node)] += 1
         for job in queue_head(compute, min(PLACE_BATCH, len(free) + count)):
             key = job_images.image_key(compute, default_tag, job)

@@ -177,12 +177,13 @@ class Pass(NodeSteps):
 
     def place(self, observed: dict[int, NodeObservation]) -> None:
         """Queued jobs onto idle nodes; if the head of the queue runs another image than
-        the idle nodes, some make way and its nodes start in this same pass."""
+        the idle nodes, nodes of its image are added (idle ones of other images making way
+        at max_nodes) and start in this same pass."""
         compute = self.compute
         unplaced = placement.place(compute, self.driver, self.outcome.jobs, self.default_tag())
         if self.make_room(unplaced):
             nodes = list(compute.nodes.filter(state__in=LIVE_NODE_STATES).order_by("index"))
-            self.start_preparing(observed, self.scale(nodes))
+            self.start_preparing(observed, nodes)
             placement.place(compute, self.driver, self.outcome.jobs, self.default_tag())
 
     # State ---------------------------------------------------------------------------

@@ -14,8 +14,7 @@ from compute.forms.jobs import JobFilterForm, JobSubmitForm
 from compute.job_templates import JobTemplate, job_templates
 from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
-from compute.models import Job, JobRun, Node
-from compute.selectors import environment_named
+from compute.models import Environment, Job, JobRun, Node
 from compute.views.common import add_errors
 from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
@@ -90,7 +89,7 @@ def job_submit(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
         template = job_templates().get(request.GET["template"])
         if template is None:
             raise Http404("No such job template.")
-        initial.update(template_initial(access, template))
+        initial.update(template_initial(template))
     form = JobSubmitForm(
         request.POST if request.method == "POST" else None,
         request.FILES or None,
@@ -121,7 +120,7 @@ def job_submit(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     )
 
 
-def template_initial(access: WorkspaceAccess, template: JobTemplate) -> dict[str, object]:
+def template_initial(template: JobTemplate) -> dict[str, object]:
     """The submit form as a template fills it in (its environment: the newest curated
     version of that name)."""
     initial: dict[str, object] = {
@@ -130,8 +129,12 @@ def template_initial(access: WorkspaceAccess, template: JobTemplate) -> dict[str
         "script": template.script,
         "script_name": template.script_name or "train.py",
     }
-    if template.environment:
-        found = environment_named(access.workspace, template.environment)
+    if template.environment:  # the site's curated one, never a workspace's look-alike
+        found = (
+            Environment.objects.filter(workspace=None, name=template.environment)
+            .order_by("-version")
+            .first()
+        )
         initial["runs_in"] = str(found.pk) if found else ""
     return initial
 

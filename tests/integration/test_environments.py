@@ -372,3 +372,35 @@ def test_the_classifier_template_trains_on_the_scikit_learn_environment(
         assert ended.image == sklearn.image.tag
     finally:
         remove_all_nodes()
+
+
+def test_a_job_image_missing_from_the_engine_fails_that_job_not_the_cluster(
+    access, engine, node_image, workers, catalog, settings
+):
+    """An image the database calls built but Docker no longer has (removed by hand): the
+    node for it cannot start, the jobs that need it fail with Docker's reason, and the
+    cluster and its other jobs go on."""
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    environment = create_environment(access, name="gone", pip_requirements="hangar-gone")
+    EnvironmentImage.objects.filter(pk=environment.image_id).update(
+        state=ImageState.READY, image_id="sha256:gone"
+    )
+    fresh(engine, environment.image.tag)
+    pool = create_cluster(
+        access, name="pool", vm_size=VmSize.objects.get(name="Standard_D2s_v3"), max_nodes=2
+    )
+    doomed = submit_job(
+        access, compute_id=pool.pk, name="doomed", command="true", runs_in=environment
+    )
+    fine = submit_job(access, compute_id=pool.pk, name="fine", command="echo fine")
+    try:
+        for job in (doomed, fine):
+            wait_for(lambda j=job: Job.objects.get(pk=j.pk).is_terminal, timeout=60, what="end")
+        doomed, fine = Job.objects.get(pk=doomed.pk), Job.objects.get(pk=fine.pk)
+        assert doomed.status == JobStatus.FAILED
+        assert "is not on this Docker engine" in doomed.error
+        assert fine.status == JobStatus.COMPLETED, fine.error
+        assert Compute.objects.get(pk=pool.pk).state != ComputeState.FAILED
+    finally:
+        remove_all_nodes()

@@ -22,6 +22,7 @@ from compute.models import (
     Job,
     JobStatus,
     Node,
+    NodeState,
     VmSize,
 )
 from workspace.access import WorkspaceAccess, get_access
@@ -93,7 +94,7 @@ def test_idle_nodes_of_another_image_make_room_for_the_head_of_the_queue(team, a
     assert fresh(job).status == J.RUNNING
     assert node_of(job).image == tabular.image.tag
     assert Node.objects.filter(compute=pool, ended_at=None).count() == 1
-    removed = pool.events.filter(message__contains="making room for job tabular-job").count()
+    removed = pool.events.filter(message__contains="making room: job tabular-job").count()
     assert removed == 1
 
 
@@ -238,3 +239,85 @@ def test_a_job_template_fills_in_the_submit_form_with_its_environment(team, clie
     assert "RandomForestClassifier" in form["script"].value()
     assert b'data-testid="template-note"' in filled.content
     assert client.get(submit_url, {"template": "nosuch"}).status_code == 404
+
+
+def test_a_cluster_whose_own_environment_failed_keeps_running_jobs_in_others(team, access, driver):
+    tabular = environment(team)
+    own = environment(team, state=ImageState.BUILDING, name="slowtorch")
+    pool = actions.create_cluster(
+        access, name="pool", vm_size=VmSize.objects.get(name="Standard_DS3_v2"), max_nodes=3,
+        environment=own,
+    )  # fmt: skip
+    running = submit(access, pool, "running", runs_in=tabular)
+    reconcile(pool.pk, driver)
+    driver.finished.clear()  # it goes on
+    queued_other = submit(access, pool, "queued-other", runs_in=tabular)
+    queued_own = submit(access, pool, "queued-own")
+    EnvironmentImage.objects.filter(pk=own.image_id).update(
+        state=ImageState.FAILED, error="E: no torch"
+    )
+    reconcile(pool.pk, driver)
+    pool.refresh_from_db()
+    assert pool.state != "failed" and "slowtorch:1 did not build" in pool.last_error
+    assert fresh(queued_own).status == J.FAILED
+    assert fresh(queued_own).error == "Environment slowtorch:1 did not build: E: no torch"
+    assert (fresh(running).status, fresh(queued_other).status) == (J.RUNNING, J.RUNNING)
+
+
+def test_a_node_left_preparing_by_a_crash_keeps_the_image_it_was_started_from(team, access, driver):
+    """A pass wrote the node's image, then died before its container was up: the next
+    pass adopts the container as that image, whatever the queue wants now."""
+    tabular = environment(team)
+    pool = cluster(access, driver, max_nodes=2)
+    left = Node.objects.create(
+        compute=pool, index=50, state=NodeState.PREPARING, image=tabular.image.tag
+    )
+    job = submit(access, pool, "own")
+    reconcile(pool.pk, driver)
+    left.refresh_from_db()
+    assert (left.state, left.image) == (NodeState.IDLE, tabular.image.tag)
+    assert fresh(job).status == J.RUNNING
+    assert node_of(job).image == settings.HANGAR_NODE_IMAGE
+
+
+@pytest.mark.parametrize("max_nodes, removed", [(3, 1), (4, 0)])
+def test_room_for_the_head_is_added_up_to_max_and_only_then_taken_from_idle_nodes(
+    team, access, driver, max_nodes, removed
+):
+    tabular = environment(team)
+    pool = cluster(access, driver, min_nodes=3, max_nodes=max_nodes)
+    job = submit(access, pool, "tabular-job", runs_in=tabular)
+    reconcile(pool.pk, driver)  # one pass
+    assert fresh(job).status == J.RUNNING and node_of(job).image == tabular.image.tag
+    live = Node.objects.filter(compute=pool, ended_at=None)
+    assert live.filter(image=settings.HANGAR_NODE_IMAGE).count() == 3 - removed
+    assert live.count() == min(4, max_nodes)
+
+
+@pytest.mark.parametrize("typed", ["²", "x:²", "1" * 5000, "tabular:", "a:" + "1" * 5000, ":"])
+def test_odd_environment_names_are_refused_not_a_server_error(team, driver, typed):
+    from django.test import Client
+
+    from workspace.tokens import create_token
+
+    environment(team)
+    secret = create_token(team.contributor, name="ci", expires_in_days=1).secret
+    api, base = Client(headers={"Authorization": f"Bearer {secret}"}), "/api/v1/workspaces/vision"
+    made = api.post(
+        f"{base}/computes/clusters",
+        {"name": "odd", "vm_size": "Standard_DS3_v2", "environment": typed},
+        content_type="application/json",
+    )
+    assert made.status_code == 422, made.content[:300]
+    sent = api.post(f"{base}/jobs", {"compute": typed, "command": "true", "runs_in": typed})
+    assert sent.status_code in (404, 422), sent.content[:300]
+    assert not Compute.objects.exists() and not Job.objects.exists()
+
+
+def test_a_template_takes_the_curated_environment_not_a_look_alike(team, client):
+    environment(team, name="scikit-learn")  # a workspace's own, of the curated one's name
+    client.force_login(team.contributor)
+    submit_url = reverse("compute:job-submit", args=[team.workspace.slug])
+    form = client.get(submit_url, {"template": "train-classifier"}).context["form"]
+    curated = Environment.objects.filter(workspace=None, name="scikit-learn").latest("version")
+    assert form["runs_in"].value() == str(curated.pk)
