@@ -292,32 +292,3 @@ def test_room_for_the_head_is_added_up_to_max_and_only_then_taken_from_idle_node
     live = Node.objects.filter(compute=pool, ended_at=None)
     assert live.filter(image=settings.HANGAR_NODE_IMAGE).count() == 3 - removed
     assert live.count() == min(4, max_nodes)
-
-
-@pytest.mark.parametrize("typed", ["²", "x:²", "1" * 5000, "tabular:", "a:" + "1" * 5000, ":"])
-def test_odd_environment_names_are_refused_not_a_server_error(team, driver, typed):
-    from django.test import Client
-
-    from workspace.tokens import create_token
-
-    environment(team)
-    secret = create_token(team.contributor, name="ci", expires_in_days=1).secret
-    api, base = Client(headers={"Authorization": f"Bearer {secret}"}), "/api/v1/workspaces/vision"
-    made = api.post(
-        f"{base}/computes/clusters",
-        {"name": "odd", "vm_size": "Standard_DS3_v2", "environment": typed},
-        content_type="application/json",
-    )
-    assert made.status_code == 422, made.content[:300]
-    sent = api.post(f"{base}/jobs", {"compute": typed, "command": "true", "runs_in": typed})
-    assert sent.status_code in (404, 422), sent.content[:300]
-    assert not Compute.objects.exists() and not Job.objects.exists()
-
-
-def test_a_template_takes_the_curated_environment_not_a_look_alike(team, client):
-    environment(team, name="scikit-learn")  # a workspace's own, of the curated one's name
-    client.force_login(team.contributor)
-    submit_url = reverse("compute:job-submit", args=[team.workspace.slug])
-    form = client.get(submit_url, {"template": "train-classifier"}).context["form"]
-    curated = Environment.objects.filter(workspace=None, name="scikit-learn").latest("version")
-    assert form["runs_in"].value() == str(curated.pk)
