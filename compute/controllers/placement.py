@@ -38,10 +38,9 @@ def place(
     assignments, unplaced = assign(compute, default_tag, queue, free)
     if not assignments:
         return unplaced
-    runs = reserve(compute, assignments, timezone.now())
+    runs = reserve(compute, default_tag, assignments, timezone.now())
     if runs is None:
         return None
-    write_images(compute, default_tag, assignments)
     started = launch_all(compute, driver, assignments, runs)
     now = timezone.now()
     mark_running(started, now)
@@ -103,17 +102,6 @@ def assign(
     return assignments, None
 
 
-def write_images(
-    compute: Compute, default_tag: str | None, assignments: list[tuple[Job, list[Node]]]
-) -> None:
-    """Each placed job's image, for its page: one statement per image in the batch."""
-    jobs_by_tag: dict[str, list[int]] = defaultdict(list)
-    for job, nodes in assignments:
-        jobs_by_tag[nodes[0].image or default_tag or ""].append(job.pk)
-    for tag, job_ids in jobs_by_tag.items():
-        Job.objects.filter(pk__in=job_ids).update(image=tag)
-
-
 def images_lacking(compute: Compute, default_tag: str | None, count: int) -> list[str]:
     """The images `count` new nodes should run (job_images keys): those the queue's jobs
     lack among the idle nodes, in queue order, then the compute's own."""
@@ -136,19 +124,29 @@ def images_lacking(compute: Compute, default_tag: str | None, count: int) -> lis
 
 
 def reserve(
-    compute: Compute, assignments: list[tuple[Job, list[Node]]], now: datetime
+    compute: Compute,
+    default_tag: str | None,
+    assignments: list[tuple[Job, list[Node]]],
+    now: datetime,
 ) -> list[JobRun] | None:
-    """Nodes to running, jobs to preparing and one run per rank, all or nothing; None if
-    a cancel or another placement got to some of them first."""
+    """Nodes to running, jobs to preparing (with the image their nodes run, for their
+    page) and one run per rank, all or nothing; None if a cancel or another placement got
+    to some of them first."""
     node_ids = [node.pk for _, nodes in assignments for node in nodes]
-    job_ids = [job.pk for job, _ in assignments]
+    jobs_by_image: dict[str, list[int]] = defaultdict(list)
+    for job, nodes in assignments:
+        jobs_by_image[nodes[0].image or default_tag or ""].append(job.pk)
     with transaction.atomic():
         claimed = Node.objects.filter(pk__in=node_ids, state=NodeState.IDLE).update(
             state=NodeState.RUNNING, last_busy_at=now
         )
-        moved = Job.objects.filter(pk__in=job_ids).transition(
-            J.QUEUED, J.PREPARING, preparing_at=now
+        moved = sum(  # one statement per image in the batch: mostly one
+            Job.objects.filter(pk__in=job_ids).transition(
+                J.QUEUED, J.PREPARING, preparing_at=now, image=image
+            )
+            for image, job_ids in jobs_by_image.items()
         )
+        job_ids = [job.pk for job, _ in assignments]
         if claimed != len(node_ids) or moved != len(job_ids):
             # A cancel or another placement got there first: undo, look again next pass.
             transaction.set_rollback(True)

@@ -114,7 +114,7 @@ def test_a_placement_raced_by_a_cancel_is_undone_whole(access, pool, driver):
     image = settings.HANGAR_NODE_IMAGE
     assignments, _ = placement.assign(pool, image, placement.queue_head(pool, 10), free)
     cancel_job(access, second.pk)  # between the look and the claim
-    assert placement.reserve(pool, assignments, timezone.now()) is None
+    assert placement.reserve(pool, settings.HANGAR_NODE_IMAGE, assignments, timezone.now()) is None
     assert (status(first), status(second)) == (J.QUEUED, J.CANCELED)
     assert Node.objects.filter(compute=pool, state=NodeState.IDLE).count() == 2
     assert not JobRun.objects.filter(job__in=[first, second]).exists()
@@ -217,7 +217,9 @@ def test_a_job_canceled_after_placing_but_before_launch_ends_without_starting(ac
     never = submit(access, pool, "never")
     queue, free = placement.queue_head(pool, 10), placement.free_nodes(pool)
     assignments, _ = placement.assign(pool, settings.HANGAR_NODE_IMAGE, queue, free)
-    runs = placement.reserve(pool, assignments, timezone.now())  # the placer dies here
+    runs = placement.reserve(
+        pool, settings.HANGAR_NODE_IMAGE, assignments, timezone.now()
+    )  # the placer dies here
     cancel_job(access, never.pk)
     report = steps.JobReport()
     steps.collect(pool, driver, report)
