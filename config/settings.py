@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "axes",
     "workspace",
     "compute",
+    "compute.inference",
 ]
 
 MIDDLEWARE = [
@@ -243,6 +244,10 @@ HANGAR_JOB_MAX_RETRIES = env_int("HANGAR_JOB_MAX_RETRIES", 3, minimum=0, maximum
 # Job code: an upload, and the code it unpacks to, may each take this many MiB. The upload
 # handler refuses a bigger body before reading its file; a zip is counted as it unpacks.
 HANGAR_CODE_LIMIT_MB = env_int("HANGAR_CODE_LIMIT_MB", 50, minimum=1, maximum=100_000)
+# Registered models (compute/inference): stored like job code, under their own folder and
+# cap (a container instance serves only models under 1 GB; a cluster may take more).
+HANGAR_MODELS_DIR = Path(env_str("HANGAR_MODELS_DIR") or LOCAL_DIR / "models")
+HANGAR_MODEL_LIMIT_MB = env_int("HANGAR_MODEL_LIMIT_MB", 4096, minimum=1, maximum=1_000_000)
 FILE_UPLOAD_HANDLERS = [
     "compute.lib.uploads.LimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",

@@ -22,6 +22,7 @@ urlpatterns = [
     path("profile/tokens/<int:token_id>/revoke/", token_revoke, name="token-revoke"),
     path("w/", include("workspace.urls")),
     path("", include("compute.urls")),
+    path("", include("compute.inference.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
 ]

@@ -1,4 +1,5 @@
-"""Job code snapshots: HANGAR_JOBS_DIR/code/<job>/, read-only, written once.
+"""Job code snapshots: HANGAR_JOBS_DIR/code/<job>/, read-only, written once. Registered
+models are stored the same way (`Store`: HANGAR_MODELS_DIR/<model>/, their own cap).
 
 A snapshot is built in a private temporary folder next to its final place (same
 filesystem), checked, frozen, then renamed into place in one step. So a job either has its
@@ -20,6 +21,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -38,12 +40,35 @@ class CodeError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class Store:
+    """Where snapshots of one kind live, and what each may take once unpacked."""
+
+    what: str  # "code", "model": the word errors use
+    root: Path
+    limit_mb: int
+
+    def folder(self, key: int) -> Path:
+        return self.root / str(key)
+
+    def too_big(self) -> CodeError:
+        return CodeError(f"The {self.what} is larger than {self.limit_mb} MiB once unpacked.")
+
+
+def code_store() -> Store:
+    return Store("code", Path(settings.HANGAR_JOBS_DIR) / "code", settings.HANGAR_CODE_LIMIT_MB)
+
+
+def model_store() -> Store:
+    return Store("model", Path(settings.HANGAR_MODELS_DIR), settings.HANGAR_MODEL_LIMIT_MB)
+
+
 def code_root() -> Path:
-    return Path(settings.HANGAR_JOBS_DIR) / "code"
+    return code_store().root
 
 
 def code_dir(job_id: int) -> Path:
-    return code_root() / str(job_id)
+    return code_store().folder(job_id)
 
 
 def limit_bytes() -> int:
@@ -51,7 +76,7 @@ def limit_bytes() -> int:
 
 
 def too_big() -> CodeError:
-    return CodeError(f"The code is larger than {settings.HANGAR_CODE_LIMIT_MB} MiB once unpacked.")
+    return code_store().too_big()
 
 
 def safe_name(name: str) -> str:
@@ -67,23 +92,27 @@ def store_script(job_id: int, filename: str, text: str) -> None:
     store_file(job_id, filename, text.encode())
 
 
-def store_file(job_id: int, filename: str, data: bytes | IO[bytes]) -> None:
+def store_file(
+    job_id: int, filename: str, data: bytes | IO[bytes], store: Store | None = None
+) -> None:
+    store = store or code_store()
     name = safe_name(filename)
     source = io.BytesIO(data) if isinstance(data, bytes) else data
-    with _staged(job_id) as folder:
-        _copy(source, folder / name, _Budget())
+    with _staged(store, job_id) as folder:
+        _copy(source, folder / name, _Budget(store))
 
 
-def check_zip(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+def check_zip(archive: zipfile.ZipFile, store: Store | None = None) -> list[zipfile.ZipInfo]:
     """Refuse archives that escape their folder or say they would fill the disk.
 
     The declared sizes only refuse early; the byte count while unpacking is what holds.
     """
+    store = store or code_store()
     members = archive.infolist()
     if len(members) > MAX_ZIP_FILES:
         raise CodeError(f"The zip holds {len(members)} files; the limit is {MAX_ZIP_FILES}.")
-    if sum(m.file_size for m in members) > limit_bytes():
-        raise too_big()
+    if sum(m.file_size for m in members) > store.limit_mb * 1024 * 1024:
+        raise store.too_big()
     for member in members:
         path = PurePosixPath(member.filename)
         if member.filename.startswith("/") or ".." in path.parts or "\0" in member.filename:
@@ -93,13 +122,14 @@ def check_zip(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     return members
 
 
-def store_zip(job_id: int, data: bytes | IO[bytes]) -> None:
+def store_zip(job_id: int, data: bytes | IO[bytes], store: Store | None = None) -> None:
+    store = store or code_store()
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
         with zipfile.ZipFile(source) as archive:
-            members = check_zip(archive)
-            with _staged(job_id) as folder:
-                budget = _Budget()
+            members = check_zip(archive, store)
+            with _staged(store, job_id) as folder:
+                budget = _Budget(store)
                 for member in members:
                     _unpack(archive, member, folder, budget)
     except CodeError:
@@ -125,13 +155,14 @@ def _unpack(
 class _Budget:
     """The bytes a snapshot may still take, counted as they are written."""
 
-    def __init__(self) -> None:
-        self.left = limit_bytes()
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.left = store.limit_mb * 1024 * 1024
 
     def take(self, size: int) -> None:
         self.left -= size
         if self.left < 0:
-            raise too_big()
+            raise self.store.too_big()
 
 
 def _copy(source: IO[bytes], destination: Path, budget: _Budget) -> None:
@@ -144,28 +175,30 @@ def _copy(source: IO[bytes], destination: Path, budget: _Budget) -> None:
 
 
 @contextlib.contextmanager
-def _staged(job_id: int) -> Iterator[Path]:
-    """A private folder to build the snapshot in; renamed to code/<job> if all went well."""
-    final = code_dir(job_id)
+def _staged(store: Store, key: int) -> Iterator[Path]:
+    """A private folder to build the snapshot in; renamed to <root>/<key> if all went well."""
+    final = store.folder(key)
     staging: Path | None = None
+    what = store.what
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         if os.path.lexists(final):
-            log.warning("refusing to reuse the existing code folder %s", final)
+            log.warning("refusing to reuse the existing %s folder %s", what, final)
+            owner = f"job #{key}" if what == "code" else f"{what} #{key}"
             raise CodeError(
-                f"A code folder for job #{job_id} already exists on this server and is never "
+                f"A {what} folder for {owner} already exists on this server and is never "
                 "reused; ask a site admin to remove it."
             )
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{job_id}-", dir=final.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{key}-", dir=final.parent))
         yield staging
         _freeze(staging)
         # A non-empty folder, a file or a link already at `final` makes rename fail.
         os.rename(staging, final)
         staging = None
     except OSError as exc:
-        raise CodeError(f"The code could not be stored: {exc.strerror or exc}.") from None
+        raise CodeError(f"The {what} could not be stored: {exc.strerror or exc}.") from None
     except ValueError as exc:  # e.g. a NUL in a name; CodeError passes through unchanged
-        raise exc if isinstance(exc, CodeError) else CodeError(f"The code is unusable: {exc}.")
+        raise exc if isinstance(exc, CodeError) else CodeError(f"The {what} is unusable: {exc}.")
     finally:
         if staging is not None:
             remove_tree(staging)
@@ -180,7 +213,7 @@ def _freeze(folder: Path) -> None:
         for name in files + dirs:
             path = os.path.join(parent, name)
             if os.path.islink(path):
-                raise CodeError("The code may not contain links.")
+                raise CodeError("A snapshot may not contain links.")
             os.chmod(path, 0o555 if name in dirs else 0o444)
     os.chmod(folder, 0o555)  # noqa: S103
 

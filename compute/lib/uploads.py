@@ -1,4 +1,5 @@
-"""Refuses uploads over HANGAR_CODE_LIMIT_MB while the request is parsed, not after.
+"""Refuses uploads over HANGAR_CODE_LIMIT_MB (HANGAR_MODEL_LIMIT_MB for a registered
+model's) while the request is parsed, not after.
 
 Django's own handlers would otherwise take the whole file (into memory, then a temporary
 file) before any form sees its size. This handler runs first (FILE_UPLOAD_HANDLERS): a body
@@ -21,10 +22,23 @@ MAX_NAME_CHARS = 200  # Job.code_name, and well within one file name on disk
 FIELDS_ALLOWANCE = 1024 * 1024
 
 
+# Views whose upload is a model, not job code (the URL is resolved before the CSRF check
+# parses the body, so the handler knows which cap applies).
+MODEL_UPLOAD_VIEWS = frozenset({"inference:model-create", "api-1.0.0:register_model"})
+
+
+def limit_mb_for(request: HttpRequest | None) -> int:
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.view_name in MODEL_UPLOAD_VIEWS:
+        return int(settings.HANGAR_MODEL_LIMIT_MB)
+    return int(settings.HANGAR_CODE_LIMIT_MB)
+
+
 class LimitUploadHandler(FileUploadHandler):
     def __init__(self, request: HttpRequest | None = None) -> None:
         super().__init__(request)
-        self.limit = settings.HANGAR_CODE_LIMIT_MB * 1024 * 1024
+        self.limit_mb = limit_mb_for(request)
+        self.limit = self.limit_mb * 1024 * 1024
         self.body_length = 0
         self.refused = ""
 
@@ -40,7 +54,7 @@ class LimitUploadHandler(FileUploadHandler):
 
     def new_file(self, field_name: str, file_name: str, *args: Any, **kwargs: Any) -> None:
         if self.body_length > self.limit + FIELDS_ALLOWANCE:
-            self._refuse(f"The upload is larger than {settings.HANGAR_CODE_LIMIT_MB} MiB.")
+            self._refuse(f"The upload is larger than {self.limit_mb} MiB.")
             raise StopUpload(connection_reset=False)  # not a byte of it is taken
         if len(file_name) > MAX_NAME_CHARS:
             self._refuse(f"The file name is longer than {MAX_NAME_CHARS} characters.")
@@ -49,7 +63,7 @@ class LimitUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         if start + len(raw_data) > self.limit:
-            self._refuse(f"The upload is larger than {settings.HANGAR_CODE_LIMIT_MB} MiB.")
+            self._refuse(f"The upload is larger than {self.limit_mb} MiB.")
             raise SkipFile
         return raw_data  # the next handler keeps it
 

@@ -21,12 +21,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.db.models import Model
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from compute.inference.models import Deployment, Endpoint, RegisteredModel
 from compute.lib import jobfiles
 from compute.models import (
     Attachment,
@@ -54,6 +56,7 @@ from tests.support.factories import (
     NodeFactory,
     UserFactory,
 )
+from tests.support.inference import SCORING, make_endpoint, make_model
 from tests.support.teams import Team
 from workspace.models import Activity, Invitation, Membership, Notification, Role, Workspace
 
@@ -97,6 +100,28 @@ def cluster_form(v: dict) -> dict:
         "max_nodes": "1",
         "idle_seconds_before_scaledown": "120",
     }
+
+
+def deployment_form(v: dict) -> dict:
+    return {
+        "name": "canary",
+        "model": v["model"].pk,
+        "target": "managed_cluster",
+        "vm_size": v["size"].pk,
+        "min_replicas": "0",
+        "max_replicas": "2",
+        "target_in_flight": "4",
+        "request_timeout_ms": "5000",
+        "scoring_script": SCORING,
+    }
+
+
+def primary_slot(v: dict) -> dict:
+    return {"slot": "primary"}
+
+
+def traffic_form(v: dict) -> dict:
+    return {f"traffic_{d.pk}": "50" for d in v["endpoint"].deployments.all()}
 
 
 def connection_form(v: dict) -> dict:
@@ -234,6 +259,31 @@ MATRIX: dict[str, tuple[Case, ...]] = {
     ),
     "compute:environment-build": (Case(POST_ONLY, C, ids={"pk": "environment"}, changes=True),),
     "compute:environment-default": (Case(POST_ONLY, A, ids={"pk": "environment"}, changes=True),),
+    # Inference.
+    "inference:models": (page(),),
+    "inference:model": (page(pk="model"),),
+    "inference:model-create": (
+        Case(
+            C,
+            C,
+            data=lambda v: {"name": "resnet", "upload": SimpleUploadedFile("m.onnx", b"onnx")},
+            changes=True,
+        ),
+    ),
+    "inference:endpoints": (page(),),
+    "inference:endpoint": (page(pk="endpoint"),),
+    "inference:endpoint-create": (Case(C, C, data=lambda v: {"name": "ranker"}, changes=True),),
+    "inference:deployment-create": (
+        Case(C, C, ids={"pk": "endpoint"}, data=deployment_form, changes=True),
+    ),
+    "inference:key": (
+        Case(
+            POST_ONLY, C, ids={"pk": "endpoint"}, data=lambda v: {"slot": "primary"}, changes=True
+        ),
+    ),
+    "inference:traffic": (
+        Case(POST_ONLY, C, ids={"pk": "endpoint"}, data=traffic_form, changes=True),
+    ),
     # Jobs.
     "compute:jobs": (page(),),
     "compute:job": (page(pk="job"),),
@@ -269,6 +319,7 @@ def victim(team: Team, jobs_dir: Path) -> dict[str, Any]:
         workspace=workspace, family=family, defaults={"limit": 24, "approved": 24}
     )
     bystander = UserFactory(username=f"{workspace.slug}-bystander")
+    model = make_model(workspace)
     # A second admin: the admin may leave too (the last admin may not).
     MembershipFactory(workspace=workspace, user=UserFactory(username="co-admin"), role=A)
     return {
@@ -288,6 +339,8 @@ def victim(team: Team, jobs_dir: Path) -> dict[str, Any]:
         ),
         "family": family,
         "environment": failed_environment(workspace),
+        "model": model,
+        "endpoint": make_endpoint(workspace, model),
         "size": VmSize.objects.get(name="Standard_DS3_v2"),
         "gpu_size": VmSize.objects.get(name="Standard_NC6s_v3"),
     }
@@ -314,6 +367,9 @@ WATCHED: tuple[type[Model], ...] = (
     Environment,
     EnvironmentImage,
     DefaultEnvironment,
+    RegisteredModel,
+    Endpoint,
+    Deployment,
 )
 
 

@@ -26,6 +26,7 @@ from compute.models import (
     Schedule,
 )
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
+from tests.support.inference import make_endpoint, make_model
 from workspace.models import Invitation, Membership, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +48,11 @@ PK_IS = {
     "compute:environment": "environment",
     "compute:environment-build": "environment",
     "compute:environment-default": "environment",
+    "inference:model": "model",
+    "inference:endpoint": "endpoint",
+    "inference:deployment-create": "endpoint",
+    "inference:key": "endpoint",
+    "inference:traffic": "endpoint",
 }
 # Routes that answer an id not of this workspace as one just removed in another tab.
 SAME_AS_GONE = {"workspace:member-role", "workspace:member-remove", "workspace:invitation-revoke"}
@@ -91,6 +97,8 @@ def victim(team):
         "node": NodeFactory(compute=ComputeFactory(workspace=team.workspace)),
         "job": JobFactory(compute=instance),
         "environment": failed_environment(team.workspace),
+        "model": (model := make_model(team.workspace)),
+        "endpoint": make_endpoint(team.workspace, model),
         "schedule": Schedule.objects.create(compute=instance, action="stop", cron="0 19 * * *"),
         "membership": Membership.objects.get(workspace=team.workspace, user=team.reader),
         "invitation": Invitation.objects.create(

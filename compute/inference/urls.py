@@ -1,0 +1,21 @@
+from django.urls import path
+
+from compute.inference.views import endpoints, models
+
+app_name = "inference"
+
+urlpatterns = [
+    path("w/<slug:slug>/models/", models.model_list, name="models"),
+    path("w/<slug:slug>/models/new/", models.model_create, name="model-create"),
+    path("w/<slug:slug>/models/<int:pk>/", models.model_detail, name="model"),
+    path("w/<slug:slug>/endpoints/", endpoints.endpoint_list, name="endpoints"),
+    path("w/<slug:slug>/endpoints/new/", endpoints.endpoint_create, name="endpoint-create"),
+    path("w/<slug:slug>/endpoints/<int:pk>/", endpoints.endpoint_detail, name="endpoint"),
+    path(
+        "w/<slug:slug>/endpoints/<int:pk>/deployments/new/",
+        endpoints.deployment_create,
+        name="deployment-create",
+    ),
+    path("w/<slug:slug>/endpoints/<int:pk>/keys/", endpoints.key_regenerate, name="key"),
+    path("w/<slug:slug>/endpoints/<int:pk>/traffic/", endpoints.traffic_split, name="traffic"),
+]

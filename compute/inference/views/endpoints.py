@@ -1,0 +1,132 @@
+"""Endpoint pages: the workspace's endpoints, making one, one's page (its deployments,
+keys and traffic split), adding a deployment, regenerating a key, splitting traffic."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from compute.inference.actions.endpoints import (
+    add_deployment,
+    create_endpoint,
+    endpoint_keys,
+    regenerate_key,
+    set_traffic,
+)
+from compute.inference.forms.endpoints import DeploymentForm, EndpointForm, TrafficForm
+from compute.inference.models import Endpoint, KeySlot
+from compute.inference.selectors import endpoints_of
+from compute.views.common import add_errors
+from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
+from workspace.models import Role
+from workspace.queries import KeysFirstPaginator
+
+PER_PAGE = 50
+
+
+def base(access: WorkspaceAccess) -> dict[str, object]:
+    return {"nav": "endpoints", "access": access, "workspace": access.workspace}
+
+
+def endpoint_of(access: WorkspaceAccess, pk: int) -> Endpoint:
+    endpoint = endpoints_of(access.workspace).filter(pk=pk).first()
+    if endpoint is None:
+        raise Http404("No such endpoint in this workspace.")
+    return endpoint
+
+
+@workspace_view()
+def endpoint_list(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
+    paginator = KeysFirstPaginator(endpoints_of(access.workspace).order_by("name"), PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "inference/endpoints.html", {**base(access), "page": page})
+
+
+@workspace_view(Role.CONTRIBUTOR, "making endpoints")
+def endpoint_create(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
+    form = EndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            made = create_endpoint(access, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Endpoint {made} made, with two keys. Add a deployment.")
+            return redirect(made)
+    return render(request, "inference/endpoint_form.html", {**base(access), "form": form})
+
+
+@workspace_view()
+def endpoint_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    endpoint = endpoint_of(access, pk)
+    deployments = list(
+        endpoint.deployments.select_related("model", "environment", "vm_size").order_by("name")
+    )
+    return render(
+        request,
+        "inference/endpoint.html",
+        {
+            **base(access),
+            "endpoint": endpoint,
+            "deployments": deployments,
+            "keys": endpoint_keys(access, endpoint) if access.is_contributor else None,
+            "traffic_form": TrafficForm(deployments=deployments) if len(deployments) > 1 else None,
+            "scoring_url": settings.HANGAR_BASE_URL.rstrip("/") + endpoint.scoring_path,
+        },
+    )
+
+
+@workspace_view(Role.CONTRIBUTOR, "deploying models")
+def deployment_create(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    endpoint = endpoint_of(access, pk)
+    form = DeploymentForm(request.POST or None, workspace=access.workspace)
+    if request.method == "POST" and form.is_valid():
+        try:
+            made = add_deployment(access, endpoint, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            share = f"{made.traffic}% of its traffic"
+            messages.success(request, f"Deployment {made.name} added, with {share}.")
+            return redirect(endpoint)
+    return render(
+        request,
+        "inference/deployment_form.html",
+        {**base(access), "endpoint": endpoint, "form": form},
+    )
+
+
+@workspace_view(Role.CONTRIBUTOR, "regenerating endpoint keys")
+@require_POST
+def key_regenerate(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    endpoint = endpoint_of(access, pk)
+    slot = request.POST.get("slot", "")
+    try:
+        regenerate_key(access, endpoint, slot)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        other = "secondary" if slot == KeySlot.PRIMARY else "primary"
+        messages.success(request, f"New {slot} key made; the {other} key still works.")
+    return redirect(endpoint)
+
+
+@workspace_view(Role.CONTRIBUTOR, "splitting endpoint traffic")
+@require_POST
+def traffic_split(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    endpoint = endpoint_of(access, pk)
+    form = TrafficForm(request.POST, deployments=list(endpoint.deployments.order_by("name")))
+    if not form.is_valid():
+        messages.error(request, "Each share is a whole percent from 0 to 100.")
+        return redirect(endpoint)
+    try:
+        set_traffic(access, endpoint, form.weights())
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "Traffic split saved.")
+    return redirect(endpoint)
