@@ -197,3 +197,19 @@ def test_another_workspaces_model_cannot_be_deployed(client, team):
     )
     assert answer.status_code == 200 and "Select a valid choice" in answer.content.decode()
     assert not Deployment.objects.filter(name="stolen").exists()
+
+
+def test_endpoint_keys_follow_a_key_rotation(team, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    endpoint = make_endpoint(team.workspace, make_model(team.workspace))
+    primary = secrets.decrypt(endpoint.primary_key)
+    old_keys = list(settings.HANGAR_SECRET_KEYS)
+    new_key = Fernet.generate_key().decode()
+    settings.HANGAR_SECRET_KEYS = [new_key, *old_keys]
+    call_command("rotate_secrets", stdout=io.StringIO())
+    settings.HANGAR_SECRET_KEYS = [new_key]  # the old keys are gone now
+    endpoint.refresh_from_db()
+    assert secrets.decrypt(endpoint.primary_key) == primary
+    assert endpoint.primary_key_hash == key_hash(primary)  # clients keep their key

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from compute.inference.models import Endpoint
 from compute.lib import secrets
 from compute.models import Attachment, Compute, Job
 
@@ -12,8 +13,8 @@ from compute.models import Attachment, Compute, Job
 class Command(BaseCommand):
     help = (
         "Re-encrypt stored secrets (credentials of attached computes, secret variables of "
-        "jobs and instances) with the newest HANGAR_SECRET_KEYS key. Put the new key first, "
-        "keep the old ones after it, run this, then drop the old keys."
+        "jobs and instances, endpoint keys) with the newest HANGAR_SECRET_KEYS key. Put the "
+        "new key first, keep the old ones after it, run this, then drop the old keys."
     )
 
     def handle(self, *args, **options) -> None:
@@ -42,4 +43,19 @@ class Command(BaseCommand):
                         ) from None
                     model.objects.filter(pk=row.pk).update(secret_environment=stored)
                     rotated += len(stored)
+            for endpoint in Endpoint.objects.select_for_update().only(
+                "pk", "name", "primary_key", "secondary_key"
+            ):
+                try:
+                    keys = {
+                        "primary_key": secrets.rotate(endpoint.primary_key),
+                        "secondary_key": secrets.rotate(endpoint.secondary_key),
+                    }
+                except Exception:  # InvalidToken
+                    raise CommandError(
+                        f"A key of endpoint {endpoint.name} (#{endpoint.pk}) cannot be "
+                        "decrypted with any configured key; nothing was changed."
+                    ) from None
+                Endpoint.objects.filter(pk=endpoint.pk).update(**keys)
+                rotated += 2
         self.stdout.write(f"Rotated {rotated} secret(s) to the newest key.")
