@@ -80,7 +80,9 @@ class NodeSteps(NodeImageSteps):
             )
 
     def replace_dead(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> list[Node]:
-        """A started node whose container is gone or stopped is unusable; a new one replaces it."""
+        """A started node whose container is gone or stopped is unusable; a new one replaces it
+        (not on a failed compute, which starts nothing)."""
+        replaced = "" if self.compute.state == S.FAILED else " A new node replaces it."
         alive = []
         for node in nodes:
             observation = observed.get(node.pk)
@@ -101,7 +103,7 @@ class NodeSteps(NodeImageSteps):
                     record(
                         self.compute,
                         EventVerb.NODE_UNUSABLE,
-                        f"Node {node.name} is unusable: its {what}. A new node replaces it.",
+                        f"Node {node.name} is unusable: its {what}.{replaced}",
                         level="warning",
                     )
                 continue

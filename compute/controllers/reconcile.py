@@ -132,9 +132,6 @@ class Pass(NodeSteps):
         """Returns True if the state moved and another pass should look again."""
         compute = self.compute
         started_state = compute.state
-        if compute.state == S.FAILED:
-            self.outcome.state = compute.state
-            return False
         try:
             nodes = list(
                 compute.nodes.filter(
@@ -147,6 +144,14 @@ class Pass(NodeSteps):
                 self.driver.list_nodes(compute.pk),
                 [containers.NodeRef(n.pk, compute.pk, n.container_ref) for n in nodes],
             )
+            if compute.state == S.FAILED:
+                # Nothing starts on a failed compute, but what the sweep hands it must go:
+                # a stray container, or a node whose container died (else it comes back
+                # every second).
+                self.remove_strays(strays, nodes)
+                self.replace_dead(observed, nodes)
+                self.outcome.state = compute.state
+                return False
             nodes = self.release_preempted(observed, nodes)
             self.remove_strays(strays, nodes)
             nodes = self.replace_dead(observed, nodes)

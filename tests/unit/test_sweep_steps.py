@@ -176,3 +176,26 @@ def test_the_hand_out_deals_due_computes_into_at_most_so_many_even_batches(due, 
     assert len(batches) == min(due, most)
     assert sorted(pk for batch in batches for pk in batch) == list(range(due))  # each once
     assert max(map(len, batches), default=0) - min(map(len, batches), default=0) <= 1
+
+
+@pytest.mark.parametrize("left", ["stray container", "dead node"])
+def test_a_failed_compute_is_handed_out_once_for_what_it_left_not_every_second(
+    access, driver, left
+):
+    """A stray container, or a node whose container died, of a failed compute: its pass
+    removes the stray (or writes the node off) instead of returning at once, so the next
+    sweep has nothing to hand it again."""
+    pool = cluster(access, min_nodes=1, max_nodes=1)
+    reconcile(pool.pk, driver)
+    node = Node.objects.get(compute=pool)
+    Compute.objects.filter(pk=pool.pk).update(state=ComputeState.FAILED, last_error="broke")
+    name = next(iter(driver.nodes))
+    if left == "stray container":
+        Node.objects.filter(pk=node.pk).update(state=NodeState.UNUSABLE, ended_at=T0)
+    else:
+        driver.nodes.pop(name)  # the container died
+    assert pool.pk in steps.sweep(driver).due
+    reconcile(pool.pk, driver)
+    assert pool.pk not in steps.sweep(driver).due
+    assert not driver.nodes
+    assert Compute.objects.get(pk=pool.pk).state == ComputeState.FAILED
