@@ -9,6 +9,7 @@ from ninja.throttling import AuthRateThrottle
 from compute.api import attached, computes, errors, idle, jobs, quota, workspaces
 from compute.api.auth import AUTH
 from compute.api.docs import LocalSwagger
+from compute.inference import api as inference
 
 api = NinjaAPI(
     title="Hangar API",
@@ -33,3 +34,4 @@ api.add_router("", jobs.router)
 api.add_router("", quota.router)
 api.add_router("", idle.router)
 api.add_router("", attached.router)
+api.add_router("", inference.router)

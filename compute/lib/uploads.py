@@ -24,7 +24,7 @@ FIELDS_ALLOWANCE = 1024 * 1024
 
 # Views whose upload is a model, not job code (the URL is resolved before the CSRF check
 # parses the body, so the handler knows which cap applies).
-MODEL_UPLOAD_VIEWS = frozenset({"inference:model-create", "api-1.0.0:register_model"})
+MODEL_UPLOAD_VIEWS = frozenset({"inference:model-create", "api:register_model"})
 
 
 def limit_mb_for(request: HttpRequest | None) -> int:

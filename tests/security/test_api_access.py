@@ -10,10 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
 from compute.api.main import api
+from compute.inference.models import Deployment, Endpoint, RegisteredModel
 from compute.models import (
     Attachment,
     Compute,
@@ -26,6 +28,7 @@ from compute.models import (
     VmSize,
 )
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
+from tests.support.inference import SCORING, make_endpoint, make_model
 from tests.support.teams import Team
 from workspace.models import AccessToken, Role, Workspace
 from workspace.tokens import create_token, revoke_token
@@ -117,6 +120,32 @@ CASES = [
         },
     ),
     Case("GET", f"{W}/computes/{{attached}}/attachment", Role.READER),
+    Case("GET", f"{W}/models", Role.READER),
+    Case("GET", f"{W}/models/{{model}}", Role.READER),
+    Case(
+        "POST",
+        f"{W}/models",
+        Role.CONTRIBUTOR,
+        {"name": "resnet", "upload": lambda: SimpleUploadedFile("m.onnx", b"onnx")},
+        multipart=True,
+    ),
+    Case("GET", f"{W}/endpoints", Role.READER),
+    Case("GET", f"{W}/endpoints/{{endpoint}}", Role.READER),
+    Case("POST", f"{W}/endpoints", Role.CONTRIBUTOR, {"name": "ranker"}),
+    Case("GET", f"{W}/endpoints/{{endpoint}}/keys", Role.CONTRIBUTOR),
+    Case("POST", f"{W}/endpoints/{{endpoint}}/keys/secondary/regenerate", Role.CONTRIBUTOR),
+    Case(
+        "POST",
+        f"{W}/endpoints/{{endpoint}}/deployments",
+        Role.CONTRIBUTOR,
+        {
+            "name": "canary",
+            "model": "iris",
+            "scoring_script": SCORING,
+            "vm_size": "Standard_DS3_v2",
+        },
+    ),
+    Case("PUT", f"{W}/endpoints/{{endpoint}}/traffic", Role.CONTRIBUTOR, {"blue": 50, "green": 50}),
     Case("POST", f"{W}/computes/{{attached}}/validate", Role.CONTRIBUTOR),
     Case("POST", f"{W}/computes/{{attached}}/detach", Role.CONTRIBUTOR),
 ]
@@ -145,7 +174,10 @@ def rows(team: Team) -> dict[str, int]:
     Attachment.objects.create(
         compute=attached, target_kind="remote_vm", host="192.0.2.9", username="u"
     )
+    model = make_model(team.workspace)
     return {
+        "model": model.pk,
+        "endpoint": make_endpoint(team.workspace, model).pk,
         "cluster": cluster.pk,
         "instance": instance.pk,
         "running": running.pk,
@@ -167,6 +199,9 @@ def snapshot() -> tuple:
         list(Job.objects.order_by("pk").values_list("pk", "status", "cancel_requested_at")),
         Event.objects.count(),
         Node.objects.count(),
+        RegisteredModel.objects.count(),
+        list(Endpoint.objects.order_by("pk").values_list("pk", "secondary_key_hash")),
+        list(Deployment.objects.order_by("pk").values_list("pk", "traffic")),
     )
 
 
@@ -178,8 +213,15 @@ def call(case: Case, rows: dict[str, int], secret: str | None, client: Client | 
     if case.body is None:
         return send(path, headers=headers)
     if case.multipart:
-        return send(path, data=case.body, headers=headers)
+        return send(path, data=body_of(case), headers=headers)
     return send(path, data=case.body, content_type="application/json", headers=headers)
+
+
+def body_of(case: Case) -> dict | None:
+    """The case's body, with a fresh upload for each call (a file is read once)."""
+    if case.body is None:
+        return None
+    return {key: value() if callable(value) else value for key, value in case.body.items()}
 
 
 def token(user: Any, **limits: Any) -> str:
@@ -260,7 +302,7 @@ def test_a_browser_session_writes_only_with_its_csrf_token(team, rows, case):
     send = getattr(browser, case.method.lower())
     kwargs: dict[str, Any] = {"headers": {"X-CSRFToken": csrf}}
     if case.body is not None:
-        kwargs["data"] = case.body
+        kwargs["data"] = body_of(case)
         if not case.multipart:
             kwargs["content_type"] = "application/json"
     assert send(path, **kwargs).status_code in (200, 201, 202, 204)
@@ -282,6 +324,9 @@ def test_every_operation_has_a_rule():
                         .replace("{int:job_id}", "{job}")
                         .replace("{int:schedule_id}", "{schedule}")
                         .replace("{kind}", "remote_vm")
+                        .replace("{int:model_id}", "{model}")
+                        .replace("{int:endpoint_id}", "{endpoint}")
+                        .replace("{slot}", "secondary")
                     )
                     workspace_scoped.add((method, concrete))
     normalized = {

@@ -1,0 +1,258 @@
+"""The API of models, endpoints and deployments: the pages' forms and actions, as JSON."""
+
+# No `from __future__ import annotations`: django-ninja reads these annotations at import.
+
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Body, File, Form, Router, Schema, Status
+from ninja.files import UploadedFile
+from ninja.pagination import paginate
+
+from compute.api.auth import api_access
+from compute.api.errors import form_invalid
+from compute.api.pagination import CursorPagination, newest_first
+from compute.api.schemas import Error, absolute
+from compute.inference.actions.endpoints import (
+    add_deployment,
+    create_endpoint,
+    endpoint_keys,
+    regenerate_key,
+    set_traffic,
+)
+from compute.inference.actions.models import register_model
+from compute.inference.forms.endpoints import DeploymentForm, EndpointForm
+from compute.inference.forms.models import ModelForm
+from compute.inference.models import Endpoint, KeySlot, RegisteredModel
+from compute.inference.selectors import endpoints_of, models_of
+from compute.lib.uploads import refused_upload
+from compute.models import VmSize
+from compute.selectors import environment_choice
+from workspace.models import Role
+
+router = Router(tags=["inference"])
+REFUSALS: dict[int | str, Any] = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+ENDPOINT = "/workspaces/{slug}/endpoints/{int:endpoint_id}"
+
+
+class ModelOut(Schema):
+    id: int
+    name: str
+    version: int
+    description: str
+    kind: str
+    file_name: str
+    size_bytes: int
+    created_by: str | None
+    created_at: datetime
+    url: str
+
+    @staticmethod
+    def resolve_created_by(model: Any) -> str | None:
+        return model.created_by.username if model.created_by_id else None
+
+    @staticmethod
+    def resolve_url(model: Any) -> str:
+        return absolute(model.get_absolute_url())
+
+
+class DeploymentOut(Schema):
+    id: int
+    name: str
+    model: str  # "name:version"
+    environment: str | None
+    target: str
+    vm_size: str
+    min_replicas: int
+    max_replicas: int
+    target_in_flight: int
+    request_timeout_ms: int
+    traffic: int  # percent of the endpoint's requests
+
+    @staticmethod
+    def resolve_model(deployment: Any) -> str:
+        return str(deployment.model)
+
+    @staticmethod
+    def resolve_environment(deployment: Any) -> str | None:
+        return str(deployment.environment) if deployment.environment_id else None
+
+    @staticmethod
+    def resolve_vm_size(deployment: Any) -> str:
+        return deployment.vm_size.name
+
+
+class EndpointOut(Schema):
+    id: int
+    name: str
+    description: str
+    scoring_path: str
+    deployments: list[DeploymentOut]
+    keys_changed_at: datetime
+    created_at: datetime
+    url: str
+
+    @staticmethod
+    def resolve_deployments(endpoint: Any) -> list:
+        return list(endpoint.deployments.all())
+
+    @staticmethod
+    def resolve_url(endpoint: Any) -> str:
+        return absolute(endpoint.get_absolute_url())
+
+
+class KeysOut(Schema):
+    primary: str
+    secondary: str
+
+
+class EndpointIn(Schema):
+    name: str
+    description: str = ""
+
+
+class DeploymentIn(Schema):
+    name: str
+    model: str  # "name:version", "name" (its newest version) or an id
+    scoring_script: str
+    target: str = "managed_cluster"
+    vm_size: str  # a size's name, e.g. "Standard_DS3_v2"
+    environment: str = ""  # an environment's id, name or name:version; "": the node image
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_in_flight: int = 4
+    request_timeout_ms: int = 5000
+
+
+def endpoint_in(request: HttpRequest, slug: str, endpoint_id: int) -> Endpoint:
+    access = api_access(request, slug)
+    return get_object_or_404(endpoints_of(access.workspace), pk=endpoint_id)
+
+
+def model_choice(request: HttpRequest, slug: str, text: str) -> str:
+    """The form's choice for the model `text` names, or the text for the form to refuse."""
+    models = models_of(api_access(request, slug).workspace)
+    name, colon, version = text.strip().partition(":")
+    if not colon and name.isascii() and name.isdigit() and len(name) <= 12:
+        found = models.filter(pk=int(name)).first()
+    elif colon:
+        ok = version.isascii() and version.isdigit() and len(version) <= 9
+        found = models.filter(name=name, version=int(version)).first() if ok else None
+    else:
+        found = models.filter(name=name).order_by("-version").first()
+    return str(found.pk) if found else text
+
+
+@router.get("/workspaces/{slug}/models", response=list[ModelOut])
+@paginate(CursorPagination, **newest_first("-id"))
+def list_models(request: HttpRequest, slug: str) -> QuerySet:
+    return models_of(api_access(request, slug).workspace)
+
+
+@router.get("/workspaces/{slug}/models/{int:model_id}", response={200: ModelOut, **REFUSALS})
+def show_model(request: HttpRequest, slug: str, model_id: int) -> RegisteredModel:
+    return get_object_or_404(models_of(api_access(request, slug).workspace), pk=model_id)
+
+
+@router.post(
+    "/workspaces/{slug}/models",
+    response={201: ModelOut, **REFUSALS},
+    url_name="register_model",
+)
+def register(
+    request: HttpRequest,
+    slug: str,
+    name: str = Form(...),
+    description: str = Form(""),
+    upload: UploadedFile = File(..., description="The model's file, or a .zip of its folder."),
+) -> Status:
+    """Register a model (the next version when the name is taken)."""
+    access = api_access(request, slug, Role.CONTRIBUTOR, "registering models")
+    form = ModelForm({"name": name, "description": description}, {"upload": upload})
+    refused = refused_upload(request)
+    if refused or not form.is_valid():
+        if refused:
+            form.add_error("upload", refused)
+        raise form_invalid(form)
+    made = register_model(
+        access,
+        name=form.cleaned_data["name"],
+        description=form.cleaned_data["description"],
+        file_name=upload.name or "model",
+        data=upload,
+    )
+    return Status(201, made)
+
+
+@router.get("/workspaces/{slug}/endpoints", response=list[EndpointOut])
+@paginate(CursorPagination, **newest_first("name", "id"))
+def list_endpoints(request: HttpRequest, slug: str) -> QuerySet:
+    return endpoints_of(api_access(request, slug).workspace).prefetch_related(
+        "deployments__model", "deployments__environment", "deployments__vm_size"
+    )
+
+
+@router.get(ENDPOINT, response={200: EndpointOut, **REFUSALS})
+def show_endpoint(request: HttpRequest, slug: str, endpoint_id: int) -> Endpoint:
+    return endpoint_in(request, slug, endpoint_id)
+
+
+@router.post("/workspaces/{slug}/endpoints", response={201: EndpointOut, **REFUSALS})
+def make_endpoint(request: HttpRequest, slug: str, payload: EndpointIn) -> Status:
+    access = api_access(request, slug, Role.CONTRIBUTOR, "making endpoints")
+    form = EndpointForm(payload.dict())
+    if not form.is_valid():
+        raise form_invalid(form)
+    return Status(201, create_endpoint(access, **form.cleaned_data))
+
+
+@router.get(f"{ENDPOINT}/keys", response={200: KeysOut, **REFUSALS})
+def show_keys(request: HttpRequest, slug: str, endpoint_id: int) -> Any:
+    access = api_access(request, slug, Role.CONTRIBUTOR, "reading endpoint keys")
+    return endpoint_keys(access, endpoint_in(request, slug, endpoint_id))
+
+
+@router.post(f"{ENDPOINT}/keys/{{slot}}/regenerate", response={200: KeysOut, **REFUSALS})
+def regenerate(request: HttpRequest, slug: str, endpoint_id: int, slot: KeySlot) -> Any:
+    """A new key in one slot; the other keeps working."""
+    access = api_access(request, slug, Role.CONTRIBUTOR, "regenerating endpoint keys")
+    endpoint = endpoint_in(request, slug, endpoint_id)
+    regenerate_key(access, endpoint, slot)
+    endpoint.refresh_from_db()
+    return endpoint_keys(access, endpoint)
+
+
+@router.post(f"{ENDPOINT}/deployments", response={201: DeploymentOut, **REFUSALS})
+def deploy(request: HttpRequest, slug: str, endpoint_id: int, payload: DeploymentIn) -> Status:
+    access = api_access(request, slug, Role.CONTRIBUTOR, "deploying models")
+    endpoint = endpoint_in(request, slug, endpoint_id)
+    size = VmSize.objects.filter(name=payload.vm_size).values_list("pk", flat=True).first()
+    data = {
+        **payload.dict(),
+        "model": model_choice(request, slug, payload.model),
+        "vm_size": str(size) if size is not None else payload.vm_size,
+        "environment": environment_choice(access.workspace, payload.environment),
+    }
+    form = DeploymentForm(data, workspace=access.workspace)
+    if not form.is_valid():
+        raise form_invalid(form)
+    return Status(201, add_deployment(access, endpoint, **form.cleaned_data))
+
+
+@router.put(f"{ENDPOINT}/traffic", response={200: EndpointOut, **REFUSALS})
+def split_traffic(
+    request: HttpRequest, slug: str, endpoint_id: int, payload: dict[str, int] = Body(...)
+) -> Endpoint:
+    """Every deployment's percent of the requests, by name: `{"blue": 80, "green": 20}`."""
+    access = api_access(request, slug, Role.CONTRIBUTOR, "splitting endpoint traffic")
+    endpoint = endpoint_in(request, slug, endpoint_id)
+    by_name = {d.name: d.pk for d in endpoint.deployments.all()}
+    unknown = sorted(set(payload) - set(by_name))
+    if unknown:
+        raise ValidationError(f"{endpoint} has no deployment named {', '.join(unknown)}.")
+    set_traffic(access, endpoint, {by_name[name]: share for name, share in payload.items()})
+    return endpoint_in(request, slug, endpoint_id)
