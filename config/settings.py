@@ -248,6 +248,9 @@ HANGAR_CODE_LIMIT_MB = env_int("HANGAR_CODE_LIMIT_MB", 50, minimum=1, maximum=10
 # cap (a container instance serves only models under 1 GB; a cluster may take more).
 HANGAR_MODELS_DIR = Path(env_str("HANGAR_MODELS_DIR") or LOCAL_DIR / "models")
 HANGAR_MODEL_LIMIT_MB = env_int("HANGAR_MODEL_LIMIT_MB", 4096, minimum=1, maximum=1_000_000)
+# Serving replicas: their scripts (code/<deployment>/) and the folder each one's scoring
+# socket appears in (sockets/<container>/), under a folder only Hangar may enter.
+HANGAR_SERVING_DIR = Path(env_str("HANGAR_SERVING_DIR") or LOCAL_DIR / "serving")
 FILE_UPLOAD_HANDLERS = [
     "compute.lib.uploads.LimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",

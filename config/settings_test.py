@@ -44,6 +44,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / f"test-nodes-{HANGAR_SITE}"  # noqa: F405
 HANGAR_JOBS_DIR = LOCAL_DIR / f"test-jobs-{HANGAR_SITE}"  # noqa: F405
 HANGAR_MODELS_DIR = LOCAL_DIR / f"test-models-{HANGAR_SITE}"  # noqa: F405
+HANGAR_SERVING_DIR = LOCAL_DIR / f"test-serving-{HANGAR_SITE}"  # noqa: F405
 HANGAR_ENV_BUILD_LOG_DIR = LOCAL_DIR / f"test-env-builds-{HANGAR_SITE}"  # noqa: F405
 HANGAR_HOST_WORK_DIR = Path(  # per test site, like the containers
     os.environ.get("HANGAR_HOST_WORK_DIR") or f"/var/tmp/hangar-{HANGAR_SITE}"  # noqa: S108

@@ -76,6 +76,7 @@ def fresh_job_records() -> None:
         jobfiles.runs_root(),
         jobfiles.code_root(),
         settings.HANGAR_MODELS_DIR,  # registered models: their ids restart too
+        settings.HANGAR_SERVING_DIR,
         settings.HANGAR_HOST_WORK_DIR,
         settings.HANGAR_LOCAL_NODES_DIR,
     ):

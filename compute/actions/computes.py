@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.views.decorators.debug import sensitive_variables
 
 from compute import enqueue, quota
@@ -153,7 +154,10 @@ def create_cluster(
     max_nodes: int = 1,
     idle_seconds_before_scaledown: int = 120,
     environment: Environment | None = None,
+    serving: dict[str, int] | None = None,
 ) -> Compute:
+    """`serving`: the cluster is a deployment's replicas (compute/inference), which start
+    at min_nodes and run the scoring server instead of jobs."""
     require_role(access, Role.CONTRIBUTOR, "creating compute")
     validate_cluster_bounds(min_nodes, max_nodes)
     _check_size(vm_size, ComputeKind.CLUSTER)
@@ -169,12 +173,15 @@ def create_cluster(
         max_nodes=max_nodes,
         idle_seconds_before_scaledown=idle_seconds_before_scaledown,
         environment=environment_of(access, environment),
+        serving=serving or {},
+        replica_target=min_nodes if serving else 0,
     )
+    what = "replicas" if serving else "nodes"
     return _save_new(
         compute,
         actor,
         f"{actor} created cluster {name} ({vm_size.name}, {Tier(tier).label.lower()}, "
-        f"{min_nodes}–{max_nodes} nodes).",
+        f"{min_nodes}–{max_nodes} {what}).",
     )
 
 
@@ -295,13 +302,24 @@ def _refusal(compute: Compute, verb: str) -> str:
 
 def delete_compute(access: WorkspaceAccess, compute_id: int) -> Compute:
     require_role(access, Role.ADMIN, "deleting compute")
+    return _delete(access, compute_id)
+
+
+def delete_replicas(access: WorkspaceAccess, compute_id: int) -> Compute:
+    """A deployment's replicas go with it: its caller (compute/inference) checked the
+    role that may remove the deployment."""
+    return _delete(access, compute_id, serving=True)
+
+
+def _delete(access: WorkspaceAccess, compute_id: int, serving: bool = False) -> Compute:
     actor = access.membership.user
     with transaction.atomic():
-        compute = (
-            Compute.objects.select_for_update()
-            .filter(workspace=access.workspace, pk=compute_id)
-            .first()
+        found = Compute.objects.select_for_update().filter(
+            workspace=access.workspace, pk=compute_id
         )
+        # A deployment's replicas go with their deployment, never by the compute's delete.
+        replicas = Q(serving__has_key="deployment")
+        compute = (found.filter(replicas) if serving else found.exclude(replicas)).first()
         if compute is None:
             raise ValidationError("This compute no longer exists.")
         if compute.is_attached:

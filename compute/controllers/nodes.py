@@ -153,11 +153,16 @@ class NodeSteps(NodeImageSteps):
     def autoscale(self, nodes: list[Node]) -> list[Node]:
         compute = self.compute
         busy = sum(1 for n in nodes if n.state == NodeState.RUNNING)
-        need, queued = job_steps.demand(compute)
+        if compute.is_serving:  # replicas: as many as the deployment wants, no jobs
+            need, queued = compute.replica_target, 0
+        else:
+            need, queued = job_steps.demand(compute)
         desired = compute.desired_node_count(busy, need)
         live = len(nodes)
         if live < desired:
-            if need:
+            if compute.is_serving:
+                reason = f"the deployment wants {need} replica(s)"
+            elif need:
                 jobs = "job" if queued == 1 else "jobs"
                 reason = f"{queued} {jobs} queued need {need} node(s), {busy} busy"
             else:

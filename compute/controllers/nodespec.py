@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from compute.drivers import NodeSpec, NodeStartError
-from compute.lib import secrets
+from compute.drivers import HostFolder, NodeSpec, NodeStartError
+from compute.drivers.base import container_name
+from compute.lib import replicas, secrets, snapshots
 from compute.models import Compute, Node
 
 GIB = 1024**3
@@ -37,6 +38,11 @@ def node_spec(
         environment = {**hidden, **environment}
     if compute.setup_script:
         environment["HANGAR_SETUP_SCRIPT"] = compute.setup_script
+    command = node_command(compute.setup_script)
+    folders: tuple[HostFolder, ...] = ()
+    if compute.is_serving:
+        command, folders = serving_command(compute, node)
+        environment["HANGAR_MODEL_DIR"] = MODEL_IN_NODE
     return NodeSpec(
         site=settings.HANGAR_SITE,
         workspace=compute.workspace.slug,
@@ -47,11 +53,35 @@ def node_spec(
         cpus=size.vcpus * settings.HANGAR_CPU_SCALE,
         memory_bytes=int(float(size.memory_gib) * settings.HANGAR_MEMORY_SCALE * GIB),
         network=settings.HANGAR_NODE_NETWORK,
-        command=node_command(compute.setup_script),
+        command=command,
         environment=environment,
         pids_limit=settings.HANGAR_NODE_PIDS_LIMIT,
         tmp_mb=settings.HANGAR_NODE_TMP_MB,
+        folders=folders,
     )
+
+
+# Where a replica finds what it serves, and where its socket appears (compute/inference).
+SERVE_IN_NODE = "/hangar/serve"
+MODEL_IN_NODE = "/hangar/model"
+SOCKET_FOLDER_IN_NODE = "/run/hangar"
+
+
+def serving_command(compute: Compute, node: Node) -> tuple[tuple[str, ...], tuple[HostFolder, ...]]:
+    """The scoring server over the deployment's script, its model and its socket folder."""
+    deployment, model = int(compute.serving["deployment"]), int(compute.serving["model"])
+    container = container_name(settings.HANGAR_SITE, compute.pk, node.pk)
+    folders = (
+        HostFolder(str(snapshots.serving_store().folder(deployment)), SERVE_IN_NODE),
+        HostFolder(str(snapshots.model_store().folder(model)), MODEL_IN_NODE),
+        HostFolder(str(replicas.socket_folder(container)), SOCKET_FOLDER_IN_NODE, read_only=False),
+    )
+    command = (
+        "python3", f"{SERVE_IN_NODE}/score_server.py",
+        "--socket", f"{SOCKET_FOLDER_IN_NODE}/{replicas.SOCKET_NAME}",
+        "--script", f"{SERVE_IN_NODE}/score.py",
+    )  # fmt: skip
+    return command, folders
 
 
 # The setup script arrives in an environment variable (never interpolated into the shell

@@ -9,6 +9,7 @@ from django.conf import settings
 from compute.drivers.base import (
     Driver,
     DriverUnavailable,
+    HostFolder,
     JobLaunch,
     JobRunner,
     NodeObservation,
@@ -19,6 +20,7 @@ from compute.drivers.base import (
 __all__ = [
     "Driver",
     "DriverUnavailable",
+    "HostFolder",
     "JobLaunch",
     "JobRunner",
     "NodeObservation",

@@ -31,6 +31,16 @@ class NodeStartError(Exception):
 
 
 @dataclass(frozen=True)
+class HostFolder:
+    """A folder of this machine a node sees: a serving replica's model and scripts (read
+    only), and the folder its scoring socket appears in (only Hangar reaches it there)."""
+
+    host_path: str
+    node_path: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     site: str
     workspace: str
@@ -46,6 +56,8 @@ class NodeSpec:
     environment: dict[str, str] = field(default_factory=dict, repr=False)
     pids_limit: int = 512
     tmp_mb: int = 256
+    # None but for serving replicas: training nodes see no folder of this machine.
+    folders: tuple[HostFolder, ...] = ()
 
     @property
     def container_name(self) -> str:

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -32,7 +33,7 @@ from compute.drivers.node_runs import (
     node_run_dir,
     parse_exit,
 )
-from compute.lib import jobfiles
+from compute.lib import jobfiles, replicas
 from compute.lib.jobfiles import RunState
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,9 @@ class DockerDriver(Driver):
                 f"Image {spec.image} is not on this Docker engine. Build it with "
                 "`python manage.py build_node_image` (Hangar never pulls images)."
             ) from None
+        for folder in spec.folders:
+            if not folder.read_only:  # a replica's socket folder: made before it starts
+                replicas.prepare_socket_folder(Path(folder.host_path))
         host_cpus = os.cpu_count() or 1
         memory = max(spec.memory_bytes, MIN_MEMORY)
         try:
@@ -129,15 +133,22 @@ class DockerDriver(Driver):
                 network_mode=spec.network,
                 # A tenant's sandbox: not root, no capability, no privilege gained by exec,
                 # a bounded process count, nothing writable but /tmp and its own /work,
-                # and no folder of this machine's mounted in. Code and output cross
-                # through the Docker API (put_archive, exec streams).
+                # and no folder of this machine's mounted in (a serving replica's alone
+                # see its model and scripts read-only, and the folder of its socket).
+                # Code and output cross through the Docker API (put_archive, exec streams).
                 user=scripts.NODE_USER,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 pids_limit=spec.pids_limit,
                 read_only=True,
                 tmpfs={"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_mb}m,mode=1777"},  # noqa: S108
-                mounts=[Mount(scripts.NODE_WORK, None, type="volume", labels=spec.labels)],
+                mounts=[
+                    Mount(scripts.NODE_WORK, None, type="volume", labels=spec.labels),
+                    *(
+                        Mount(f.node_path, f.host_path, type="bind", read_only=f.read_only)
+                        for f in spec.folders
+                    ),
+                ],
                 detach=True,
             )
         except APIError as exc:
@@ -292,8 +303,10 @@ class DockerDriver(Driver):
         try:
             # v: the node's /work volume goes with it.
             self.client.containers.get(name).remove(force=True, v=True)
+            replicas.remove_socket_folder(name)  # a serving replica's, if it was one
             return True
         except NotFound:
+            replicas.remove_socket_folder(name)
             return False
         except APIError as exc:
             if exc.status_code == 409:  # removal already in progress

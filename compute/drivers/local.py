@@ -52,6 +52,11 @@ class LocalDriver(Driver):
         return hostproc.node_work_dir(name)
 
     def ensure_node(self, spec: NodeSpec) -> NodeObservation:
+        if spec.folders:
+            raise NodeStartError(
+                "Serving replicas need the Docker driver (HANGAR_DRIVER=docker): the local "
+                "driver's host processes cannot be given a model and a socket of their own."
+            )
         hostproc.require_allowed()
         self.ping()
         user = hostproc.job_user()

@@ -20,6 +20,7 @@ from compute.api.schemas import Error, absolute
 from compute.inference.actions.endpoints import (
     add_deployment,
     create_endpoint,
+    delete_deployment,
     endpoint_keys,
     regenerate_key,
     set_traffic,
@@ -241,6 +242,16 @@ def deploy(request: HttpRequest, slug: str, endpoint_id: int, payload: Deploymen
     if not form.is_valid():
         raise form_invalid(form)
     return Status(201, add_deployment(access, endpoint, **form.cleaned_data))
+
+
+@router.delete(f"{ENDPOINT}/deployments/{{int:deployment_id}}", response={204: None, **REFUSALS})
+def undeploy(request: HttpRequest, slug: str, endpoint_id: int, deployment_id: int) -> Status:
+    """Remove a deployment (not while it takes traffic beside others); its replicas stop."""
+    access = api_access(request, slug, Role.CONTRIBUTOR, "removing deployments")
+    endpoint = endpoint_in(request, slug, endpoint_id)
+    deployment = get_object_or_404(endpoint.deployments, pk=deployment_id)
+    delete_deployment(access, deployment)
+    return Status(204, None)
 
 
 @router.put(f"{ENDPOINT}/traffic", response={200: EndpointOut, **REFUSALS})

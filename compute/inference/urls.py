@@ -16,6 +16,11 @@ urlpatterns = [
         endpoints.deployment_create,
         name="deployment-create",
     ),
+    path(
+        "w/<slug:slug>/endpoints/<int:pk>/deployments/<int:deployment_id>/delete/",
+        endpoints.deployment_delete,
+        name="deployment-delete",
+    ),
     path("w/<slug:slug>/endpoints/<int:pk>/keys/", endpoints.key_regenerate, name="key"),
     path("w/<slug:slug>/endpoints/<int:pk>/traffic/", endpoints.traffic_split, name="traffic"),
 ]

@@ -102,6 +102,21 @@ def store_file(
         _copy(source, folder / name, _Budget(store))
 
 
+def store_files(key: int, files: dict[str, bytes], store: Store) -> None:
+    """Several files of Hangar's own making (a replica's scripts) as one snapshot."""
+    with _staged(store, key) as folder:
+        budget = _Budget(store)
+        for filename, data in files.items():
+            _copy(io.BytesIO(data), folder / safe_name(filename), budget)
+
+
+def serving_store() -> Store:
+    """A deployment's scoring script and Hangar's scoring server, read-only in its replicas."""
+    return Store(
+        "scoring script", Path(settings.HANGAR_SERVING_DIR) / "code", settings.HANGAR_CODE_LIMIT_MB
+    )
+
+
 def check_zip(archive: zipfile.ZipFile, store: Store | None = None) -> list[zipfile.ZipInfo]:
     """Refuse archives that escape their folder or say they would fill the disk.
 

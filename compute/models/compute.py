@@ -53,8 +53,10 @@ class Tier(models.TextChoices):
 
 class ComputeQuerySet(models.QuerySet["Compute"]):
     def of(self, workspace: Workspace) -> ComputeQuerySet:
-        """This workspace's computes: every lookup from a URL starts here (DESIGN.md)."""
-        return self.filter(workspace=workspace)
+        """This workspace's computes: every lookup from a URL starts here (DESIGN.md). A
+        deployment's replicas are not among them: their endpoint's page shows them, and no
+        job or form may pick them."""
+        return self.filter(workspace=workspace).exclude(serving__has_key="deployment")
 
 
 class Compute(models.Model):
@@ -92,6 +94,11 @@ class Compute(models.Model):
         on_delete=models.PROTECT,
         related_name="computes",
     )
+    # A deployment's replicas (compute/inference): {"deployment": id, "model": id}, else
+    # empty. Its nodes run the scoring server, not jobs; `replica_target` is how many the
+    # deployment wants now (its min replicas until the load says more).
+    serving = models.JSONField(default=dict, blank=True)
+    replica_target = models.PositiveSmallIntegerField(default=0)
     # Instances: {NAME: MultiFernet token} (compute/lib/secrets.py), put into the node's
     # environment by the worker, so its setup script and every job on it see them.
     secret_environment = models.JSONField(default=dict, blank=True)
@@ -179,6 +186,11 @@ class Compute(models.Model):
     @property
     def is_cluster(self) -> bool:
         return self.kind == ComputeKind.CLUSTER
+
+    @property
+    def is_serving(self) -> bool:
+        """A deployment's replicas: a cluster that serves a model instead of running jobs."""
+        return bool(self.serving)
 
     @property
     def is_attached(self) -> bool:

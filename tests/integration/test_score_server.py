@@ -134,7 +134,7 @@ def test_a_model_trained_here_answers_through_the_socket(replica):
     body = json.dumps({"data": [[1, 1], [9, 9], [0.5, 2]]}).encode()
     status, answer = call(replica["socket"], "POST", "/score", body)
     assert (status, answer) == (200, {"predictions": ["small", "large", "small"]})
-    assert oct(os.stat(replica["socket"]).st_mode & 0o777) == oct(0o660)
+    assert oct(os.stat(replica["socket"]).st_mode & 0o777) == oct(0o666)
 
 
 def test_the_socket_appears_only_once_init_has_returned(replica):

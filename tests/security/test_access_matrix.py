@@ -281,6 +281,9 @@ MATRIX: dict[str, tuple[Case, ...]] = {
             POST_ONLY, C, ids={"pk": "endpoint"}, data=lambda v: {"slot": "primary"}, changes=True
         ),
     ),
+    "inference:deployment-delete": (
+        Case(POST_ONLY, C, ids={"pk": "endpoint", "deployment_id": "green"}, changes=True),
+    ),
     "inference:traffic": (
         Case(POST_ONLY, C, ids={"pk": "endpoint"}, data=traffic_form, changes=True),
     ),
@@ -340,7 +343,8 @@ def victim(team: Team, jobs_dir: Path) -> dict[str, Any]:
         "family": family,
         "environment": failed_environment(workspace),
         "model": model,
-        "endpoint": make_endpoint(workspace, model),
+        "endpoint": (endpoint := make_endpoint(workspace, model)),
+        "green": endpoint.deployments.get(name="green"),
         "size": VmSize.objects.get(name="Standard_DS3_v2"),
         "gpu_size": VmSize.objects.get(name="Standard_NC6s_v3"),
     }

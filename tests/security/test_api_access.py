@@ -146,6 +146,7 @@ CASES = [
         },
     ),
     Case("PUT", f"{W}/endpoints/{{endpoint}}/traffic", Role.CONTRIBUTOR, {"blue": 50, "green": 50}),
+    Case("DELETE", f"{W}/endpoints/{{endpoint}}/deployments/{{green}}", Role.CONTRIBUTOR),
     Case("POST", f"{W}/computes/{{attached}}/validate", Role.CONTRIBUTOR),
     Case("POST", f"{W}/computes/{{attached}}/detach", Role.CONTRIBUTOR),
 ]
@@ -177,7 +178,8 @@ def rows(team: Team) -> dict[str, int]:
     model = make_model(team.workspace)
     return {
         "model": model.pk,
-        "endpoint": make_endpoint(team.workspace, model).pk,
+        "endpoint": (endpoint := make_endpoint(team.workspace, model)).pk,
+        "green": endpoint.deployments.get(name="green").pk,
         "cluster": cluster.pk,
         "instance": instance.pk,
         "running": running.pk,
@@ -327,6 +329,7 @@ def test_every_operation_has_a_rule():
                         .replace("{int:model_id}", "{model}")
                         .replace("{int:endpoint_id}", "{endpoint}")
                         .replace("{slot}", "secondary")
+                        .replace("{int:deployment_id}", "{green}")
                     )
                     workspace_scoped.add((method, concrete))
     normalized = {

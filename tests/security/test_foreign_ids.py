@@ -39,6 +39,7 @@ PARAMETERS = {
     "schedule_id": "schedule",
     "membership_id": "membership",
     "invitation_id": "invitation",
+    "deployment_id": "deployment",
 }
 # Routes whose `pk` is not a compute's.
 PK_IS = {
@@ -53,6 +54,7 @@ PK_IS = {
     "inference:deployment-create": "endpoint",
     "inference:key": "endpoint",
     "inference:traffic": "endpoint",
+    "inference:deployment-delete": "endpoint",
 }
 # Routes that answer an id not of this workspace as one just removed in another tab.
 SAME_AS_GONE = {"workspace:member-role", "workspace:member-remove", "workspace:invitation-revoke"}
@@ -98,7 +100,8 @@ def victim(team):
         "job": JobFactory(compute=instance),
         "environment": failed_environment(team.workspace),
         "model": (model := make_model(team.workspace)),
-        "endpoint": make_endpoint(team.workspace, model),
+        "endpoint": (endpoint := make_endpoint(team.workspace, model)),
+        "deployment": endpoint.deployments.get(name="green"),
         "schedule": Schedule.objects.create(compute=instance, action="stop", cron="0 19 * * *"),
         "membership": Membership.objects.get(workspace=team.workspace, user=team.reader),
         "invitation": Invitation.objects.create(

@@ -213,3 +213,15 @@ def test_endpoint_keys_follow_a_key_rotation(team, settings):
     endpoint.refresh_from_db()
     assert secrets.decrypt(endpoint.primary_key) == primary
     assert endpoint.primary_key_hash == key_hash(primary)  # clients keep their key
+
+
+def test_a_deployment_taking_traffic_beside_others_is_not_removed(client, team):
+    endpoint = make_endpoint(team.workspace, make_model(team.workspace))
+    blue, green = endpoint.deployments.order_by("name")
+    client.force_login(team.contributor)
+    refused = client.post(url(team, "deployment-delete", endpoint.pk, blue.pk), follow=True)
+    assert "blue takes 100% of the traffic" in refused.content.decode()
+    client.post(url(team, "deployment-delete", endpoint.pk, green.pk))
+    assert list(endpoint.deployments.values_list("name", flat=True)) == ["blue"]
+    client.post(url(team, "deployment-delete", endpoint.pk, blue.pk))  # the last one may go
+    assert not endpoint.deployments.exists()

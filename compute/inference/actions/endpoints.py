@@ -6,17 +6,24 @@ from __future__ import annotations
 import hashlib
 import secrets as random
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from compute.actions.computes import create_cluster, delete_replicas
 from compute.inference.models import Deployment, Endpoint, KeySlot, RegisteredModel
 from compute.inference.rules import Ask, Target, refusals
-from compute.lib import secrets
-from compute.models import Environment, VmSize
+from compute.inference.runtime import score_server
+from compute.lib import secrets, snapshots
+from compute.models import ComputeVerb, Environment, VmSize
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
+
+SERVER = Path(score_server.__file__)
+# Ray Serve's default downscale delay: a replica idle this long may go (above min).
+REPLICA_SCALEDOWN_SECONDS = 600
 
 
 def new_key() -> tuple[str, str]:
@@ -116,7 +123,7 @@ def add_deployment(
         with transaction.atomic():
             Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
             first = not endpoint.deployments.exists()
-            return Deployment.objects.create(
+            deployment = Deployment.objects.create(
                 endpoint=endpoint,
                 name=name,
                 model=model,
@@ -131,10 +138,67 @@ def add_deployment(
                 traffic=100 if first else 0,
                 created_by=access.membership.user,
             )
+            start_replicas(access, deployment)
+            return deployment
     except IntegrityError:
         raise ValidationError(
             {"name": f"{endpoint} already has a deployment named {name}."}
         ) from None
+
+
+def start_replicas(access: WorkspaceAccess, deployment: Deployment) -> None:
+    """The deployment's scripts stored read-only, and its replicas: a cluster of its own
+    (quota, driver, hardening, reconcile and sweep as for any node) that starts at min
+    replicas, each running Hangar's scoring server over the deployment's script."""
+    store = snapshots.serving_store()
+    try:
+        snapshots.store_files(
+            deployment.pk,
+            {
+                "score.py": deployment.scoring_script.encode(),
+                "score_server.py": SERVER.read_bytes(),
+            },
+            store,
+        )
+        deployment.compute = create_cluster(
+            access,
+            name=f"replicas-{deployment.pk}",
+            vm_size=deployment.vm_size,
+            min_nodes=deployment.min_replicas,
+            max_nodes=deployment.max_replicas,
+            idle_seconds_before_scaledown=REPLICA_SCALEDOWN_SECONDS,
+            environment=deployment.environment,
+            serving={"deployment": deployment.pk, "model": deployment.model_id},
+        )
+        deployment.save(update_fields=["compute"])
+    except snapshots.CodeError as exc:
+        raise ValidationError({"scoring_script": str(exc)}) from None
+    except BaseException:
+        snapshots.remove_tree(store.folder(deployment.pk))  # rolled back: its id may return
+        raise
+
+
+def delete_deployment(access: WorkspaceAccess, deployment: Deployment) -> None:
+    """The deployment and its replicas go (their containers removed by the worker). One
+    that still takes traffic beside others is refused: move its share first."""
+    require_role(access, Role.CONTRIBUTOR, "removing deployments")
+    with transaction.atomic():
+        Endpoint.objects.select_for_update().filter(pk=deployment.endpoint_id).first()
+        others = Deployment.objects.filter(endpoint_id=deployment.endpoint_id).exclude(
+            pk=deployment.pk
+        )
+        if deployment.traffic and others.exists():
+            raise ValidationError(
+                f"{deployment.name} takes {deployment.traffic}% of the traffic: give it to "
+                "the other deployments first."
+            )
+        compute = deployment.compute
+        Deployment.objects.filter(pk=deployment.pk).update(compute=None)
+        Deployment.objects.filter(pk=deployment.pk).delete()
+        if compute is not None and ComputeVerb.DELETE in compute.state_verbs():
+            delete_replicas(access, compute.pk)
+        folder = snapshots.serving_store().folder(deployment.pk)
+        transaction.on_commit(lambda: snapshots.remove_tree(folder))
 
 
 def set_traffic(access: WorkspaceAccess, endpoint: Endpoint, weights: dict[int, int]) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 from django import forms
@@ -108,7 +109,7 @@ class DeploymentForm(StyledForm, forms.Form):
 class TrafficForm(StyledForm, forms.Form):
     """One whole percent per deployment of the endpoint."""
 
-    def __init__(self, *args, deployments: list[Deployment], **kwargs) -> None:
+    def __init__(self, *args, deployments: Sequence[Deployment], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         for deployment in deployments:
             self.fields[f"traffic_{deployment.pk}"] = forms.IntegerField(

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from compute.inference.models.registry import RegisteredModel
 from compute.inference.rules import TARGETS, Target, TargetFacts
-from compute.models import Environment, VmSize
+from compute.models import Compute, Environment, VmSize
 from workspace.models import Workspace
 
 NAME_RULE = RegexValidator(
@@ -85,6 +85,10 @@ class Deployment(models.Model):
     # Percent of the endpoint's requests (the endpoint's deployments sum to 100, or all 0
     # while none takes traffic); a request may also name a deployment.
     traffic = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    # Its replicas: a cluster of its own that runs the scoring server (compute.serving).
+    compute = models.OneToOneField(
+        Compute, null=True, blank=True, on_delete=models.PROTECT, related_name="deployment"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -13,6 +14,7 @@ from django.views.decorators.http import require_POST
 from compute.inference.actions.endpoints import (
     add_deployment,
     create_endpoint,
+    delete_deployment,
     endpoint_keys,
     regenerate_key,
     set_traffic,
@@ -20,6 +22,7 @@ from compute.inference.actions.endpoints import (
 from compute.inference.forms.endpoints import DeploymentForm, EndpointForm, TrafficForm
 from compute.inference.models import Endpoint, KeySlot
 from compute.inference.selectors import endpoints_of
+from compute.models.states import NODE_UP
 from compute.views.common import add_errors
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
@@ -64,7 +67,11 @@ def endpoint_create(request: AuthedRequest, access: WorkspaceAccess) -> HttpResp
 def endpoint_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     endpoint = endpoint_of(access, pk)
     deployments = list(
-        endpoint.deployments.select_related("model", "environment", "vm_size").order_by("name")
+        endpoint.deployments.select_related("model", "environment", "vm_size", "compute")
+        .annotate(
+            replicas_up=Count("compute__nodes", filter=Q(compute__nodes__state__in=NODE_UP)),
+        )
+        .order_by("name")
     )
     return render(
         request,
@@ -112,6 +119,24 @@ def key_regenerate(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> 
     else:
         other = "secondary" if slot == KeySlot.PRIMARY else "primary"
         messages.success(request, f"New {slot} key made; the {other} key still works.")
+    return redirect(endpoint)
+
+
+@workspace_view(Role.CONTRIBUTOR, "removing deployments")
+@require_POST
+def deployment_delete(
+    request: AuthedRequest, access: WorkspaceAccess, pk: int, deployment_id: int
+) -> HttpResponse:
+    endpoint = endpoint_of(access, pk)
+    deployment = endpoint.deployments.filter(pk=deployment_id).first()
+    if deployment is None:
+        raise Http404("No such deployment of this endpoint.")
+    try:
+        delete_deployment(access, deployment)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Deployment {deployment.name} removed; its replicas stop.")
     return redirect(endpoint)
 
 
