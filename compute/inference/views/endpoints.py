@@ -82,7 +82,7 @@ def endpoint_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) ->
             "deployments": deployments,
             "keys": endpoint_keys(access, endpoint) if access.is_contributor else None,
             "traffic_form": TrafficForm(deployments=deployments) if len(deployments) > 1 else None,
-            "scoring_url": settings.HANGAR_BASE_URL.rstrip("/") + endpoint.scoring_path,
+            "scoring_url": settings.HANGAR_SCORE_URL.rstrip("/") + endpoint.scoring_path,
         },
     )
 

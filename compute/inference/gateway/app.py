@@ -1,0 +1,230 @@
+"""The scoring gateway: `POST /score/<workspace>/<endpoint>` with `Authorization: Bearer
+<key>`, forwarded to a ready replica of a deployment over its Unix socket.
+
+A small ASGI app (served by uvicorn: `gateway` in the Procfile) rather than a Django
+view: a request waiting on a replica holds no Django worker, and the path from socket to
+socket is a few coroutines (bench/ measures it against calling the replica directly).
+
+- The endpoint's deployment: the one the request names (`X-Hangar-Deployment`), else one
+  drawn by the traffic shares (blue/green).
+- The replica: the ready one with the fewest requests in flight here.
+- 401 for a missing or wrong key, 404 for an endpoint or deployment that is not there,
+  413 over HANGAR_SCORE_BODY_LIMIT, 504 past the deployment's timeout, 502 with why when
+  the replica fails, the replica's own answer otherwise.
+- No replica ready (scaling from zero, or starting): the request waits for one, until its
+  timeout; past HANGAR_SCORE_QUEUE_LIMIT waiting requests, 503 with Retry-After. A
+  deployment at zero replicas is asked to start one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+
+from asgiref.sync import sync_to_async  # noqa: E402 (after django.setup)
+from django.conf import settings  # noqa: E402
+
+from compute.inference.gateway.replica_client import ReplicaClient, ReplicaFailed  # noqa: E402
+from compute.inference.gateway.table import (  # noqa: E402
+    DeploymentRoute,
+    EndpointRoute,
+    RoutingTable,
+)
+
+Scope = dict[str, Any]
+JSON = [(b"content-type", b"application/json")]
+POLL = 0.05  # seconds between looks for a ready replica while a request waits
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None):
+        self.status, self.error, self.headers = status, error, headers or []
+
+
+class Gateway:
+    def __init__(self) -> None:
+        self.table = RoutingTable(settings.HANGAR_GATEWAY_REFRESH)
+        self.client = ReplicaClient()
+        self.in_flight: defaultdict[str, int] = defaultdict(int)  # per replica socket
+        self.waiting: defaultdict[int, int] = defaultdict(int)  # per deployment
+        self.woken: dict[int, float] = {}  # deployment -> when it was asked to start
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            status, body = await self.handle(scope, receive)
+            headers = JSON
+        except Refusal as refusal:
+            status, body = refusal.status, json.dumps({"error": refusal.error}).encode()
+            headers = JSON + refusal.headers
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # The routes read once before the first request: never a 404 for an
+                # endpoint that exists because the gateway just started.
+                await asyncio.to_thread(self.table.refresh)
+                self.table.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.table.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, scope: Scope, receive: Any) -> tuple[int, bytes]:
+        path = scope["path"]
+        if path == "/healthz":
+            if not self.table.fresh.is_set():
+                raise Refusal(503, "The gateway has not read its routes yet.")
+            return 200, b'{"ok": true}'
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "score":
+            raise Refusal(404, "Score at /score/<workspace>/<endpoint>.")
+        if scope["method"] != "POST":
+            raise Refusal(405, "Send the request as a POST with a JSON body.")
+        headers = dict(scope["headers"])
+        route = self.table.routes.get((parts[1], parts[2]))
+        if route is None:
+            raise Refusal(404, f"No endpoint {parts[2]} in workspace {parts[1]}.")
+        check_key(route, headers.get(b"authorization", b""))
+        body = await read_body(receive, settings.HANGAR_SCORE_BODY_LIMIT)
+        deployment = choose_deployment(route, headers.get(b"x-hangar-deployment", b"").decode())
+        return await self.forward(deployment, body)
+
+    async def forward(self, deployment: DeploymentRoute, body: bytes) -> tuple[int, bytes]:
+        deadline = time.monotonic() + deployment.timeout
+        socket_path = await self.replica_for(deployment, deadline)
+        self.in_flight[socket_path] += 1
+        try:
+            left = max(0.001, deadline - time.monotonic())
+            answer = await asyncio.wait_for(self.client.score(socket_path, body), left)
+        except TimeoutError:
+            raise Refusal(
+                504, f"The replica took longer than the {deployment.timeout:g} s timeout."
+            ) from None
+        except ReplicaFailed as exc:
+            self.client.forget(socket_path)
+            raise Refusal(502, f"The replica of {deployment.name} failed: {exc}.") from None
+        finally:
+            self.in_flight[socket_path] -= 1
+        return answer.status, answer.body
+
+    async def replica_for(self, deployment: DeploymentRoute, deadline: float) -> str:
+        """The ready replica with the fewest requests in flight; waits while none is."""
+        ready = self.ready(deployment)
+        if ready:
+            return min(ready, key=lambda path: self.in_flight[path])
+        if self.waiting[deployment.id] >= settings.HANGAR_SCORE_QUEUE_LIMIT:
+            raise Refusal(
+                503,
+                f"{deployment.name} has no replica ready and {self.waiting[deployment.id]} "
+                "requests already wait for one.",
+                [(b"retry-after", b"1")],
+            )
+        self.waiting[deployment.id] += 1
+        try:
+            await self.wake(deployment)
+            while time.monotonic() < deadline:
+                await asyncio.sleep(POLL)
+                ready = self.ready(self.current(deployment))
+                if ready:
+                    return min(ready, key=lambda path: self.in_flight[path])
+        finally:
+            self.waiting[deployment.id] -= 1
+        raise Refusal(
+            504, f"No replica of {deployment.name} was ready within {deployment.timeout:g} s."
+        )
+
+    def ready(self, deployment: DeploymentRoute) -> list[str]:
+        return deployment.ready()
+
+    def current(self, deployment: DeploymentRoute) -> DeploymentRoute:
+        """The deployment as the latest routes have it (its replicas may have started)."""
+        for route in self.table.routes.values():
+            found = route.deployments.get(deployment.name)
+            if found is not None and found.id == deployment.id:
+                return found
+        return deployment
+
+    async def wake(self, deployment: DeploymentRoute) -> None:
+        """A deployment with no replica up is asked for one (once a second at most)."""
+        if deployment.sockets or deployment.compute_id is None:
+            return  # replicas exist, starting: wait for them
+        now = time.monotonic()
+        if now - self.woken.get(deployment.id, 0) < 1:
+            return
+        self.woken[deployment.id] = now
+        await sync_to_async(start_one_replica, thread_sensitive=False)(deployment.compute_id)
+
+
+def start_one_replica(compute_id: int) -> None:
+    """Scale from zero: the replicas' cluster wants at least one, and reconciles now."""
+    from compute import enqueue
+    from compute.models import Compute
+
+    if Compute.objects.filter(pk=compute_id, replica_target=0).update(replica_target=1):
+        enqueue.reconcile(compute_id)
+
+
+def check_key(route: EndpointRoute, header: bytes) -> None:
+    scheme, _, key = header.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Refusal(
+            401,
+            "Send one of the endpoint's keys: Authorization: Bearer <key>.",
+            [(b"www-authenticate", b"Bearer")],
+        )
+    digest = hashlib.sha256(key.strip().encode()).hexdigest()
+    # Both compared, whatever the first says: no timing tells which slot matched.
+    matches = [hmac.compare_digest(digest, known) for known in route.key_hashes]
+    if not any(matches):
+        raise Refusal(
+            401, "That key is not one of this endpoint's.", [(b"www-authenticate", b"Bearer")]
+        )
+
+
+def choose_deployment(route: EndpointRoute, named: str) -> DeploymentRoute:
+    if named:
+        found = route.deployments.get(named)
+        if found is None:
+            raise Refusal(404, f"The endpoint has no deployment named {named}.")
+        return found
+    weighted = [d for d in route.deployments.values() if d.traffic > 0]
+    if not weighted:
+        raise Refusal(503, "No deployment of this endpoint takes traffic.")
+    return random.choices(weighted, weights=[d.traffic for d in weighted])[0]  # noqa: S311
+
+
+async def read_body(receive: Any, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, f"The request is over {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+app = Gateway()

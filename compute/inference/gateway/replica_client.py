@@ -1,0 +1,101 @@
+"""HTTP/1.1 to a replica's scoring server over its Unix socket, from asyncio: one request
+per connection at a time, connections kept for the next request (the server keeps an
+idle one 5 s). The whole exchange is Hangar's own on both ends, so the client is small:
+a Content-Length body each way, no chunking."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+
+MAX_HEADER_LINES = 100
+MAX_ANSWER = 64 * 1024 * 1024
+
+
+class ReplicaFailed(Exception):
+    """The replica could not be reached, or broke off its answer."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class ReplicaClient:
+    def __init__(self, keep_per_replica: int = 32) -> None:
+        self.idle: defaultdict[str, list[Connection]] = defaultdict(list)
+        self.keep = keep_per_replica
+
+    async def score(self, socket_path: str, body: bytes) -> Answer:
+        """POST /score. A kept connection the server closed meanwhile is retried once on a
+        new one (the request never reached run(): the server read nothing)."""
+        kept = self.idle[socket_path].pop() if self.idle[socket_path] else None
+        if kept is not None:
+            try:
+                return await self._exchange(socket_path, kept, body)
+            except _ClosedBeforeAnswer:
+                pass
+        try:
+            fresh = await asyncio.open_unix_connection(socket_path)
+        except OSError as exc:
+            raise ReplicaFailed(f"cannot connect: {exc.strerror or exc}") from None
+        try:
+            return await self._exchange(socket_path, fresh, body)
+        except _ClosedBeforeAnswer:
+            raise ReplicaFailed("it closed the connection without an answer") from None
+
+    async def _exchange(self, socket_path: str, connection: Connection, body: bytes) -> Answer:
+        reader, writer = connection
+        done = False
+        try:
+            writer.write(
+                b"POST /score HTTP/1.1\r\nHost: replica\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            await writer.drain()
+            status_line = await reader.readline()
+            if not status_line:
+                raise _ClosedBeforeAnswer
+            answer = await self._read_rest(reader, status_line)
+            done = True
+            return answer
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            if isinstance(exc, ConnectionResetError | BrokenPipeError):
+                raise _ClosedBeforeAnswer from None
+            raise ReplicaFailed(f"the connection broke: {exc}") from None
+        finally:
+            if done and len(self.idle[socket_path]) < self.keep:
+                self.idle[socket_path].append(connection)
+            else:
+                writer.close()
+
+    @staticmethod
+    async def _read_rest(reader: asyncio.StreamReader, status_line: bytes) -> Answer:
+        parts = status_line.split(b" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ReplicaFailed("it answered something that is not HTTP")
+        length = None
+        for _ in range(MAX_HEADER_LINES):
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip()) if value.strip().isdigit() else None
+        if length is None or length > MAX_ANSWER:
+            raise ReplicaFailed("its answer has no usable Content-Length")
+        return Answer(int(parts[1]), await reader.readexactly(length))
+
+    def forget(self, socket_path: str) -> None:
+        """A replica gone: its kept connections are closed."""
+        for _, writer in self.idle.pop(socket_path, []):
+            writer.close()
+
+
+class _ClosedBeforeAnswer(Exception):
+    pass

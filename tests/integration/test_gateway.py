@@ -1,0 +1,170 @@
+"""The scoring gateway as a real process, in front of real scoring servers: keys, the
+traffic split, a named deployment, timeouts, a failed replica, and a deployment with no
+replica ready (the request waits, the deployment is asked to start one, and a full queue
+answers 503)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from compute.inference.actions.endpoints import create_endpoint, regenerate_key
+from compute.inference.models import Deployment, Endpoint
+from compute.lib import secrets
+from compute.models import Compute, NodeState, VmSize
+from tests.support.factories import ComputeFactory, NodeFactory
+from tests.support.gateway import Processes
+from tests.support.inference import make_model
+from tests.support.teams import make_team
+from workspace.access import get_access
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+SCRIPT = """
+import json, os, time
+
+
+def init():
+    pass
+
+
+def run(request_json):
+    request = json.loads(request_json)
+    time.sleep(request.get("sleep", 0))
+    return {"deployment": os.environ["WHO"], "echo": request.get("x")}
+"""
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    started = Processes()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def endpoint(catalog, tmp_path):
+    """An endpoint with deployments blue (80 %) and green (20 %), each with one replica
+    row; the test starts the replica processes it needs."""
+    team = make_team("gw")
+    access = get_access(team.contributor, team.workspace.slug)
+    made = create_endpoint(access, name="flowers")
+    model = make_model(team.workspace)
+    script = tmp_path / "score.py"
+    script.write_text(SCRIPT)
+    nodes = {}
+    for name, share in (("blue", 80), ("green", 20)):
+        compute = ComputeFactory(workspace=team.workspace, serving={"deployment": 0, "model": 0})
+        Deployment.objects.create(
+            endpoint=made, name=name, model=model, scoring_script=SCRIPT, traffic=share,
+            target="managed_cluster", vm_size=VmSize.objects.get(name="Standard_DS3_v2"),
+            compute=compute, request_timeout_ms=2000,
+        )  # fmt: skip
+        nodes[name] = NodeFactory(compute=compute, state=NodeState.IDLE)
+    return {
+        "access": access,
+        "script": script,
+        "nodes": nodes,
+        "primary": secrets.decrypt(made.primary_key),
+        "secondary": secrets.decrypt(made.secondary_key),
+        "path": "/score/gw/flowers",
+    }
+
+
+def post(url: str, body: dict, key: str | None, **headers: str) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    for name, value in headers.items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            return answer.status, json.loads(answer.read()), dict(answer.headers)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read()), dict(refused.headers)
+
+
+def start_both(processes: Processes, endpoint: dict) -> None:
+    for name, node in endpoint["nodes"].items():
+        processes.replica(node, endpoint["script"], WHO=name)
+
+
+def test_keys_named_deployments_and_the_80_20_split(processes, endpoint):
+    start_both(processes, endpoint)
+    url = processes.gateway() + endpoint["path"]
+    status, answer, _ = post(url, {"x": 7}, endpoint["primary"], **{"X-Hangar-Deployment": "green"})
+    assert (status, answer) == (200, {"deployment": "green", "echo": 7})
+    assert post(url, {}, endpoint["secondary"])[0] == 200
+    wrong = post(url, {}, "not-the-key")
+    assert wrong[0] == 401 and "not one of this endpoint's" in wrong[1]["error"]
+    assert post(url, {}, None)[0] == 401
+    assert post(url.replace("flowers", "nope"), {}, endpoint["primary"])[0] == 404
+    named = post(url, {}, endpoint["primary"], **{"X-Hangar-Deployment": "red"})
+    assert named[0] == 404 and "no deployment named red" in named[1]["error"]
+
+    shares = Counter(post(url, {}, endpoint["primary"])[1]["deployment"] for _ in range(400))
+    assert abs(shares["blue"] / 400 - 0.80) <= 0.06, shares
+
+
+def test_a_slow_replica_times_out_and_a_dead_one_is_a_502(processes, endpoint):
+    start_both(processes, endpoint)
+    url = processes.gateway() + endpoint["path"]
+    blue = {"X-Hangar-Deployment": "blue"}
+    slow = post(url, {"sleep": 3}, endpoint["primary"], **blue)
+    assert slow[0] == 504 and "2 s timeout" in slow[1]["error"]
+    processes.started[0].kill()  # blue's replica dies; its socket file stays behind
+    processes.started[0].wait()
+    dead = post(url, {}, endpoint["primary"], **blue)
+    assert dead[0] == 502 and "The replica of blue failed" in dead[1]["error"]
+    assert post(url, {}, endpoint["primary"], **{"X-Hangar-Deployment": "green"})[0] == 200
+
+
+def test_with_no_replica_ready_requests_wait_are_bounded_and_wake_the_deployment(
+    processes, endpoint
+):
+    """Blue's replica is not up (and its cluster is at zero): a request waits for it, asks
+    for one, and times out here (no worker starts it in this test); past the queue limit
+    the others get 503 with Retry-After at once."""
+    blue = Deployment.objects.get(name="blue")
+    blue.compute.nodes.all().delete()
+    Compute.objects.filter(pk=blue.compute_id).update(replica_target=0)
+    url = processes.gateway(HANGAR_SCORE_QUEUE_LIMIT="2") + endpoint["path"]
+    answers: list[tuple[int, dict, dict]] = []
+    callers = [
+        threading.Thread(
+            target=lambda: answers.append(
+                post(url, {}, endpoint["primary"], **{"X-Hangar-Deployment": "blue"})
+            )
+        )
+        for _ in range(4)
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=30)
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [503, 503, 504, 504], answers
+    full = next(a for a in answers if a[0] == 503)
+    assert full[2].get("retry-after") == "1" and "already wait" in full[1]["error"]
+    assert Compute.objects.get(pk=blue.compute_id).replica_target == 1  # asked to start one
+
+
+def test_the_secondary_key_keeps_working_while_the_primary_is_regenerated(processes, endpoint):
+    start_both(processes, endpoint)
+    url = processes.gateway() + endpoint["path"]
+    made = Endpoint.objects.get(name="flowers")
+    regenerate_key(endpoint["access"], made, "primary")
+    made.refresh_from_db()
+    new_primary = secrets.decrypt(made.primary_key)
+    deadline = time.monotonic() + 5  # the gateway rereads its routes every 0.1 s here
+    while post(url, {}, endpoint["primary"])[0] != 401:
+        assert time.monotonic() < deadline, "the old key still works"
+    assert post(url, {}, new_primary)[0] == 200
+    assert post(url, {}, endpoint["secondary"])[0] == 200
