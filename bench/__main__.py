@@ -105,6 +105,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
             "sweep",
             "cli",
             "environments",
+            "inference",
         )
     },
 }
@@ -169,9 +170,11 @@ def forget_computes() -> None:
     bring their nodes back on its own driver (the attached section's local-driver worker
     started hundreds of host-process nodes for the sweep section's 500 computes, until the
     section timed out)."""
+    from compute.inference.models import Deployment
     from compute.models import Compute, Job
 
     Job.objects.all().delete()  # a job protects its compute
+    Deployment.objects.all().delete()  # and a deployment its replicas' cluster
     Compute.objects.all().delete()
 
 
