@@ -4,6 +4,7 @@ which rule of the seed it follows (../shared/seeds/FACTS.md, "Inference targets"
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
@@ -99,3 +100,46 @@ def refusals(ask: Ask) -> dict[str, list[str]]:
                 f"{ask.model_bytes / GIB:.2f} GB. Deploy it to a managed cluster."
             )
     return dict(found)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the gateway saw of a deployment since the last look."""
+
+    concurrency: float  # mean requests in flight (Little's law: rate × time in each)
+    per_second: float
+    since_needed: float  # seconds since the load last needed the current replicas
+    since_request: float  # seconds since the last request
+
+
+@dataclass(frozen=True)
+class Scaling:
+    current: int
+    low: int  # min replicas
+    high: int  # max replicas
+    per_replica: int  # requests in flight per replica the autoscaler aims at
+    down_delay: float  # seconds of less load before a replica goes
+    zero_after: float  # seconds without a request before the last one goes (min 0)
+
+
+def replicas_wanted(traffic: Traffic, scaling: Scaling) -> tuple[int, str]:
+    """How many replicas now, and why (empty when it stays). Up at once; down one step
+    after `down_delay` of less load; to zero after `zero_after` with no request."""
+    need = replicas_needed(traffic, scaling)
+    load = f"{traffic.concurrency:.1f} in flight on average, {traffic.per_second:.1f} requests/s"
+    if need > scaling.current:
+        return need, f"{load}; {scaling.per_replica} per replica"
+    if need == scaling.current or traffic.since_needed < scaling.down_delay:
+        return scaling.current, ""
+    if need == 0 and traffic.since_request < scaling.zero_after:
+        need = 1  # the last replica stays until no request for zero_after
+        if scaling.current == 1:
+            return 1, ""
+    quiet = f"{traffic.since_needed:.0f} s"
+    return need, f"{load} for {quiet} (≥ {scaling.down_delay:g} s)"
+
+
+def replicas_needed(traffic: Traffic, scaling: Scaling) -> int:
+    """What the load alone asks for, within min..max replicas."""
+    need = math.ceil(traffic.concurrency / scaling.per_replica) if traffic.concurrency else 0
+    return max(scaling.low, min(scaling.high, need))

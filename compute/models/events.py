@@ -35,6 +35,7 @@ class EventVerb(models.TextChoices):
     RECOVERED = "compute.recovered", "Recovered"
     FAILED = "compute.failed", "Failed"
     SCALED_UP = "autoscale.scaled_up", "Scaled up"
+    REPLICAS_SCALED = "serving.replicas_scaled", "Replicas scaled"
     SCALING_HELD = "autoscale.held_back", "Not scaled"
     # Idle shutdown and schedules.
     IDLE_STOPPED = "compute.idle_stopped", "Stopped for idleness"

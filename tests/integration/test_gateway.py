@@ -17,7 +17,7 @@ import pytest
 
 from compute.inference.actions.endpoints import create_endpoint, regenerate_key
 from compute.inference.models import Deployment, Endpoint
-from compute.lib import secrets
+from compute.lib import secrets, serving_load
 from compute.models import Compute, NodeState, VmSize
 from tests.support.factories import ComputeFactory, NodeFactory
 from tests.support.gateway import Processes
@@ -67,6 +67,7 @@ def endpoint(catalog, tmp_path):
             compute=compute, request_timeout_ms=2000,
         )  # fmt: skip
         nodes[name] = NodeFactory(compute=compute, state=NodeState.IDLE)
+        serving_load.forget(Deployment.objects.get(endpoint=made, name=name).pk)
     return {
         "access": access,
         "script": script,
@@ -111,6 +112,16 @@ def test_keys_named_deployments_and_the_80_20_split(processes, endpoint):
 
     shares = Counter(post(url, {}, endpoint["primary"])[1]["deployment"] for _ in range(400))
     assert abs(shares["blue"] / 400 - 0.80) <= 0.06, shares
+
+    # What the autoscaler reads: the gateway's running totals, in Redis.
+    blue = Deployment.objects.get(name="blue").pk
+    deadline = time.monotonic() + 5
+    while (
+        serving_load.read([blue]).get(blue) is None
+        or serving_load.read([blue])[blue].requests < shares["blue"]
+    ):
+        assert time.monotonic() < deadline, serving_load.read([blue])
+        time.sleep(0.05)
 
 
 def test_a_slow_replica_times_out_and_a_dead_one_is_a_502(processes, endpoint):

@@ -16,7 +16,7 @@ from compute.actions.computes import create_cluster, delete_replicas
 from compute.inference.models import Deployment, Endpoint, KeySlot, RegisteredModel
 from compute.inference.rules import Ask, Target, refusals
 from compute.inference.runtime import score_server
-from compute.lib import secrets, snapshots
+from compute.lib import secrets, serving_load, snapshots
 from compute.models import ComputeVerb, Environment, VmSize
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
@@ -197,8 +197,9 @@ def delete_deployment(access: WorkspaceAccess, deployment: Deployment) -> None:
         Deployment.objects.filter(pk=deployment.pk).delete()
         if compute is not None and ComputeVerb.DELETE in compute.state_verbs():
             delete_replicas(access, compute.pk)
-        folder = snapshots.serving_store().folder(deployment.pk)
+        folder, gone = snapshots.serving_store().folder(deployment.pk), deployment.pk
         transaction.on_commit(lambda: snapshots.remove_tree(folder))
+        transaction.on_commit(lambda: serving_load.forget(gone))
 
 
 def set_traffic(access: WorkspaceAccess, endpoint: Endpoint, weights: dict[int, int]) -> None:

@@ -42,6 +42,7 @@ from compute.inference.gateway.table import (  # noqa: E402
     EndpointRoute,
     RoutingTable,
 )
+from compute.lib import serving_load  # noqa: E402
 
 Scope = dict[str, Any]
 JSON = [(b"content-type", b"application/json")]
@@ -60,6 +61,8 @@ class Gateway:
         self.in_flight: defaultdict[str, int] = defaultdict(int)  # per replica socket
         self.waiting: defaultdict[int, int] = defaultdict(int)  # per deployment
         self.woken: dict[int, float] = {}  # deployment -> when it was asked to start
+        # Per deployment, for the autoscaler: [in flight, requests, seconds in requests].
+        self.load: defaultdict[int, list[float]] = defaultdict(lambda: [0, 0, 0.0])
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -83,7 +86,7 @@ class Gateway:
                 # The routes read once before the first request: never a 404 for an
                 # endpoint that exists because the gateway just started.
                 await asyncio.to_thread(self.table.refresh)
-                self.table.start()
+                self.table.start(on_tick=self.publish_load)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.table.stop()
@@ -111,7 +114,26 @@ class Gateway:
         return await self.forward(deployment, body)
 
     async def forward(self, deployment: DeploymentRoute, body: bytes) -> tuple[int, bytes]:
-        deadline = time.monotonic() + deployment.timeout
+        started = time.monotonic()
+        load = self.load[deployment.id]
+        load[0] += 1
+        try:
+            return await self.forward_counted(deployment, body, started)
+        finally:
+            load[0] -= 1
+            load[1] += 1
+            load[2] += time.monotonic() - started
+
+    def publish_load(self) -> None:
+        """The figures the autoscaler reads (compute/controllers/serving.py)."""
+        serving_load.publish(
+            {key: (int(v[0]), int(v[1]), float(v[2])) for key, v in list(self.load.items())}
+        )
+
+    async def forward_counted(
+        self, deployment: DeploymentRoute, body: bytes, started: float
+    ) -> tuple[int, bytes]:
+        deadline = started + deployment.timeout
         socket_path = await self.replica_for(deployment, deadline)
         self.in_flight[socket_path] += 1
         try:

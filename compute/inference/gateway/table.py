@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -103,10 +104,18 @@ class RoutingTable:
         except Exception:  # the database away a moment: keep the last routes
             log.exception("gateway: routes not refreshed")
 
-    def start(self) -> None:
+    def start(self, on_tick: Callable[[], None] | None = None) -> None:
+        """Reread the routes every interval; `on_tick` (the gateway's load figures for
+        the autoscaler) runs after each."""
+
         def loop() -> None:
             while not self.stopping.is_set():
                 self.refresh()
+                if on_tick is not None:
+                    try:
+                        on_tick()
+                    except Exception:  # Redis away a moment: the next tick tells
+                        log.warning("gateway: load figures not published", exc_info=True)
                 self.stopping.wait(self.interval)
 
         threading.Thread(target=loop, name="gateway-routes", daemon=True).start()

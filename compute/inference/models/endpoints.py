@@ -82,6 +82,11 @@ class Deployment(models.Model):
     request_timeout_ms = models.PositiveIntegerField(
         default=5000, validators=[MinValueValidator(100), MaxValueValidator(300_000)]
     )
+    # With min replicas 0: the last replica goes after this long without a request (the
+    # next request waits for one to start).
+    scale_to_zero_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(10), MaxValueValidator(7 * 24 * 3600)]
+    )
     # Percent of the endpoint's requests (the endpoint's deployments sum to 100, or all 0
     # while none takes traffic); a request may also name a deployment.
     traffic = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
