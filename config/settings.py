@@ -254,7 +254,9 @@ HANGAR_SERVING_DIR = Path(env_str("HANGAR_SERVING_DIR") or LOCAL_DIR / "serving"
 # The scoring gateway (compute/inference/gateway, `gateway` in the Procfile): where clients
 # send POST /score/<workspace>/<endpoint>, how often it rereads the routes, the largest
 # request it forwards, and how many requests may wait for a replica per deployment.
-HANGAR_GATEWAY_PORT = env_int("HANGAR_GATEWAY_PORT", 8001, minimum=1, maximum=65535)
+HANGAR_GATEWAY_PORT = env_int(
+    "HANGAR_GATEWAY_PORT", (env_int("HANGAR_PORT", 8000, minimum=1, maximum=65535) % 65535) + 1
+)
 HANGAR_SCORE_URL = env_str("HANGAR_SCORE_URL") or f"http://127.0.0.1:{HANGAR_GATEWAY_PORT}"
 HANGAR_GATEWAY_REFRESH = float(env_str("HANGAR_GATEWAY_REFRESH") or "0.5")
 HANGAR_SCORE_BODY_LIMIT = env_int("HANGAR_SCORE_BODY_LIMIT", 16 * 1024 * 1024, minimum=1024)

@@ -107,9 +107,10 @@ ensure_node_image() {
   export HANGAR_NODE_IMAGE=hangar/node-tiny:v2
 }
 
-# ensure_port_free PORT: stop early, and clearly, when something already serves there.
+# ensure_port_free PORT [SETTING]: stop early, and clearly, when something already serves
+# there (SETTING names the variable that moves it; HANGAR_PORT by default).
 ensure_port_free() {
-  "$ROOT/.venv/bin/python" - "$1" <<'PY' || die "port $1 is in use: set HANGAR_PORT to a free one"
+  "$ROOT/.venv/bin/python" - "$1" <<'PY' || die "port $1 is in use: set ${2:-HANGAR_PORT} to a free one"
 import socket, sys
 with socket.socket() as s:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

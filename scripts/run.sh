@@ -4,10 +4,13 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 export HANGAR_PORT="${HANGAR_PORT:-8000}"
+# The scoring gateway listens beside the pages, on the next port unless told otherwise.
+export HANGAR_GATEWAY_PORT="${HANGAR_GATEWAY_PORT:-$((HANGAR_PORT + 1))}"
 URL="http://127.0.0.1:$HANGAR_PORT"
 ensure_venv "$ROOT/requirements.txt"
 export PATH="$ROOT/.venv/bin:$PATH"
 ensure_port_free "$HANGAR_PORT"
+ensure_port_free "$HANGAR_GATEWAY_PORT" HANGAR_GATEWAY_PORT
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 ensure_redis "$REDIS_URL"
 
@@ -38,7 +41,7 @@ node_image="${HANGAR_NODE_IMAGE:-hangar/node:v2}"
 if [ "$HANGAR_DRIVER" = docker ] && [ "${node_image%%:*}" = hangar/node ]; then
   python manage.py environments adopt python-minimal --image "$node_image"
 fi
-say "Hangar on $URL/  (Ctrl-C stops web, worker and beat)"
+say "Hangar on $URL/, scoring gateway on http://127.0.0.1:$HANGAR_GATEWAY_PORT/score/  (Ctrl-C stops them all)"
 rm -f "$LOCAL/celerybeat.pid"
 # Lines as they are written: block-buffered into honcho's pipes, runserver's "Starting
 # development server at ..." and beat's banner only showed when they stopped.

@@ -70,6 +70,8 @@ class ComputeRow(NamedTuple):
     max_nodes: int
     idle_seconds: int
     tier: str
+    # A deployment's replicas: how many it wants now (0 for every other compute).
+    replica_target: int = 0
 
 
 class NodeRow(NamedTuple):
@@ -134,7 +136,14 @@ def live_computes() -> list[ComputeRow]:
         Compute.objects.exclude(state=ComputeState.DELETED)
         .order_by()
         .values_list(
-            "pk", "kind", "state", "min_nodes", "max_nodes", "idle_seconds_before_scaledown", "tier"
+            "pk",
+            "kind",
+            "state",
+            "min_nodes",
+            "max_nodes",
+            "idle_seconds_before_scaledown",
+            "tier",
+            "replica_target",
         )
     )
     return [ComputeRow(*row) for row in rows]
@@ -240,10 +249,15 @@ def why_due(
             return "a node to start"
         live = [n for n in nodes if n.state in LIVE_NODE_STATES]
         busy = sum(1 for n in live if n.state == NodeState.RUNNING)
-    if len(live) == desired_count(kind, state, compute.min_nodes, compute.max_nodes, busy):
+    desired = desired_count(
+        kind, state, compute.min_nodes, compute.max_nodes, busy, compute.replica_target
+    )
+    if len(live) == desired:
         return ""
     if kind == "instance" or len(live) < compute.min_nodes or len(live) > compute.max_nodes:
         return "node count differs from desired"
+    if len(live) < desired:  # a deployment's replicas below what its load wants
+        return "replicas below their target"
     if any(n.state == NodeState.IDLE and n.idle_enough for n in live):
         return "an idle node reached its scale-down deadline"
     return ""

@@ -22,5 +22,6 @@ urlpatterns = [
         name="deployment-delete",
     ),
     path("w/<slug:slug>/endpoints/<int:pk>/keys/", endpoints.key_regenerate, name="key"),
+    path("w/<slug:slug>/endpoints/<int:pk>/try/", endpoints.endpoint_try, name="try"),
     path("w/<slug:slug>/endpoints/<int:pk>/traffic/", endpoints.traffic_split, name="traffic"),
 ]

@@ -179,3 +179,18 @@ def test_the_secondary_key_keeps_working_while_the_primary_is_regenerated(proces
         assert time.monotonic() < deadline, "the old key still works"
     assert post(url, {}, new_primary)[0] == 200
     assert post(url, {}, endpoint["secondary"])[0] == 200
+
+
+def test_the_try_it_box_sends_through_the_gateway_with_the_primary_key(
+    processes, endpoint, settings, client
+):
+    start_both(processes, endpoint)
+    settings.HANGAR_SCORE_URL = processes.gateway()
+    client.force_login(endpoint["access"].membership.user)
+    made = Endpoint.objects.get(name="flowers")
+    url = f"/w/gw/endpoints/{made.pk}/try/"
+    page = client.post(url, {"body": '{"x": 3}', "deployment": "green"}).content.decode()
+    assert "HTTP 200" in page and "&quot;deployment&quot;: &quot;green&quot;" in page
+    assert "&quot;echo&quot;: 3" in page
+    refused = client.post(url, {"body": "{not json"}).content.decode()
+    assert "That is not JSON" in refused

@@ -5,6 +5,7 @@ through its socket on this machine (the gateway's way in, once it is built)."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import docker
@@ -89,4 +90,83 @@ def test_a_deployments_replica_answers_predictions_through_its_socket(
             docker.from_env().containers.get(container.name)
         assert not replicas.socket_folder(container.name).exists()
     finally:
+        remove_all_nodes()
+
+
+def test_an_endpoint_at_zero_answers_its_first_request_scales_with_load_and_back_to_zero(
+    workers, catalog, settings, tmp_path
+):
+    """The whole loop on real parts: the gateway process, a worker with its sweep, Docker.
+    The first request finds no replica and waits while one starts; eight slow requests
+    at once bring a second replica; quiet, the replicas go back to zero."""
+    from tests.integration.test_gateway import post
+    from tests.support.gateway import Processes
+
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    team = make_team("zero")
+    access = get_access(team.contributor, team.workspace.slug)
+    sync_curated()
+    sklearn = Environment.objects.filter(workspace=None, name="scikit-learn").latest("version")
+    train(tmp_path)
+    weights = (tmp_path / "model.json").read_bytes()
+    model = register_model(access, name="centroids", file_name="model.json", data=weights)
+    endpoint = create_endpoint(access, name="flowers")
+    deployment = add_deployment(
+        access, endpoint, name="blue", model=model, scoring_script=SCRIPT,
+        target="managed_cluster", vm_size=VmSize.objects.get(name="Standard_D2s_v3"),
+        environment=sklearn, min_replicas=0, max_replicas=2, target_in_flight=2,
+        request_timeout_ms=120_000,
+    )  # fmt: skip
+    assert deployment.compute is not None
+    Compute.objects.filter(pk=deployment.compute.pk).update(idle_seconds_before_scaledown=2)
+    from compute.inference.models import Deployment
+    from compute.lib import secrets, serving_load
+
+    serving_load.forget(deployment.pk)
+    Deployment.objects.filter(pk=deployment.pk).update(scale_to_zero_seconds=10)
+    key = secrets.decrypt(endpoint.primary_key)
+    processes = Processes()
+    try:
+        url = processes.gateway() + "/score/zero/flowers"
+        assert not Node.objects.filter(compute=deployment.compute).exists()
+        status, answer, _ = post(url, {"data": [[9, 9]]}, key)
+        assert (status, answer) == (200, {"predictions": ["large"]})
+
+        slow: list[int] = []
+        callers = [
+            threading.Thread(
+                target=lambda: slow.append(post(url, {"data": [[1, 1]], "sleep": 3}, key)[0])
+            )
+            for _ in range(8)
+        ]
+        for caller in callers:
+            caller.start()
+        wait_for(
+            lambda: (
+                Node.objects.filter(
+                    compute=deployment.compute, state__in=[NodeState.IDLE, NodeState.RUNNING]
+                ).count()
+                == 2
+            ),
+            timeout=30,
+            what="a second replica for the load",
+        )
+        for caller in callers:
+            caller.join(timeout=120)
+        assert slow == [200] * 8
+        scaled = deployment.compute.events.filter(message__startswith="Replicas 1 → 2")
+        assert scaled.exists()
+        wait_for(
+            lambda: (
+                not Node.objects.filter(
+                    compute=deployment.compute, ended_at=None, state__in=[NodeState.IDLE]
+                ).exists()
+                and Compute.objects.get(pk=deployment.compute.pk).replica_target == 0
+            ),
+            timeout=60,
+            what="back to zero replicas when quiet",
+        )
+    finally:
+        processes.stop()
         remove_all_nodes()

@@ -116,6 +116,10 @@ def deployment_form(v: dict) -> dict:
     }
 
 
+def try_body(v: dict) -> dict:
+    return {"body": '{"data": [[1, 2]]}'}
+
+
 def primary_slot(v: dict) -> dict:
     return {"slot": "primary"}
 
@@ -284,6 +288,8 @@ MATRIX: dict[str, tuple[Case, ...]] = {
     "inference:deployment-delete": (
         Case(POST_ONLY, C, ids={"pk": "endpoint", "deployment_id": "green"}, changes=True),
     ),
+    # Sends one request through the gateway (none answers here): it changes no row.
+    "inference:try": (Case(POST_ONLY, C, ids={"pk": "endpoint"}, data=try_body),),
     "inference:traffic": (
         Case(POST_ONLY, C, ids={"pk": "endpoint"}, data=traffic_form, changes=True),
     ),

@@ -55,6 +55,7 @@ PK_IS = {
     "inference:key": "endpoint",
     "inference:traffic": "endpoint",
     "inference:deployment-delete": "endpoint",
+    "inference:try": "endpoint",
 }
 # Routes that answer an id not of this workspace as one just removed in another tab.
 SAME_AS_GONE = {"workspace:member-role", "workspace:member-remove", "workspace:invitation-revoke"}

@@ -3,6 +3,11 @@ keys and traffic split), adding a deployment, regenerating a key, splitting traf
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.error
+import urllib.request
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -29,6 +34,7 @@ from workspace.models import Role
 from workspace.queries import KeysFirstPaginator
 
 PER_PAGE = 50
+TRY_TIMEOUT = 60  # seconds: a replica may be starting from zero
 
 
 def base(access: WorkspaceAccess) -> dict[str, object]:
@@ -155,3 +161,48 @@ def traffic_split(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> H
     else:
         messages.success(request, "Traffic split saved.")
     return redirect(endpoint)
+
+
+@workspace_view(Role.CONTRIBUTOR, "trying endpoints")
+@require_POST
+def endpoint_try(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+    """The "Try it" box: the JSON sent through the gateway with the endpoint's primary key,
+    as a client would, and its answer shown (status, time, body)."""
+    endpoint = endpoint_of(access, pk)
+    body = request.POST.get("body", "")
+    named = request.POST.get("deployment", "")
+    result: dict[str, object]
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        result = {"error": f"That is not JSON: {exc}."}
+    else:
+        result = try_once(endpoint, endpoint_keys(access, endpoint).primary, body, named)
+    return render(
+        request,
+        "inference/endpoint.html#try-result",
+        {**base(access), "endpoint": endpoint, "result": result},
+    )
+
+
+def try_once(endpoint: Endpoint, key: str, body: str, named: str) -> dict[str, object]:
+    url = settings.HANGAR_SCORE_URL.rstrip("/") + endpoint.scoring_path
+    outgoing = urllib.request.Request(url, data=body.encode(), method="POST")  # noqa: S310
+    outgoing.add_header("Content-Type", "application/json")
+    outgoing.add_header("Authorization", f"Bearer {key}")
+    if named:
+        outgoing.add_header("X-Hangar-Deployment", named)
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(outgoing, timeout=TRY_TIMEOUT) as answer:  # noqa: S310
+            status, text = answer.status, answer.read().decode(errors="replace")
+    except urllib.error.HTTPError as refused:
+        status, text = refused.code, refused.read().decode(errors="replace")
+    except OSError as exc:
+        return {"error": f"The gateway at {settings.HANGAR_SCORE_URL} did not answer ({exc})."}
+    took = (time.monotonic() - started) * 1000
+    try:
+        text = json.dumps(json.loads(text), indent=2)
+    except ValueError:
+        pass
+    return {"status": status, "took_ms": round(took), "body": text[:20_000]}
