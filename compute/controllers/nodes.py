@@ -116,8 +116,20 @@ class NodeSteps(NodeImageSteps):
             if node.state != NodeState.LEAVING:
                 staying.append(node)
                 continue
+            if not self.drained(node):
+                continue  # the sweep brings it back each second until it is
             self.remove(node, observed.get(node.pk), self.why_removed())
         return staying
+
+    def drained(self, node: Node) -> bool:
+        """A leaving replica goes once the longest request it may hold has had its time
+        (its deployment's timeout, in compute.serving); any other leaving node at once."""
+        compute = self.compute
+        if not compute.is_serving or compute.state in GOING_AWAY:
+            return True
+        drain = float(compute.serving.get("drain_seconds", 0))
+        since = node.last_busy_at or node.created_at
+        return (timezone.now() - since).total_seconds() >= drain
 
     def remove(self, node: Node, observation: NodeObservation | None, why: str) -> None:
         name = observation.name if observation else self.spec(node).container_name
@@ -201,6 +213,16 @@ class NodeSteps(NodeImageSteps):
         )
         for node in idle[:surplus]:
             idle_for = (now - (node.last_busy_at or node.created_at)).total_seconds()
+            if compute.is_serving:
+                # The replica autoscaler waited its quiet delay already. The replica first
+                # drains: the gateway stops sending to it, requests under way end.
+                if Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
+                    state=NodeState.LEAVING, last_busy_at=now
+                ):
+                    nodes.remove(node)
+                    record(compute, EventVerb.NODE_REMOVED, f"Replica {node.name} draining: "
+                           f"the deployment wants {compute.replica_target}.")  # fmt: skip
+                continue
             if above_max > 0:
                 why = f"above max_nodes ({compute.max_nodes})"
                 above_max -= 1

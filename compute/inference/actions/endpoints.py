@@ -4,6 +4,7 @@ one at a time (a client moves to the other key meanwhile); traffic split by weig
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets as random
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +169,12 @@ def start_replicas(access: WorkspaceAccess, deployment: Deployment) -> None:
             max_nodes=deployment.max_replicas,
             idle_seconds_before_scaledown=REPLICA_SCALEDOWN_SECONDS,
             environment=deployment.environment,
-            serving={"deployment": deployment.pk, "model": deployment.model_id},
+            serving={
+                "deployment": deployment.pk,
+                "model": deployment.model_id,
+                # A replica leaving drains this long: the longest a request may take.
+                "drain_seconds": math.ceil(deployment.request_timeout_ms / 1000) + 1,
+            },
         )
         deployment.save(update_fields=["compute"])
     except snapshots.CodeError as exc:
