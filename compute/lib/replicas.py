@@ -36,3 +36,20 @@ def prepare_socket_folder(folder: Path) -> None:
 
 def remove_socket_folder(container_name: str) -> None:
     shutil.rmtree(socket_folder(container_name), ignore_errors=True)
+
+
+class FolderHandle:
+    """A socket however deep its folder: AF_UNIX paths stop at 108 bytes, and a replica's
+    folder under a deep HANGAR_SERVING_DIR passes that. The folder is held open (O_PATH)
+    and the socket reached as /proc/self/fd/<n>/<name>, a path of 30 bytes or so."""
+
+    def __init__(self, socket: str | os.PathLike[str]) -> None:
+        folder, self.name = os.path.split(os.fspath(socket))
+        self.fd = os.open(folder or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    @property
+    def path(self) -> str:
+        return f"/proc/self/fd/{self.fd}/{self.name}"
+
+    def close(self) -> None:
+        os.close(self.fd)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from compute.inference.runtime import score_server
+from compute.lib import replicas
 
 SERVER = Path(score_server.__file__)
 # A pure-Python model (nearest centroid), trained in the test: no framework in the node.
@@ -62,7 +63,11 @@ class UnixConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
+        folder = replicas.FolderHandle(self.path)  # however deep the socket's folder
+        try:
+            self.sock.connect(folder.path)
+        finally:
+            folder.close()
 
 
 def call(path: str, method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
@@ -95,13 +100,12 @@ def replica(tmp_path: Path) -> Iterator[dict]:
     script = tmp_path / "score.py"
     script.write_text(SCRIPT)
     started: list[subprocess.Popen] = []
-    # AF_UNIX paths are short (108 bytes): not under pytest's long tmp_path.
     folder = tempfile.mkdtemp(prefix="hangar-score-")
-    sock = os.path.join(folder, "replica.sock")
+    made: dict = {"socket": os.path.join(folder, "replica.sock"), "script": script}
 
     def start(**environment: str) -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, str(SERVER), "--socket", sock, "--script", str(script),
+            [sys.executable, str(SERVER), "--socket", made["socket"], "--script", str(script),
              "--body-limit", "4096"],
             env={**os.environ, "HANGAR_MODEL_DIR": str(model), **environment},
             stderr=subprocess.PIPE,
@@ -110,7 +114,8 @@ def replica(tmp_path: Path) -> Iterator[dict]:
         started.append(process)
         return process
 
-    yield {"start": start, "socket": sock, "script": script}
+    made["start"] = start
+    yield made
     for process in started:
         if process.poll() is None:
             process.kill()
@@ -186,3 +191,17 @@ def test_sigterm_answers_the_request_under_way_then_exits(replica):
     assert answers == [(200, {"predictions": ["small"]})]
     assert process.wait(timeout=10) == 0
     assert not os.path.lexists(replica["socket"])
+
+
+def test_a_socket_deeper_than_af_unix_allows_is_served_and_reached(replica, tmp_path):
+    """AF_UNIX paths stop at 108 bytes; a replica's folder on the host may be deeper (a
+    clone in a long path): the server binds relative to it, clients go through the
+    folder's descriptor."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    replica["socket"] = str(deep / "replica.sock")
+    assert len(replica["socket"]) > 108
+    process = replica["start"]()
+    wait_ready(replica["socket"], process)
+    body = json.dumps({"data": [[9, 9]]}).encode()
+    assert call(replica["socket"], "POST", "/score", body) == (200, {"predictions": ["large"]})

@@ -9,6 +9,8 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 
+from compute.lib import replicas
+
 MAX_HEADER_LINES = 100
 MAX_ANSWER = 64 * 1024 * 1024
 
@@ -30,6 +32,16 @@ class ReplicaClient:
     def __init__(self, keep_per_replica: int = 32) -> None:
         self.idle: defaultdict[str, list[Connection]] = defaultdict(list)
         self.keep = keep_per_replica
+        self.folders: dict[str, replicas.FolderHandle] = {}  # held open: short paths
+
+    def connect_path(self, socket_path: str) -> str:
+        handle = self.folders.get(socket_path)
+        if handle is None:
+            try:
+                handle = self.folders[socket_path] = replicas.FolderHandle(socket_path)
+            except OSError as exc:
+                raise ReplicaFailed(f"its socket's folder is gone ({exc.strerror})") from None
+        return handle.path
 
     async def score(self, socket_path: str, body: bytes) -> Answer:
         """POST /score. A kept connection the server closed meanwhile is retried once on a
@@ -41,7 +53,7 @@ class ReplicaClient:
             except _ClosedBeforeAnswer:
                 pass
         try:
-            fresh = await asyncio.open_unix_connection(socket_path)
+            fresh = await asyncio.open_unix_connection(self.connect_path(socket_path))
         except OSError as exc:
             raise ReplicaFailed(f"cannot connect: {exc.strerror or exc}") from None
         try:
@@ -95,6 +107,9 @@ class ReplicaClient:
         """A replica gone: its kept connections are closed."""
         for _, writer in self.idle.pop(socket_path, []):
             writer.close()
+        handle = self.folders.pop(socket_path, None)
+        if handle is not None:
+            handle.close()
 
 
 class _ClosedBeforeAnswer(Exception):

@@ -148,15 +148,23 @@ class ScoreServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def bind_when_ready(path: str, scorer: Scorer, body_limit: int) -> ScoreServer:
     """Listen at `path`, made under a temporary name and renamed into place: whoever sees
     the socket can connect to it."""
-    staging = f"{path}.{os.getpid()}.starting"
-    for stale in (path, staging):
-        if os.path.lexists(stale):
-            os.unlink(stale)  # a previous replica's: it is gone
-    server = ScoreServer(staging, scorer, body_limit)
-    # Hangar's gateway runs as another user than the node's; the folder the socket is in
-    # is what keeps everyone else out (Hangar's alone, 0700, on the machine).
-    os.chmod(staging, 0o666)  # noqa: S103
-    os.rename(staging, path)
+    folder, name = os.path.split(path)
+    # Bound by a name relative to its folder (AF_UNIX paths stop at 108 bytes, and the
+    # folder may be deep), then back to where the script was loaded from.
+    here = os.getcwd()
+    os.chdir(folder or ".")
+    try:
+        staging = f"{name}.{os.getpid()}.starting"
+        for stale in (name, staging):
+            if os.path.lexists(stale):
+                os.unlink(stale)  # a previous replica's: it is gone
+        server = ScoreServer(staging, scorer, body_limit)
+        # Hangar's gateway runs as another user than the node's; the folder the socket is
+        # in keeps everyone else out (Hangar's alone, 0700, on the machine).
+        os.chmod(staging, 0o666)  # noqa: S103
+        os.rename(staging, name)
+    finally:
+        os.chdir(here)
     return server
 
 
@@ -174,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("score-server: init() failed, the replica does not start:\n")
         traceback.print_exc()
         return INIT_FAILED
-    server = bind_when_ready(args.socket, Scorer(module), args.body_limit)
+    socket_path = os.path.abspath(args.socket)
+    server = bind_when_ready(socket_path, Scorer(module), args.body_limit)
 
     def stop(signum: int, frame: object) -> None:
         # shutdown() waits for serve_forever to return: from another thread.
@@ -187,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()  # joins the request threads: those under way are answered
-        if os.path.lexists(args.socket):
-            os.unlink(args.socket)
+        if os.path.lexists(socket_path):
+            os.unlink(socket_path)
     return 0
 
 
