@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopUpload
 from django.http import HttpRequest
+from django.urls import Resolver404, resolve
 
 MAX_NAME_CHARS = 200  # Job.code_name, and well within one file name on disk
 # Form fields besides the file: the command and environment are small, and a script
@@ -22,14 +23,22 @@ MAX_NAME_CHARS = 200  # Job.code_name, and well within one file name on disk
 FIELDS_ALLOWANCE = 1024 * 1024
 
 
-# Views whose upload is a model, not job code (the URL is resolved before the CSRF check
-# parses the body, so the handler knows which cap applies).
-MODEL_UPLOAD_VIEWS = frozenset({"inference:model-create", "api:register_model"})
+# URLs whose upload is a model, not job code (the URL is resolved before the CSRF check
+# parses the body, so the handler knows which cap applies). The API's registration shares
+# its URL with the list, whose name the resolver gives.
+MODEL_UPLOAD_VIEWS = frozenset({"inference:model-create", "api:list_models"})
 
 
 def limit_mb_for(request: HttpRequest | None) -> int:
     match = getattr(request, "resolver_match", None)
-    if match is not None and match.view_name in MODEL_UPLOAD_VIEWS:
+    if match is None and request is not None:
+        # Parsed before the URL was resolved (the API's NUL guard reads forms first).
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            match = None
+    posting = request is not None and request.method == "POST"
+    if posting and match is not None and match.view_name in MODEL_UPLOAD_VIEWS:
         return int(settings.HANGAR_MODEL_LIMIT_MB)
     return int(settings.HANGAR_CODE_LIMIT_MB)
 

@@ -106,9 +106,12 @@ def test_keys_named_deployments_and_the_80_20_split(processes, endpoint):
     wrong = post(url, {}, "not-the-key")
     assert wrong[0] == 401 and "not one of this endpoint's" in wrong[1]["error"]
     assert post(url, {}, None)[0] == 401
-    assert post(url.replace("flowers", "nope"), {}, endpoint["primary"])[0] == 404
+    # An address that is no endpoint answers as a wrong key: nothing to enumerate.
+    assert post(url.replace("flowers", "nope"), {}, endpoint["primary"])[0] == 401
     named = post(url, {}, endpoint["primary"], **{"X-Hangar-Deployment": "red"})
     assert named[0] == 404 and "no deployment named red" in named[1]["error"]
+    odd = post(url, {}, endpoint["primary"], **{"X-Hangar-Deployment": "\xff"})
+    assert odd[0] == 404  # a byte that is no UTF-8: no such deployment, not a crash
 
     shares = Counter(post(url, {}, endpoint["primary"])[1]["deployment"] for _ in range(400))
     assert abs(shares["blue"] / 400 - 0.80) <= 0.06, shares

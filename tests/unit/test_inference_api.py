@@ -106,3 +106,12 @@ def test_readers_get_no_keys_and_outsiders_no_endpoint(team):
     theirs = "/api/v1/workspaces/rivals"
     assert outsider.get(f"{theirs}/endpoints/{endpoint['id']}/keys").status_code == 404
     assert Endpoint.objects.count() == 1 and not RegisteredModel.objects.exists()
+
+
+def test_a_model_over_the_job_code_cap_but_under_the_model_cap_registers(team, settings):
+    settings.HANGAR_CODE_LIMIT_MB, settings.HANGAR_MODEL_LIMIT_MB = 1, 5
+    api = api_as(team.contributor)
+    weights = SimpleUploadedFile("big.onnx", b"w" * (2 * 1024 * 1024))
+    made = api.post(f"{BASE}/models", {"name": "big", "upload": weights})
+    assert made.status_code == 201, made.content
+    assert made.json()["size_bytes"] == 2 * 1024 * 1024

@@ -225,3 +225,18 @@ def test_a_deployment_taking_traffic_beside_others_is_not_removed(client, team):
     assert list(endpoint.deployments.values_list("name", flat=True)) == ["blue"]
     client.post(url(team, "deployment-delete", endpoint.pk, blue.pk))  # the last one may go
     assert not endpoint.deployments.exists()
+
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        ({"body": "[" * 100_000}, "That is not JSON"),
+        ({"body": "{}", "deployment": "bl\nue"}, "Choose one of the endpoint&#x27;s deployments."),
+        ({"body": "{}", "deployment": "€"}, "Choose one of the endpoint&#x27;s deployments."),
+    ],
+)
+def test_try_it_refuses_odd_input_with_a_message_not_a_server_error(client, team, data, says):
+    endpoint = make_endpoint(team.workspace, make_model(team.workspace))
+    client.force_login(team.contributor)
+    answer = client.post(url(team, "try", endpoint.pk), data)
+    assert answer.status_code == 200 and says in answer.content.decode()

@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import random
+import re
 import time
 from collections import defaultdict
 from typing import Any
@@ -46,7 +47,10 @@ from compute.lib import serving_load  # noqa: E402
 
 Scope = dict[str, Any]
 JSON = [(b"content-type", b"application/json")]
-POLL = 0.05  # seconds between looks for a ready replica while a request waits
+POLL = 0.05
+DOCKER_ID = re.compile(
+    r"[0-9a-f]{64}"
+)  # seconds between looks for a ready replica while a request waits
 
 
 class Refusal(Exception):
@@ -106,11 +110,12 @@ class Gateway:
             raise Refusal(405, "Send the request as a POST with a JSON body.")
         headers = dict(scope["headers"])
         route = self.table.routes.get((parts[1], parts[2]))
-        if route is None:
-            raise Refusal(404, f"No endpoint {parts[2]} in workspace {parts[1]}.")
-        check_key(route, headers.get(b"authorization", b""))
+        # An address that is no endpoint answers as a wrong key does: without a key,
+        # nobody learns which workspaces and endpoints exist.
+        route = check_key(route, headers.get(b"authorization", b""))
         body = await read_body(receive, settings.HANGAR_SCORE_BODY_LIMIT)
-        deployment = choose_deployment(route, headers.get(b"x-hangar-deployment", b"").decode())
+        named = headers.get(b"x-hangar-deployment", b"").decode("latin-1")
+        deployment = choose_deployment(route, named)
         return await self.forward(deployment, body)
 
     async def forward(self, deployment: DeploymentRoute, body: bytes) -> tuple[int, bytes]:
@@ -138,7 +143,10 @@ class Gateway:
         self.in_flight[socket_path] += 1
         try:
             left = max(0.001, deadline - time.monotonic())
-            answer = await asyncio.wait_for(self.client.score(socket_path, body), left)
+            container = deployment.containers.get(socket_path, "")
+            answer = await asyncio.wait_for(
+                self.client.score(socket_path, body, verified(container)), left
+            )
         except TimeoutError:
             raise Refusal(
                 504, f"The replica took longer than the {deployment.timeout:g} s timeout."
@@ -198,6 +206,12 @@ class Gateway:
         await sync_to_async(start_one_replica, thread_sensitive=False)(deployment.compute_id)
 
 
+def verified(container_ref: str) -> str:
+    """The container a replica's peer must be in: a Docker node's id. Nodes of no
+    container (a test's host-process replica) are not checked: serving needs Docker."""
+    return container_ref if DOCKER_ID.fullmatch(container_ref) else ""
+
+
 def start_one_replica(compute_id: int) -> None:
     """Scale from zero: the replicas' cluster wants at least one, and reconciles now."""
     from compute import enqueue
@@ -207,7 +221,7 @@ def start_one_replica(compute_id: int) -> None:
         enqueue.reconcile(compute_id)
 
 
-def check_key(route: EndpointRoute, header: bytes) -> None:
+def check_key(route: EndpointRoute | None, header: bytes) -> EndpointRoute:
     scheme, _, key = header.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Refusal(
@@ -216,12 +230,14 @@ def check_key(route: EndpointRoute, header: bytes) -> None:
             [(b"www-authenticate", b"Bearer")],
         )
     digest = hashlib.sha256(key.strip().encode()).hexdigest()
+    known = route.key_hashes if route is not None else ("", "")
     # Both compared, whatever the first says: no timing tells which slot matched.
-    matches = [hmac.compare_digest(digest, known) for known in route.key_hashes]
-    if not any(matches):
+    matches = [hmac.compare_digest(digest, each) for each in known]
+    if route is None or not any(matches):
         raise Refusal(
             401, "That key is not one of this endpoint's.", [(b"www-authenticate", b"Bearer")]
         )
+    return route
 
 
 def choose_deployment(route: EndpointRoute, named: str) -> DeploymentRoute:

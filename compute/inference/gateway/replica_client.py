@@ -6,6 +6,8 @@ a Content-Length body each way, no chunking."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -43,9 +45,10 @@ class ReplicaClient:
                 raise ReplicaFailed(f"its socket's folder is gone ({exc.strerror})") from None
         return handle.path
 
-    async def score(self, socket_path: str, body: bytes) -> Answer:
+    async def score(self, socket_path: str, body: bytes, container: str = "") -> Answer:
         """POST /score. A kept connection the server closed meanwhile is retried once on a
-        new one (the request never reached run(): the server read nothing)."""
+        new one (the request never reached run(): the server read nothing). `container`:
+        the Docker id of the replica that must be listening there (see `peer_is`)."""
         kept = self.idle[socket_path].pop() if self.idle[socket_path] else None
         if kept is not None:
             try:
@@ -56,6 +59,9 @@ class ReplicaClient:
             fresh = await asyncio.open_unix_connection(self.connect_path(socket_path))
         except OSError as exc:
             raise ReplicaFailed(f"cannot connect: {exc.strerror or exc}") from None
+        if container and not peer_is(fresh[1], container):
+            fresh[1].close()
+            raise ReplicaFailed("its socket is not its own (another process answers there)")
         try:
             return await self._exchange(socket_path, fresh, body)
         except _ClosedBeforeAnswer:
@@ -80,6 +86,8 @@ class ReplicaClient:
             if isinstance(exc, ConnectionResetError | BrokenPipeError):
                 raise _ClosedBeforeAnswer from None
             raise ReplicaFailed(f"the connection broke: {exc}") from None
+        except (ValueError, asyncio.LimitOverrunError):  # a line past the reader's limit
+            raise ReplicaFailed("it answered with a line too long for HTTP") from None
         finally:
             if done and len(self.idle[socket_path]) < self.keep:
                 self.idle[socket_path].append(connection)
@@ -89,7 +97,7 @@ class ReplicaClient:
     @staticmethod
     async def _read_rest(reader: asyncio.StreamReader, status_line: bytes) -> Answer:
         parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[1].isdigit() or not 100 <= int(parts[1]) < 600:
             raise ReplicaFailed("it answered something that is not HTTP")
         length = None
         for _ in range(MAX_HEADER_LINES):
@@ -114,3 +122,20 @@ class ReplicaClient:
 
 class _ClosedBeforeAnswer(Exception):
     pass
+
+
+def peer_is(writer: asyncio.StreamWriter, container: str) -> bool:
+    """Whether the process at the other end is in the replica's container. The socket's
+    folder is the replica's to write in: its code could put a link there to another
+    replica's socket (another workspace's model). The kernel says who listens
+    (SO_PEERCRED); the process's cgroup names its container."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid = struct.unpack("3i", credentials)[0]
+    try:
+        with open(f"/proc/{pid}/cgroup") as handle:
+            return container in handle.read()
+    except OSError:
+        return False

@@ -30,6 +30,8 @@ class DeploymentRoute:
     timeout: float  # seconds
     compute_id: int | None
     sockets: tuple[str, ...]  # of its live replicas (ready when the file is there)
+    # Socket path -> the Docker id of the container that must be listening there.
+    containers: dict[str, str] = field(default_factory=dict)
 
     def ready(self) -> list[str]:
         return [path for path in self.sockets if os.path.exists(path)]
@@ -57,15 +59,17 @@ def read_routes() -> dict[tuple[str, str], EndpointRoute]:
         )
     )
     sockets: dict[int, list[str]] = {}
+    containers: dict[str, str] = {}
     live = Node.objects.filter(
         compute_id__in=[d.compute_id for d in deployments if d.compute_id],
         state__in=NODE_UP,
         ended_at=None,
     ).order_by("index")
-    for compute_id, node_id in live.values_list("compute_id", "pk"):
+    for compute_id, node_id, container_ref in live.values_list("compute_id", "pk", "container_ref"):
         # Container names come from (site, compute, node): so are their sockets' folders.
-        name = container_name(settings.HANGAR_SITE, compute_id, node_id)
-        sockets.setdefault(compute_id, []).append(str(replicas.socket_path(name)))
+        path = str(replicas.socket_path(container_name(settings.HANGAR_SITE, compute_id, node_id)))
+        sockets.setdefault(compute_id, []).append(path)
+        containers[path] = container_ref
     routes: dict[tuple[str, str], EndpointRoute] = {}
     for endpoint in endpoints.values():
         routes[(endpoint.workspace.slug, endpoint.name)] = EndpointRoute(
@@ -84,6 +88,9 @@ def read_routes() -> dict[tuple[str, str], EndpointRoute]:
             timeout=deployment.request_timeout_ms / 1000,
             compute_id=deployment.compute_id,
             sockets=tuple(sockets.get(deployment.compute_id or 0, ())),
+            containers={
+                path: containers[path] for path in sockets.get(deployment.compute_id or 0, ())
+            },
         )
     return routes
 

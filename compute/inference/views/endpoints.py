@@ -35,6 +35,7 @@ from workspace.queries import KeysFirstPaginator
 
 PER_PAGE = 50
 TRY_TIMEOUT = 60  # seconds: a replica may be starting from zero
+TRY_SHOWN = 20_000  # bytes of an answer the page shows (and reads)
 
 
 def base(access: WorkspaceAccess) -> dict[str, object]:
@@ -172,12 +173,16 @@ def endpoint_try(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> Ht
     body = request.POST.get("body", "")
     named = request.POST.get("deployment", "")
     result: dict[str, object]
+    names = set(endpoint.deployments.values_list("name", flat=True))
     try:
         json.loads(body)
-    except ValueError as exc:
-        result = {"error": f"That is not JSON: {exc}."}
+    except (ValueError, RecursionError) as exc:
+        result = {"error": f"That is not JSON: {str(exc)[:200]}."}
     else:
-        result = try_once(endpoint, endpoint_keys(access, endpoint).primary, body, named)
+        if named and named not in names:
+            result = {"error": "Choose one of the endpoint's deployments."}
+        else:
+            result = try_once(endpoint, endpoint_keys(access, endpoint).primary, body, named)
     return render(
         request,
         "inference/endpoint.html#try-result",
@@ -195,14 +200,14 @@ def try_once(endpoint: Endpoint, key: str, body: str, named: str) -> dict[str, o
     started = time.monotonic()
     try:
         with urllib.request.urlopen(outgoing, timeout=TRY_TIMEOUT) as answer:  # noqa: S310
-            status, text = answer.status, answer.read().decode(errors="replace")
+            status, text = answer.status, answer.read(TRY_SHOWN).decode(errors="replace")
     except urllib.error.HTTPError as refused:
-        status, text = refused.code, refused.read().decode(errors="replace")
-    except OSError as exc:
+        status, text = refused.code, refused.read(TRY_SHOWN).decode(errors="replace")
+    except (OSError, ValueError) as exc:
         return {"error": f"The gateway at {settings.HANGAR_SCORE_URL} did not answer ({exc})."}
     took = (time.monotonic() - started) * 1000
     try:
         text = json.dumps(json.loads(text), indent=2)
-    except ValueError:
-        pass
-    return {"status": status, "took_ms": round(took), "body": text[:20_000]}
+    except (ValueError, RecursionError):
+        pass  # shown as the replica wrote it
+    return {"status": status, "took_ms": round(took), "body": text[:TRY_SHOWN]}
