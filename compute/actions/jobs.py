@@ -142,7 +142,7 @@ def job_environment(
         )
     image = chosen.image
     if image.is_failed:
-        reason = (image.error.strip().splitlines() or ["see its page"])[0]
+        reason = image.first_error_line
         raise ValidationError(
             {
                 "runs_in": f"Environment {chosen} did not build ({reason}). Build it again "

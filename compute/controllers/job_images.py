@@ -64,7 +64,7 @@ def check_waiting(compute: Compute) -> None:
     for environment in Environment.objects.filter(pk__in=ids).select_related("image"):
         image = environment.image
         if image.is_failed:
-            reason = (image.error.strip().splitlines() or ["see its page"])[0]
+            reason = image.first_error_line
             Job.objects.filter(compute=compute, chosen_environment=environment).transition(
                 J.QUEUED,
                 J.FAILED,

@@ -66,7 +66,7 @@ class NodeImageSteps:
 
             queue_build(image)
         if image.is_failed:
-            reason = (image.error.strip().splitlines() or ["see its page"])[0]
+            reason = image.first_error_line
             why = f"Environment {chosen} did not build: {reason}"
             job_steps.fail_queued(self.compute, why)
             if self.compute.is_cluster and job_images.others_unfinished(self.compute):

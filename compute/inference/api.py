@@ -32,7 +32,7 @@ from compute.inference.models import Endpoint, KeySlot, RegisteredModel
 from compute.inference.selectors import endpoints_of, models_of
 from compute.lib.uploads import refused_upload
 from compute.models import VmSize
-from compute.selectors import environment_choice
+from compute.selectors import ID, environment_choice
 from workspace.models import Role
 
 router = Router(tags=["inference"])
@@ -138,10 +138,10 @@ def model_choice(request: HttpRequest, slug: str, text: str) -> str:
     """The form's choice for the model `text` names, or the text for the form to refuse."""
     models = models_of(api_access(request, slug).workspace)
     name, colon, version = text.strip().partition(":")
-    if not colon and name.isascii() and name.isdigit() and len(name) <= 12:
+    if not colon and ID.fullmatch(name):
         found = models.filter(pk=int(name)).first()
     elif colon:
-        ok = version.isascii() and version.isdigit() and len(version) <= 9
+        ok = ID.fullmatch(version) is not None
         found = models.filter(name=name, version=int(version)).first() if ok else None
     else:
         found = models.filter(name=name).order_by("-version").first()

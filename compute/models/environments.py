@@ -65,6 +65,11 @@ class EnvironmentImage(models.Model):
     def __str__(self) -> str:
         return f"{self.tag} ({self.get_state_display().lower()})"
 
+    @property
+    def first_error_line(self) -> str:
+        """Why its build failed, in one line (the package manager's first)."""
+        return (self.error.strip().splitlines() or ["see its page"])[0]
+
     # For templates, which never compare a state with a string (test_state_vocabulary).
     @property
     def is_ready(self) -> bool:
