@@ -5,6 +5,7 @@
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -92,10 +93,15 @@ class EndpointOut(Schema):
     name: str
     description: str
     scoring_path: str
+    scoring_url: str  # where to POST a request: the gateway's address and the path
     deployments: list[DeploymentOut]
     keys_changed_at: datetime
     created_at: datetime
     url: str
+
+    @staticmethod
+    def resolve_scoring_url(endpoint: Any) -> str:
+        return settings.HANGAR_SCORE_URL.rstrip("/") + endpoint.scoring_path
 
     @staticmethod
     def resolve_deployments(endpoint: Any) -> list:

@@ -4,6 +4,7 @@ JSON, with a personal access token."""
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
@@ -60,6 +61,8 @@ def test_a_model_endpoint_and_deployment_through_the_api(team):
     shares = {d["name"]: d["traffic"] for d in split.json()["deployments"]}
     assert shares == {"blue": 80, "green": 20}
     assert split.json()["scoring_path"] == "/score/vision/iris-scorer"
+    # Where a client sends its requests: the gateway's address, as the page's snippets say.
+    assert split.json()["scoring_url"] == f"{settings.HANGAR_SCORE_URL}/score/vision/iris-scorer"
 
 
 @pytest.mark.parametrize(
