@@ -51,9 +51,13 @@ def register_model(
             else:
                 snapshots.store_file(model.pk, file_name, data, store)
             stored = True
+            if not any(files for _, _, files in os.walk(store.folder(model.pk))):
+                raise snapshots.CodeError("The zip holds no files: there is no model in it.")
             model.size_bytes = folder_size(store.folder(model.pk))
             model.save(update_fields=["size_bytes"])
         except snapshots.CodeError as exc:
+            if stored:
+                snapshots.remove_tree(store.folder(model.pk))
             raise ValidationError({"upload": str(exc)}) from None
         except BaseException:
             # Rolled back: its id may come again (SQLite) and must find no folder.

@@ -7,6 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -34,7 +35,9 @@ from workspace.models import Role
 from workspace.queries import KeysFirstPaginator
 
 PER_PAGE = 50
-TRY_TIMEOUT = 60  # seconds: a replica may be starting from zero
+# The gateway answers within the deployment's request timeout (504 past it, also while a
+# replica starts from zero): the page waits that long and this much more, no longer.
+TRY_MARGIN = 2.0  # seconds
 TRY_SHOWN = 20_000  # bytes of an answer the page shows (and reads)
 
 
@@ -182,7 +185,8 @@ def endpoint_try(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> Ht
         if named and named not in names:
             result = {"error": "Choose one of the endpoint's deployments."}
         else:
-            result = try_once(endpoint, endpoint_keys(access, endpoint).primary, body, named)
+            key = endpoint_keys(access, endpoint).primary
+            result = try_once(endpoint, key, body, named, try_timeout(endpoint, named))
     return render(
         request,
         "inference/endpoint.html#try-result",
@@ -190,7 +194,33 @@ def endpoint_try(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> Ht
     )
 
 
-def try_once(endpoint: Endpoint, key: str, body: str, named: str) -> dict[str, object]:
+def try_timeout(endpoint: Endpoint, named: str) -> float:
+    """How long "Try it" holds a web worker: the longest request timeout of the
+    deployments the request may reach (the named one, else those taking traffic), plus a
+    margin; never the minute a silent gateway would otherwise take."""
+    deployments = endpoint.deployments.all()
+    deployments = deployments.filter(name=named) if named else deployments.filter(traffic__gt=0)
+    longest = max(deployments.values_list("request_timeout_ms", flat=True), default=5000)
+    return longest / 1000 + TRY_MARGIN
+
+
+def read_by(answer: Any, deadline: float) -> str:
+    """At most TRY_SHOWN bytes of the answer, read until the deadline (one receive at a
+    time: a body trickling in holds the worker no longer than the timeout)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < TRY_SHOWN and time.monotonic() < deadline:
+        chunk = answer.read1(TRY_SHOWN - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def try_once(
+    endpoint: Endpoint, key: str, body: str, named: str, timeout: float
+) -> dict[str, object]:
     url = settings.HANGAR_SCORE_URL.rstrip("/") + endpoint.scoring_path
     outgoing = urllib.request.Request(url, data=body.encode(), method="POST")  # noqa: S310
     outgoing.add_header("Content-Type", "application/json")
@@ -199,11 +229,16 @@ def try_once(endpoint: Endpoint, key: str, body: str, named: str) -> dict[str, o
         outgoing.add_header("X-Hangar-Deployment", named)
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(outgoing, timeout=TRY_TIMEOUT) as answer:  # noqa: S310
-            status, text = answer.status, answer.read(TRY_SHOWN).decode(errors="replace")
+        with urllib.request.urlopen(outgoing, timeout=timeout) as answer:  # noqa: S310
+            status, text = answer.status, read_by(answer, started + timeout)
     except urllib.error.HTTPError as refused:
-        status, text = refused.code, refused.read(TRY_SHOWN).decode(errors="replace")
+        status, text = refused.code, read_by(refused, started + timeout)
     except (OSError, ValueError) as exc:
+        if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+            return {
+                "error": f"No answer within {timeout:g} s (the deployment's request timeout "
+                f"and {TRY_MARGIN:g} s more)."
+            }
         return {"error": f"The gateway at {settings.HANGAR_SCORE_URL} did not answer ({exc})."}
     took = (time.monotonic() - started) * 1000
     try:
