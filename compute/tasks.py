@@ -10,7 +10,7 @@ from celery import shared_task
 from django.db import connection
 
 from compute import enqueue
-from compute.controllers import environments, retention, serving
+from compute.controllers import batch_scoring, environments, retention, serving
 from compute.controllers.idle import IdleReport, idle_sweep
 from compute.controllers.reconcile import reconcile
 from compute.controllers.sweep import SweepReport, sweep
@@ -82,7 +82,8 @@ def reconcile_sweep() -> dict:
     idle_report = idle_sweep()
     report = sweep()
     scaled = serving.autoscale_replicas()  # replicas from the gateway's load
-    due = sorted(set(idle_report.to_reconcile) | set(report.due) | set(scaled))
+    batches = batch_scoring.advance_open()  # mini-batches kept, retried, queued; ends
+    due = sorted(set(idle_report.to_reconcile) | set(report.due) | set(scaled) | set(batches))
     messages = enqueue.reconcile_due(due)
     # Environment builds whose task was lost (a broker or worker gone): sent again.
     for image_pk in environments.builds_to_hand_out():

@@ -29,6 +29,7 @@ from compute.models import (
     Tier,
     VmSize,
 )
+from compute.models.compute import INFERENCE_OWNED
 from compute.models.events import EventVerb, record
 from compute.models.states import INSTANCE_DOWN, INSTANCE_UP, NODE_NOT_BUSY
 from workspace.access import WorkspaceAccess, require_role
@@ -317,9 +318,10 @@ def _delete(access: WorkspaceAccess, compute_id: int, serving: bool = False) -> 
         found = Compute.objects.select_for_update().filter(
             workspace=access.workspace, pk=compute_id
         )
-        # A deployment's replicas go with their deployment, never by the compute's delete.
+        # A deployment's replicas go with their deployment, never by the compute's delete
+        # (nor do a batch job's nodes: they go when it ends).
         replicas = Q(serving__has_key="deployment")
-        compute = (found.filter(replicas) if serving else found.exclude(replicas)).first()
+        compute = (found.filter(replicas) if serving else found.exclude(INFERENCE_OWNED)).first()
         if compute is None:
             raise ValidationError("This compute no longer exists.")
         if compute.is_attached:

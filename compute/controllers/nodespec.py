@@ -43,6 +43,9 @@ def node_spec(
     if compute.is_serving:
         command, folders = serving_command(compute, node)
         environment["HANGAR_MODEL_DIR"] = MODEL_IN_NODE
+    elif compute.is_batch:
+        folders = batch_folders(compute)
+        environment["HANGAR_MODEL_DIR"] = MODEL_IN_NODE
     return NodeSpec(
         site=settings.HANGAR_SITE,
         workspace=compute.workspace.slug,
@@ -82,6 +85,21 @@ def serving_command(compute: Compute, node: Node) -> tuple[tuple[str, ...], tupl
         "--script", f"{SERVE_IN_NODE}/score.py",
     )  # fmt: skip
     return command, folders
+
+
+# A batch job's nodes: its runner, script and mini-batch list, and its inputs (compute/inference).
+BATCH_IN_NODE = "/hangar/batch"
+INPUTS_IN_NODE = "/hangar/inputs"
+
+
+def batch_folders(compute: Compute) -> tuple[HostFolder, ...]:
+    """What every node of a batch job sees, all read-only; its jobs run the runner."""
+    batch, model = int(compute.serving["batch"]), int(compute.serving["model"])
+    return (
+        HostFolder(str(snapshots.batch_code_store().folder(batch)), BATCH_IN_NODE),
+        HostFolder(str(snapshots.batch_input_store().folder(batch)), INPUTS_IN_NODE),
+        HostFolder(str(snapshots.model_store().folder(model)), MODEL_IN_NODE),
+    )
 
 
 # The setup script arrives in an environment variable (never interpolated into the shell

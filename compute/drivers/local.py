@@ -54,8 +54,9 @@ class LocalDriver(Driver):
     def ensure_node(self, spec: NodeSpec) -> NodeObservation:
         if spec.folders:
             raise NodeStartError(
-                "Serving replicas need the Docker driver (HANGAR_DRIVER=docker): the local "
-                "driver's host processes cannot be given a model and a socket of their own."
+                "Serving replicas and batch scoring need the Docker driver "
+                "(HANGAR_DRIVER=docker): the local driver's host processes cannot be given "
+                "a model and folders of their own."
             )
         hostproc.require_allowed()
         self.ping()

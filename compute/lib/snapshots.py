@@ -117,6 +117,47 @@ def serving_store() -> Store:
     )
 
 
+def batch_code_store() -> Store:
+    """A batch job's scoring script, Hangar's runner and its mini-batch list, read-only in
+    its nodes."""
+    return Store(
+        "scoring script",
+        Path(settings.HANGAR_SERVING_DIR) / "batch-code",
+        settings.HANGAR_CODE_LIMIT_MB,
+    )
+
+
+def batch_input_store() -> Store:
+    """A batch job's input files, read-only in its nodes."""
+    return Store(
+        "input", Path(settings.HANGAR_SERVING_DIR) / "batch-inputs", settings.HANGAR_MODEL_LIMIT_MB
+    )
+
+
+def store_uploads(key: int, uploads: list[tuple[str, IO[bytes]]], store: Store) -> None:
+    """Several uploaded files as one snapshot, side by side (two of one name: refused)."""
+    with _staged(store, key) as folder:
+        budget = _Budget(store)
+        for filename, source in uploads:
+            name = safe_name(filename)
+            try:
+                _copy(source, folder / name, budget)
+            except FileExistsError:
+                raise CodeError(f"Two files are named “{_short(name)}”.") from None
+
+
+def files_in(folder: Path) -> list[str]:
+    """Every regular file under a stored snapshot, as sorted relative paths."""
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in files:
+            path = os.path.join(parent, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                found.append(os.path.relpath(path, folder))
+    return sorted(found)
+
+
 def check_zip(archive: zipfile.ZipFile, store: Store | None = None) -> list[zipfile.ZipInfo]:
     """Refuse archives that escape their folder or say they would fill the disk.
 

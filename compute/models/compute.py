@@ -51,12 +51,16 @@ class Tier(models.TextChoices):
     LOW_PRIORITY = "low_priority", "Low priority"
 
 
+# Clusters made by and for compute/inference: a deployment's replicas, a batch job's nodes.
+INFERENCE_OWNED = Q(serving__has_key="deployment") | Q(serving__has_key="batch")
+
+
 class ComputeQuerySet(models.QuerySet["Compute"]):
     def of(self, workspace: Workspace) -> ComputeQuerySet:
         """This workspace's computes: every lookup from a URL starts here (DESIGN.md). A
-        deployment's replicas are not among them: their endpoint's page shows them, and no
-        job or form may pick them."""
-        return self.filter(workspace=workspace).exclude(serving__has_key="deployment")
+        deployment's replicas and a batch job's nodes are not among them: their endpoint's
+        or batch job's page shows them, and no job or form may pick them."""
+        return self.filter(workspace=workspace).exclude(INFERENCE_OWNED)
 
 
 class Compute(models.Model):
@@ -94,9 +98,10 @@ class Compute(models.Model):
         on_delete=models.PROTECT,
         related_name="computes",
     )
-    # A deployment's replicas (compute/inference): {"deployment": id, "model": id}, else
-    # empty. Its nodes run the scoring server, not jobs; `replica_target` is how many the
-    # deployment wants now (its min replicas until the load says more).
+    # A deployment's replicas (compute/inference): {"deployment": id, "model": id}; its
+    # nodes run the scoring server, not jobs; `replica_target` is how many the deployment
+    # wants now (its min replicas until the load says more). A batch job's nodes:
+    # {"batch": id, "model": id}; they run its mini-batches as jobs. Else empty.
     serving = models.JSONField(default=dict, blank=True)
     replica_target = models.PositiveSmallIntegerField(default=0)
     # Instances: {NAME: MultiFernet token} (compute/lib/secrets.py), put into the node's
@@ -166,6 +171,8 @@ class Compute(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
+        if self.is_batch:  # its own page is the batch job's (the job page links here)
+            return reverse("inference:batch", args=[self.workspace.slug, self.serving["batch"]])
         return reverse("compute:detail", args=[self.workspace.slug, self.pk])
 
     @property
@@ -190,7 +197,13 @@ class Compute(models.Model):
     @property
     def is_serving(self) -> bool:
         """A deployment's replicas: a cluster that serves a model instead of running jobs."""
-        return bool(self.serving)
+        return "deployment" in self.serving
+
+    @property
+    def is_batch(self) -> bool:
+        """A batch job's nodes: a cluster that runs its mini-batches (with the model and
+        the inputs read-only in each node)."""
+        return "batch" in self.serving
 
     @property
     def is_attached(self) -> bool:

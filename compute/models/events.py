@@ -63,6 +63,12 @@ class EventVerb(models.TextChoices):
     JOB_REQUEUED = "job.requeued", "Job requeued"
     JOB_GAVE_UP = "job.gave_up", "Job failed, retries exhausted"
     JOB_OUTPUT_CUT = "job.output_cut", "Job output cut"
+    # Batch scoring (compute/inference): on its cluster's log.
+    BATCH_SUBMITTED = "batch.submitted", "Batch scoring submitted"
+    MINI_BATCH_RETRIED = "batch.mini_batch_retried", "Mini-batch failed, retrying"
+    MINI_BATCH_FAILED = "batch.mini_batch_failed", "Mini-batch failed, attempts exhausted"
+    BATCH_ENDED = "batch.ended", "Batch scoring ended"
+    BATCH_CANCELED = "batch.canceled", "Batch scoring canceled"
     # Attached computes.
     ATTACHED = "attach.created", "Attached"
     ATTACHMENT_UPDATED = "attach.updated", "Connection changed"
