@@ -1,8 +1,9 @@
-"""`hangar`: Hangar's computes and jobs from the shell, over the REST API.
+"""`hangar`: Hangar's computes, jobs, models and endpoints from the shell, over the REST API.
 
     hangar login --url http://127.0.0.1:8000 --token hgr_...
     hangar compute create -w vision --name trainers --size Standard_DS3_v2 --cluster --max 2
     hangar job submit -w vision --compute trainers --code . --follow -- python train.py
+    hangar score -w vision flowers --json '{"petals": [5.1, 3.5]}'
 
 Profiles live in $XDG_CONFIG_HOME/hangar/config.toml (~/.config/hangar/config.toml), mode
 0600; HANGAR_URL, HANGAR_TOKEN, HANGAR_WORKSPACE and HANGAR_PROFILE override them. Every
@@ -37,8 +38,14 @@ from hangar.output import (
     print_table,
     show_compute,
     show_computes,
+    show_deployment,
+    show_endpoint,
+    show_endpoints,
     show_job,
     show_jobs,
+    show_keys,
+    show_model,
+    show_models,
 )
 from hangar.profiles import (
     CHOSEN,
@@ -68,7 +75,10 @@ def formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-DESCRIPTION = "Hangar's computes and jobs from the command line (the REST API at /api/v1/)."
+DESCRIPTION = (
+    "Hangar's computes, jobs, models and endpoints from the command line (the REST API at "
+    "/api/v1/)."
+)
 Adder = Callable[[argparse.ArgumentParser], None]
 
 
@@ -284,6 +294,9 @@ group("workspace", "Workspaces the token can see.")
 group("compute", "Compute instances and clusters.")
 group("job", "Submit, follow, wait for and cancel jobs.")
 group("quota", "Quota: limits, usage, what a compute would take, requests for more.")
+group("model", "Registered models: a trained model's file, or a .zip of its folder.")
+group("endpoint", "Scoring endpoints: their keys, deployments and traffic split.")
+group("deployment", "An endpoint's deployments: a model version served by replicas.")
 
 
 @command(
@@ -790,6 +803,358 @@ def quota_request(args: argparse.Namespace) -> None:
     else:
         target = made["family"] or "the low-priority pool"
         print(f"Requested {made['requested_limit']} cores for {target}; site staff decide.")
+
+
+# Commands: models, endpoints, deployments, scoring --------------------------------------
+
+
+def uploading() -> tuple[Any, Callable[[int, int], None]]:
+    """A progress bar for an upload (None off a terminal) and what advances it."""
+    progress = upload_progress()
+    task: Any = None
+
+    def advance(sent: int, total: int) -> None:
+        nonlocal task
+        if progress is None:
+            return
+        if task is None:
+            task = progress.add_task("upload", total=total)
+        progress.update(task, completed=sent)
+
+    return progress, advance
+
+
+def model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", metavar="MODEL", help="The model: NAME (its newest version), NAME:VERSION or id."
+    )
+
+
+def model_list_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="Only this model's versions.")
+
+
+@command("model", "list", "The workspace's registered models, every version, newest first.")
+@options(model_list_options)
+def model_list(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    models = client.models(slug)
+    if args.name:
+        models = [m for m in models if m["name"] == args.name]
+    show_models(models, output_of(args), f"No models in {slug}.")
+
+
+@command("model", "show", "One model version: its file, size and who registered it.")
+@options(model_argument)
+def model_show(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_model(client.model(slug, args.model), output_of(args))
+
+
+def model_register_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="The model's name (taken: its next version).")
+    parser.add_argument(
+        "file", metavar="FILE", type=Path, help="The model's file, or a .zip of its folder."
+    )
+    parser.add_argument("--description", default="", help="What it is, for the Models page.")
+
+
+@command(
+    "model",
+    "register",
+    "Upload a model's file (or a .zip of its folder) as NAME's first or next version.",
+)
+@options(model_register_options)
+def model_register(args: argparse.Namespace) -> None:
+    path: Path = args.file
+    if path.is_dir():
+        raise Failure(f"{path} is a folder: zip it first (a .zip is registered as a folder)", 2)
+    if not path.is_file():
+        raise Failure(f"{path}: no such file", 2)
+    client, slug = connected(args)
+    progress, advance = uploading()
+    try:
+        if progress is not None:
+            progress.start()
+        made = client.register_model(slug, args.name, path, args.description, progress=advance)
+    except OSError as error:
+        raise Failure(f"{path}: {error.strerror or error}")
+    finally:
+        if progress is not None:
+            progress.stop()
+    show_model(made, output_of(args))
+
+
+def endpoint_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="The endpoint's name or id.")
+
+
+@command("endpoint", "list", "The workspace's endpoints, their deployments' traffic and URL.")
+@options(no_options)
+def endpoint_list(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_endpoints(client.endpoints(slug), output_of(args), f"No endpoints in {slug}.")
+
+
+@command("endpoint", "show", "One endpoint: where to score, and its deployments.")
+@options(endpoint_argument)
+def endpoint_show(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_endpoint(client.endpoint(slug, args.endpoint), output_of(args))
+
+
+def endpoint_create_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="The endpoint's name (part of its URL).")
+    parser.add_argument("--description", default="", help="What it serves.")
+
+
+@command("endpoint", "create", "Make an endpoint (two keys, no deployment yet).")
+@options(endpoint_create_options)
+def endpoint_create(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_endpoint(client.create_endpoint(slug, args.name, args.description), output_of(args))
+
+
+@command("endpoint", "keys", "The endpoint's primary and secondary keys (contributors).")
+@options(endpoint_argument)
+def endpoint_keys(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_keys(args.endpoint, client.endpoint_keys(slug, args.endpoint), output_of(args))
+
+
+def regenerate_options(parser: argparse.ArgumentParser) -> None:
+    endpoint_argument(parser)
+    parser.add_argument(
+        "slot", choices=["primary", "secondary"], help="Which key: primary or secondary."
+    )
+    parser.add_argument("--yes", "-y", action="store_true", help="Do not ask.")
+
+
+@command(
+    "endpoint",
+    "regenerate-key",
+    "A new key in one slot: the old one stops working, the other slot's keeps working.",
+)
+@options(regenerate_options)
+def endpoint_regenerate_key(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    found = client.endpoint(slug, args.endpoint)
+    if not args.yes:
+        question = (
+            f"Regenerate the {args.slot} key of endpoint {found['name']!r} of {slug}? "
+            "Clients sending it are refused from then on."
+        )
+        if not confirm(question):
+            raise Failure("not regenerated (pass --yes to regenerate without being asked)")
+    keys = client.regenerate_key(slug, found["id"], args.slot)
+    show_keys(found["name"], keys, output_of(args))
+
+
+def shares(pairs: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, percent = pair.partition("=")
+        if not sep or not name.strip() or not percent.strip().isdigit():
+            raise Failure(
+                f"traffic takes DEPLOYMENT=PERCENT (e.g. blue=80 green=20), not {pair!r}", 2
+            )
+        found[name.strip()] = int(percent)
+    return found
+
+
+def traffic_options(parser: argparse.ArgumentParser) -> None:
+    endpoint_argument(parser)
+    parser.add_argument(
+        "shares",
+        nargs="+",
+        metavar="DEPLOYMENT=PERCENT",
+        help="Every deployment's share: whole percents adding up to 100.",
+    )
+
+
+@command(
+    "endpoint",
+    "traffic",
+    "Split the endpoint's requests: hangar endpoint traffic ENDPOINT blue=80 green=20",
+)
+@options(traffic_options)
+def endpoint_traffic(args: argparse.Namespace) -> None:
+    split = shares(args.shares)
+    client, slug = connected(args)
+    show_endpoint(client.set_traffic(slug, args.endpoint, split), output_of(args))
+
+
+def deployment_create_options(parser: argparse.ArgumentParser) -> None:
+    endpoint_argument(parser)
+    parser.add_argument("name", metavar="NAME", help="The deployment's name (blue, green, …).")
+    parser.add_argument(
+        "--model", "-m", required=True, help="The model: NAME (newest), NAME:VERSION or id."
+    )
+    parser.add_argument(
+        "--script",
+        required=True,
+        type=Path,
+        help="The scoring script: init() once, run(request_json) per request.",
+    )
+    parser.add_argument("--size", required=True, help="A VM size's name, e.g. Standard_DS3_v2.")
+    parser.add_argument(
+        "--target",
+        default="managed_cluster",
+        help="managed_cluster (default), container_instance or local_web_service.",
+    )
+    parser.add_argument(
+        "--environment",
+        default="",
+        help="What the replicas run: an environment's name, name:version or id (default: "
+        "the site's node image).",
+    )
+    parser.add_argument(
+        "--min", dest="min_replicas", type=int, default=1, help="Replicas kept up (1)."
+    )
+    parser.add_argument(
+        "--max", dest="max_replicas", type=int, default=1, help="Replicas at most (1)."
+    )
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=4,
+        help="Requests in flight per replica the autoscaler aims at (4).",
+    )
+    parser.add_argument(
+        "--timeout-ms", type=int, default=5000, help="A request's timeout, in ms (5000)."
+    )
+
+
+@command(
+    "deployment",
+    "create",
+    "Deploy a model behind an endpoint: its replicas start (the first deployment takes all "
+    "the traffic).",
+)
+@options(deployment_create_options)
+def deployment_create(args: argparse.Namespace) -> None:
+    path: Path = args.script
+    try:
+        script = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Failure(f"--script {path}: no such file", 2)
+    except (OSError, UnicodeError) as error:
+        raise Failure(f"--script {path}: cannot read it as UTF-8 text ({error})", 2)
+    client, slug = connected(args)
+    made = client.deploy(
+        slug,
+        args.endpoint,
+        args.name,
+        args.model,
+        script,
+        args.size,
+        target=args.target,
+        environment=args.environment,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        target_in_flight=args.in_flight,
+        request_timeout_ms=args.timeout_ms,
+    )
+    show_deployment(made, output_of(args))
+
+
+def deployment_argument(parser: argparse.ArgumentParser) -> None:
+    endpoint_argument(parser)
+    parser.add_argument("deployment", metavar="DEPLOYMENT", help="The deployment's name or id.")
+
+
+@command("deployment", "show", "One of an endpoint's deployments.")
+@options(deployment_argument)
+def deployment_show(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    _, found = client.deployment(slug, args.endpoint, args.deployment)
+    show_deployment(found, output_of(args))
+
+
+def deployment_delete_options(parser: argparse.ArgumentParser) -> None:
+    deployment_argument(parser)
+    parser.add_argument("--yes", "-y", action="store_true", help="Do not ask.")
+
+
+@command(
+    "deployment",
+    "delete",
+    "Remove a deployment (not while it takes traffic beside others): its replicas stop.",
+)
+@options(deployment_delete_options)
+def deployment_delete(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    endpoint, found = client.deployment(slug, args.endpoint, args.deployment)
+    if not args.yes:
+        question = (
+            f"Remove deployment {found['name']!r} of endpoint {endpoint['name']!r} of {slug}? "
+            "Its replicas stop."
+        )
+        if not confirm(question):
+            raise Failure("not removed (pass --yes to remove without being asked)")
+    client.undeploy(slug, endpoint["id"], found["id"])
+    if output_of(args) is Output.json:
+        print_json(found)
+    else:
+        print(f"Removed deployment {found['name']} of {endpoint['name']}; its replicas stop.")
+
+
+def score_options(parser: argparse.ArgumentParser) -> None:
+    endpoint_argument(parser)
+    body = parser.add_mutually_exclusive_group(required=True)
+    body.add_argument("--json", "-j", dest="body", metavar="JSON", help="The request, as JSON.")
+    body.add_argument(
+        "--file", "-f", type=Path, help="A file holding the request's JSON (`-`: stdin)."
+    )
+    parser.add_argument(
+        "--deployment", "-d", help="Send it to this deployment, not by the traffic split."
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="Give up after this many seconds (120)."
+    )
+
+
+def request_of(args: argparse.Namespace) -> Any:
+    import json
+
+    if args.file is None:
+        text, where = args.body, "--json"
+    elif str(args.file) == "-":
+        text, where = sys.stdin.read(), "the request on stdin"
+    else:
+        try:
+            text, where = args.file.read_text(encoding="utf-8"), str(args.file)
+        except FileNotFoundError:
+            raise Failure(f"--file {args.file}: no such file", 2)
+        except (OSError, UnicodeError) as error:
+            raise Failure(f"--file {args.file}: cannot read it as UTF-8 text ({error})", 2)
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise Failure(f"{where} is not JSON: {error}", 2)
+
+
+@command(
+    None,
+    "score",
+    "Send a request to an endpoint through the scoring gateway, with its key; print the "
+    "answer.\n\nThe key is the endpoint's primary key as the API gives it to contributors, "
+    "or HANGAR_ENDPOINT_KEY; the gateway is where the API says, or HANGAR_SCORE_URL.",
+)
+@options(score_options)
+def score(args: argparse.Namespace) -> None:
+    request = request_of(args)
+    client, slug = connected(args)
+    answer = client.score(
+        slug,
+        args.endpoint,
+        request,
+        deployment=args.deployment,
+        key=os.environ.get("HANGAR_ENDPOINT_KEY") or None,
+        score_url=os.environ.get("HANGAR_SCORE_URL") or None,
+        timeout=args.timeout,
+    )
+    print_json(answer)
 
 
 # Entry point ----------------------------------------------------------------------------

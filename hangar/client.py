@@ -17,6 +17,7 @@ appears in a message, a log or a `repr`.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -96,6 +97,50 @@ class JobEnd(TypedDict):
     error: str
 
 
+class Model(TypedDict):
+    id: int
+    name: str
+    version: int
+    description: str
+    kind: str  # "file" | "zip" (a folder)
+    file_name: str
+    size_bytes: int
+    created_by: str | None
+    created_at: str
+    url: str
+
+
+class Deployment(TypedDict):
+    id: int
+    name: str
+    model: str  # "name:version"
+    environment: str | None
+    target: str  # local_web_service, container_instance or managed_cluster
+    vm_size: str
+    min_replicas: int
+    max_replicas: int
+    target_in_flight: int
+    request_timeout_ms: int
+    traffic: int  # percent of the endpoint's requests
+
+
+class Endpoint(TypedDict):
+    id: int
+    name: str
+    description: str
+    scoring_path: str
+    scoring_url: str  # where a request is POSTed: the gateway's address and the path
+    deployments: list[Deployment]
+    keys_changed_at: str
+    created_at: str
+    url: str
+
+
+class EndpointKeys(TypedDict):
+    primary: str
+    secondary: str
+
+
 class ApiError(Exception):
     """The server refused (its status, `detail` and per-field `errors`), or could not be
     reached (status 0)."""
@@ -138,6 +183,17 @@ class ApiError(Exception):
 
 class InvalidInput(ValueError):
     """An argument the client refuses before asking the server (say, `KEY=value` lines)."""
+
+
+class ScoreError(ApiError):
+    """The scoring gateway (or the replica behind it) did not answer a request with a
+    success: its status and the `error` (and `detail`) of its JSON body."""
+
+    @property
+    def message(self) -> str:
+        if self.status == 0:
+            return self.detail
+        return f"the gateway answered {self.status}: {self.detail}"
 
 
 def base_url(url: str) -> str:
@@ -542,6 +598,206 @@ class Client:
                 ),
             )
 
+    # Models, endpoints and deployments ----------------------------------------------
+
+    def models(self, workspace: str) -> list[Model]:
+        """The workspace's registered models, every version, newest first."""
+        return list(self.pages(f"{slug_path(workspace)}/models"))
+
+    def model(self, workspace: str, reference: str | int) -> Model:
+        """One model: by id, by `name:version`, or by name (its newest version)."""
+        text = str(reference).strip()
+        if isinstance(reference, int) or text.isdigit():
+            return cast(Model, self.call("GET", f"{slug_path(workspace)}/models/{int(text)}"))
+        name, colon, version = text.partition(":")
+        found = [
+            m
+            for m in self.models(workspace)
+            if m["name"] == name and (not colon or str(m["version"]) == version)
+        ]
+        if not found:
+            what = f"version {version} of model {name!r}" if colon else f"model named {name!r}"
+            raise ApiError(404, f"Not found: no {what} in {workspace!r}.")
+        return max(found, key=lambda m: m["version"])
+
+    def register_model(
+        self,
+        workspace: str,
+        name: str,
+        path: str | os.PathLike[str],
+        description: str = "",
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Model:
+        """Upload a model's file (a .zip is a folder, unpacked by the server) under `name`:
+        its first version, or the next one when the name is taken."""
+        data = {"name": name, "description": description}
+        with open(path, "rb") as file:
+            upload = Upload(file, progress)
+            files = {"upload": (os.path.basename(path), upload, "application/octet-stream")}
+            return cast(
+                Model,
+                self.call(
+                    "POST",
+                    f"{slug_path(workspace)}/models",
+                    data=data,
+                    files=files,
+                    timeout=UPLOAD_TIMEOUT,
+                ),
+            )
+
+    def endpoints(self, workspace: str) -> list[Endpoint]:
+        """The workspace's endpoints, by name, each with its deployments."""
+        return list(self.pages(f"{slug_path(workspace)}/endpoints"))
+
+    def endpoint(self, workspace: str, name_or_id: str | int) -> Endpoint:
+        """One endpoint, by id or by name."""
+        if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+            path = f"{slug_path(workspace)}/endpoints/{int(name_or_id)}"
+            return cast(Endpoint, self.call("GET", path))
+        for endpoint in self.endpoints(workspace):
+            if endpoint["name"] == name_or_id:
+                return endpoint
+        raise ApiError(404, f"Not found: no endpoint named {name_or_id!r} in {workspace!r}.")
+
+    def endpoint_path(self, workspace: str, endpoint: str | int) -> str:
+        if isinstance(endpoint, int) or str(endpoint).isdigit():
+            return f"{slug_path(workspace)}/endpoints/{int(endpoint)}"
+        return f"{slug_path(workspace)}/endpoints/{self.endpoint(workspace, endpoint)['id']}"
+
+    def create_endpoint(self, workspace: str, name: str, description: str = "") -> Endpoint:
+        """A new endpoint with two fresh keys and no deployment yet."""
+        payload = {"name": name, "description": description}
+        return cast(Endpoint, self.call("POST", f"{slug_path(workspace)}/endpoints", json=payload))
+
+    def endpoint_keys(self, workspace: str, endpoint: str | int) -> EndpointKeys:
+        """The endpoint's two keys (contributors and admins only)."""
+        path = f"{self.endpoint_path(workspace, endpoint)}/keys"
+        return cast(EndpointKeys, self.call("GET", path))
+
+    def regenerate_key(self, workspace: str, endpoint: str | int, slot: str) -> EndpointKeys:
+        """A new key in `slot` ("primary" or "secondary"); the other keeps working."""
+        path = f"{self.endpoint_path(workspace, endpoint)}/keys/{urllib.parse.quote(slot)}"
+        return cast(EndpointKeys, self.call("POST", f"{path}/regenerate"))
+
+    def deploy(
+        self,
+        workspace: str,
+        endpoint: str | int,
+        name: str,
+        model: str | int,
+        scoring_script: str,
+        vm_size: str,
+        *,
+        target: str = "managed_cluster",
+        environment: str = "",
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        target_in_flight: int = 4,
+        request_timeout_ms: int = 5000,
+    ) -> Deployment:
+        """A deployment of `model` (name, name:version or id) behind the endpoint, its
+        replicas started; the endpoint's first deployment takes all of its traffic."""
+        payload = {
+            "name": name,
+            "model": str(model),
+            "scoring_script": scoring_script,
+            "target": target,
+            "vm_size": vm_size,
+            "environment": environment,
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "target_in_flight": target_in_flight,
+            "request_timeout_ms": request_timeout_ms,
+        }
+        path = f"{self.endpoint_path(workspace, endpoint)}/deployments"
+        return cast(Deployment, self.call("POST", path, json=payload))
+
+    def deployment(
+        self, workspace: str, endpoint: str | int, name_or_id: str | int
+    ) -> tuple[Endpoint, Deployment]:
+        """The endpoint and one of its deployments, by name or id."""
+        found = self.endpoint(workspace, endpoint)
+        for deployment in found["deployments"]:
+            if str(name_or_id) in (deployment["name"], str(deployment["id"])):
+                return found, deployment
+        raise ApiError(
+            404, f"Not found: endpoint {found['name']!r} has no deployment {name_or_id!r}."
+        )
+
+    def undeploy(self, workspace: str, endpoint: str | int, deployment: str | int) -> None:
+        """Remove a deployment (not while it takes traffic beside others); its replicas stop."""
+        found, chosen = self.deployment(workspace, endpoint, deployment)
+        path = f"{slug_path(workspace)}/endpoints/{found['id']}/deployments/{chosen['id']}"
+        self.call("DELETE", path)
+
+    def set_traffic(
+        self, workspace: str, endpoint: str | int, shares: Mapping[str, int]
+    ) -> Endpoint:
+        """Every deployment's percent of the requests, by name ({"blue": 80, "green": 20});
+        whole percents adding up to 100."""
+        path = f"{self.endpoint_path(workspace, endpoint)}/traffic"
+        return cast(Endpoint, self.call("PUT", path, json=dict(shares)))
+
+    def score(
+        self,
+        workspace: str,
+        endpoint: str | int,
+        request: Any,
+        *,
+        deployment: str | None = None,
+        key: str | None = None,
+        score_url: str | None = None,
+        timeout: float = 120.0,
+    ) -> Any:
+        """Send `request` (JSON) to the endpoint through the scoring gateway and return the
+        answer. The key is the endpoint's primary one (from the API; contributors) unless
+        `key` is given; `deployment` names one deployment instead of the traffic split;
+        `score_url` is the gateway's address when not the one the API says. A refusal of the
+        gateway or a failure of the replica raises ScoreError with its words."""
+        found = self.endpoint(workspace, endpoint)
+        if key is None:
+            key = self.endpoint_keys(workspace, found["id"])["primary"]
+        url = found["scoring_url"]
+        if score_url:
+            url = base_url(score_url) + found["scoring_path"]
+        parts = urllib.parse.urlsplit(url)
+        headers = {
+            "Authorization": f"Bearer {key}",
+            "User-Agent": f"hangar-cli/{__version__}",
+            "Accept": "application/json",
+        }
+        if deployment:
+            headers["X-Hangar-Deployment"] = deployment
+        gateway = Http(f"{parts.scheme}://{parts.netloc}", headers, timeout)
+        where = shown_url(f"{parts.scheme}://{parts.netloc}")
+        try:
+            response = gateway.request("POST", parts.path, json=request)
+        except ConnectFailed as error:
+            raise ScoreError(0, f"cannot reach the gateway at {where}: {error.reason}") from None
+        except TimedOut as error:
+            raise ScoreError(
+                0, f"the gateway at {where} did not answer in time ({error.reason})"
+            ) from None
+        except TransportError as error:
+            raise ScoreError(
+                0, f"lost the connection to the gateway at {where}: {error.reason}"
+            ) from None
+        finally:
+            gateway.close()
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.is_success:
+            if answer is None and response.content:
+                raise ScoreError(response.status_code, "the answer is not JSON")
+            return answer
+        said = answer if isinstance(answer, dict) else {}
+        words = [str(said[k]) for k in ("error", "detail") if said.get(k)]
+        detail = ": ".join(words) or response.reason_phrase or "no reason given"
+        raise ScoreError(response.status_code, detail, retry_after=retry_after_of(response))
+
     # Quota ------------------------------------------------------------------------------
 
     def quota(self, workspace: str) -> dict[str, Any]:
@@ -758,9 +1014,14 @@ __all__ = [
     "ApiError",
     "Client",
     "Compute",
+    "Deployment",
+    "Endpoint",
+    "EndpointKeys",
     "Follow",
     "InvalidInput",
     "Job",
     "JobEnd",
+    "Model",
+    "ScoreError",
     "Workspace",
 ]

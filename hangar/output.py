@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from hangar.client import Compute, Job, JobEnd
+    from hangar.client import Compute, Deployment, Endpoint, EndpointKeys, Job, JobEnd, Model
 
 
 class Output(StrEnum):
@@ -200,3 +200,143 @@ def end_line(job_id: int, end: JobEnd) -> str:
     if end["error"]:
         line += f": {end['error']}"
     return line
+
+
+def size_text(size: int) -> str:
+    """A size in bytes as people read it: "12 B", "4.2 KiB", "1.3 GiB"."""
+    value, unit = float(size), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def show_models(models: list[Model], output: Output, empty: str = "") -> None:
+    if output is Output.json:
+        print_json(models)
+        return
+    rows = [
+        [
+            m["id"],
+            m["name"],
+            m["version"],
+            m["kind"],
+            size_text(m["size_bytes"]),
+            m["file_name"],
+            m["created_by"],
+            when(m["created_at"]),
+        ]
+        for m in models
+    ]
+    columns = ["ID", "NAME", "VERSION", "KIND", "SIZE", "FILE", "BY", "REGISTERED"]
+    print_table(columns, rows, empty)
+
+
+def show_model(model: Model, output: Output) -> None:
+    if output is Output.json:
+        print_json(model)
+        return
+    print_fields(
+        [
+            ("id", model["id"]),
+            ("name", f"{model['name']}:{model['version']}"),
+            ("description", model["description"]),
+            ("kind", "a folder (zip)" if model["kind"] == "zip" else "a file"),
+            ("file", model["file_name"]),
+            ("size", f"{size_text(model['size_bytes'])} ({model['size_bytes']:,} bytes)"),
+            ("registered by", model["created_by"]),
+            ("registered", when(model["created_at"])),
+            ("page", model["url"]),
+        ]
+    )
+
+
+def replicas_text(deployment: Deployment) -> str:
+    low, high = deployment["min_replicas"], deployment["max_replicas"]
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def deployment_rows(deployments: list[Deployment]) -> list[list[Any]]:
+    return [
+        [
+            d["name"],
+            d["model"],
+            d["target"],
+            d["vm_size"],
+            replicas_text(d),
+            f"{d['traffic']}%",
+        ]
+        for d in deployments
+    ]
+
+
+def show_deployments(deployments: list[Deployment], empty: str = "") -> None:
+    columns = ["DEPLOYMENT", "MODEL", "TARGET", "SIZE", "REPLICAS", "TRAFFIC"]
+    print_table(columns, deployment_rows(deployments), empty)
+
+
+def traffic_text(endpoint: Endpoint) -> str:
+    return ", ".join(
+        f"{d['name']} {d['traffic']}%" for d in endpoint["deployments"] if d["traffic"]
+    )
+
+
+def show_endpoints(endpoints: list[Endpoint], output: Output, empty: str = "") -> None:
+    if output is Output.json:
+        print_json(endpoints)
+        return
+    rows = [
+        [e["id"], e["name"], len(e["deployments"]), traffic_text(e), e["scoring_url"]]
+        for e in endpoints
+    ]
+    print_table(["ID", "NAME", "DEPLOYMENTS", "TRAFFIC", "SCORING URL"], rows, empty)
+
+
+def show_endpoint(endpoint: Endpoint, output: Output) -> None:
+    if output is Output.json:
+        print_json(endpoint)
+        return
+    print_fields(
+        [
+            ("id", endpoint["id"]),
+            ("name", endpoint["name"]),
+            ("description", endpoint["description"]),
+            ("scoring URL", f"POST {endpoint['scoring_url']}"),
+            ("traffic", traffic_text(endpoint) or "none: no deployment yet"),
+            ("keys changed", when(endpoint["keys_changed_at"])),
+            ("created", when(endpoint["created_at"])),
+            ("page", endpoint["url"]),
+        ]
+    )
+    if endpoint["deployments"]:
+        print()
+        show_deployments(endpoint["deployments"])
+
+
+def show_deployment(deployment: Deployment, output: Output) -> None:
+    if output is Output.json:
+        print_json(deployment)
+        return
+    print_fields(
+        [
+            ("id", deployment["id"]),
+            ("name", deployment["name"]),
+            ("model", deployment["model"]),
+            ("environment", deployment["environment"] or "the site's node image"),
+            ("target", deployment["target"]),
+            ("size", deployment["vm_size"]),
+            ("replicas", replicas_text(deployment)),
+            ("in flight per replica", deployment["target_in_flight"]),
+            ("request timeout", f"{deployment['request_timeout_ms']} ms"),
+            ("traffic", f"{deployment['traffic']}%"),
+        ]
+    )
+
+
+def show_keys(name: str, keys: EndpointKeys, output: Output) -> None:
+    if output is Output.json:
+        print_json(keys)
+        return
+    print_fields([("primary", keys["primary"]), ("secondary", keys["secondary"])])
+    note(f"Send one as `Authorization: Bearer KEY` to endpoint {name}; both work.")
