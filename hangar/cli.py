@@ -41,6 +41,8 @@ from hangar.output import (
     show_deployment,
     show_endpoint,
     show_endpoints,
+    show_environment,
+    show_environments,
     show_job,
     show_jobs,
     show_keys,
@@ -294,6 +296,7 @@ group("workspace", "Workspaces the token can see.")
 group("compute", "Compute instances and clusters.")
 group("job", "Submit, follow, wait for and cancel jobs.")
 group("quota", "Quota: limits, usage, what a compute would take, requests for more.")
+group("environment", "Environments: what a compute's nodes run with, and their images' builds.")
 group("model", "Registered models: a trained model's file, or a .zip of its folder.")
 group("endpoint", "Scoring endpoints: their keys, deployments and traffic split.")
 group("deployment", "An endpoint's deployments: a model version served by replicas.")
@@ -803,6 +806,64 @@ def quota_request(args: argparse.Namespace) -> None:
     else:
         target = made["family"] or "the low-priority pool"
         print(f"Requested {made['requested_limit']} cores for {target}; site staff decide.")
+
+
+# Commands: environments ---------------------------------------------------------------
+
+
+def environment_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "environment",
+        metavar="ENVIRONMENT",
+        help="NAME (its newest version; the workspace's before the site's), NAME:VERSION or id.",
+    )
+
+
+@command("environment", "list", "The workspace's environments and the site's, with their images.")
+@options(no_options)
+def environment_list(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_environments(client.environments(slug), output_of(args), f"No environments in {slug}.")
+
+
+@command("environment", "show", "One environment: its packages, variables and image.")
+@options(environment_argument)
+def environment_show(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_environment(client.environment(slug, args.environment), output_of(args))
+
+
+def environment_build_options(parser: argparse.ArgumentParser) -> None:
+    environment_argument(parser)
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="Wait for the build to end; exit 1 when it failed.",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="With --wait: give up after this many s."
+    )
+
+
+@command(
+    "environment",
+    "build",
+    "Build an environment's image: one that failed, or one not built yet (the log is on its page).",
+)
+@options(environment_build_options)
+def environment_build(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    found = client.build_environment(slug, args.environment)
+    if args.wait:
+        note(f"hangar: building {found['name']}:{found['version']} (its page: {found['url']})")
+        try:
+            found = client.wait_environment(slug, found["id"], timeout=args.timeout)
+        except TimeoutError as error:
+            raise Failure(str(error))
+    show_environment(found, output_of(args))
+    if found["image"]["state"] == "failed":
+        reason = (found["image"]["error"].strip().splitlines() or ["see its page"])[0]
+        raise Failure(f"the build of {found['name']}:{found['version']} failed: {reason}")
 
 
 # Commands: models, endpoints, deployments, scoring --------------------------------------

@@ -39,6 +39,7 @@ RECONNECT_FOR = 60.0
 UPLOAD_TIMEOUT = 300.0
 
 JOB_TERMINAL = ("completed", "failed", "canceled")
+IMAGE_UNDER_WAY = ("queued", "building")
 COMPUTE_TRANSITIONAL = ("creating", "stopping", "starting", "restarting", "resizing", "deleting")
 
 
@@ -95,6 +96,30 @@ class JobEnd(TypedDict):
     status: str
     exit_code: int | None
     error: str
+
+
+class Image(TypedDict):
+    tag: str
+    state: str  # not_built, queued, building, ready, failed
+    image_id: str
+    size_bytes: int | None
+    error: str  # why its build failed: the package manager's lines
+    started_at: str | None
+    finished_at: str | None
+
+
+class Environment(TypedDict):
+    id: int
+    name: str
+    version: int
+    description: str
+    curated: bool  # the site's, seen by every workspace
+    debian_packages: list[str]
+    pip_requirements: list[str]
+    variables: dict[str, str]
+    image: Image
+    created_at: str
+    url: str
 
 
 class Model(TypedDict):
@@ -598,6 +623,60 @@ class Client:
                 ),
             )
 
+    # Environments -----------------------------------------------------------------------
+
+    def environments(self, workspace: str) -> list[Environment]:
+        """The workspace's environments and the site's curated ones, every version."""
+        return list(self.pages(f"{slug_path(workspace)}/environments"))
+
+    def environment(self, workspace: str, reference: str | int) -> Environment:
+        """One environment: by id, `name:version`, or name (its newest version); the
+        workspace's own before a curated one of that name, as the API's choices are."""
+        text = str(reference).strip()
+        if isinstance(reference, int) or text.isdigit():
+            path = f"{slug_path(workspace)}/environments/{int(text)}"
+            return cast(Environment, self.call("GET", path))
+        name, colon, version = text.partition(":")
+        found = [
+            e
+            for e in self.environments(workspace)
+            if e["name"] == name and (not colon or str(e["version"]) == version)
+        ]
+        if not found:
+            what = (
+                f"version {version} of environment {name!r}"
+                if colon
+                else f"environment named {name!r}"
+            )
+            raise ApiError(404, f"Not found: no {what} in {workspace!r}.")
+        return max(found, key=lambda e: (not e["curated"], e["version"]))
+
+    def build_environment(self, workspace: str, reference: str | int) -> Environment:
+        """Build its image: a failed one again, or one not built yet (409 otherwise)."""
+        environment_id = self.environment(workspace, reference)["id"]
+        path = f"{slug_path(workspace)}/environments/{environment_id}/build"
+        return cast(Environment, self.call("POST", path))
+
+    def wait_environment(
+        self, workspace: str, reference: str | int, timeout: float | None = 1800.0
+    ) -> Environment:
+        """Poll until the environment's image is no longer queued or building."""
+        environment_id = self.environment(workspace, reference)["id"]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.5
+        while True:
+            found = self.environment(workspace, environment_id)
+            state = found["image"]["state"]
+            if state not in IMAGE_UNDER_WAY:
+                return found
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"environment {found['name']}:{found['version']} is still {state} "
+                    f"after {timeout:g} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
     # Models, endpoints and deployments ----------------------------------------------
 
     def models(self, workspace: str) -> list[Model]:
@@ -1017,7 +1096,9 @@ __all__ = [
     "Deployment",
     "Endpoint",
     "EndpointKeys",
+    "Environment",
     "Follow",
+    "Image",
     "InvalidInput",
     "Job",
     "JobEnd",

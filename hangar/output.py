@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from hangar.client import Compute, Deployment, Endpoint, EndpointKeys, Job, JobEnd, Model
+    from hangar.client import (
+        Compute,
+        Deployment,
+        Endpoint,
+        EndpointKeys,
+        Environment,
+        Job,
+        JobEnd,
+        Model,
+    )
 
 
 class Output(StrEnum):
@@ -340,3 +349,53 @@ def show_keys(name: str, keys: EndpointKeys, output: Output) -> None:
         return
     print_fields([("primary", keys["primary"]), ("secondary", keys["secondary"])])
     note(f"Send one as `Authorization: Bearer KEY` to endpoint {name}; both work.")
+
+
+def image_text(environment: Environment) -> str:
+    image = environment["image"]
+    return image["state"].replace("_", " ")
+
+
+def show_environments(environments: list[Environment], output: Output, empty: str = "") -> None:
+    if output is Output.json:
+        print_json(environments)
+        return
+    rows = [
+        [
+            e["id"],
+            f"{e['name']}:{e['version']}",
+            "site" if e["curated"] else "workspace",
+            image_text(e),
+            size_text(e["image"]["size_bytes"]) if e["image"]["size_bytes"] else "",
+            len(e["debian_packages"]) + len(e["pip_requirements"]),
+        ]
+        for e in environments
+    ]
+    print_table(["ID", "ENVIRONMENT", "FROM", "IMAGE", "SIZE", "PACKAGES"], rows, empty)
+
+
+def show_environment(environment: Environment, output: Output) -> None:
+    if output is Output.json:
+        print_json(environment)
+        return
+    image = environment["image"]
+    variables = " ".join(f"{k}={v}" for k, v in environment["variables"].items())
+    pairs: list[tuple[str, Any]] = [
+        ("id", environment["id"]),
+        ("name", f"{environment['name']}:{environment['version']}"),
+        ("description", environment["description"]),
+        ("from", "the site (curated)" if environment["curated"] else "this workspace"),
+        ("debian packages", " ".join(environment["debian_packages"])),
+        ("pip requirements", " ".join(environment["pip_requirements"])),
+        ("variables", variables),
+        ("image", image["tag"]),
+        ("state", image_text(environment)),
+        ("image id", image["image_id"][:19]),
+        ("size", size_text(image["size_bytes"]) if image["size_bytes"] else ""),
+        ("build started", when(image["started_at"])),
+        ("build ended", when(image["finished_at"])),
+    ]
+    if image["error"]:
+        pairs.append(("error", image["error"].strip()))
+    pairs.append(("page", environment["url"]))
+    print_fields(pairs)

@@ -6,7 +6,7 @@ from django.conf import settings
 from ninja import NinjaAPI
 from ninja.throttling import AuthRateThrottle
 
-from compute.api import attached, computes, errors, idle, jobs, quota, workspaces
+from compute.api import attached, computes, environments, errors, idle, jobs, quota, workspaces
 from compute.api.auth import AUTH
 from compute.api.docs import LocalSwagger
 from compute.inference import api as inference
@@ -34,4 +34,5 @@ api.add_router("", jobs.router)
 api.add_router("", quota.router)
 api.add_router("", idle.router)
 api.add_router("", attached.router)
+api.add_router("", environments.router)
 api.add_router("", inference.router)

@@ -20,6 +20,7 @@ from compute.models import (
     Attachment,
     Compute,
     ComputeState,
+    EnvironmentImage,
     Event,
     Job,
     Node,
@@ -27,6 +28,7 @@ from compute.models import (
     Schedule,
     VmSize,
 )
+from tests.security.test_foreign_ids import failed_environment
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
 from tests.support.inference import SCORING, make_endpoint, make_model
 from tests.support.teams import Team
@@ -147,6 +149,9 @@ CASES = [
     ),
     Case("PUT", f"{W}/endpoints/{{endpoint}}/traffic", Role.CONTRIBUTOR, {"blue": 50, "green": 50}),
     Case("DELETE", f"{W}/endpoints/{{endpoint}}/deployments/{{green}}", Role.CONTRIBUTOR),
+    Case("GET", f"{W}/environments", Role.READER),
+    Case("GET", f"{W}/environments/{{environment}}", Role.READER),
+    Case("POST", f"{W}/environments/{{environment}}/build", Role.CONTRIBUTOR),
     Case("POST", f"{W}/computes/{{attached}}/validate", Role.CONTRIBUTOR),
     Case("POST", f"{W}/computes/{{attached}}/detach", Role.CONTRIBUTOR),
 ]
@@ -177,6 +182,7 @@ def rows(team: Team) -> dict[str, int]:
     )
     model = make_model(team.workspace)
     return {
+        "environment": failed_environment(team.workspace).pk,
         "model": model.pk,
         "endpoint": (endpoint := make_endpoint(team.workspace, model)).pk,
         "green": endpoint.deployments.get(name="green").pk,
@@ -204,6 +210,7 @@ def snapshot() -> tuple:
         RegisteredModel.objects.count(),
         list(Endpoint.objects.order_by("pk").values_list("pk", "secondary_key_hash")),
         list(Deployment.objects.order_by("pk").values_list("pk", "traffic")),
+        list(EnvironmentImage.objects.order_by("pk").values_list("pk", "state")),
     )
 
 
@@ -330,6 +337,7 @@ def test_every_operation_has_a_rule():
                         .replace("{int:endpoint_id}", "{endpoint}")
                         .replace("{slot}", "secondary")
                         .replace("{int:deployment_id}", "{green}")
+                        .replace("{int:environment_id}", "{environment}")
                     )
                     workspace_scoped.add((method, concrete))
     normalized = {
