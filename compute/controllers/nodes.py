@@ -5,15 +5,22 @@ holds the compute, the driver, the outcome and the lease these steps use."""
 
 from __future__ import annotations
 
+import os
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from django.conf import settings
 from django.utils import timezone
 
 from compute import quota
 from compute.controllers import jobs as job_steps
 from compute.controllers.node_images import NodeImageSteps
 from compute.controllers.nodespec import node_spec
-from compute.drivers import Driver, NodeObservation, NodeSpec, NodeStartError
+from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
+from compute.drivers.base import container_name
+from compute.lib import replicas
+from compute.lib.readable import readable
 from compute.models import Compute, ComputeState, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.states import GOING_AWAY, LIVE_NODE_STATES, NODE_UP
@@ -22,6 +29,13 @@ if TYPE_CHECKING:
     from compute.controllers.reconcile import Outcome
 
 S = ComputeState
+# A replica that dies before its socket appears (its scoring script's init() raised, or
+# the script does not load) is replaced after a pause that doubles with each failure in a
+# row, per deployment: not a new container every second for a script that cannot start.
+START_BACKOFF_FIRST = 5.0  # seconds
+START_BACKOFF_CAP = 300.0
+START_FAILURE_LOG_BYTES = 8 * 1024  # of the dead replica's output, for its last line
+START_FAILURE_LINE_CHARS = 300
 
 
 class NodeSteps(NodeImageSteps):
@@ -93,22 +107,83 @@ class NodeSteps(NodeImageSteps):
                     if observation is None
                     else f"container {observation.describe}"
                 )
+                failed_start = self.start_failure(node, observation)
+                if failed_start:
+                    what = f"{what}; its scoring script did not start: {failed_start}"
                 if Node.objects.filter(pk=node.pk, state=node.state).update(
-                    state=NodeState.UNUSABLE, error=what, ended_at=timezone.now()
+                    state=NodeState.UNUSABLE, error=what[:1000], ended_at=timezone.now()
                 ):
                     if observation is not None:
                         self.driver.remove_node(observation.name)
                     self.outcome.replaced.append(node.name)
                     self.lost[node.pk] = f"node {node.name}'s {what}"
+                    if failed_start and replaced:
+                        delay = self.back_off(failed_start)
+                        replaced = f" A new replica starts in {delay:.0f} s."
                     record(
                         self.compute,
                         EventVerb.NODE_UNUSABLE,
                         f"Node {node.name} is unusable: its {what}.{replaced}",
-                        level="warning",
+                        level="error" if failed_start else "warning",
                     )
                 continue
             alive.append(node)
         return alive
+
+    def start_failure(self, node: Node, observation: NodeObservation | None) -> str:
+        """For a replica whose container stopped before its scoring server listened: the
+        last line it wrote (the traceback's error), cleaned and cut; "" for any other
+        dead node (a replica that served, or whose container is gone without a word)."""
+        if not self.compute.is_serving or observation is None:
+            return ""
+        name = container_name(settings.HANGAR_SITE, self.compute.pk, node.pk)
+        if os.path.lexists(replicas.socket_path(name)):
+            return ""  # it served: a crash, replaced at once
+        try:
+            output = self.driver.node_log(observation.name, START_FAILURE_LOG_BYTES).output
+        except DriverUnavailable:
+            output = b""
+        last = error_line(readable(output))
+        if len(last) > START_FAILURE_LINE_CHARS:
+            last = last[: START_FAILURE_LINE_CHARS - 1] + "…"
+        return last
+
+    def back_off(self, why: str) -> float:
+        """One more start failure in a row (failures further apart than the longest pause
+        start a new row): the next replica waits 5 s, 10 s, 20 s … at most 5 min. Kept
+        with the deployment's replicas (compute.serving); `scale` holds until then."""
+        compute = self.compute
+        serving = dict(compute.serving)
+        now = time.time()
+        failures = int(serving.get("start_failures", 0))
+        if now - float(serving.get("retry_at", 0)) > 2 * START_BACKOFF_CAP:
+            failures = 0
+        failures += 1
+        delay = min(START_BACKOFF_FIRST * 2 ** min(failures - 1, 16), START_BACKOFF_CAP)
+        serving.update(start_failures=failures, retry_at=now + delay, start_error=why)
+        Compute.objects.filter(pk=compute.pk).update(serving=serving)
+        compute.serving = serving
+        return delay
+
+    def start_held(self, live: int) -> bool:
+        """While a deployment backs off after replicas failed to start, no new one starts;
+        the reason stands on its page (the autoscaler's note) and as one event."""
+        serving = self.compute.serving
+        retry_at = float(serving.get("retry_at", 0))
+        if time.time() >= retry_at:
+            return False
+        failures = int(serving.get("start_failures", 1))
+        at = datetime.fromtimestamp(retry_at, UTC).strftime("%H:%M:%S")
+        in_a_row = "1 replica" if failures == 1 else f"{failures} replicas in a row"
+        message = (
+            f"Not starting a replica before {at} UTC ({live} up): {in_a_row} failed to "
+            f"start; the scoring script's last error: {serving.get('start_error', '?')}"
+        )
+        limit = Compute._meta.get_field("autoscale_note").max_length or 300
+        if len(message) > limit:
+            message = message[: limit - 1] + "…"
+        self.note(EventVerb.SCALING_HELD, message)
+        return True
 
     def remove_leaving(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> list[Node]:
         staying = []
@@ -172,6 +247,8 @@ class NodeSteps(NodeImageSteps):
         desired = compute.desired_node_count(busy, need)
         live = len(nodes)
         if live < desired:
+            if compute.is_serving and self.start_held(live):
+                return nodes
             if compute.is_serving:
                 reason = f"the deployment wants {need} replica(s)"
             elif need:
@@ -287,3 +364,16 @@ class NodeSteps(NodeImageSteps):
                     self.compute, EventVerb.NODE_READY, f"Node {node.name} is up and idle{adopted}."
                 )
             self.keep_lease()
+
+
+def error_line(output: str) -> str:
+    """The line that names the error in a replica's last output: the one after the
+    frames of its last traceback (the script's own output may come after it: Python
+    flushes stdout at exit), else its last line."""
+    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
+    if starts:
+        for line in lines[starts[-1] + 1 :]:
+            if not line[:1].isspace():
+                return line.strip()
+    return lines[-1].strip() if lines else "it wrote nothing"

@@ -140,6 +140,52 @@ def test_a_slow_replica_times_out_and_a_dead_one_is_a_502(processes, endpoint):
     assert post(url, {}, endpoint["primary"], **{"X-Hangar-Deployment": "green"})[0] == 200
 
 
+def test_a_replica_killed_under_load_loses_no_request_that_had_not_reached_it(processes, endpoint):
+    """Blue has two replicas and eight callers keep it busy; one replica is SIGKILLed.
+    Whatever had not reached it (every request started after the kill, and any the
+    gateway was about to send it) is answered by the other: only requests already in the
+    dead replica may fail, with a 502."""
+    blue = Deployment.objects.get(name="blue")
+    second = NodeFactory(compute=blue.compute, state=NodeState.IDLE)
+    processes.replica(endpoint["nodes"]["blue"], endpoint["script"], WHO="blue-1")
+    processes.replica(second, endpoint["script"], WHO="blue-2")
+    doomed = processes.started[-2]
+    url = processes.gateway() + endpoint["path"]
+    named = {"X-Hangar-Deployment": "blue"}
+    answers: list[tuple[float, int, dict]] = []
+    stop = time.monotonic() + 4
+    killed_at = [float("inf")]
+
+    def caller() -> None:
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            status, answer, _ = post(url, {"sleep": 0.01}, endpoint["primary"], **named)
+            answers.append((started, status, answer))
+
+    callers = [threading.Thread(target=caller) for _ in range(8)]
+    for each in callers:
+        each.start()
+    time.sleep(1.5)
+    killed_at[0] = time.monotonic()
+    doomed.kill()
+    doomed.wait()
+    for each in callers:
+        each.join(timeout=30)
+    before = [a for a in answers if a[0] < killed_at[0]]
+    after = [a for a in answers if a[0] > killed_at[0]]
+    assert {answer["deployment"] for _, status, answer in before if status == 200} == {
+        "blue-1",
+        "blue-2",
+    }
+    assert len(after) > 50, len(after)
+    lost = [(status, answer) for _, status, answer in after if status != 200]
+    assert not lost, lost[:5]
+    assert {answer["deployment"] for _, _, answer in after} == {"blue-2"}
+    failed = [answer for _, status, answer in before if status != 200]
+    # At most what was in the dead replica: one request per caller, each a 502 saying why.
+    assert len(failed) <= 8 and all("The replica of blue failed" in a["error"] for a in failed)
+
+
 def test_with_no_replica_ready_requests_wait_are_bounded_and_wake_the_deployment(
     processes, endpoint
 ):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import docker
@@ -19,7 +20,15 @@ from compute.inference.actions.endpoints import (
 )
 from compute.inference.actions.models import register_model
 from compute.lib import replicas
-from compute.models import Compute, ComputeState, Environment, Node, NodeState, VmSize
+from compute.models import (
+    Compute,
+    ComputeState,
+    Environment,
+    EventVerb,
+    Node,
+    NodeState,
+    VmSize,
+)
 from tests.integration.helpers import wait_for
 from tests.integration.test_score_server import SCRIPT, call, train
 from tests.support.leftovers import remove_all_nodes
@@ -170,4 +179,164 @@ def test_an_endpoint_at_zero_answers_its_first_request_scales_with_load_and_back
         )
     finally:
         processes.stop()
+        remove_all_nodes()
+
+
+def deploy(access, tmp_path, script: str, **options):
+    """An endpoint `flowers` with one deployment `blue` of `script` on the scikit-learn
+    environment's image (built once, then reused)."""
+    sync_curated()
+    sklearn = Environment.objects.filter(workspace=None, name="scikit-learn").latest("version")
+    train(tmp_path)
+    weights = (tmp_path / "model.json").read_bytes()
+    model = register_model(access, name="centroids", file_name="model.json", data=weights)
+    endpoint = create_endpoint(access, name="flowers")
+    deployment = add_deployment(
+        access, endpoint, name="blue", model=model, scoring_script=script,
+        target="managed_cluster", vm_size=VmSize.objects.get(name="Standard_D2s_v3"),
+        environment=sklearn, **options,
+    )  # fmt: skip
+    assert deployment.compute is not None
+    return endpoint, deployment
+
+
+def serving_replicas(compute: Compute) -> list[Node]:
+    """Its live replicas whose scoring server listens."""
+    return [
+        node
+        for node in Node.objects.filter(compute=compute, ended_at=None, state=NodeState.IDLE)
+        if node.container_ref
+        and replicas.socket_path(docker.from_env().containers.get(node.container_ref).name).exists()
+    ]
+
+
+def test_a_replica_killed_under_load_loses_no_request_that_had_not_reached_it_and_is_replaced(
+    workers, catalog, settings, tmp_path
+):
+    """Two replicas serve steady load through the gateway; one container is SIGKILLed.
+    Every request started after the kill is answered (the gateway sends nothing more to
+    the dead replica, and what it had not sent goes to the other); the sweep replaces
+    the dead replica at once (it had served: no back-off), and the new one serves."""
+    from tests.integration.test_gateway import post
+    from tests.support.gateway import Processes
+
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    team = make_team("killed")
+    access = get_access(team.contributor, team.workspace.slug)
+    endpoint, deployment = deploy(
+        access, tmp_path, SCRIPT, min_replicas=2, max_replicas=2, request_timeout_ms=10_000
+    )
+    compute = deployment.compute
+    from compute.lib import secrets
+
+    key = secrets.decrypt(endpoint.primary_key)
+    processes = Processes()
+    try:
+        wait_for(
+            lambda: len(serving_replicas(compute)) == 2, timeout=600, what="two replicas serving"
+        )
+        url = processes.gateway() + "/score/killed/flowers"
+        answers: list[tuple[float, int, dict]] = []
+        stop = [float("inf")]
+
+        def caller() -> None:
+            while time.monotonic() < stop[0]:
+                started = time.monotonic()
+                status, answer, _ = post(url, {"data": [[1, 1]], "sleep": 0.01}, key)
+                answers.append((started, status, answer))
+
+        callers = [threading.Thread(target=caller) for _ in range(6)]
+        for each in callers:
+            each.start()
+        time.sleep(1.5)
+        doomed = serving_replicas(compute)[0]
+        container = docker.from_env().containers.get(doomed.container_ref)
+        container.kill()  # SIGKILL
+        container.wait(timeout=10)
+        # From here it is dead (a request sent while the engine was killing it was in it).
+        killed_at = time.monotonic()
+        time.sleep(3)
+        stop[0] = time.monotonic()
+        for each in callers:
+            each.join(timeout=30)
+        before = [a for a in answers if a[0] < killed_at]
+        after = [a for a in answers if a[0] > killed_at]
+        assert before and len(after) > 20, (len(before), len(after))
+        lost = [(status, answer) for _, status, answer in after if status != 200]
+        assert not lost, lost[:5]
+        failed = [answer for _, status, answer in before if status != 200]
+        assert len(failed) <= 6, failed  # at most one request per caller was in it
+
+        wait_for(
+            lambda: (
+                len(serving := serving_replicas(compute)) == 2
+                and doomed.pk not in {n.pk for n in serving}
+            ),
+            timeout=60,
+            what="the dead replica replaced by a serving one",
+        )
+        unusable = compute.events.get(message__startswith=f"Node {doomed.name} is unusable")
+        assert "A new node replaces it" in unusable.message, unusable.message
+        assert post(url, {"data": [[9, 9]]}, key)[:2] == (200, {"predictions": ["large"]})
+    finally:
+        processes.stop()
+        remove_all_nodes()
+
+
+BROKEN = """
+def init():
+    print("loading the weights")
+    raise ValueError("the weights are corrupt \\x1b[31m<b>bold</b>\\u202e")
+
+
+def run(request_json):
+    return {}
+"""
+
+
+def test_a_replica_whose_init_fails_is_retried_with_back_off_and_the_page_says_why(
+    workers, catalog, settings, tmp_path, client
+):
+    """A scoring script whose init() raises: its replica exits at once. It is replaced
+    after 5 s, then 10 s, … (not a new container every second), and the endpoint page and
+    the events say why, with the script's last error line, cleaned of escapes."""
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    team = make_team("broken")
+    access = get_access(team.contributor, team.workspace.slug)
+    endpoint, deployment = deploy(access, tmp_path, BROKEN, min_replicas=1, max_replicas=1)
+    compute = deployment.compute
+    try:
+        first = wait_for(
+            lambda: compute.events.filter(verb=EventVerb.NODE_UNUSABLE).first(),
+            timeout=600,
+            what="the first replica failing to start",
+        )
+        assert "ValueError: the weights are corrupt <b>bold</b>" in first.message, first.message
+        assert "A new replica starts in 5 s" in first.message
+        assert "\x1b" not in first.message and "\u202e" not in first.message
+        failed_at = time.monotonic()
+        held = wait_for(
+            lambda: compute.events.filter(verb=EventVerb.SCALING_HELD).first(),
+            timeout=10,
+            what="the autoscaler holding the next replica",
+        )
+        assert "1 replica failed to start" in held.message
+        assert "the weights are corrupt <b>bold</b>" in held.message
+
+        client.force_login(team.reader)
+        page = client.get(f"/w/broken/endpoints/{endpoint.pk}/").content.decode()
+        assert "Not starting a replica before" in page
+        assert "the weights are corrupt &lt;b&gt;bold&lt;/b&gt;" in page
+        assert "<b>bold</b>" not in page
+
+        # 5 s, then 10 s: in 20 s, three replicas at most (a new one every second before).
+        time.sleep(max(0.0, 20 - (time.monotonic() - failed_at)))
+        made = Node.objects.filter(compute=compute).count()
+        assert 2 <= made <= 4, made
+        second = compute.events.filter(verb=EventVerb.NODE_UNUSABLE).order_by("created_at", "id")[1]
+        assert "A new replica starts in 10 s" in second.message, second.message
+        assert compute.events.filter(message__contains="2 replicas in a row failed").exists()
+    finally:
         remove_all_nodes()

@@ -7,7 +7,9 @@ socket is a few coroutines (bench/ measures it against calling the replica direc
 
 - The endpoint's deployment: the one the request names (`X-Hangar-Deployment`), else one
   drawn by the traffic shares (blue/green).
-- The replica: the ready one with the fewest requests in flight here.
+- The replica: the ready one with the fewest requests in flight here. One found dead
+  (connect refused, socket gone) leaves the choice at once, and a request that had not
+  reached it goes to another ready replica (at most RETRIES); one already in it is a 502.
 - 401 for a missing or wrong key, 404 for an endpoint or deployment that is not there,
   413 over HANGAR_SCORE_BODY_LIMIT, 504 past the deployment's timeout, 502 with why when
   the replica fails, the replica's own answer otherwise.
@@ -47,10 +49,10 @@ from compute.lib import serving_load  # noqa: E402
 
 Scope = dict[str, Any]
 JSON = [(b"content-type", b"application/json")]
-POLL = 0.05
-DOCKER_ID = re.compile(
-    r"[0-9a-f]{64}"
-)  # seconds between looks for a ready replica while a request waits
+POLL = 0.05  # seconds between looks for a ready replica while a request waits
+RETRIES = 2  # other replicas a request tries when one is found dead before it was sent
+DEAD_SECONDS = 60.0  # a replica found dead stays out of the choice this long
+DOCKER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class Refusal(Exception):
@@ -63,6 +65,9 @@ class Gateway:
         self.table = RoutingTable(settings.HANGAR_GATEWAY_REFRESH)
         self.client = ReplicaClient()
         self.in_flight: defaultdict[str, int] = defaultdict(int)  # per replica socket
+        # Replica sockets found dead (connect refused, socket gone), and since when: out
+        # of the choice at once, before the sweep replaces them and the routes follow.
+        self.dead: dict[str, float] = {}
         self.waiting: defaultdict[int, int] = defaultdict(int)  # per deployment
         self.woken: dict[int, float] = {}  # deployment -> when it was asked to start
         # Per deployment, for the autoscaler: [in flight, requests, seconds in requests].
@@ -138,29 +143,52 @@ class Gateway:
     async def forward_counted(
         self, deployment: DeploymentRoute, body: bytes, started: float
     ) -> tuple[int, bytes]:
+        """To a replica; one that turns out dead before a byte of the request reached it
+        (connect refused, socket gone) is left for another ready one, at most RETRIES
+        times. A request already in a replica that dies is never sent twice: 502."""
         deadline = started + deployment.timeout
-        socket_path = await self.replica_for(deployment, deadline)
-        self.in_flight[socket_path] += 1
-        try:
-            left = max(0.001, deadline - time.monotonic())
-            container = deployment.containers.get(socket_path, "")
-            answer = await asyncio.wait_for(
-                self.client.score(socket_path, body, verified(container)), left
-            )
-        except TimeoutError:
-            raise Refusal(
-                504, f"The replica took longer than the {deployment.timeout:g} s timeout."
-            ) from None
-        except ReplicaFailed as exc:
-            self.client.forget(socket_path)
-            raise Refusal(502, f"The replica of {deployment.name} failed: {exc}.") from None
-        finally:
-            self.in_flight[socket_path] -= 1
-        return answer.status, answer.body
+        tried: list[str] = []
+        failure = ""
+        while True:
+            try:
+                socket_path = await self.replica_for(deployment, deadline, tried)
+            except Refusal as refusal:
+                if not tried or refusal.status != 504:
+                    raise
+                raise Refusal(  # its replica died and no other was ready in time
+                    502, f"The replica of {deployment.name} failed ({failure}) and no other "
+                    f"was ready within {deployment.timeout:g} s.",
+                ) from None  # fmt: skip
+            self.in_flight[socket_path] += 1
+            try:
+                left = max(0.001, deadline - time.monotonic())
+                container = deployment.containers.get(socket_path, "")
+                answer = await asyncio.wait_for(
+                    self.client.score(socket_path, body, verified(container)), left
+                )
+            except TimeoutError:
+                raise Refusal(
+                    504, f"The replica took longer than the {deployment.timeout:g} s timeout."
+                ) from None
+            except ReplicaFailed as exc:
+                self.client.forget(socket_path)
+                if exc.gone:
+                    self.dead[socket_path] = time.monotonic()
+                tried.append(socket_path)
+                failure = str(exc)
+                if exc.unsent and len(tried) <= RETRIES:
+                    continue
+                raise Refusal(502, f"The replica of {deployment.name} failed: {exc}.") from None
+            finally:
+                self.in_flight[socket_path] -= 1
+            return answer.status, answer.body
 
-    async def replica_for(self, deployment: DeploymentRoute, deadline: float) -> str:
-        """The ready replica with the fewest requests in flight; waits while none is."""
-        ready = self.ready(deployment)
+    async def replica_for(
+        self, deployment: DeploymentRoute, deadline: float, tried: list[str] | None = None
+    ) -> str:
+        """The ready replica with the fewest requests in flight (not one `tried`); waits
+        while none is."""
+        ready = self.ready(deployment, tried)
         if ready:
             return min(ready, key=lambda path: self.in_flight[path])
         if self.waiting[deployment.id] >= settings.HANGAR_SCORE_QUEUE_LIMIT:
@@ -175,7 +203,7 @@ class Gateway:
             await self.wake(deployment)
             while time.monotonic() < deadline:
                 await asyncio.sleep(POLL)
-                ready = self.ready(self.current(deployment))
+                ready = self.ready(self.current(deployment), tried)
                 if ready:
                     return min(ready, key=lambda path: self.in_flight[path])
         finally:
@@ -184,8 +212,15 @@ class Gateway:
             504, f"No replica of {deployment.name} was ready within {deployment.timeout:g} s."
         )
 
-    def ready(self, deployment: DeploymentRoute) -> list[str]:
-        return deployment.ready()
+    def ready(self, deployment: DeploymentRoute, tried: list[str] | None = None) -> list[str]:
+        ready = deployment.ready()
+        if self.dead or tried:
+            now = time.monotonic()
+            for path, since in list(self.dead.items()):
+                if now - since > DEAD_SECONDS:
+                    del self.dead[path]  # long replaced; a path never comes back
+            ready = [p for p in ready if p not in self.dead and (not tried or p not in tried)]
+        return ready
 
     def current(self, deployment: DeploymentRoute) -> DeploymentRoute:
         """The deployment as the latest routes have it (its replicas may have started)."""

@@ -18,7 +18,13 @@ MAX_ANSWER = 64 * 1024 * 1024
 
 
 class ReplicaFailed(Exception):
-    """The replica could not be reached, or broke off its answer."""
+    """The replica could not be reached, or broke off its answer. `unsent`: not one byte of
+    the request reached it (no connection, or the first send refused), so the request may
+    go to another replica; `gone`: the replica looks dead (send it nothing more)."""
+
+    def __init__(self, message: str, *, unsent: bool = False, gone: bool = False) -> None:
+        super().__init__(message)
+        self.unsent, self.gone = unsent, gone
 
 
 @dataclass(frozen=True)
@@ -39,33 +45,51 @@ class ReplicaClient:
     def connect_path(self, socket_path: str) -> str:
         handle = self.folders.get(socket_path)
         if handle is None:
-            try:
-                handle = self.folders[socket_path] = replicas.FolderHandle(socket_path)
-            except OSError as exc:
-                raise ReplicaFailed(f"its socket's folder is gone ({exc.strerror})") from None
+            handle = self.folders[socket_path] = replicas.FolderHandle(socket_path)
         return handle.path
 
     async def score(self, socket_path: str, body: bytes, container: str = "") -> Answer:
-        """POST /score. A kept connection the server closed meanwhile is retried once on a
-        new one (the request never reached run(): the server read nothing). `container`:
-        the Docker id of the replica that must be listening there (see `peer_is`)."""
-        kept = self.idle[socket_path].pop() if self.idle[socket_path] else None
-        if kept is not None:
+        """POST /score. A kept connection the server closed meanwhile is not used (or, if
+        it closes as the request goes, the request is sent once more on a new one: the
+        server had read nothing, it closes only idle connections). `container`: the
+        Docker id of the replica that must be listening there (see `peer_is`)."""
+        reached = False  # whether a byte of this request may be in the replica
+        idle = self.idle[socket_path]
+        while idle:
+            kept = idle.pop()
+            if kept[0].at_eof() or kept[1].is_closing():
+                kept[1].close()  # closed by the server (or its replica died) meanwhile
+                continue
             try:
                 return await self._exchange(socket_path, kept, body)
-            except _ClosedBeforeAnswer:
-                pass
+            except _ClosedBeforeAnswer as closed:
+                reached = closed.reached
+                break
         try:
             fresh = await asyncio.open_unix_connection(self.connect_path(socket_path))
         except OSError as exc:
-            raise ReplicaFailed(f"cannot connect: {exc.strerror or exc}") from None
+            why = exc.strerror or str(exc)
+            gone = "its socket's folder is gone" if socket_path not in self.folders else ""
+            raise ReplicaFailed(
+                f"{gone} ({why})" if gone else f"cannot connect: {why}",
+                unsent=not reached,
+                gone=True,
+            ) from None
         if container and not peer_is(fresh[1], container):
             fresh[1].close()
-            raise ReplicaFailed("its socket is not its own (another process answers there)")
+            raise ReplicaFailed(
+                "its socket is not its own (another process answers there)",
+                unsent=not reached,
+                gone=True,
+            )
         try:
             return await self._exchange(socket_path, fresh, body)
-        except _ClosedBeforeAnswer:
-            raise ReplicaFailed("it closed the connection without an answer") from None
+        except _ClosedBeforeAnswer as closed:
+            raise ReplicaFailed(
+                "it closed the connection without an answer",
+                unsent=not (reached or closed.reached),
+                gone=True,
+            ) from None
 
     async def _exchange(self, socket_path: str, connection: Connection, body: bytes) -> Answer:
         reader, writer = connection
@@ -75,17 +99,20 @@ class ReplicaClient:
                 b"POST /score HTTP/1.1\r\nHost: replica\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(body) + body
             )
+            if writer.transport.is_closing():
+                # The first send failed (a dead peer: EPIPE): not one byte went.
+                raise _ClosedBeforeAnswer(reached=False)
             await writer.drain()
             status_line = await reader.readline()
             if not status_line:
-                raise _ClosedBeforeAnswer
+                raise _ClosedBeforeAnswer(reached=True)
             answer = await self._read_rest(reader, status_line)
             done = True
             return answer
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             if isinstance(exc, ConnectionResetError | BrokenPipeError):
-                raise _ClosedBeforeAnswer from None
-            raise ReplicaFailed(f"the connection broke: {exc}") from None
+                raise _ClosedBeforeAnswer(reached=True) from None
+            raise ReplicaFailed(f"the connection broke: {exc}", gone=True) from None
         except (ValueError, asyncio.LimitOverrunError):  # a line past the reader's limit
             raise ReplicaFailed("it answered with a line too long for HTTP") from None
         finally:
@@ -121,7 +148,12 @@ class ReplicaClient:
 
 
 class _ClosedBeforeAnswer(Exception):
-    pass
+    """The connection closed before an answer; `reached`: after (part of) the request
+    may have gone (then it may be in run(): never sent to another replica)."""
+
+    def __init__(self, reached: bool) -> None:
+        super().__init__()
+        self.reached = reached
 
 
 def peer_is(writer: asyncio.StreamWriter, container: str) -> bool:

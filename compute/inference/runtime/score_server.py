@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         module = load_script(args.script)
         module.init()
     except BaseException:
+        sys.stdout.flush()  # what the script printed first, then why it failed
         sys.stderr.write("score-server: init() failed, the replica does not start:\n")
         traceback.print_exc()
         return INIT_FAILED
