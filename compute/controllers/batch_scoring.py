@@ -46,7 +46,7 @@ def advance_open() -> list[int]:
 def advance(batch_id: int) -> list[int]:
     with transaction.atomic():
         batch = (
-            BatchJob.objects.select_for_update(skip_locked=True)
+            BatchJob.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("compute")
             .filter(pk=batch_id)
             .first()
@@ -75,42 +75,38 @@ def collect(batch: BatchJob) -> bool:
         .order_by("index")
     )
     now = timezone.now()
+    compute = batch.compute
+    assert compute is not None
     for mini_batch in ended:
         job = mini_batch.job
         assert job is not None
         outcome = read_rows(job) if job.status == J.COMPLETED else Outcome(error=why_failed(job))
-        fields: dict[str, object]
+        error = (outcome.error or "")[:MAX_ERROR]
         if outcome.error is None:
-            fields = {
-                "state": MiniBatchState.DONE,
-                "rows": outcome.rows,
-                "row_count": outcome.row_count,
-                "finished_at": now,
-            }
+            state = MiniBatchState.DONE
+            fields: dict[str, object] = {"rows": outcome.rows, "row_count": outcome.row_count}
+        elif mini_batch.attempts < batch.max_attempts:
+            state, fields = MiniBatchState.PENDING, {"error": error}
+        else:
+            state, fields = MiniBatchState.FAILED, {"error": error}
+        if state != MiniBatchState.PENDING:
+            fields["finished_at"] = now
+        if not MiniBatch.objects.filter(
+            pk=mini_batch.pk, state=MiniBatchState.RUNNING, job=job
+        ).update(state=state, **fields):
+            continue  # moved by another pass (the row lock makes this never happen)
+        if state == MiniBatchState.DONE:
             batch.batches_done += 1
             batch.row_count += outcome.row_count
-        elif mini_batch.attempts < batch.max_attempts:
-            fields = {"state": MiniBatchState.PENDING, "error": outcome.error[:MAX_ERROR]}
-        else:
-            fields = {
-                "state": MiniBatchState.FAILED,
-                "error": outcome.error[:MAX_ERROR],
-                "finished_at": now,
-            }
+            continue
+        tries = f"attempt {mini_batch.attempts} of {batch.max_attempts}"
+        if state == MiniBatchState.FAILED:
             batch.batches_failed += 1
-        moved = MiniBatch.objects.filter(
-            pk=mini_batch.pk, state=MiniBatchState.RUNNING, job=job
-        ).update(**fields)
-        assert moved, "the batch job's row lock keeps every other pass out"
-        if fields["state"] != MiniBatchState.DONE:
-            tries = f"attempt {mini_batch.attempts} of {batch.max_attempts}"
-            then = "retrying" if fields["state"] == MiniBatchState.PENDING else "giving up"
-            failed = fields["state"] == MiniBatchState.FAILED
-            record(
-                batch.compute,
-                EventVerb.MINI_BATCH_FAILED if failed else EventVerb.MINI_BATCH_RETRIED,
-                f"Mini-batch {mini_batch.index + 1} failed ({tries}), {then}: {outcome.error}",
-            )
+            verb, then = EventVerb.MINI_BATCH_FAILED, "giving up"
+        else:
+            verb, then = EventVerb.MINI_BATCH_RETRIED, "retrying"
+        message = f"Mini-batch {mini_batch.index + 1} failed ({tries}), {then}: {error}"
+        record(compute, verb, message)
     if ended:
         BatchJob.objects.filter(pk=batch.pk).update(
             batches_done=batch.batches_done,

@@ -8,8 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.datastructures import MultiValueDict
 from ninja import Body, File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 from ninja.pagination import paginate
@@ -18,6 +19,7 @@ from compute.api.auth import api_access
 from compute.api.errors import form_invalid
 from compute.api.pagination import CursorPagination, newest_first
 from compute.api.schemas import Error, absolute
+from compute.inference.actions.batch import Inputs, cancel_batch, submit_batch
 from compute.inference.actions.endpoints import (
     add_deployment,
     create_endpoint,
@@ -27,10 +29,18 @@ from compute.inference.actions.endpoints import (
     set_traffic,
 )
 from compute.inference.actions.models import register_model
+from compute.inference.forms.batch import BatchForm
 from compute.inference.forms.endpoints import DeploymentForm, EndpointForm
 from compute.inference.forms.models import ModelForm
-from compute.inference.models import Endpoint, KeySlot, RegisteredModel
-from compute.inference.selectors import endpoints_of, models_of
+from compute.inference.models import BatchJob, Endpoint, KeySlot, RegisteredModel
+from compute.inference.selectors import (
+    batch_jobs_of,
+    endpoints_of,
+    errors_csv,
+    models_of,
+    predictions_csv,
+)
+from compute.lib.downloads import csv_download
 from compute.lib.uploads import refused_upload
 from compute.models import VmSize
 from compute.selectors import ID, environment_choice
@@ -273,3 +283,164 @@ def split_traffic(
         raise ValidationError(f"{endpoint} has no deployment named {', '.join(unknown)}.")
     set_traffic(access, endpoint, {by_name[name]: share for name, share in payload.items()})
     return endpoint_in(request, slug, endpoint_id)
+
+
+# Batch scoring ----------------------------------------------------------------------------
+
+BATCH = "/workspaces/{slug}/batch-jobs/{int:batch_id}"
+
+
+class BatchJobOut(Schema):
+    id: int
+    name: str
+    state: str
+    model: str  # "name:version"
+    environment: str | None
+    vm_size: str
+    tier: str
+    node_count: int
+    mini_batch_size: int
+    max_attempts: int
+    input_name: str
+    file_count: int
+    input_bytes: int
+    batches_total: int
+    batches_done: int
+    batches_failed: int
+    row_count: int
+    error: str
+    created_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    url: str
+    predictions_url: str
+    errors_url: str
+
+    @staticmethod
+    def resolve_model(batch: Any) -> str:
+        return str(batch.model)
+
+    @staticmethod
+    def resolve_environment(batch: Any) -> str | None:
+        return str(batch.environment) if batch.environment_id else None
+
+    @staticmethod
+    def resolve_vm_size(batch: Any) -> str:
+        return batch.vm_size.name
+
+    @staticmethod
+    def resolve_created_by(batch: Any) -> str | None:
+        return batch.created_by.username if batch.created_by_id else None
+
+    @staticmethod
+    def resolve_url(batch: Any) -> str:
+        return absolute(batch.get_absolute_url())
+
+    @staticmethod
+    def resolve_predictions_url(batch: Any) -> str:
+        return absolute(
+            f"/api/v1/workspaces/{batch.workspace.slug}/batch-jobs/{batch.pk}/predictions"
+        )
+
+    @staticmethod
+    def resolve_errors_url(batch: Any) -> str:
+        return absolute(f"/api/v1/workspaces/{batch.workspace.slug}/batch-jobs/{batch.pk}/errors")
+
+
+def batch_in(request: HttpRequest, slug: str, batch_id: int) -> BatchJob:
+    access = api_access(request, slug)
+    return get_object_or_404(
+        batch_jobs_of(access.workspace).select_related("vm_size", "environment", "workspace"),
+        pk=batch_id,
+    )
+
+
+@router.get("/workspaces/{slug}/batch-jobs", response=list[BatchJobOut])
+@paginate(CursorPagination, **newest_first("-id"))
+def list_batch_jobs(request: HttpRequest, slug: str) -> QuerySet:
+    return batch_jobs_of(api_access(request, slug).workspace).select_related(
+        "vm_size", "environment", "workspace"
+    )
+
+
+@router.post(
+    "/workspaces/{slug}/batch-jobs",
+    response={201: BatchJobOut, **REFUSALS},
+    url_name="submit_batch_job",
+)
+def submit_batch_job(
+    request: HttpRequest,
+    slug: str,
+    name: str = Form(...),
+    model: str = Form(..., description='"name:version", "name" (its newest version) or an id'),
+    scoring_script: str = Form(...),
+    vm_size: str = Form(..., description='a size\'s name, e.g. "Standard_D2s_v3"'),
+    environment: str = Form("", description='an id, name or name:version; "": the node image'),
+    tier: str = Form("dedicated"),
+    node_count: int = Form(2),
+    mini_batch_size: int = Form(10),
+    max_attempts: int = Form(3),
+    inputs: list[UploadedFile] = File(..., description="Input files, or one .zip of a folder."),
+) -> Status:
+    """Score input files with a registered model, in mini-batches on nodes of its own."""
+    access = api_access(request, slug, Role.CONTRIBUTOR, "submitting batch scoring jobs")
+    size = VmSize.objects.filter(name=vm_size).values_list("pk", flat=True).first()
+    data = {
+        "name": name,
+        "model": model_choice(request, slug, model),
+        "scoring_script": scoring_script,
+        "vm_size": str(size) if size is not None else vm_size,
+        "environment": environment_choice(access.workspace, environment),
+        "tier": tier,
+        "node_count": node_count,
+        "mini_batch_size": mini_batch_size,
+        "max_attempts": max_attempts,
+    }
+    form = BatchForm(data, MultiValueDict({"inputs": inputs}), workspace=access.workspace)
+    refused = refused_upload(request)
+    if refused or not form.is_valid():
+        if refused:
+            form.add_error("inputs", refused)
+        raise form_invalid(form)
+    cleaned = form.cleaned_data
+    batch = submit_batch(
+        access,
+        name=cleaned["name"],
+        model=cleaned["model"],
+        scoring_script=cleaned["scoring_script"],
+        environment=cleaned["environment"],
+        vm_size=cleaned["vm_size"],
+        tier=cleaned["tier"],
+        node_count=cleaned["node_count"],
+        mini_batch_size=cleaned["mini_batch_size"],
+        max_attempts=cleaned["max_attempts"],
+        inputs=Inputs([(upload.name or "input", upload) for upload in cleaned["inputs"]]),
+    )
+    return Status(201, batch_in(request, slug, batch.pk))
+
+
+@router.get(BATCH, response={200: BatchJobOut, **REFUSALS})
+def show_batch_job(request: HttpRequest, slug: str, batch_id: int) -> BatchJob:
+    return batch_in(request, slug, batch_id)
+
+
+@router.post(f"{BATCH}/cancel", response={200: BatchJobOut, **REFUSALS})
+def cancel_batch_job(request: HttpRequest, slug: str, batch_id: int) -> BatchJob:
+    """End it now: running mini-batches stop; the rows of those done are kept."""
+    access = api_access(request, slug, Role.CONTRIBUTOR, "canceling batch scoring jobs")
+    cancel_batch(access, batch_in(request, slug, batch_id))
+    return batch_in(request, slug, batch_id)
+
+
+@router.get(f"{BATCH}/predictions", response={200: None, **REFUSALS})
+def batch_job_predictions(request: HttpRequest, slug: str, batch_id: int) -> HttpResponse:
+    """predictions.csv: each mini-batch's rows once, in input order (grows while it runs)."""
+    batch = batch_in(request, slug, batch_id)
+    return csv_download(predictions_csv(batch), f"{batch.name}-predictions.csv")
+
+
+@router.get(f"{BATCH}/errors", response={200: None, **REFUSALS})
+def batch_job_errors(request: HttpRequest, slug: str, batch_id: int) -> HttpResponse:
+    """errors.csv: the mini-batches that failed past their attempts, their files and why."""
+    batch = batch_in(request, slug, batch_id)
+    return csv_download(errors_csv(batch), f"{batch.name}-errors.csv")

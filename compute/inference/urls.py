@@ -1,10 +1,20 @@
 from django.urls import path
 
-from compute.inference.views import endpoints, models
+from compute.inference.views import batch, endpoints, models
 
 app_name = "inference"
 
 urlpatterns = [
+    path("w/<slug:slug>/batch/", batch.batch_list, name="batches"),
+    path("w/<slug:slug>/batch/new/", batch.batch_create, name="batch-create"),
+    path("w/<slug:slug>/batch/<int:pk>/", batch.batch_detail, name="batch"),
+    path("w/<slug:slug>/batch/<int:pk>/cancel/", batch.batch_cancel, name="batch-cancel"),
+    path(
+        "w/<slug:slug>/batch/<int:pk>/predictions.csv",
+        batch.batch_predictions,
+        name="batch-predictions",
+    ),
+    path("w/<slug:slug>/batch/<int:pk>/errors.csv", batch.batch_errors, name="batch-errors"),
     path("w/<slug:slug>/models/", models.model_list, name="models"),
     path("w/<slug:slug>/models/new/", models.model_create, name="model-create"),
     path("w/<slug:slug>/models/<int:pk>/", models.model_detail, name="model"),

@@ -23,10 +23,12 @@ MAX_NAME_CHARS = 200  # Job.code_name, and well within one file name on disk
 FIELDS_ALLOWANCE = 1024 * 1024
 
 
-# URLs whose upload is a model, not job code (the URL is resolved before the CSRF check
-# parses the body, so the handler knows which cap applies). The API's registration shares
-# its URL with the list, whose name the resolver gives.
-MODEL_UPLOAD_VIEWS = frozenset({"inference:model-create", "api:list_models"})
+# URLs whose upload is a model or batch scoring inputs, not job code (the URL is resolved
+# before the CSRF check parses the body, so the handler knows which cap applies). The API's
+# uploads share their URL with a list, whose name the resolver gives.
+MODEL_UPLOAD_VIEWS = frozenset(
+    {"inference:model-create", "api:list_models", "inference:batch-create", "api:list_batch_jobs"}
+)
 
 
 def limit_mb_for(request: HttpRequest | None) -> int:

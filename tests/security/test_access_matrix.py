@@ -28,7 +28,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from compute.inference.models import Deployment, Endpoint, RegisteredModel
+from compute.inference.models import BatchJob, Deployment, Endpoint, RegisteredModel
 from compute.lib import jobfiles
 from compute.models import (
     Attachment,
@@ -56,7 +56,7 @@ from tests.support.factories import (
     NodeFactory,
     UserFactory,
 )
-from tests.support.inference import SCORING, make_endpoint, make_model
+from tests.support.inference import SCORING, make_batch, make_endpoint, make_model
 from tests.support.teams import Team
 from workspace.models import Activity, Invitation, Membership, Notification, Role, Workspace
 
@@ -113,6 +113,20 @@ def deployment_form(v: dict) -> dict:
         "target_in_flight": "4",
         "request_timeout_ms": "5000",
         "scoring_script": SCORING,
+    }
+
+
+def batch_form(v: dict) -> dict:
+    return {
+        "name": "weekly",
+        "model": v["model"].pk,
+        "vm_size": v["size"].pk,
+        "tier": "dedicated",
+        "node_count": "1",
+        "mini_batch_size": "10",
+        "max_attempts": "3",
+        "scoring_script": SCORING,
+        "inputs": [SimpleUploadedFile("a.txt", b"1,2"), SimpleUploadedFile("b.txt", b"3,4")],
     }
 
 
@@ -293,6 +307,12 @@ MATRIX: dict[str, tuple[Case, ...]] = {
     "inference:traffic": (
         Case(POST_ONLY, C, ids={"pk": "endpoint"}, data=traffic_form, changes=True),
     ),
+    "inference:batches": (page(),),
+    "inference:batch": (page(pk="batch"),),
+    "inference:batch-create": (Case(C, C, data=batch_form, changes=True),),
+    "inference:batch-cancel": (Case(POST_ONLY, C, ids={"pk": "batch"}, changes=True),),
+    "inference:batch-predictions": (page(pk="batch"),),
+    "inference:batch-errors": (page(pk="batch"),),
     # Jobs.
     "compute:jobs": (page(),),
     "compute:job": (page(pk="job"),),
@@ -350,6 +370,7 @@ def victim(team: Team, jobs_dir: Path) -> dict[str, Any]:
         "environment": failed_environment(workspace),
         "model": model,
         "endpoint": (endpoint := make_endpoint(workspace, model)),
+        "batch": make_batch(workspace, model),
         "green": endpoint.deployments.get(name="green"),
         "size": VmSize.objects.get(name="Standard_DS3_v2"),
         "gpu_size": VmSize.objects.get(name="Standard_NC6s_v3"),
@@ -380,6 +401,7 @@ WATCHED: tuple[type[Model], ...] = (
     RegisteredModel,
     Endpoint,
     Deployment,
+    BatchJob,
 )
 
 

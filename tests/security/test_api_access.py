@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from compute.api.main import api
-from compute.inference.models import Deployment, Endpoint, RegisteredModel
+from compute.inference.models import BatchJob, Deployment, Endpoint, RegisteredModel
 from compute.models import (
     Attachment,
     Compute,
@@ -30,7 +30,7 @@ from compute.models import (
 )
 from tests.security.test_foreign_ids import failed_environment
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
-from tests.support.inference import SCORING, make_endpoint, make_model
+from tests.support.inference import SCORING, make_batch, make_endpoint, make_model
 from tests.support.teams import Team
 from workspace.models import AccessToken, Role, Workspace
 from workspace.tokens import create_token, revoke_token
@@ -149,6 +149,25 @@ CASES = [
     ),
     Case("PUT", f"{W}/endpoints/{{endpoint}}/traffic", Role.CONTRIBUTOR, {"blue": 50, "green": 50}),
     Case("DELETE", f"{W}/endpoints/{{endpoint}}/deployments/{{green}}", Role.CONTRIBUTOR),
+    Case("GET", f"{W}/batch-jobs", Role.READER),
+    Case("GET", f"{W}/batch-jobs/{{batch}}", Role.READER),
+    Case("GET", f"{W}/batch-jobs/{{batch}}/predictions", Role.READER),
+    Case("GET", f"{W}/batch-jobs/{{batch}}/errors", Role.READER),
+    Case("POST", f"{W}/batch-jobs/{{batch}}/cancel", Role.CONTRIBUTOR),
+    Case(
+        "POST",
+        f"{W}/batch-jobs",
+        Role.CONTRIBUTOR,
+        {
+            "name": "weekly",
+            "model": "iris",
+            "scoring_script": SCORING,
+            "vm_size": "Standard_D2s_v3",
+            "node_count": "1",
+            "inputs": lambda: SimpleUploadedFile("a.txt", b"1,2"),
+        },
+        multipart=True,
+    ),
     Case("GET", f"{W}/environments", Role.READER),
     Case("GET", f"{W}/environments/{{environment}}", Role.READER),
     Case("POST", f"{W}/environments/{{environment}}/build", Role.CONTRIBUTOR),
@@ -185,6 +204,7 @@ def rows(team: Team) -> dict[str, int]:
         "environment": failed_environment(team.workspace).pk,
         "model": model.pk,
         "endpoint": (endpoint := make_endpoint(team.workspace, model)).pk,
+        "batch": make_batch(team.workspace, model).pk,
         "green": endpoint.deployments.get(name="green").pk,
         "cluster": cluster.pk,
         "instance": instance.pk,
@@ -211,6 +231,7 @@ def snapshot() -> tuple:
         list(Endpoint.objects.order_by("pk").values_list("pk", "secondary_key_hash")),
         list(Deployment.objects.order_by("pk").values_list("pk", "traffic")),
         list(EnvironmentImage.objects.order_by("pk").values_list("pk", "state")),
+        list(BatchJob.objects.order_by("pk").values_list("pk", "state")),
     )
 
 
@@ -338,6 +359,7 @@ def test_every_operation_has_a_rule():
                         .replace("{slot}", "secondary")
                         .replace("{int:deployment_id}", "{green}")
                         .replace("{int:environment_id}", "{environment}")
+                        .replace("{int:batch_id}", "{batch}")
                     )
                     workspace_scoped.add((method, concrete))
     normalized = {

@@ -26,7 +26,7 @@ from compute.models import (
     Schedule,
 )
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
-from tests.support.inference import make_endpoint, make_model
+from tests.support.inference import make_batch, make_endpoint, make_model
 from workspace.models import Invitation, Membership, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -56,6 +56,10 @@ PK_IS = {
     "inference:traffic": "endpoint",
     "inference:deployment-delete": "endpoint",
     "inference:try": "endpoint",
+    "inference:batch": "batch",
+    "inference:batch-cancel": "batch",
+    "inference:batch-predictions": "batch",
+    "inference:batch-errors": "batch",
 }
 # Routes that answer an id not of this workspace as one just removed in another tab.
 SAME_AS_GONE = {"workspace:member-role", "workspace:member-remove", "workspace:invitation-revoke"}
@@ -102,6 +106,7 @@ def victim(team):
         "environment": failed_environment(team.workspace),
         "model": (model := make_model(team.workspace)),
         "endpoint": (endpoint := make_endpoint(team.workspace, model)),
+        "batch": make_batch(team.workspace, model),
         "deployment": endpoint.deployments.get(name="green"),
         "schedule": Schedule.objects.create(compute=instance, action="stop", cron="0 19 * * *"),
         "membership": Membership.objects.get(workspace=team.workspace, user=team.reader),

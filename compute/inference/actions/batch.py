@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compute.actions.computes import create_cluster, validate_cluster_bounds
+from compute.actions.errors import StateConflict
 from compute.inference.actions.models import folder_size
 from compute.inference.models import BatchJob, BatchState, MiniBatch, RegisteredModel
 from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH, start_attempts
@@ -232,7 +233,7 @@ def cancel_batch(access: WorkspaceAccess, batch: BatchJob) -> None:
             state=BatchState.CANCELED, finished_at=now, error=f"Canceled by {actor}."
         ):
             batch.refresh_from_db()
-            raise ValidationError(f"{batch.name} is already {batch.get_state_display().lower()}.")
+            raise StateConflict(f"{batch.name} is already {batch.get_state_display().lower()}.")
         if batch.compute is not None:
             message = f"{actor} canceled batch scoring {batch.name}."
             record(batch.compute, EventVerb.BATCH_CANCELED, message, actor=actor)

@@ -108,6 +108,16 @@ class BatchJob(models.Model):
         return self.state == BatchState.RUNNING
 
     @property
+    def tone(self) -> str:
+        """Its badge's (and error box's) Bootstrap colour."""
+        return {
+            BatchState.RUNNING: "primary",
+            BatchState.SUCCEEDED: "success",
+            BatchState.PARTIAL: "warning",
+            BatchState.CANCELED: "secondary",
+        }.get(BatchState(self.state), "danger")
+
+    @property
     def batches_ended(self) -> int:
         return self.batches_done + self.batches_failed
 
@@ -143,6 +153,10 @@ class MiniBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.batch} mini-batch {self.index + 1}"
+
+    @property
+    def is_done(self) -> bool:
+        return self.state == MiniBatchState.DONE
 
 
 def start_attempts(batch: BatchJob, pending: list[MiniBatch]) -> list[int]:

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+
+from compute.forms.computes import environment_label, size_choices
+from compute.inference.actions.batch import BATCH_SCRIPT_EXAMPLE
+from compute.inference.models import RegisteredModel
+from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH
+from compute.inference.models.endpoints import NAME_RULE
+from compute.models import Environment, Tier, VmSize
+from compute.selectors import environments_for
+from workspace.forms import QuickSelect, StyledForm
+from workspace.models import Workspace
+
+MAX_INPUT_FILES = 10_000
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented way: a widget that allows it and a
+    field that cleans each file)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list:
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            if len(data) > MAX_INPUT_FILES:
+                raise forms.ValidationError(
+                    f"{len(data)} files: upload at most {MAX_INPUT_FILES:,}, or a zip of a folder."
+                )
+            return [single(each, initial) for each in data]
+        return [single(data, initial)]
+
+
+class BatchForm(StyledForm, forms.Form):
+    name = forms.CharField(
+        max_length=32, validators=[NAME_RULE], help_text="e.g. nightly-2026-12-01."
+    )
+    model = forms.ChoiceField(widget=QuickSelect)
+    inputs = MultipleFileField(
+        label="Input files (several, or one .zip of a folder)",
+        help_text="Stored read-only, split into mini-batches in name order.",
+    )
+    vm_size = forms.ChoiceField(label="VM size", widget=QuickSelect)
+    tier = forms.ChoiceField(
+        choices=Tier.choices,
+        initial=Tier.DEDICATED,
+        help_text="Low priority nodes cost less and may be preempted: their mini-batches "
+        "run again.",
+    )
+    node_count = forms.IntegerField(
+        label="Nodes", min_value=1, max_value=100, initial=2, help_text="At most this many at once."
+    )
+    mini_batch_size = forms.IntegerField(
+        label="Files per mini-batch",
+        min_value=1,
+        max_value=MAX_MINI_BATCH,
+        initial=10,
+        help_text="Each mini-batch is one run(mini_batch) call on a node.",
+    )
+    max_attempts = forms.IntegerField(
+        label="Attempts per mini-batch",
+        min_value=1,
+        max_value=MAX_ATTEMPTS,
+        initial=3,
+        help_text="Past this, a failing mini-batch is listed in errors.csv and the rest go on.",
+    )
+    environment = forms.ChoiceField(
+        required=False, help_text="The packages its nodes run with (the model's framework)."
+    )
+    scoring_script = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14, "class": "font-monospace", "spellcheck": "false"}),
+        initial=BATCH_SCRIPT_EXAMPLE,
+        max_length=200_000,
+        help_text="init() once per mini-batch; run(mini_batch) gets its files' paths and "
+        "returns one row per file (a list of fields).",
+    )
+
+    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.models = {str(m.pk): m for m in RegisteredModel.objects.filter(workspace=workspace)}
+        cast(forms.ChoiceField, self.fields["model"]).choices = [("", "Choose a model…")] + [
+            (pk, f"{m} ({m.file_name})") for pk, m in self.models.items()
+        ]
+        cast(forms.ChoiceField, self.fields["vm_size"]).choices = size_choices()
+        self.environments = {
+            str(e.pk): e for e in environments_for(workspace).order_by("workspace_id", "name")
+        }
+        cast(forms.ChoiceField, self.fields["environment"]).choices = [
+            ("", "None: the site's node image (Debian 12, Python 3)"),
+            *((pk, environment_label(e)) for pk, e in self.environments.items()),
+        ]
+
+    def clean_model(self) -> RegisteredModel:
+        return self.models[self.cleaned_data["model"]]
+
+    def clean_environment(self) -> Environment | None:
+        chosen = self.cleaned_data["environment"]
+        return self.environments[chosen] if chosen else None
+
+    def clean_vm_size(self) -> VmSize:
+        size = VmSize.objects.filter(pk=self.cleaned_data["vm_size"]).first()
+        if size is None:
+            raise forms.ValidationError("Choose a VM size from the list.")
+        return size

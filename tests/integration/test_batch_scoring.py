@@ -1,0 +1,195 @@
+"""Batch scoring on real parts: a worker with its sweep, Docker nodes of the scikit-learn
+environment, the runner calling the user's run(mini_batch) over input files read-only in
+each node. The mini-batch ledger keeps each mini-batch's rows once, across a worker
+SIGKILL, and a mini-batch that keeps failing is listed, not retried for ever."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import docker
+import pytest
+
+from compute.actions.environments import sync_curated
+from compute.inference.actions.batch import Inputs, submit_batch
+from compute.inference.actions.models import register_model
+from compute.inference.models import BatchJob, BatchState, MiniBatch, MiniBatchState
+from compute.inference.selectors import predictions_csv
+from compute.models import Compute, ComputeState, Environment, Event, Node, VmSize
+from compute.models.events import EventVerb
+from tests.integration.helpers import wait_for
+from tests.integration.test_score_server import train
+from tests.support.leftovers import remove_all_nodes
+from tests.support.teams import make_team
+from workspace.access import get_access
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.image_builds,  # its nodes need Python: the scikit-learn image
+    pytest.mark.django_db(transaction=True),
+]
+
+# Nearest centroid of the point in each file ("x,y"); a file named *-bad.txt breaks run().
+SCRIPT = """
+import json, os, time
+from pathlib import Path
+
+centroids = None
+
+
+def init():
+    global centroids
+    centroids = json.loads(Path(os.environ["HANGAR_MODEL_DIR"], "model.json").read_text())
+
+
+def nearest(point):
+    return min(
+        centroids,
+        key=lambda label: sum((a - b) ** 2 for a, b in zip(point, centroids[label])),
+    )
+
+
+def run(mini_batch):
+    time.sleep(float(os.environ.get("BATCH_SLEEP", "0.3")))
+    rows = []
+    for path in mini_batch:
+        name = os.path.basename(path)
+        if name.endswith("-bad.txt"):
+            raise ValueError(f"cannot read {name}")
+        point = [float(v) for v in Path(path).read_text().split(",")]
+        print("scored", name)  # a line of its own: never taken for a row
+        rows.append([name, nearest(point)])
+    return rows
+"""
+
+
+def inputs(count: int, bad: tuple[int, ...] = ()) -> tuple[Inputs, dict[str, str]]:
+    """`count` files, each a point near one centroid; the labels they should get."""
+    files, expected = [], {}
+    for number in range(count):
+        large = number % 3 == 0
+        name = f"point-{number:03}{'-bad' if number in bad else ''}.txt"
+        text = "9.1,8.9" if large else "1.0,1.1"
+        files.append((name, io.BytesIO(text.encode())))
+        expected[name] = "large" if large else "small"
+    return Inputs(files), expected
+
+
+def setup(tmp_path: Path, label: str):
+    team = make_team(label)
+    access = get_access(team.contributor, team.workspace.slug)
+    sync_curated()
+    sklearn = Environment.objects.filter(workspace=None, name="scikit-learn").latest("version")
+    train(tmp_path)
+    weights = (tmp_path / "model.json").read_bytes()
+    model = register_model(access, name="centroids", file_name="model.json", data=weights)
+    return access, model, sklearn
+
+
+def rows_of(batch: BatchJob) -> list[list[str]]:
+    return list(csv.reader(io.StringIO("".join(predictions_csv(batch)))))
+
+
+def test_a_hundred_files_on_two_nodes_across_a_worker_sigkill_give_a_hundred_rows_once(
+    workers, catalog, settings, tmp_path
+):
+    settings.HANGAR_DRIVER = "docker"
+    worker = workers.get("docker")
+    access, model, sklearn = setup(tmp_path, "batch")
+    files, expected = inputs(100)
+    batch = submit_batch(
+        access, name="nightly", model=model, scoring_script=SCRIPT, environment=sklearn,
+        vm_size=VmSize.objects.get(name="Standard_D2s_v3"), inputs=files, node_count=2,
+        mini_batch_size=10, max_attempts=3,
+    )  # fmt: skip
+    assert (batch.file_count, batch.batches_total) == (100, 10)
+    compute = batch.compute
+    assert compute is not None and compute.is_batch
+    try:
+        # Mid-way, the worker (and the beat within it) dies at whatever line it was on.
+        wait_for(
+            lambda: BatchJob.objects.get(pk=batch.pk).batches_done >= 3,
+            timeout=600,
+            what="three mini-batches done (the environment built first, if need be)",
+        )
+        worker.kill()
+        done_before = set(
+            MiniBatch.objects.filter(batch=batch, state=MiniBatchState.DONE).values_list(
+                "index", flat=True
+            )
+        )
+        workers.get("docker")
+        wait_for(
+            lambda: BatchJob.objects.get(pk=batch.pk).state != BatchState.RUNNING,
+            timeout=300,
+            what="the batch job ended",
+        )
+        batch.refresh_from_db()
+        assert (batch.state, batch.batches_done, batch.row_count) == (
+            BatchState.SUCCEEDED,
+            10,
+            100,
+        )
+        rows = rows_of(batch)
+        # Every file once, with the label its point should get, in input order.
+        assert [name for name, _ in rows] == sorted(expected)
+        assert dict(rows) == expected
+        # What was done before the crash was not run again.
+        again = MiniBatch.objects.filter(batch=batch, index__in=done_before, attempts__gt=1)
+        assert not again.exists()
+        # Two nodes at most, ran at once; then the batch job's nodes go.
+        assert Event.objects.filter(compute=compute, verb=EventVerb.SCALED_UP).exists()
+        wait_for(
+            lambda: Compute.objects.get(pk=compute.pk).state == ComputeState.DELETED,
+            timeout=60,
+            what="the batch job's nodes removed",
+        )
+        assert not Node.objects.filter(compute=compute).exists()
+        client = docker.from_env()
+        assert not client.containers.list(
+            all=True, filters={"label": f"hangar.compute={compute.pk}"}
+        )
+    finally:
+        remove_all_nodes()
+
+
+def test_a_mini_batch_that_keeps_failing_is_listed_and_the_rest_are_kept(
+    workers, catalog, settings, tmp_path
+):
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    access, model, sklearn = setup(tmp_path, "flaky")
+    files, expected = inputs(20, bad=(7,))
+    batch = submit_batch(
+        access, name="flaky", model=model, scoring_script=SCRIPT, environment=sklearn,
+        vm_size=VmSize.objects.get(name="Standard_D2s_v3"), inputs=files, node_count=1,
+        mini_batch_size=5, max_attempts=2,
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: BatchJob.objects.get(pk=batch.pk).state != BatchState.RUNNING,
+            timeout=600,
+            what="the batch job ended",
+        )
+        batch.refresh_from_db()
+        assert (batch.state, batch.batches_done, batch.batches_failed, batch.row_count) == (
+            BatchState.PARTIAL,
+            3,
+            1,
+            15,
+        )
+        failed = MiniBatch.objects.get(batch=batch, state=MiniBatchState.FAILED)
+        assert (failed.index, failed.attempts) == (1, 2)
+        assert "ValueError: cannot read point-007-bad.txt" in failed.error
+        kept = {name: label for name, label in expected.items() if name not in failed.files}
+        assert dict(rows_of(batch)) == kept and len(rows_of(batch)) == 15
+        retried = Event.objects.filter(compute=batch.compute, verb=EventVerb.MINI_BATCH_RETRIED)
+        assert retried.count() == 1
+        assert json.dumps(failed.files) == json.dumps(
+            [f"point-{n:03}{'-bad' if n == 7 else ''}.txt" for n in range(5, 10)]
+        )
+    finally:
+        remove_all_nodes()
