@@ -8,7 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils.datastructures import MultiValueDict
 from ninja import Body, File, Form, Router, Schema, Status
@@ -433,14 +434,14 @@ def cancel_batch_job(request: HttpRequest, slug: str, batch_id: int) -> BatchJob
 
 
 @router.get(f"{BATCH}/predictions", response={200: None, **REFUSALS})
-def batch_job_predictions(request: HttpRequest, slug: str, batch_id: int) -> HttpResponse:
+def batch_job_predictions(request: HttpRequest, slug: str, batch_id: int) -> HttpResponseBase:
     """predictions.csv: each mini-batch's rows once, in input order (grows while it runs)."""
     batch = batch_in(request, slug, batch_id)
     return csv_download(predictions_csv(batch), f"{batch.name}-predictions.csv")
 
 
 @router.get(f"{BATCH}/errors", response={200: None, **REFUSALS})
-def batch_job_errors(request: HttpRequest, slug: str, batch_id: int) -> HttpResponse:
+def batch_job_errors(request: HttpRequest, slug: str, batch_id: int) -> HttpResponseBase:
     """errors.csv: the mini-batches that failed past their attempts, their files and why."""
     batch = batch_in(request, slug, batch_id)
     return csv_download(errors_csv(batch), f"{batch.name}-errors.csv")

@@ -76,14 +76,17 @@ def quota_request(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespon
 
 
 # The fields of the create and submit forms the quota line depends on.
-WHAT_IF_FIELDS = ("vm_size", "tier", "node_count", "min_nodes", "compute")
+# A deployment's replicas count like nodes, up to its max replicas.
+WHAT_IF_FIELDS = ("vm_size", "tier", "node_count", "max_replicas", "min_nodes", "compute")
 
 
 def what_if_line(workspace: Workspace, params: Mapping[str, Any]) -> dict[str, Any]:
     """The quota line's context for these form values (as the browser would send them)."""
     size = VmSize.objects.select_related("family").filter(pk=_pk(params.get("vm_size"))).first()
     tier: str = Tier.LOW_PRIORITY if params.get("tier") == Tier.LOW_PRIORITY else Tier.DEDICATED
-    count_raw = str(params.get("node_count") or params.get("min_nodes") or "1")
+    count_raw = str(
+        params.get("node_count") or params.get("max_replicas") or params.get("min_nodes") or "1"
+    )
     target = (
         Compute.objects.filter(workspace=workspace, pk=_pk(params.get("compute")))
         .select_related("vm_size__family")

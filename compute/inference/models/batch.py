@@ -181,7 +181,7 @@ def start_attempts(batch: BatchJob, pending: list[MiniBatch]) -> list[int]:
         )
         moved = MiniBatch.objects.filter(
             pk=mini_batch.pk, state=MiniBatchState.PENDING, attempts=mini_batch.attempts
-        ).update(state=MiniBatchState.RUNNING, attempts=attempt, job=job, error="")
+        ).update(state=MiniBatchState.RUNNING, attempts=attempt, job=job)
         if not moved:
             job.delete()
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -17,6 +18,7 @@ from compute.lib.downloads import csv_download
 from compute.lib.uploads import refused_upload
 from compute.models import Event
 from compute.views.common import add_errors
+from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
 from workspace.queries import KeysFirstPaginator
@@ -83,7 +85,10 @@ def batch_create(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespons
                 f"{batch.batches_total} mini-batches.",
             )
             return redirect(batch)
-    return render(request, "inference/batch_form.html", {**base(access), "form": form})
+    what_if = what_if_for_form(access.workspace, form)
+    return render(
+        request, "inference/batch_form.html", {**base(access), "form": form, "what_if": what_if}
+    )
 
 
 @workspace_view()
@@ -129,12 +134,12 @@ def batch_cancel(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> Ht
 
 
 @workspace_view()
-def batch_predictions(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def batch_predictions(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponseBase:
     batch = batch_of(access, pk)
     return csv_download(predictions_csv(batch), f"{batch.name}-predictions.csv")
 
 
 @workspace_view()
-def batch_errors(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
+def batch_errors(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponseBase:
     batch = batch_of(access, pk)
     return csv_download(errors_csv(batch), f"{batch.name}-errors.csv")

@@ -30,6 +30,7 @@ from compute.inference.models import Endpoint, KeySlot
 from compute.inference.selectors import endpoints_of
 from compute.models.states import NODE_UP
 from compute.views.common import add_errors
+from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
 from workspace.models import Role
 from workspace.queries import KeysFirstPaginator
@@ -113,7 +114,12 @@ def deployment_create(request: AuthedRequest, access: WorkspaceAccess, pk: int) 
     return render(
         request,
         "inference/deployment_form.html",
-        {**base(access), "endpoint": endpoint, "form": form},
+        {
+            **base(access),
+            "endpoint": endpoint,
+            "form": form,
+            "what_if": what_if_for_form(access.workspace, form),
+        },
     )
 
 
