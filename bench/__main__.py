@@ -106,6 +106,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
             "cli",
             "environments",
             "inference",
+            "batch",
         )
     },
 }

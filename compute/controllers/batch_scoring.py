@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from compute.inference.models import BatchJob, BatchState, MiniBatch, MiniBatchState
 from compute.inference.models.batch import OPEN, start_attempts
-from compute.lib import jobfiles
+from compute.lib import jobfiles, snapshots
 from compute.models import ComputeState, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.states import JOB_TERMINAL, NODE_NOT_BUSY
@@ -206,3 +206,9 @@ def release_nodes(batch: BatchJob) -> None:
         )
     BatchJob.objects.filter(pk=batch.pk).update(nodes_released=True)
     batch.nodes_released = True
+    # Its inputs and scripts are of no more use (its rows are in the ledger): their disk
+    # goes too, once this is committed (a rollback keeps them for the next pass).
+    key = batch.pk
+    for store in (snapshots.batch_code_store(), snapshots.batch_input_store()):
+        folder = store.folder(key)
+        transaction.on_commit(lambda folder=folder: snapshots.remove_tree(folder))

@@ -172,7 +172,9 @@ def test_the_downloads_give_each_done_mini_batchs_rows_once_and_the_failed_ones(
     assert "Cancel batch job" not in page  # readers may not
 
 
-def test_cancel_ends_it_keeps_the_rows_and_its_nodes_go(client, team, dsv2_quota):
+def test_cancel_ends_it_keeps_the_rows_and_its_nodes_go(
+    client, team, dsv2_quota, django_capture_on_commit_callbacks
+):
     model = make_model(team.workspace)
     client.force_login(team.contributor)
     client.post(url(team, "batch-create"), form(model))
@@ -181,9 +183,13 @@ def test_cancel_ends_it_keeps_the_rows_and_its_nodes_go(client, team, dsv2_quota
     assert "Canceled nightly" in answer.content.decode()
     batch.refresh_from_db()
     assert batch.state == BatchState.CANCELED and not batch.nodes_released
-    batch_scoring.advance(batch.pk)  # the sweep's next pass
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_scoring.advance(batch.pk)  # the sweep's next pass
     batch.refresh_from_db()
     assert batch.nodes_released
+    # Its rows are in the ledger: its inputs and scripts leave the disk.
+    assert not snapshots.batch_input_store().folder(batch.pk).exists()
+    assert not snapshots.batch_code_store().folder(batch.pk).exists()
     assert Compute.objects.get(pk=batch.compute_id).state == ComputeState.DELETING
     again = client.post(url(team, "batch-cancel", batch.pk), follow=True)
     assert "nightly is already canceled." in again.content.decode()
@@ -213,7 +219,9 @@ def jobs_dir(settings, tmp_path):
     return settings.HANGAR_JOBS_DIR
 
 
-def test_the_sweep_keeps_marked_rows_once_retries_a_failure_then_lists_it(client, team, jobs_dir):
+def test_the_sweep_keeps_marked_rows_once_retries_a_failure_then_lists_it(
+    client, team, jobs_dir, django_capture_on_commit_callbacks
+):
     model = make_model(team.workspace)
     client.force_login(team.contributor)
     client.post(url(team, "batch-create"), form(model, max_attempts="2"))
@@ -239,13 +247,15 @@ def test_the_sweep_keeps_marked_rows_once_retries_a_failure_then_lists_it(client
     finish_job(retried.job, b"ValueError: bad pixel\n", JobStatus.FAILED, 1)
     third_mark = third.environment["HANGAR_RESULT_MARK"]
     finish_job(third, f'{third_mark}\t["f4.txt", 1]\n'.encode())
-    batch_scoring.advance(batch.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_scoring.advance(batch.pk)
     batch.refresh_from_db()
     assert (batch.state, batch.batches_done, batch.batches_failed) == (BatchState.PARTIAL, 2, 1)
     assert MiniBatch.objects.get(batch=batch, index=1).state == MiniBatchState.FAILED
     rows = b"".join(client.get(url(team, "batch-predictions", batch.pk)).streaming_content)
     assert rows == b"f0.txt,0.5\nf1.txt,\nf4.txt,1\n"
     assert batch.nodes_released
+    assert not snapshots.batch_input_store().folder(batch.pk).exists()
 
 
 def test_the_api_submits_shows_downloads_and_cancels(client, team):
