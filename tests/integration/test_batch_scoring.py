@@ -193,3 +193,45 @@ def test_a_mini_batch_that_keeps_failing_is_listed_and_the_rest_are_kept(
         )
     finally:
         remove_all_nodes()
+
+
+def test_a_preempted_low_priority_node_redoes_only_its_mini_batch_and_no_row_twice(
+    workers, catalog, settings, tmp_path
+):
+    from compute.actions.jobs import preempt_node
+    from compute.models import NodeState
+
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    access, model, sklearn = setup(tmp_path, "cheap")
+    from django.contrib.auth import get_user_model
+
+    admin = get_access(get_user_model().objects.get(username="cheap-admin"), "cheap")
+    files, expected = inputs(30)
+    batch = submit_batch(
+        access, name="cheap", model=model, scoring_script=SCRIPT, environment=sklearn,
+        vm_size=VmSize.objects.get(name="Standard_D2s_v3"), inputs=files, node_count=2,
+        tier="low_priority", mini_batch_size=5, max_attempts=1,
+    )  # fmt: skip
+    try:
+        busy = wait_for(
+            lambda: Node.objects.filter(compute=batch.compute, state=NodeState.RUNNING).first(),
+            timeout=600,
+            what="a node running a mini-batch",
+        )
+        preempt_node(admin, busy.pk)
+        wait_for(
+            lambda: BatchJob.objects.get(pk=batch.pk).state != BatchState.RUNNING,
+            timeout=300,
+            what="the batch job ended",
+        )
+        batch.refresh_from_db()
+        # One attempt allowed, yet nothing failed: a preempted mini-batch's job went back
+        # to the queue (as any job of a lost node) and ran once more, elsewhere.
+        assert (batch.state, batch.row_count) == (BatchState.SUCCEEDED, 30)
+        assert dict(rows_of(batch)) == expected and len(rows_of(batch)) == 30
+        requeued = MiniBatch.objects.filter(batch=batch, job__retries__gt=0)
+        assert requeued.exists()
+        assert not MiniBatch.objects.filter(batch=batch, attempts__gt=1).exists()
+    finally:
+        remove_all_nodes()
