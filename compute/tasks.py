@@ -82,6 +82,7 @@ def reconcile_sweep() -> dict:
     idle_report = idle_sweep()
     report = sweep()
     scaled = serving.autoscale_replicas()  # replicas from the gateway's load
+    serving.record_series()  # every 10 s: the endpoint pages' figures and chart
     batches = batch_scoring.advance_open()  # mini-batches kept, retried, queued; ends
     due = sorted(set(idle_report.to_reconcile) | set(report.due) | set(scaled) | set(batches))
     messages = enqueue.reconcile_due(due)

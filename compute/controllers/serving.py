@@ -5,16 +5,18 @@ seconds), to zero after the deployment's scale_to_zero_seconds without a request
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from compute.inference.models import Deployment
 from compute.inference.rules import Scaling, Traffic, replicas_needed, replicas_wanted
 from compute.lib import serving_load
 from compute.models import Compute, ComputeState
 from compute.models.events import EventVerb, record
+from compute.models.states import NODE_UP
 
 log = logging.getLogger(__name__)
 STEADY = (ComputeState.STEADY, ComputeState.CREATING, ComputeState.RESIZING)
@@ -96,3 +98,39 @@ def measure(
         request_at = now
     marks = serving_load.Marks(marks.needed_at, request_at)
     return Traffic(concurrency, rate, now - marks.needed_at, now - request_at), marks
+
+
+def record_series(now: float | None = None, force: bool = False) -> int:
+    """Every SERIES_EVERY seconds (whichever sweep comes first), one point per deployment
+    with replicas: the gateway's running totals and the replicas up, for the endpoint
+    page's last hour and the list's last minute. How many points were appended."""
+    if not force:
+        try:
+            if not serving_load.series_due():
+                return 0
+        except Exception:  # Redis away a moment: the next sweep tries again
+            log.warning("serving series: Redis unavailable", exc_info=True)
+            return 0
+    now = now or time.time()
+    rows = list(
+        Deployment.objects.filter(compute__isnull=False)
+        .exclude(compute__state=ComputeState.DELETED)
+        .annotate(
+            up=Count(
+                "compute__nodes",
+                filter=Q(compute__nodes__state__in=NODE_UP, compute__nodes__ended_at=None),
+            )
+        )
+        .values_list("pk", "up")
+    )
+    if not rows:
+        return 0
+    try:
+        current, _ = serving_load.read_page([pk for pk, _ in rows], 0)
+        serving_load.append_series(
+            {pk: dataclasses.replace(current[pk], at=now, replicas=up) for pk, up in rows}
+        )
+    except Exception:
+        log.warning("serving series: no point this time", exc_info=True)
+        return 0
+    return len(rows)

@@ -100,6 +100,17 @@ class NodeObservation:
 
 
 @dataclass(frozen=True)
+class NodeLog:
+    """The last of a node container's own output (its main process's stdout and stderr,
+    interleaved): raw bytes the node wrote, to be cleaned before anyone reads them."""
+
+    output: bytes = b""
+    available: bool = True
+    cut: bool = False  # there was more before what is here
+    note: str = ""  # why there is nothing (not available, the container gone)
+
+
+@dataclass(frozen=True)
 class JobLaunch:
     """One rank of a job to start, detached, on a node."""
 
@@ -167,6 +178,13 @@ class Driver(JobRunner, abc.ABC):
     @abc.abstractmethod
     def cancel_job(self, container: str, run_key: str) -> None:
         """Stop a rank promptly: TERM to its process group, KILL a second later."""
+
+    def node_log(self, name: str, tail_bytes: int) -> NodeLog:
+        """At most the last `tail_bytes` of what the node's main process wrote (a serving
+        replica's scoring server). Drivers that keep no such output say so."""
+        return NodeLog(
+            available=False, note=f"Replica output is not available on the {self.label}."
+        )
 
     def job_state(self, run_key: str, container: str = "") -> RunState:
         """Started? Exit code? From the run's record, which outlives any worker (a driver

@@ -20,6 +20,7 @@ from compute.drivers.base import (
     Driver,
     DriverUnavailable,
     JobLaunch,
+    NodeLog,
     NodeObservation,
     NodeSpec,
     NodeStartError,
@@ -44,6 +45,10 @@ MIN_CPUS = 0.01
 FOLLOW_FRESH_SECONDS = 2.0
 START_TIMEOUT = 15.0
 POOL_SIZE = 64
+# A node's log: its last lines, fewer when they are long (a node may print a line of any
+# length); the most read from the engine for one look.
+LOG_TAILS = (500, 50, 5, 1)
+LOG_READ_LIMIT = 4 * 1024 * 1024
 
 
 class DockerDriver(Driver):
@@ -314,6 +319,46 @@ class DockerDriver(Driver):
             raise self._unavailable(exc) from None
         except (DockerException, RequestException) as exc:
             raise self._unavailable(exc) from None
+
+    def node_log(self, name: str, tail_bytes: int) -> NodeLog:
+        """`docker logs --tail`: the last lines, and of them the last `tail_bytes`. What a
+        node wrote is hostile: never more than LOG_READ_LIMIT read per try, fewer lines
+        asked for when they are longer than that."""
+        try:
+            for tail in LOG_TAILS:
+                kept, lines, whole = self._read_log(name, tail, tail_bytes)
+                if whole or tail == LOG_TAILS[-1]:
+                    # Lines before these (as many as asked for came), or bytes cut off.
+                    cut = not whole or lines >= tail or len(kept) >= tail_bytes
+                    return NodeLog(output=bytes(kept), cut=cut)
+        except NotFound:
+            return NodeLog(
+                available=False, note="The replica's container is gone, and its output with it."
+            )
+        except (DockerException, RequestException) as exc:
+            raise self._unavailable(exc) from None
+        raise AssertionError("unreachable")  # the last tail always returns
+
+    def _read_log(self, name: str, tail: int, tail_bytes: int) -> tuple[bytearray, int, bool]:
+        """The last `tail_bytes` of the last `tail` lines, how many lines came, and whether
+        they were read whole (under LOG_READ_LIMIT)."""
+        # follow=False said: with stream=True the SDK would follow until the node ends.
+        stream = self.client.api.logs(
+            name, stdout=True, stderr=True, stream=True, follow=False, tail=tail
+        )
+        kept, read, lines = bytearray(), 0, 0
+        try:
+            for chunk in stream:
+                read += len(chunk)
+                lines += chunk.count(b"\n")
+                kept += chunk
+                if len(kept) > tail_bytes:
+                    del kept[: len(kept) - tail_bytes]
+                if read > LOG_READ_LIMIT:
+                    return kept, lines, False
+        finally:
+            stream.close()
+        return kept, lines, True
 
     def list_nodes(self, compute_id: int | None = None) -> list[NodeObservation]:
         filters = [f"{LABEL_SITE}={self.site}"]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from compute.inference.views import batch, endpoints, models
+from compute.inference.views import batch, endpoints, models, replicas
 
 app_name = "inference"
 
@@ -33,5 +33,10 @@ urlpatterns = [
     ),
     path("w/<slug:slug>/endpoints/<int:pk>/keys/", endpoints.key_regenerate, name="key"),
     path("w/<slug:slug>/endpoints/<int:pk>/try/", endpoints.endpoint_try, name="try"),
+    path(
+        "w/<slug:slug>/endpoints/<int:pk>/replicas/<int:node_id>/log/",
+        replicas.replica_log_page,
+        name="replica-log",
+    ),
     path("w/<slug:slug>/endpoints/<int:pk>/traffic/", endpoints.traffic_split, name="traffic"),
 ]

@@ -1,7 +1,9 @@
-"""The cluster chart: node count and queued jobs over the last hour, drawn as SVG here."""
+"""Charts drawn as SVG here: the cluster chart (node count and queued jobs over the last
+hour), and charts of values over intervals (an endpoint's requests, latency, replicas)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -70,3 +72,90 @@ def cluster_chart(compute: Compute) -> Chart:
         return " ".join(coords)
 
     return Chart(nodes=steps(0), queued=steps(1), top=top)
+
+
+# Charts of values over intervals (the endpoint page's last hour), drawn the same way.
+
+Segment = tuple[float, float, float | None]  # (start, end) in epoch seconds, the value
+
+
+@dataclass
+class Line:
+    label: str
+    css: str  # its colour (hangar.css)
+    dash: str  # its stroke pattern: lines differ by more than colour
+    path: str
+    latest: str  # the last value, in words
+
+
+@dataclass
+class LineChart:
+    title: str
+    lines: list[Line]
+    top: str  # the value at the top line, with its unit
+    summary: str  # the accessible name: what it shows and its figures
+    width: int = WIDTH
+    height: int = HEIGHT
+    pad: int = PAD
+
+    @property
+    def baseline(self) -> int:
+        return self.height - self.pad
+
+    @property
+    def top_y(self) -> int:
+        return self.pad
+
+
+def nice_top(value: float) -> float:
+    """The chart's top: the value rounded up to 1, 2 or 5 times a power of ten."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
+
+
+def line_chart(
+    title: str,
+    lines: list[tuple[str, str, str, list[Segment]]],
+    start: float,
+    end: float,
+    unit: str = "",
+    floor: float = 1.0,
+    ceiling: float = math.inf,
+) -> LineChart:
+    """Each line as steps over its intervals; an interval without a value leaves a gap.
+    Values are drawn no higher than `ceiling` (latency past the last bucket)."""
+    values = [min(v, ceiling) for *_, segments in lines for _, _, v in segments if v is not None]
+    top = nice_top(max([floor, *values]))
+    span = max(end - start, 1.0)
+
+    def x(moment: float) -> float:
+        return PAD + (min(max(moment, start), end) - start) / span * (WIDTH - 2 * PAD)
+
+    def y(value: float) -> float:
+        return HEIGHT - PAD - min(value, ceiling) / top * (HEIGHT - 2 * PAD)
+
+    drawn = []
+    for label, css, dash, segments in lines:
+        parts, joined_at = [], None
+        for begin, finish, value in segments:
+            if value is None:
+                joined_at = None
+                continue
+            move = "L" if joined_at is not None and abs(joined_at - begin) < 1e-6 else "M"
+            parts.append(f"{move}{x(begin):.1f},{y(value):.1f} L{x(finish):.1f},{y(value):.1f}")
+            joined_at = finish
+        last = next((v for _, _, v in reversed(segments) if v is not None), None)
+        latest = "none" if last is None else f"{show(last, ceiling)}{unit}"
+        drawn.append(Line(label, css, dash, " ".join(parts), latest))
+    summary = f"{title} over the last hour; now: " + ", ".join(
+        f"{line.label} {line.latest}" for line in drawn
+    )
+    return LineChart(title, drawn, f"{show(top, math.inf)}{unit}", summary)
+
+
+def show(value: float, ceiling: float) -> str:
+    if value >= ceiling:
+        return f"> {ceiling:g}"
+    return f"{value:.1f}" if value < 10 and value != int(value) else f"{value:.0f}"

@@ -304,6 +304,8 @@ MATRIX: dict[str, tuple[Case, ...]] = {
     ),
     # Sends one request through the gateway (none answers here): it changes no row.
     "inference:try": (Case(POST_ONLY, C, ids={"pk": "endpoint"}, data=try_body),),
+    # Reads a replica's output through the driver: a page, for every member.
+    "inference:replica-log": (page(pk="endpoint", node_id="replica"),),
     "inference:traffic": (
         Case(POST_ONLY, C, ids={"pk": "endpoint"}, data=traffic_form, changes=True),
     ),
@@ -372,9 +374,20 @@ def victim(team: Team, jobs_dir: Path) -> dict[str, Any]:
         "endpoint": (endpoint := make_endpoint(workspace, model)),
         "batch": make_batch(workspace, model),
         "green": endpoint.deployments.get(name="green"),
+        "replica": replica_of(endpoint, "blue"),
         "size": VmSize.objects.get(name="Standard_DS3_v2"),
         "gpu_size": VmSize.objects.get(name="Standard_NC6s_v3"),
     }
+
+
+def replica_of(endpoint: Endpoint, name: str) -> Node:
+    """A replica (a node of its own cluster) of the endpoint's deployment `name`."""
+    deployment = endpoint.deployments.get(name=name)
+    compute = ComputeFactory(
+        workspace=endpoint.workspace, serving={"deployment": deployment.pk, "model": 0}
+    )
+    Deployment.objects.filter(pk=deployment.pk).update(compute=compute)
+    return NodeFactory(compute=compute, state="idle")
 
 
 # Every table a workspace route may write to, whole rows: a refusal leaves all as they were.

@@ -56,6 +56,7 @@ PK_IS = {
     "inference:traffic": "endpoint",
     "inference:deployment-delete": "endpoint",
     "inference:try": "endpoint",
+    "inference:replica-log": "endpoint",
     "inference:batch": "batch",
     "inference:batch-cancel": "batch",
     "inference:batch-predictions": "batch",

@@ -72,6 +72,11 @@ class Gateway:
         self.woken: dict[int, float] = {}  # deployment -> when it was asked to start
         # Per deployment, for the autoscaler: [in flight, requests, seconds in requests].
         self.load: defaultdict[int, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+        # Per deployment, for the pages: requests per latency bucket (running totals).
+        self.latency: defaultdict[int, list[int]] = defaultdict(
+            lambda: [0] * (len(serving_load.BUCKETS_MS) + 1)
+        )
+        self.started_at = time.time()  # the totals count from here
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -125,19 +130,33 @@ class Gateway:
 
     async def forward(self, deployment: DeploymentRoute, body: bytes) -> tuple[int, bytes]:
         started = time.monotonic()
-        load = self.load[deployment.id]
+        load, latency = self.load[deployment.id], self.latency[deployment.id]
         load[0] += 1
         try:
             return await self.forward_counted(deployment, body, started)
         finally:
+            took = time.monotonic() - started
             load[0] -= 1
             load[1] += 1
-            load[2] += time.monotonic() - started
+            load[2] += took
+            latency[serving_load.bucket(took * 1000)] += 1
 
     def publish_load(self) -> None:
-        """The figures the autoscaler reads (compute/controllers/serving.py)."""
+        """The figures the autoscaler reads (compute/controllers/serving.py) and the
+        pages show, of the deployments in the routes: a removed one's figures go."""
+        if self.table.fresh.is_set():
+            routed = {
+                d.id for r in list(self.table.routes.values()) for d in r.deployments.values()
+            }
+            for gone in set(list(self.load)) - routed:
+                for figures in (self.load, self.latency, self.woken):
+                    figures.pop(gone, None)
+                if not self.waiting.get(gone):  # a waiter's finally counts it down
+                    self.waiting.pop(gone, None)
         serving_load.publish(
-            {key: (int(v[0]), int(v[1]), float(v[2])) for key, v in list(self.load.items())}
+            {key: (int(v[0]), int(v[1]), float(v[2])) for key, v in list(self.load.items())},
+            {key: list(counts) for key, counts in list(self.latency.items())},
+            since=self.started_at,
         )
 
     async def forward_counted(
