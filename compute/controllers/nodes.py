@@ -20,7 +20,6 @@ from compute.controllers.nodespec import node_spec
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
 from compute.drivers.base import container_name
 from compute.lib import replicas
-from compute.lib.readable import readable
 from compute.models import Compute, ComputeState, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.states import GOING_AWAY, LIVE_NODE_STATES, NODE_UP
@@ -139,11 +138,7 @@ class NodeSteps(NodeImageSteps):
         name = container_name(settings.HANGAR_SITE, self.compute.pk, node.pk)
         if os.path.lexists(replicas.socket_path(name)):
             return ""  # it served: a crash, replaced at once
-        try:
-            output = self.driver.node_log(observation.name, START_FAILURE_LOG_BYTES).output
-        except DriverUnavailable:
-            output = b""
-        last = error_line(readable(output))
+        last = error_line(last_output(self.driver, observation.name))
         if len(last) > START_FAILURE_LINE_CHARS:
             last = last[: START_FAILURE_LINE_CHARS - 1] + "…"
         return last
@@ -364,6 +359,25 @@ class NodeSteps(NodeImageSteps):
                     self.compute, EventVerb.NODE_READY, f"Node {node.name} is up and idle{adopted}."
                 )
             self.keep_lease()
+
+
+def last_output(driver: Driver, name: str) -> str:
+    """The last of what a node's container wrote, read through its driver and cleaned (a
+    tenant's output is hostile); "" when the driver keeps none or cannot say now."""
+    # Imported here: the node output reader (Driver.node_log, compute/lib/readable.py) is
+    # the replica-log work landing beside this; until it has, a failed start's reason
+    # says only that it wrote nothing.
+    read = getattr(driver, "node_log", None)
+    try:
+        from compute.lib.readable import readable
+    except ImportError:
+        return ""
+    if read is None:
+        return ""
+    try:
+        return readable(read(name, START_FAILURE_LOG_BYTES).output)
+    except DriverUnavailable:
+        return ""
 
 
 def error_line(output: str) -> str:
