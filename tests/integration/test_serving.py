@@ -5,12 +5,14 @@ through its socket on this machine (the gateway's way in, once it is built)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
 
 import docker
 import pytest
+from django.urls import reverse
 
 from compute.actions.environments import sync_curated
 from compute.inference.actions.endpoints import (
@@ -43,7 +45,7 @@ pytestmark = [
 
 
 def test_a_deployments_replica_answers_predictions_through_its_socket(
-    workers, catalog, settings, tmp_path
+    workers, catalog, settings, tmp_path, client
 ):
     settings.HANGAR_DRIVER = "docker"
     workers.get("docker")
@@ -87,6 +89,11 @@ def test_a_deployments_replica_answers_predictions_through_its_socket(
         mounts = {m["Destination"]: m["RW"] for m in container.attrs["Mounts"]}
         assert mounts["/hangar/model"] is False and mounts["/hangar/serve"] is False
         assert Path(socket).parent.parent.stat().st_mode & 0o777 == 0o700
+        # Its log page shows what the scoring server wrote, to a reader of the workspace.
+        client.force_login(team.reader)
+        log = reverse("inference:replica-log", args=[team.workspace.slug, endpoint.pk, node.pk])
+        page = client.get(log).content.decode()
+        assert re.search(r"score-server: ready in [\d.]+ s", page), page
 
         # Removing the deployment stops its replicas: no container, no socket folder left.
         delete_deployment(access, deployment)
