@@ -146,7 +146,7 @@ def line_chart(
             move = "L" if joined_at is not None and abs(joined_at - begin) < 1e-6 else "M"
             parts.append(f"{move}{x(begin):.1f},{y(value):.1f} L{x(finish):.1f},{y(value):.1f}")
             joined_at = finish
-        last = next((v for _, _, v in reversed(segments) if v is not None), None)
+        last = segments[-1][2] if segments else None  # None: no value now (no request)
         latest = "none" if last is None else f"{show(last, ceiling)}{unit}"
         drawn.append(Line(label, css, dash, " ".join(parts), latest))
     summary = f"{title} over the last hour; now: " + ", ".join(
