@@ -16,6 +16,9 @@ RECONCILE = "hangar.reconcile"
 RECONCILE_BATCH = "hangar.reconcile_batch"
 EMAIL_NOTIFICATIONS = "hangar.email_notifications"
 BUILD_ENVIRONMENT = "hangar.build_environment"
+AUTOSCALE_REPLICAS = "hangar.autoscale_replicas"
+# The gateway's call for the replica autoscaler: past this, the next sweep has run it.
+AUTOSCALE_EXPIRES_SECONDS = 2
 PRUNE_ENVIRONMENT_IMAGES = "hangar.prune_environment_images"
 # A sweep's hand-out still unstarted after this many sweep periods has been handed out
 # again by every sweep since (the computes are still due): the workers drop it unrun
@@ -29,6 +32,12 @@ def reconcile(compute_id: int) -> None:
     """Bring a compute in line soon. Inside a transaction: on commit (a rollback enqueues
     nothing); outside one (a follower thread, say): at once."""
     transaction.on_commit(lambda: app.send_task(RECONCILE, args=[compute_id]))
+
+
+def autoscale_replicas() -> None:
+    """Run the replica autoscaler now (the gateway, when load passes what the ready
+    replicas take): a load step need not wait for the next sweep. Not in a transaction."""
+    app.send_task(AUTOSCALE_REPLICAS, ignore_result=True, expires=AUTOSCALE_EXPIRES_SECONDS)
 
 
 def build_environment(image_pk: int) -> None:

@@ -76,6 +76,15 @@ def email_notifications(notification_ids: list[int]) -> int:
     return notify.email_stored(notification_ids)
 
 
+@shared_task(name="hangar.autoscale_replicas", ignore_result=True)
+def autoscale_replicas() -> list[int]:
+    """The sweep's replica step, at once: the gateway asks when a deployment's load passes
+    what its ready replicas take. The replicas it moved are reconciled now."""
+    moved = serving.autoscale_replicas()
+    enqueue.reconcile_due(moved)
+    return moved
+
+
 @shared_task(name="hangar.sweep", ignore_result=True)
 def reconcile_sweep() -> dict:
     started = time.perf_counter()

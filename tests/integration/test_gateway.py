@@ -186,6 +186,43 @@ def test_a_replica_killed_under_load_loses_no_request_that_had_not_reached_it(pr
     assert len(failed) <= 8 and all("The replica of blue failed" in a["error"] for a in failed)
 
 
+def test_a_load_step_asks_the_autoscaler_at_once_not_at_the_next_sweep(
+    processes, endpoint, workers, celery_queue
+):
+    """Blue has one replica, aiming at one request in flight each, at most two. Three slow
+    requests at once: the gateway asks the autoscaler itself, and the deployment wants a
+    second replica within a second and a half, though the sweep runs only every minute
+    here (before, the step waited for the sweep)."""
+    blue = Deployment.objects.get(name="blue")
+    Deployment.objects.filter(pk=blue.pk).update(
+        target_in_flight=1, max_replicas=2, scale_to_zero_seconds=3600
+    )
+    Compute.objects.filter(pk=blue.compute_id).update(
+        replica_target=1, min_nodes=0, max_nodes=2, idle_seconds_before_scaledown=3600
+    )
+    workers.get("noop", HANGAR_SWEEP_SECONDS="60")
+    time.sleep(1)  # the sweep beat runs as it starts is behind us
+    processes.replica(endpoint["nodes"]["blue"], endpoint["script"], WHO="blue")
+    url = processes.gateway(CELERY_QUEUE=celery_queue) + endpoint["path"]
+    named = {"X-Hangar-Deployment": "blue"}
+    callers = [
+        threading.Thread(target=post, args=(url, {"sleep": 1.8}, endpoint["primary"]), kwargs=named)
+        for _ in range(3)
+    ]
+    for each in callers:
+        each.start()
+    try:
+        deadline = time.monotonic() + 1.5
+        while Compute.objects.get(pk=blue.compute_id).replica_target != 2:
+            assert time.monotonic() < deadline, "the autoscaler was not asked at once"
+            time.sleep(0.02)
+    finally:
+        for each in callers:
+            each.join(timeout=30)
+    moved = Compute.objects.get(pk=blue.compute_id).events.get(message__startswith="Replicas 1 → 2")
+    assert "in flight on average" in moved.message, moved.message
+
+
 def test_with_no_replica_ready_requests_wait_are_bounded_and_wake_the_deployment(
     processes, endpoint
 ):

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import random
 import re
@@ -47,6 +48,7 @@ from compute.inference.gateway.table import (  # noqa: E402
 )
 from compute.lib import serving_load  # noqa: E402
 
+log = logging.getLogger(__name__)
 Scope = dict[str, Any]
 JSON = [(b"content-type", b"application/json")]
 POLL = 0.05  # seconds between looks for a ready replica while a request waits
@@ -70,6 +72,7 @@ class Gateway:
         self.dead: dict[str, float] = {}
         self.waiting: defaultdict[int, int] = defaultdict(int)  # per deployment
         self.woken: dict[int, float] = {}  # deployment -> when it was asked to start
+        self.surged: dict[int, float] = {}  # deployment -> when the autoscaler was asked
         # Per deployment, for the autoscaler: [in flight, requests, seconds in requests].
         self.load: defaultdict[int, list[float]] = defaultdict(lambda: [0, 0, 0.0])
         # Per deployment, for the pages: requests per latency bucket (running totals).
@@ -178,6 +181,8 @@ class Gateway:
                     502, f"The replica of {deployment.name} failed ({failure}) and no other "
                     f"was ready within {deployment.timeout:g} s.",
                 ) from None  # fmt: skip
+            if not tried:
+                self.surge(deployment)
             self.in_flight[socket_path] += 1
             try:
                 left = max(0.001, deadline - time.monotonic())
@@ -230,6 +235,31 @@ class Gateway:
         raise Refusal(
             504, f"No replica of {deployment.name} was ready within {deployment.timeout:g} s."
         )
+
+    def surge(self, deployment: DeploymentRoute) -> None:
+        """More requests in flight than its replicas (ready or starting) are meant to
+        take, below its max: the autoscaler is asked now (once a second at most), with
+        fresh figures, rather than at its next sweep — a load step reaches a new replica
+        in a container's start, not a sweep and a publish later."""
+        replicas = len(deployment.sockets)
+        if replicas >= deployment.max_replicas or not replicas:
+            return  # at its max, or at zero (the wake-up asks for one)
+        if self.load[deployment.id][0] <= deployment.target_in_flight * replicas:
+            return
+        now = time.monotonic()
+        if now - self.surged.get(deployment.id, 0.0) < 1:
+            return
+        self.surged[deployment.id] = now
+        asyncio.get_running_loop().run_in_executor(None, self.ask_autoscaler)
+
+    def ask_autoscaler(self) -> None:
+        try:
+            self.publish_load()
+            from compute import enqueue
+
+            enqueue.autoscale_replicas()
+        except Exception:  # Redis away a moment: the sweep decides as it always does
+            log.warning("gateway: the autoscaler was not asked", exc_info=True)
 
     def ready(self, deployment: DeploymentRoute, tried: list[str] | None = None) -> list[str]:
         ready = deployment.ready()

@@ -30,6 +30,8 @@ class DeploymentRoute:
     timeout: float  # seconds
     compute_id: int | None
     sockets: tuple[str, ...]  # of its live replicas (ready when the file is there)
+    target_in_flight: int = 1  # requests per replica the autoscaler aims at
+    max_replicas: int = 1
     # Socket path -> the Docker id of the container that must be listening there.
     containers: dict[str, str] = field(default_factory=dict)
 
@@ -55,7 +57,13 @@ def read_routes() -> dict[tuple[str, str], EndpointRoute]:
     }
     deployments = list(
         Deployment.objects.only(
-            "endpoint_id", "name", "traffic", "request_timeout_ms", "compute_id"
+            "endpoint_id",
+            "name",
+            "traffic",
+            "request_timeout_ms",
+            "compute_id",
+            "target_in_flight",
+            "max_replicas",
         )
     )
     sockets: dict[int, list[str]] = {}
@@ -88,6 +96,8 @@ def read_routes() -> dict[tuple[str, str], EndpointRoute]:
             timeout=deployment.request_timeout_ms / 1000,
             compute_id=deployment.compute_id,
             sockets=tuple(sockets.get(deployment.compute_id or 0, ())),
+            target_in_flight=deployment.target_in_flight,
+            max_replicas=deployment.max_replicas,
             containers={
                 path: containers[path] for path in sockets.get(deployment.compute_id or 0, ())
             },
