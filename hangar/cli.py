@@ -4,11 +4,13 @@
     hangar compute create -w vision --name trainers --size Standard_DS3_v2 --cluster --max 2
     hangar job submit -w vision --compute trainers --code . --follow -- python train.py
     hangar score -w vision flowers --json '{"petals": [5.1, 3.5]}'
+    hangar batch submit -w vision nightly -m flowers --script b.py --size Standard_D2s_v3 in/
 
 Profiles live in $XDG_CONFIG_HOME/hangar/config.toml (~/.config/hangar/config.toml), mode
 0600; HANGAR_URL, HANGAR_TOKEN, HANGAR_WORKSPACE and HANGAR_PROFILE override them. Every
 command takes `--output table|json`; json prints one JSON document on stdout and nothing
-else. An error is one line on stderr: exit status 2 for a usage error, 1 otherwise.
+else (but `batch download`, whose `-o` is the file its CSV is written to). An error is
+one line on stderr: exit status 2 for a usage error, 1 otherwise.
 
 The commands are the standard library's argparse: every `hangar` call is a new process, and
 a typer-made command took 100–150 ms to start before it did anything (pydantic came with
@@ -30,12 +32,17 @@ from hangar import __version__
 from hangar.output import (
     Failure,
     Output,
+    batch_end_code,
+    batch_progress,
+    batch_state,
     console,
     end_code,
     end_line,
     note,
     print_json,
     print_table,
+    show_batch,
+    show_batches,
     show_compute,
     show_computes,
     show_deployment,
@@ -48,6 +55,7 @@ from hangar.output import (
     show_keys,
     show_model,
     show_models,
+    size_text,
 )
 from hangar.profiles import (
     CHOSEN,
@@ -94,6 +102,7 @@ class Spec:
     run: Command
     options: Adder
     workspace: bool
+    table: bool  # takes --output table|json (not one whose output is a file's bytes)
 
 
 GROUPS: dict[str, str] = {}  # name: help, in the order they are listed
@@ -105,13 +114,14 @@ def group(name: str, help: str) -> None:
 
 
 def command(
-    where: str | None, name: str, help: str, *, workspace: bool = True
+    where: str | None, name: str, help: str, *, workspace: bool = True, table: bool = True
 ) -> Callable[[Command], Command]:
     """Register `hangar [where] name`, running the decorated function with the parsed
-    arguments; every command takes --profile and --output, most --workspace."""
+    arguments; every command takes --profile, most --workspace, and all but those that
+    write a file's bytes (table=False) --output table|json."""
 
     def register(run: Command) -> Command:
-        SPECS.append(Spec(where, name, help, run, OPTIONS[run], workspace))
+        SPECS.append(Spec(where, name, help, run, OPTIONS[run], workspace, table))
         return run
 
     return register
@@ -192,13 +202,14 @@ def add_command(parent: argparse._SubParsersAction, spec: Spec, chosen: bool) ->
     parser.add_argument(
         "--profile", help="The profile of config.toml to use (default: its default)."
     )
-    parser.add_argument(
-        "--output",
-        "-o",
-        choices=[o.value for o in Output],
-        default=Output.table.value,
-        help="table, or json (one JSON document on stdout).",
-    )
+    if spec.table:
+        parser.add_argument(
+            "--output",
+            "-o",
+            choices=[o.value for o in Output],
+            default=Output.table.value,
+            help="table, or json (one JSON document on stdout).",
+        )
     spec.options(parser)
 
 
@@ -300,6 +311,7 @@ group("environment", "Environments: what a compute's nodes run with, and their i
 group("model", "Registered models: a trained model's file, or a .zip of its folder.")
 group("endpoint", "Scoring endpoints: their keys, deployments and traffic split.")
 group("deployment", "An endpoint's deployments: a model version served by replicas.")
+group("batch", "Batch scoring: a model's script over many input files, in mini-batches.")
 
 
 @command(
@@ -1216,6 +1228,297 @@ def score(args: argparse.Namespace) -> None:
         timeout=args.timeout,
     )
     print_json(answer)
+
+
+# Commands: batch scoring ----------------------------------------------------------------
+
+
+def batch_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "batch", metavar="BATCH", help="The batch job's id, or name (the newest of that name)."
+    )
+
+
+def batch_list_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limit", type=int, default=50, help="At most this many, newest first (50; 0: all)."
+    )
+
+
+@command("batch", "list", "The workspace's batch scoring jobs, newest first, with their progress.")
+@options(batch_list_options)
+def batch_list(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    batches = client.batch_jobs(slug, limit=args.limit or None)
+    show_batches(batches, output_of(args), f"No batch jobs in {slug}.")
+
+
+@command("batch", "show", "One batch scoring job: its state, progress, rows and inputs.")
+@options(batch_argument)
+def batch_show(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    show_batch(client.batch_job(slug, args.batch), output_of(args))
+
+
+def batch_submit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="The batch job's name (e.g. nightly-0501).")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="Input files; or one folder (zipped here with every file in it, links left "
+        "out); or one .zip of a folder.",
+    )
+    parser.add_argument(
+        "--model", "-m", required=True, help="The model: NAME (newest), NAME:VERSION or id."
+    )
+    parser.add_argument(
+        "--script",
+        required=True,
+        type=Path,
+        help="The scoring script: init() once per mini-batch, run(mini_batch) returning one "
+        "row per file.",
+    )
+    parser.add_argument("--size", required=True, help="A VM size's name, e.g. Standard_D2s_v3.")
+    parser.add_argument(
+        "--environment",
+        default="",
+        help="What its nodes run: an environment's name, name:version or id (default: the "
+        "site's node image).",
+    )
+    parser.add_argument(
+        "--tier",
+        choices=["dedicated", "low_priority"],
+        default="dedicated",
+        help="dedicated (default) or low_priority (cheaper; preempted mini-batches run again).",
+    )
+    parser.add_argument("--nodes", "-n", type=int, default=2, help="Nodes at most, at once (2).")
+    parser.add_argument(
+        "--mini-batch-size", type=int, default=10, help="Files per mini-batch (10)."
+    )
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        help="Attempts per mini-batch; past them it is listed in errors.csv (3).",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="Follow its progress until it ends; exit 1 when some mini-batch failed "
+        "(130: canceled).",
+    )
+    parser.add_argument(
+        "--timeout", type=float, help="With --wait: give up after this many seconds."
+    )
+
+
+def input_paths(inputs: list[Path]) -> list[Path]:
+    """The INPUTs as the API takes them: files, one folder, or one .zip (a usage error
+    otherwise, before anything is sent)."""
+    for path in inputs:
+        if not path.exists():
+            raise Failure(f"{path}: no such file or folder", 2)
+        if not path.is_dir() and not path.is_file():
+            raise Failure(f"{path}: not a file or a folder", 2)
+    folders = [path for path in inputs if path.is_dir()]
+    if folders and len(inputs) > 1:
+        raise Failure(
+            f"{folders[0]} is a folder: give one folder alone (it is zipped), or files", 2
+        )
+    return inputs
+
+
+def read_script(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Failure(f"--script {path}: no such file", 2)
+    except (OSError, UnicodeError) as error:
+        raise Failure(f"--script {path}: cannot read it as UTF-8 text ({error})", 2)
+
+
+def packed_note(folder: Path, packed: Any) -> None:
+    """What was zipped of a folder INPUT (nothing at all: a usage error, nothing sent)."""
+    if not packed.count:
+        links = " (links are left out)" if packed.links else ""
+        raise Failure(f"{folder}: the folder holds no file{links}", 2)
+    files = f"{packed.count:,} file{'' if packed.count == 1 else 's'}"
+    note(f"hangar: zipped {files} ({size_text(packed.size)}) into {packed.name}")
+    if packed.links:
+        shown = ", ".join(packed.links[:5]) + (", …" if len(packed.links) > 5 else "")
+        note(f"hangar: left out {len(packed.links)} symbolic link(s): {shown}")
+
+
+def batch_progress_note(batch: Any) -> None:
+    note(f"hangar: {batch['name']} {batch_state(batch)}: {batch_progress(batch)}")
+
+
+@command(
+    "batch",
+    "submit",
+    "Submit a batch scoring job: hangar batch submit NAME -m MODEL --script FILE --size "
+    "SIZE INPUT...\n\nINPUT is input files (each mini-batch gets N of them, in name "
+    "order), one folder (zipped here with every regular file in it, .gitignore'd ones too; "
+    "links left out) or one .zip of a folder.",
+)
+@options(batch_submit_options)
+def batch_submit(args: argparse.Namespace) -> int:
+    inputs = input_paths(args.inputs)
+    script = read_script(args.script)
+    client, slug = connected(args)
+    progress, advance = uploading()
+    started = False
+
+    def sending(sent: int, total: int) -> None:
+        nonlocal started
+        if progress is not None and not started:  # once a folder's zip is made and noted
+            progress.start()
+            started = True
+        advance(sent, total)
+
+    from hangar.pack import PackError
+
+    try:
+        made = client.submit_batch(
+            slug,
+            args.name,
+            args.model,
+            script,
+            args.size,
+            inputs,
+            environment=args.environment,
+            tier=args.tier,
+            node_count=args.nodes,
+            mini_batch_size=args.mini_batch_size,
+            max_attempts=args.attempts,
+            progress=sending,
+            on_packed=lambda packed: packed_note(inputs[0], packed),
+        )
+    except PackError as error:
+        raise Failure(str(error))
+    except OSError as error:
+        raise Failure(f"{error.filename or 'an input'}: {error.strerror or error}")
+    finally:
+        if started:
+            progress.stop()
+    if not args.wait:
+        show_batch(made, output_of(args))
+        return 0
+    note(
+        f"hangar: batch job {made['name']} submitted: {made['file_count']:,} files in "
+        f"{made['batches_total']} mini-batches (its page: {made['url']})"
+    )
+    try:
+        ended = client.wait_batch(
+            slug, made["id"], timeout=args.timeout, on_progress=batch_progress_note
+        )
+    except TimeoutError as error:
+        raise Failure(str(error))
+    show_batch(ended, output_of(args))
+    code = batch_end_code(ended)
+    if code == 1:
+        reason = (ended["error"].strip().splitlines() or [batch_progress(ended)])[0]
+        note(f"hangar: batch job {ended['name']} {batch_state(ended)}: {reason}")
+    return code
+
+
+def batch_download_options(parser: argparse.ArgumentParser) -> None:
+    batch_argument(parser)
+    parser.add_argument(
+        "--errors",
+        action="store_true",
+        help="errors.csv (the mini-batches that failed past their attempts, and why) instead "
+        "of predictions.csv.",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        default="-",
+        metavar="FILE",
+        help="The file to write (default, or `-`: stdout). Written whole or not at all.",
+    )
+
+
+@command(
+    "batch",
+    "download",
+    "Write a batch job's predictions.csv (or --errors: errors.csv) to stdout or to -o FILE; "
+    "while it runs, the rows so far.",
+    table=False,
+)
+@options(batch_download_options)
+def batch_download(args: argparse.Namespace) -> None:
+    target: str = args.output
+    if target in ("table", "json"):
+        raise Failure(
+            f"-o of batch download names the file to write; to write one named {target}, "
+            f"give ./{target}",
+            2,
+        )
+    what = "errors.csv" if args.errors else "predictions.csv"
+    client, slug = connected(args)
+    found = client.batch_job(slug, args.batch)
+    if target in ("", "-"):
+        sys.stdout.flush()
+        client.download_batch(slug, found["id"], sys.stdout.buffer, errors=args.errors)
+        sys.stdout.buffer.flush()
+    else:
+        written = download_to(client, slug, found["id"], Path(target), args.errors)
+        note(f"hangar: wrote {found['name']}'s {what} to {target} ({size_text(written)})")
+    if found["state"] == "running":
+        note(
+            f"hangar: {found['name']} is still running ({batch_progress(found)}): "
+            "download again once it ends for the rest"
+        )
+
+
+def download_to(client: Client, slug: str, batch_id: int, path: Path, errors: bool) -> int:
+    """Into a file beside `path`, renamed to it once whole: a download cut short leaves no
+    half file under the name asked for (and none of its own). A path that is no regular
+    file (/dev/null, a pipe) is written as it is."""
+    if path.exists() and not path.is_file():
+        try:
+            with path.open("wb") as file:
+                return client.download_batch(slug, batch_id, file, errors=errors)
+        except OSError as error:
+            raise Failure(f"{path}: {error.strerror or error}")
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        with partial.open("wb") as file:
+            written = client.download_batch(slug, batch_id, file, errors=errors)
+        partial.replace(path)
+    except BaseException as error:
+        partial.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise Failure(f"{path}: {error.strerror or error}")
+        raise
+    return written
+
+
+def batch_cancel_options(parser: argparse.ArgumentParser) -> None:
+    batch_argument(parser)
+    parser.add_argument("--yes", "-y", action="store_true", help="Do not ask.")
+
+
+@command(
+    "batch",
+    "cancel",
+    "End a batch job now: its running mini-batches stop; the rows of those done are kept.",
+)
+@options(batch_cancel_options)
+def batch_cancel(args: argparse.Namespace) -> None:
+    client, slug = connected(args)
+    found = client.batch_job(slug, args.batch)
+    if not args.yes:
+        question = (
+            f"Cancel batch job {found['name']!r} of {slug} ({batch_progress(found)})? Its "
+            "running mini-batches stop."
+        )
+        if not confirm(question):
+            raise Failure("not canceled (pass --yes to cancel without being asked)")
+    show_batch(client.cancel_batch(slug, found["id"]), output_of(args))
 
 
 # Entry point ----------------------------------------------------------------------------

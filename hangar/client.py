@@ -20,11 +20,15 @@ import json
 import os
 import time
 import urllib.parse
-from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import IO, Any, TypedDict, cast
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from typing import IO, TYPE_CHECKING, Any, TypedDict, cast
 
 from hangar import CODE_SIZE_LIMIT, __version__
 from hangar.http import ConnectFailed, Http, Response, TimedOut, TransportError
+
+if TYPE_CHECKING:
+    from hangar.pack import Packed
 
 API_PREFIX = "/api/v1"
 PAGE_SIZE = 100  # the API's largest page
@@ -40,6 +44,7 @@ UPLOAD_TIMEOUT = 300.0
 
 JOB_TERMINAL = ("completed", "failed", "canceled")
 IMAGE_UNDER_WAY = ("queued", "building")
+BATCH_ENDED = ("succeeded", "partial", "failed", "canceled")
 COMPUTE_TRANSITIONAL = ("creating", "stopping", "starting", "restarting", "resizing", "deleting")
 
 
@@ -164,6 +169,33 @@ class Endpoint(TypedDict):
 class EndpointKeys(TypedDict):
     primary: str
     secondary: str
+
+
+class BatchJob(TypedDict):
+    id: int
+    name: str
+    state: str  # running, succeeded, partial (some mini-batches failed), failed, canceled
+    model: str  # "name:version"
+    environment: str | None  # none: the site's node image
+    vm_size: str
+    tier: str
+    node_count: int
+    mini_batch_size: int  # files per mini-batch
+    max_attempts: int  # per mini-batch
+    input_name: str  # what was uploaded: a file's or zip's name, or "N files"
+    file_count: int
+    input_bytes: int
+    batches_total: int
+    batches_done: int
+    batches_failed: int
+    row_count: int
+    error: str
+    created_by: str | None
+    created_at: str
+    finished_at: str | None
+    url: str
+    predictions_url: str
+    errors_url: str
 
 
 class ApiError(Exception):
@@ -301,16 +333,26 @@ def slug_path(workspace: str) -> str:
 class Upload:
     """A file handed to the upload that reports how much of it was read (sent)."""
 
-    def __init__(self, file: IO[bytes], progress: Callable[[int, int], None] | None) -> None:
+    def __init__(
+        self,
+        file: IO[bytes],
+        progress: Callable[[int, int], None] | None,
+        *,
+        before: int = 0,
+        total: int | None = None,
+    ) -> None:
         self.file = file
         self.progress = progress
-        self.total = file.seek(0, 2)
+        size = file.seek(0, 2)
         file.seek(0)
+        # One of several files: progress counts the bytes of those sent before it, of all.
+        self.before = before
+        self.total = size if total is None else total
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.file.read(size)
         if self.progress is not None:
-            self.progress(self.file.tell(), self.total)
+            self.progress(self.before + self.file.tell(), self.total)
         return chunk
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -725,6 +767,159 @@ class Client:
                 ),
             )
 
+    # Batch scoring ----------------------------------------------------------------------
+
+    def batch_jobs(self, workspace: str, limit: int | None = None) -> list[BatchJob]:
+        """The workspace's batch scoring jobs, newest first (every page unless `limit`)."""
+        return list(self.pages(f"{slug_path(workspace)}/batch-jobs", limit=limit))
+
+    def batch_job(self, workspace: str, name_or_id: str | int) -> BatchJob:
+        """One batch scoring job, by id or by name (the newest of that name: names may
+        repeat)."""
+        if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+            path = f"{slug_path(workspace)}/batch-jobs/{int(name_or_id)}"
+            return cast(BatchJob, self.call("GET", path))
+        for batch in self.pages(f"{slug_path(workspace)}/batch-jobs"):
+            if batch["name"] == name_or_id:
+                return cast(BatchJob, batch)
+        raise ApiError(404, f"Not found: no batch job named {name_or_id!r} in {workspace!r}.")
+
+    def batch_path(self, workspace: str, batch: str | int) -> str:
+        if isinstance(batch, int) or str(batch).isdigit():
+            return f"{slug_path(workspace)}/batch-jobs/{int(batch)}"
+        return f"{slug_path(workspace)}/batch-jobs/{self.batch_job(workspace, batch)['id']}"
+
+    def submit_batch(
+        self,
+        workspace: str,
+        name: str,
+        model: str | int,
+        scoring_script: str,
+        vm_size: str,
+        inputs: Sequence[str | os.PathLike[str]],
+        *,
+        environment: str = "",
+        tier: str = "dedicated",
+        node_count: int = 2,
+        mini_batch_size: int = 10,
+        max_attempts: int = 3,
+        progress: Callable[[int, int], None] | None = None,
+        on_packed: Callable[[Packed], None] | None = None,
+    ) -> BatchJob:
+        """Score `inputs` with `model` (name, name:version or id) in mini-batches of
+        `mini_batch_size` files, on up to `node_count` nodes of its own. `inputs`: several
+        files (side by side, by their names), one .zip of a folder (unpacked by the server),
+        or one folder, zipped here with every regular file in it (links left out).
+        `scoring_script`: its text, with init() and run(mini_batch). `progress(sent, total)`
+        follows the upload, over every file; `on_packed` hears of a folder's zip (its file
+        count, size and the links left out) before it is sent."""
+        data = {
+            "name": name,
+            "model": str(model),
+            "scoring_script": scoring_script,
+            "vm_size": vm_size,
+            "environment": environment,
+            "tier": tier,
+            "node_count": str(node_count),
+            "mini_batch_size": str(mini_batch_size),
+            "max_attempts": str(max_attempts),
+        }
+        paths = [os.fspath(p) for p in inputs]
+        if not paths:
+            raise InvalidInput("give the input files (several files, a folder or a .zip)")
+        with ExitStack() as opened:
+            if len(paths) == 1 and os.path.isdir(paths[0]):
+                from hangar.pack import pack_all
+
+                packed = opened.enter_context(pack_all(paths[0]))
+                if on_packed is not None:
+                    on_packed(packed)
+                named: list[tuple[str, IO[bytes]]] = [(packed.name, packed.file)]
+            else:
+                named = [(os.path.basename(p), opened.enter_context(open(p, "rb"))) for p in paths]
+            sizes = [file.seek(0, 2) for _, file in named]
+            total, before = sum(sizes), 0
+            files = []
+            for (filename, file), size in zip(named, sizes, strict=True):
+                upload = Upload(file, progress, before=before, total=total)
+                kind = "application/zip" if filename.lower().endswith(".zip") else ""
+                files.append(("inputs", (filename, upload, kind or "application/octet-stream")))
+                before += size
+            return cast(
+                BatchJob,
+                self.call(
+                    "POST",
+                    f"{slug_path(workspace)}/batch-jobs",
+                    data=data,
+                    files=files,
+                    timeout=UPLOAD_TIMEOUT,
+                ),
+            )
+
+    def cancel_batch(self, workspace: str, batch: str | int) -> BatchJob:
+        """End it now: its running mini-batches stop, the rows of those done are kept
+        (409 once it has ended)."""
+        return cast(BatchJob, self.call("POST", f"{self.batch_path(workspace, batch)}/cancel"))
+
+    def wait_batch(
+        self,
+        workspace: str,
+        batch: str | int,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[BatchJob], None] | None = None,
+        poll: float = 5.0,
+    ) -> BatchJob:
+        """Poll until the batch job has ended; `on_progress` hears of it each time its
+        mini-batches' counts (or its state) change, and once at the start."""
+        path = self.batch_path(workspace, batch)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay, seen = 0.5, None
+        trouble_since: float | None = None
+        while True:
+            try:
+                found = cast(BatchJob, self.call("GET", path))
+                trouble_since = None
+            except ApiError as error:
+                if error.status not in (0, 429, 502, 503, 504):
+                    raise
+                trouble_since = trouble_since or time.monotonic()
+                if time.monotonic() - trouble_since > RECONNECT_FOR:
+                    raise
+                time.sleep(min(error.retry_after or 2.0, THROTTLE_LONGEST_WAIT))
+                continue
+            counts = (found["state"], found["batches_done"], found["batches_failed"])
+            if counts != seen:
+                seen = counts
+                if on_progress is not None:
+                    on_progress(found)
+            if found["state"] in BATCH_ENDED:
+                return found
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"batch job {found['name']} is still {found['state']} after {timeout:g} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, poll)
+
+    def download_batch(
+        self, workspace: str, batch: str | int, into: IO[bytes], *, errors: bool = False
+    ) -> int:
+        """Write the batch job's predictions.csv (or errors.csv) into `into` as the server
+        streams it; the bytes written. While it runs, the rows so far."""
+        path = f"{self.batch_path(workspace, batch)}/{'errors' if errors else 'predictions'}"
+        written = 0
+        try:
+            with self._http.stream("GET", path, params=None, timeout=UPLOAD_TIMEOUT) as response:
+                if not response.is_success:
+                    raise error_of(response.read())
+                for chunk in response.chunks():
+                    into.write(chunk)
+                    written += len(chunk)
+        except TransportError as error:
+            raise self.unreachable(error) from None
+        return written
+
     def endpoints(self, workspace: str) -> list[Endpoint]:
         """The workspace's endpoints, by name, each with its deployments."""
         return list(self.pages(f"{slug_path(workspace)}/endpoints"))
@@ -1091,6 +1286,7 @@ class Follow:
 
 __all__ = [
     "ApiError",
+    "BatchJob",
     "Client",
     "Compute",
     "Deployment",

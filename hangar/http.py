@@ -4,9 +4,9 @@ nothing imported but `socket` (and `ssl` for an https:// server).
 Why not httpx or even http.client: every `hangar` command is a new process, and its start
 is most of a short command's time. httpx took 100–200 ms to import; http.client imports
 the email parser and ssl (50–60 ms) even for plain http. The API needs little: JSON and
-form bodies, one streamed multipart upload of a known length, responses delimited by a
-Content-Length, by chunks or by the connection's end, and a response read line by line as
-it comes (server-sent events).
+form bodies, a streamed multipart upload (of one file or several) of a known length,
+responses delimited by a Content-Length, by chunks or by the connection's end, and a
+response read line by line as it comes (server-sent events).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 import select
 import socket
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -37,6 +37,8 @@ CONNECT_TIMEOUT = 10.0
 # A chunk's size as HTTP writes it: hex digits only (Python's int() would also take a sign,
 # "0x" and "_", and a negative size read to the end), at most 16 of them.
 CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+# A file of a multipart body: its name as sent, the file (read from its start) and its type.
+FilePart = tuple[str, IO[bytes], str]
 
 
 class TransportError(Exception):
@@ -271,21 +273,21 @@ class Streamed:
 
 
 class Multipart:
-    """multipart/form-data of some fields and one file, sent in chunks as the file is read:
-    a code folder of hundreds of MB is never held in memory."""
+    """multipart/form-data of some fields and files, sent in chunks as each file is read:
+    a code folder of hundreds of MB is never held in memory. Several files may share one
+    field's name (a batch job's `inputs`)."""
 
-    def __init__(
-        self, fields: Mapping[str, str], name: str, upload: tuple[str, IO[bytes], str]
-    ) -> None:
+    def __init__(self, fields: Mapping[str, str], uploads: Sequence[tuple[str, FilePart]]) -> None:
         self.boundary = os.urandom(16).hex()
-        filename, self.file, content_type = upload
         parts = [self.part(f'name="{key}"', value.encode()) for key, value in fields.items()]
-        self.head = b"".join(parts) + self.header(
-            f'name="{name}"; filename="{header_safe(filename)}"', content_type
-        )
-        self.tail = f"\r\n--{self.boundary}--\r\n".encode()
-        self.size = self.file.seek(0, 2)
-        self.file.seek(0)
+        self.fields = b"".join(parts)
+        self.files: list[tuple[bytes, IO[bytes], int]] = []  # (its head, the file, its size)
+        for name, (filename, file, content_type) in uploads:
+            head = self.header(f'name="{name}"; filename="{header_safe(filename)}"', content_type)
+            size = file.seek(0, 2)
+            file.seek(0)
+            self.files.append((head, file, size))
+        self.tail = f"--{self.boundary}--\r\n".encode()
 
     def header(self, disposition: str, content_type: str = "") -> bytes:
         lines = [f"--{self.boundary}", f"Content-Disposition: form-data; {disposition}"]
@@ -302,12 +304,16 @@ class Multipart:
 
     @property
     def length(self) -> int:
-        return len(self.head) + self.size + len(self.tail)
+        files = sum(len(head) + size + 2 for head, _, size in self.files)
+        return len(self.fields) + files + len(self.tail)
 
     def chunks(self) -> Iterator[bytes]:
-        yield self.head
-        while chunk := self.file.read(UPLOAD_CHUNK):
-            yield chunk
+        yield self.fields
+        for head, file, _ in self.files:
+            yield head
+            while chunk := file.read(UPLOAD_CHUNK):
+                yield chunk
+            yield b"\r\n"
         yield self.tail
 
 
@@ -386,7 +392,7 @@ class Http:
         *,
         params: Mapping[str, Any] | None = None,
         data: Mapping[str, str] | None = None,
-        files: Mapping[str, tuple[str, IO[bytes], str]] | None = None,
+        files: Mapping[str, FilePart] | Sequence[tuple[str, FilePart]] | None = None,
         json: Any = None,
         timeout: float | None = None,
     ) -> Response:
@@ -395,8 +401,8 @@ class Http:
         body: bytes | Iterable[bytes] | None = None
         length: int | None = None
         if files:
-            (name, upload), *_ = files.items()
-            multipart = Multipart(data or {}, name, upload)
+            uploads = list(files.items()) if isinstance(files, Mapping) else list(files)
+            multipart = Multipart(data or {}, uploads)
             headers["Content-Type"] = multipart.content_type
             body, length = multipart.chunks(), multipart.length
             self.close()  # a body read once is never sent on a connection that may be stale

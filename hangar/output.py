@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from hangar.client import (
+        BatchJob,
         Compute,
         Deployment,
         Endpoint,
@@ -399,3 +400,80 @@ def show_environment(environment: Environment, output: Output) -> None:
         pairs.append(("error", image["error"].strip()))
     pairs.append(("page", environment["url"]))
     print_fields(pairs)
+
+
+BATCH_STATES = {"partial": "completed with errors"}  # as the Batch page says it
+
+
+def batch_state(batch: BatchJob) -> str:
+    return BATCH_STATES.get(batch["state"], batch["state"])
+
+
+def batch_progress(batch: BatchJob) -> str:
+    """ "7 of 10 mini-batches done, 1 failed", as the batch job's page says it."""
+    line = f"{batch['batches_done']} of {batch['batches_total']} mini-batches done"
+    failed = batch["batches_failed"]
+    return f"{line}, {failed} failed" if failed else line
+
+
+def show_batches(batches: list[BatchJob], output: Output, empty: str = "") -> None:
+    if output is Output.json:
+        print_json(batches)
+        return
+    rows = [
+        [
+            b["id"],
+            b["name"],
+            b["state"],
+            b["model"],
+            f"{b['batches_done']}/{b['batches_total']}",
+            b["batches_failed"] or "",
+            b["row_count"],
+            when(b["created_at"]),
+        ]
+        for b in batches
+    ]
+    columns = ["ID", "NAME", "STATE", "MODEL", "DONE", "FAILED", "ROWS", "SUBMITTED"]
+    print_table(columns, rows, empty)
+
+
+def show_batch(batch: BatchJob, output: Output) -> None:
+    if output is Output.json:
+        print_json(batch)
+        return
+    size = batch["input_bytes"]
+    files = f"{batch['file_count']:,} file{'' if batch['file_count'] == 1 else 's'}"
+    # What was uploaded: one file's or zip's name; several files are "N files" already.
+    inputs = "" if batch["input_name"] == files else f"{batch['input_name']}: "
+    print_fields(
+        [
+            ("id", batch["id"]),
+            ("name", batch["name"]),
+            ("state", batch_state(batch)),
+            ("progress", batch_progress(batch)),
+            ("rows", f"{batch['row_count']:,}"),
+            ("error", batch["error"]),
+            ("model", batch["model"]),
+            ("environment", batch["environment"] or "the site's node image"),
+            ("size", batch["vm_size"]),
+            ("tier", batch["tier"]),
+            ("nodes", f"up to {batch['node_count']}"),
+            ("mini-batch", f"{batch['mini_batch_size']} files, {batch['max_attempts']} attempts"),
+            ("inputs", f"{inputs}{files}, {size_text(size)}"),
+            ("submitted by", batch["created_by"]),
+            ("submitted", when(batch["created_at"])),
+            ("finished", when(batch["finished_at"])),
+            ("page", batch["url"]),
+            ("predictions", batch["predictions_url"]),
+            ("errors", batch["errors_url"]),
+        ]
+    )
+
+
+def batch_end_code(batch: BatchJob) -> int:
+    """The exit status `hangar batch submit --wait` ends with: 0 when every mini-batch
+    succeeded; 1 when some or all failed; 130 when it was canceled (as a job's)."""
+    state = batch["state"]
+    if state == "succeeded":
+        return 0
+    return 130 if state == "canceled" else 1

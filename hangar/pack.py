@@ -259,8 +259,11 @@ class Packed:
 
 def pack(folder: str | os.PathLike[str], limit: int | None = DEFAULT_LIMIT) -> Packed:
     """Zip what `select` keeps of `folder` (names relative to it) into a temporary file."""
-    chosen = select(folder, limit)
-    archive = tempfile.TemporaryFile(prefix="hangar-code-", suffix=".zip")
+    return zip_selection(select(folder, limit), "code")
+
+
+def zip_selection(chosen: Selection, what: str) -> Packed:
+    archive = tempfile.TemporaryFile(prefix=f"hangar-{what}-", suffix=".zip")
     try:
         with zipfile.ZipFile(
             archive, "w", compression=zipfile.ZIP_DEFLATED, strict_timestamps=False
@@ -274,8 +277,47 @@ def pack(folder: str | os.PathLike[str], limit: int | None = DEFAULT_LIMIT) -> P
         archive.close()
         raise
     archive.seek(0)
-    name = (chosen.root.resolve().name or "code") + ".zip"
+    name = (chosen.root.resolve().name or what) + ".zip"
     return Packed(archive, name, len(chosen.files), chosen.size, chosen.links)
+
+
+def select_all(folder: str | os.PathLike[str]) -> Selection:
+    """Every regular file under `folder`, whatever ignore files say (a batch job's inputs
+    are data, not code: .git and .gitignore'd files too). Links are not followed."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise PackError(f"the folder {root} is not a folder")
+    root = root.resolve() if root.is_symlink() else root
+    chosen = Selection(root)
+    pending = [(root, "")]
+    while pending:
+        folder_path, rel = pending.pop()
+        try:
+            entries = list(os.scandir(folder_path))
+        except OSError as error:
+            raise PackError(f"cannot read {folder_path}: {reason(error)}")
+        for entry in entries:
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError as error:
+                raise PackError(f"cannot read {entry.path}: {reason(error)}")
+            if stat.S_ISLNK(info.st_mode):
+                chosen.links.append(path)
+            elif stat.S_ISDIR(info.st_mode):
+                pending.append((Path(entry.path), path))
+            elif stat.S_ISREG(info.st_mode):
+                chosen.size += info.st_size
+                chosen.files.append((Path(entry.path), path, info.st_size))
+    chosen.files.sort(key=lambda entry: entry[1])
+    chosen.links.sort()
+    return chosen
+
+
+def pack_all(folder: str | os.PathLike[str]) -> Packed:
+    """Zip every regular file of `folder` (names relative to it, no link) into a temporary
+    file: `select_all`'s choice, for a batch job's inputs."""
+    return zip_selection(select_all(folder), "inputs")
 
 
 def mib(size: int) -> str:
@@ -286,4 +328,13 @@ def reason(error: OSError) -> str:
     return (error.strerror or str(error)).lower()
 
 
-__all__ = ["DEFAULT_LIMIT", "PackError", "Packed", "pack", "parse_rules", "select"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "PackError",
+    "Packed",
+    "pack",
+    "pack_all",
+    "parse_rules",
+    "select",
+    "select_all",
+]
