@@ -269,6 +269,9 @@ FILE_UPLOAD_HANDLERS = [
 # Form fields other than files (Django answers 400 beyond it): a 1,000,000-character script
 # may take 4 bytes a character.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Files per request: compute.lib.uploads.LimitUploadHandler refuses past MAX_FILES with
+# the form's words (Django's own limit answers a bare 400).
+DATA_UPLOAD_MAX_NUMBER_FILES = None
 # The quota page's disk use of a workspace is recounted at most this often.
 HANGAR_DISK_USAGE_CACHE_SECONDS = env_int("HANGAR_DISK_USAGE_CACHE_SECONDS", 60, minimum=0)
 # Demo only: chance per node-hour that the sweep preempts a low-priority node.

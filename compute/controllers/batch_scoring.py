@@ -11,6 +11,7 @@ written once. So a mini-batch's rows are kept once, and only unfinished ones run
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -22,6 +23,7 @@ from django.utils import timezone
 from compute.inference.models import BatchJob, BatchState, MiniBatch, MiniBatchState
 from compute.inference.models.batch import OPEN, start_attempts
 from compute.lib import jobfiles, snapshots
+from compute.lib.downloads import text_cell
 from compute.models import ComputeState, Job, JobRun, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.states import JOB_TERMINAL, NODE_NOT_BUSY
@@ -56,19 +58,23 @@ def advance(batch_id: int) -> list[int]:
         due = []
         if batch.state == BatchState.RUNNING:
             collect(batch)
-            pending = list(batch.mini_batches.filter(state=MiniBatchState.PENDING))
-            if start_attempts(batch, pending):
+            if start_attempts(batch):
                 due.append(batch.compute.pk)
             if batch.batches_ended >= batch.batches_total:
                 finish(batch)
+        if batch.state == BatchState.CANCELED and not batch.nodes_released:
+            # The rows of those that ended well before the cancel are kept; the rest end.
+            collect(batch, retry=False)
+            drop_unfinished(batch)
         if batch.state != BatchState.RUNNING and not batch.nodes_released:
             release_nodes(batch)
             due.append(batch.compute.pk)
         return due
 
 
-def collect(batch: BatchJob) -> bool:
-    """The mini-batches whose job ended: kept, retried or failed. True if any moved."""
+def collect(batch: BatchJob, retry: bool = True) -> bool:
+    """The mini-batches whose job ended: kept, retried (unless `retry` is off) or failed.
+    True if any moved."""
     ended = list(
         batch.mini_batches.filter(state=MiniBatchState.RUNNING, job__status__in=JOB_TERMINAL)
         .select_related("job")
@@ -85,7 +91,7 @@ def collect(batch: BatchJob) -> bool:
         if outcome.error is None:
             state = MiniBatchState.DONE
             fields: dict[str, object] = {"rows": outcome.rows, "row_count": outcome.row_count}
-        elif mini_batch.attempts < batch.max_attempts:
+        elif retry and mini_batch.attempts < batch.max_attempts:
             state, fields = MiniBatchState.PENDING, {"error": error}
         else:
             state, fields = MiniBatchState.FAILED, {"error": error}
@@ -116,6 +122,20 @@ def collect(batch: BatchJob) -> bool:
     return bool(ended)
 
 
+def drop_unfinished(batch: BatchJob) -> None:
+    """A canceled batch job's mini-batches that had not ended: failed, so that the page
+    shows none running and errors.csv lists the files that have no rows."""
+    dropped = batch.mini_batches.filter(
+        state__in=(MiniBatchState.PENDING, MiniBatchState.RUNNING)
+    ).update(state=MiniBatchState.FAILED, error=CANCELED, finished_at=timezone.now())
+    if dropped:
+        batch.batches_failed += dropped
+        BatchJob.objects.filter(pk=batch.pk).update(batches_failed=batch.batches_failed)
+
+
+CANCELED = "Canceled before it ended: its files have no rows."
+
+
 @dataclass(frozen=True)
 class Outcome:
     rows: str = ""  # CSV text
@@ -133,6 +153,8 @@ def read_rows(job: Job) -> Outcome:
     if handle is None:
         return Outcome(error="its job left no output")
     text, count, cut = io.StringIO(), 0, jobfiles.cut_marker().strip()
+    # Its rows come from the user's code over hostile inputs: anything a line may hold
+    # is this mini-batch's error, never the sweep's (a raise would roll back every pass).
     writer = csv.writer(text, lineterminator="\n")
     with handle:
         for line in handle:
@@ -144,11 +166,24 @@ def read_rows(job: Job) -> Outcome:
                 fields = json.loads(line[len(mark) :])
             except ValueError:
                 return Outcome(error="a result line was cut short (output limit?)")
+            except RecursionError:
+                return Outcome(error="a result line nests its fields too deep")
             if not isinstance(fields, list):
                 return Outcome(error="a result line is not a list of fields")
-            writer.writerow(["" if value is None else value for value in fields])
+            writer.writerow(["" if value is None else text_cell(value) for value in fields])
             count += 1
-    return Outcome(rows=text.getvalue(), row_count=count)
+    rows = text.getvalue()
+    if "\x00" in rows or (not rows.isascii() and not encodable(rows)):
+        return Outcome(error="a result line holds a NUL or a lone surrogate (not text)")
+    return Outcome(rows=rows, row_count=count)
+
+
+def encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def why_failed(job: Job) -> str:
@@ -211,4 +246,4 @@ def release_nodes(batch: BatchJob) -> None:
     key = batch.pk
     for store in (snapshots.batch_code_store(), snapshots.batch_input_store()):
         folder = store.folder(key)
-        transaction.on_commit(lambda folder=folder: snapshots.remove_tree(folder))
+        transaction.on_commit(functools.partial(snapshots.remove_tree, folder))

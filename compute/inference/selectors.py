@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from django.db.models import Count, QuerySet
 
 from compute.inference.models import BatchJob, Endpoint, MiniBatchState, RegisteredModel
+from compute.lib.downloads import text_cell
 from workspace.models import Workspace
 
 
@@ -43,7 +44,8 @@ def errors_csv(batch: BatchJob) -> Iterator[str]:
     failed = batch.mini_batches.filter(state=MiniBatchState.FAILED).order_by("index")
     for mini_batch in failed.iterator(chunk_size=100):
         files = " ".join(mini_batch.files)
-        writer.writerow([mini_batch.index + 1, mini_batch.attempts, mini_batch.error, files])
+        why = text_cell(mini_batch.error)
+        writer.writerow([mini_batch.index + 1, mini_batch.attempts, why, text_cell(files)])
         yield out.getvalue()
         out.seek(0)
         out.truncate()

@@ -18,6 +18,9 @@ from django.http import HttpRequest
 from django.urls import Resolver404, resolve
 
 MAX_NAME_CHARS = 200  # Job.code_name, and well within one file name on disk
+# Files in one request (Django's DATA_UPLOAD_MAX_NUMBER_FILES is off: past it Django answers
+# a bare 400, where this handler lets the form say why). More go in a zip of a folder.
+MAX_FILES = 100
 # Form fields besides the file: the command and environment are small, and a script
 # together with an upload is refused anyway.
 FIELDS_ALLOWANCE = 1024 * 1024
@@ -51,6 +54,7 @@ class LimitUploadHandler(FileUploadHandler):
         self.limit_mb = limit_mb_for(request)
         self.limit = self.limit_mb * 1024 * 1024
         self.body_length = 0
+        self.files = 0
         self.refused = ""
 
     def handle_raw_input(
@@ -64,6 +68,10 @@ class LimitUploadHandler(FileUploadHandler):
         self.body_length = content_length
 
     def new_file(self, field_name: str, file_name: str, *args: Any, **kwargs: Any) -> None:
+        self.files += 1
+        if self.files > MAX_FILES:
+            self._refuse(f"More than {MAX_FILES} files in one upload: upload a zip of a folder.")
+            raise StopUpload(connection_reset=False)  # the rest is drained, never kept
         if self.body_length > self.limit + FIELDS_ALLOWANCE:
             self._refuse(f"The upload is larger than {self.limit_mb} MiB.")
             raise StopUpload(connection_reset=False)  # not a byte of it is taken

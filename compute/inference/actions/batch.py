@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from compute.actions.computes import create_cluster, validate_cluster_bounds
 from compute.actions.errors import StateConflict
+from compute.actions.jobs import check_queue_room
 from compute.inference.actions.models import folder_size
 from compute.inference.models import BatchJob, BatchState, MiniBatch, RegisteredModel
 from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH, start_attempts
@@ -103,6 +104,8 @@ def submit_batch(
     batch: BatchJob | None = None
     try:
         with transaction.atomic():
+            # Its first mini-batches are queued jobs: the workspace's cap holds for them too.
+            check_queue_room(access.workspace)
             batch = BatchJob.objects.create(
                 workspace=access.workspace,
                 name=name,
@@ -148,7 +151,7 @@ def submit_batch(
                 MiniBatch(batch=batch, index=index, files=chunk)
                 for index, chunk in enumerate(chunks)
             )
-            start_attempts(batch, list(batch.mini_batches.all()))
+            start_attempts(batch)
             record(
                 batch.compute,
                 EventVerb.BATCH_SUBMITTED,

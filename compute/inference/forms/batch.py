@@ -9,12 +9,13 @@ from compute.inference.actions.batch import BATCH_SCRIPT_EXAMPLE
 from compute.inference.models import RegisteredModel
 from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH
 from compute.inference.models.endpoints import NAME_RULE
+from compute.lib.uploads import MAX_FILES
 from compute.models import Environment, Tier, VmSize
 from compute.selectors import environments_for
 from workspace.forms import QuickSelect, StyledForm
 from workspace.models import Workspace
 
-MAX_INPUT_FILES = 10_000
+MAX_INPUT_FILES = MAX_FILES  # what one request may carry
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -159,11 +159,25 @@ class MiniBatch(models.Model):
         return self.state == MiniBatchState.DONE
 
 
-def start_attempts(batch: BatchJob, pending: list[MiniBatch]) -> list[int]:
-    """A job on the batch job's cluster for each pending mini-batch (its next attempt),
-    each moved to running by compare-and-set in the caller's transaction: a mini-batch
-    another pass started already keeps its one job. The ids of the jobs queued."""
+# Mini-batches a batch job has queued or running at once, per node: enough to keep its
+# nodes busy between two passes of the sweep, never its thousands of mini-batches as jobs
+# at once (past the workspace's HANGAR_MAX_QUEUED_JOBS, for every scheduler pass to walk).
+JOBS_PER_NODE = 2
+
+
+def start_attempts(batch: BatchJob) -> list[int]:
+    """A job on the batch job's cluster for each pending mini-batch (its next attempt) in
+    index order, while it has fewer than JOBS_PER_NODE × its nodes queued or running; each
+    moved to running by compare-and-set in the caller's transaction: a mini-batch another
+    pass started already keeps its one job. The ids of the jobs queued."""
     assert batch.compute is not None
+    running = batch.mini_batches.filter(state=MiniBatchState.RUNNING).count()
+    room = max(0, JOBS_PER_NODE * batch.node_count - running)
+    pending = list(
+        batch.mini_batches.filter(state=MiniBatchState.PENDING)
+        .order_by("index")
+        .only("pk", "index", "attempts")[:room]
+    )
     queued = []
     for mini_batch in pending:
         attempt = mini_batch.attempts + 1
