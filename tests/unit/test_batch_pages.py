@@ -290,3 +290,14 @@ def test_the_api_submits_shows_downloads_and_cancels(client, team):
         headers=headers,
     )
     assert bad.status_code == 422
+
+
+def test_a_second_batch_job_of_the_same_name_is_refused_and_stores_nothing(client, team):
+    model = make_model(team.workspace)
+    client.force_login(team.contributor)
+    client.post(url(team, "batch-create"), form(model))
+    folders = stored_folders()
+    answer = client.post(url(team, "batch-create"), form(model))
+    assert "Vision already has a batch job named nightly." in answer.context["form"].errors["name"]
+    assert BatchJob.objects.count() == 1 and stored_folders() == folders
+    assert Compute.objects.filter(workspace=team.workspace).count() == 1

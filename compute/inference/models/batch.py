@@ -96,6 +96,10 @@ class BatchJob(models.Model):
             # The sweep reads those with work left every second, out of years of them.
             models.Index(fields=["id"], name="batchjob_open_idx", condition=OPEN),
         ]
+        constraints = [
+            # A name says which batch job (the CLI and the API take it): one per workspace.
+            models.UniqueConstraint(fields=["workspace", "name"], name="batchjob_name_unique")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -95,7 +95,8 @@ def batch_create(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespons
 def batch_detail(request: AuthedRequest, access: WorkspaceAccess, pk: int) -> HttpResponse:
     batch = batch_of(access, pk)
     shown = request.GET.get("show", "")
-    mini_batches = batch.mini_batches.select_related("job").order_by("index")
+    # Not their rows: the page shows counts, and a page of them may hold megabytes.
+    mini_batches = batch.mini_batches.select_related("job").defer("rows").order_by("index")
     if shown in MiniBatchState.values:
         mini_batches = mini_batches.filter(state=shown)
     page = KeysFirstPaginator(mini_batches, MINI_BATCHES_PER_PAGE).get_page(request.GET.get("page"))
