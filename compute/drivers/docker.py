@@ -10,7 +10,7 @@ from pathlib import Path
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import Mount
+from docker.types import LogConfig, Mount
 from requests.exceptions import RequestException
 
 from compute.drivers import node_scripts as scripts
@@ -135,6 +135,12 @@ class DockerDriver(Driver):
                 mem_limit=memory,
                 memswap_limit=memory,  # no swap beyond the memory the VM size gives
                 init=True,
+                # What the node's own process prints (a replica's scoring server, its
+                # user's script within) is capped on this machine's disk: jobs' output
+                # goes to their records, so only a noisy replica could fill it.
+                log_config=LogConfig(
+                    type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "2"}
+                ),
                 network_mode=spec.network,
                 # A tenant's sandbox: not root, no capability, no privilege gained by exec,
                 # a bounded process count, nothing writable but /tmp and its own /work,

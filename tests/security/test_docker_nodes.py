@@ -220,5 +220,10 @@ def test_a_node_container_is_a_locked_down_sandbox(nodes):
     assert not host["Binds"]
     assert not host["Privileged"]
     assert host["NetworkMode"] == "none"
+    # What its own process prints cannot fill this machine's disk.
+    assert host["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "10m", "max-file": "2"},
+    }
     local_dir = os.fspath(settings.LOCAL_DIR)
     assert all(local_dir not in (m.get("Source") or "") for m in container.attrs["Mounts"])
