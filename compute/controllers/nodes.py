@@ -20,6 +20,7 @@ from compute.controllers.nodespec import node_spec
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeSpec, NodeStartError
 from compute.drivers.base import container_name
 from compute.lib import replicas
+from compute.lib.readable import readable
 from compute.models import Compute, ComputeState, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.states import GOING_AWAY, LIVE_NODE_STATES, NODE_UP
@@ -364,18 +365,8 @@ class NodeSteps(NodeImageSteps):
 def last_output(driver: Driver, name: str) -> str:
     """The last of what a node's container wrote, read through its driver and cleaned (a
     tenant's output is hostile); "" when the driver keeps none or cannot say now."""
-    # Imported here: the node output reader (Driver.node_log, compute/lib/readable.py) is
-    # the replica-log work landing beside this; until it has, a failed start's reason
-    # says only that it wrote nothing.
-    read = getattr(driver, "node_log", None)
     try:
-        from compute.lib.readable import readable
-    except ImportError:
-        return ""
-    if read is None:
-        return ""
-    try:
-        return readable(read(name, START_FAILURE_LOG_BYTES).output)
+        return readable(driver.node_log(name, START_FAILURE_LOG_BYTES).output)
     except DriverUnavailable:
         return ""
 

@@ -6,14 +6,12 @@ that failed."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from django.conf import settings
 
 from compute.controllers.nodes import START_FAILURE_LINE_CHARS
 from compute.controllers.reconcile import reconcile
-from compute.drivers.base import NodeObservation, container_name
+from compute.drivers.base import NodeLog, NodeObservation, container_name
 from compute.drivers.noop import NoopDriver
 from compute.inference.models import Deployment
 from compute.models import Compute, EventVerb, Node, NodeState
@@ -45,8 +43,8 @@ class ExitedReplicas(NoopDriver):
             if compute_id in (None, n.compute_id)
         ]
 
-    def node_log(self, name: str, tail_bytes: int) -> SimpleNamespace:
-        return SimpleNamespace(output=HOSTILE[-tail_bytes:])
+    def node_log(self, name: str, tail_bytes: int) -> NodeLog:
+        return NodeLog(HOSTILE[-tail_bytes:])
 
 
 def test_a_failed_starts_output_is_cleaned_cut_and_escaped_on_the_page(client, team):
