@@ -346,6 +346,15 @@ HANGAR_MAX_QUEUED_JOBS = env_int("HANGAR_MAX_QUEUED_JOBS", 1000, minimum=1)
 HANGAR_API_RATE = env_str("HANGAR_API_RATE", "600/m") or "600/m"
 # Nobody decides their own quota request unless the operator says so (a one-person site).
 HANGAR_ALLOW_SELF_APPROVAL = env_bool("HANGAR_ALLOW_SELF_APPROVAL", False)
+# GET /metrics (Prometheus, compute/metrics.py): off (404) unless set; then only for
+# `Authorization: Bearer <token>`. At least 16 characters: it guards the site's figures.
+HANGAR_METRICS_TOKEN = env_str("HANGAR_METRICS_TOKEN", "").strip()
+if HANGAR_METRICS_TOKEN and (len(HANGAR_METRICS_TOKEN) < 16 or " " in HANGAR_METRICS_TOKEN):
+    raise ImproperlyConfigured(
+        "HANGAR_METRICS_TOKEN: use at least 16 characters without spaces "
+        "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or leave it "
+        "empty to turn /metrics off."
+    )
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hangar@localhost")

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from compute.api.main import api
 from compute.views.home import home
+from compute.views.metrics import metrics
 from workspace.views import errors
 from workspace.views.invitations import invitation_accept, invitation_decline, invitations
 from workspace.views.tokens import token_revoke, tokens
@@ -25,6 +26,8 @@ urlpatterns = [
     path("", include("compute.inference.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    # Prometheus' usual address, no trailing slash; off unless HANGAR_METRICS_TOKEN is set.
+    path("metrics", metrics, name="metrics"),
 ]
 
 # Error pages that keep the navigation (a workspace's, for its members) and say what next.

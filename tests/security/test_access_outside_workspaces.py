@@ -1,8 +1,8 @@
 """The routes outside w/<slug>/ that name an object or read per user: an invitation is its
 invitee's alone, an instance's activity needs that instance's token, the inbox shows and
 marks only one's own notifications, an API token is revoked by its owner only (more in
-test_token_isolation.py), and the site admin is for staff. Each refusal leaves every row
-as it was.
+test_token_isolation.py), the site admin is for staff, and /metrics is there only with its
+token set and for that bearer token alone. Each refusal leaves every row as it was.
 
 A new route with an id outside w/<slug>/ fails `test_every_route_with_an_id_is_covered`
 until it is added to COVERED, with a test here.
@@ -264,3 +264,25 @@ def test_an_expired_invitation_of_another_user_is_404_too(client, team):
     for answer in ("invitation-accept", "invitation-decline"):
         assert client.post(reverse(answer, args=[invitation.pk])).status_code == 404
     assert Invitation.objects.get(pk=invitation.pk).state == InvitationState.PENDING
+
+
+def test_metrics_are_absent_unless_turned_on_and_need_their_token(client, team, settings):
+    """/metrics (Prometheus) takes no id but reads the whole site's figures: off it is an
+    unknown address to everyone, staff included; on, no session stands in for the token
+    (more in tests/unit/test_metrics.py)."""
+    staff = team.admin
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    settings.HANGAR_METRICS_TOKEN = ""
+    for user in (None, staff):
+        if user is not None:
+            client.force_login(user)
+        assert client.get("/metrics").status_code == 404
+        assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 404
+    settings.HANGAR_METRICS_TOKEN = "the-metrics-token-0123456789"
+    assert client.get("/metrics").status_code == 401  # staff's session: not the token
+    wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer the-metrics-token-012345678")
+    assert wrong.status_code == 401 and b"hangar_" not in wrong.content
+    client.logout()
+    right = client.get("/metrics", HTTP_AUTHORIZATION="Bearer the-metrics-token-0123456789")
+    assert right.status_code == 200 and b"hangar_computes" in right.content
