@@ -10,7 +10,7 @@ from celery import shared_task
 from django.db import connection
 
 from compute import enqueue
-from compute.controllers import batch_scoring, environments, retention, serving
+from compute.controllers import batch_scoring, environments, hosts, retention, serving
 from compute.controllers.idle import IdleReport, idle_sweep
 from compute.controllers.reconcile import reconcile
 from compute.controllers.sweep import SweepReport, sweep
@@ -93,7 +93,14 @@ def reconcile_sweep() -> dict:
     scaled = serving.autoscale_replicas()  # replicas from the gateway's load
     serving.record_series()  # every 10 s: the endpoint pages' figures and chart
     batches = batch_scoring.advance_open()  # mini-batches kept, retried, queued; ends
-    due = sorted(set(idle_report.to_reconcile) | set(report.due) | set(scaled) | set(batches))
+    host_health = hosts.check_hosts()  # node hosts: unreachable, back, written off, draining
+    due = sorted(
+        set(idle_report.to_reconcile)
+        | set(report.due)
+        | set(scaled)
+        | set(batches)
+        | set(host_health.due)
+    )
     messages = enqueue.reconcile_due(due)
     # Environment builds whose task was lost (a broker or worker gone): sent again.
     for image_pk in environments.builds_to_hand_out():

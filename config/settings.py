@@ -277,6 +277,9 @@ HANGAR_DISK_USAGE_CACHE_SECONDS = env_int("HANGAR_DISK_USAGE_CACHE_SECONDS", 60,
 # Demo only: chance per node-hour that the sweep preempts a low-priority node.
 HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR = env_float("HANGAR_SIMULATED_PREEMPTIONS_PER_HOUR", 0.0)
 # One host stands in for many VMs: a VM size's vCPUs and memory are scaled by these.
+# Node hosts (compute/models/hosts.py): an unreachable host's nodes are written off (their
+# jobs requeued, replaced elsewhere) after this long without an answer.
+HANGAR_HOST_GRACE_SECONDS = env_int("HANGAR_HOST_GRACE_SECONDS", 60, minimum=0)
 HANGAR_CPU_SCALE = env_float("HANGAR_CPU_SCALE", 0.05)
 HANGAR_MEMORY_SCALE = env_float("HANGAR_MEMORY_SCALE", 0.02)
 HANGAR_MAX_NODES_LIMIT = env_int("HANGAR_MAX_NODES_LIMIT", 16, minimum=1, maximum=1000)

@@ -79,6 +79,14 @@ class Workspace(models.Model):
         max_length=60, default="30,5", help_text="Minutes before a stop to remind, comma-separated."
     )
     keep_running_minutes = models.PositiveIntegerField(default=60)
+    # Where its new nodes go among the node hosts: the fullest host with room (binpack:
+    # whole hosts stay free for big nodes) or the emptiest (spread: a host lost takes
+    # fewer of its nodes).
+    node_placement = models.CharField(
+        max_length=8,
+        choices=[("binpack", "Binpack (fill hosts)"), ("spread", "Spread (emptiest host)")],
+        default="binpack",
+    )
     missed_start_window_minutes = models.PositiveIntegerField(default=30)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL,

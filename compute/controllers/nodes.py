@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from compute import quota
+from compute.controllers import hosts
 from compute.controllers import jobs as job_steps
 from compute.controllers.node_images import NodeImageSteps
 from compute.controllers.nodespec import node_spec
@@ -327,13 +329,30 @@ class NodeSteps(NodeImageSteps):
         record(self.compute, EventVerb.NODE_ADDED, f"Adding {names} ({reason}).")
         return list(Node.objects.filter(compute=self.compute, index__gte=first).order_by("index"))
 
+    def place_on_host(self, node: Node) -> bool:
+        """A node host with room for `node`, chosen under the hosts' row lock and written
+        on its row, the decision in the compute's events; False: it waits (noted)."""
+        with transaction.atomic():
+            placed = hosts.place(self.compute, node)
+        if placed.host is None:
+            self.note(EventVerb.SCALING_HELD, placed.why)
+            return False
+        record(self.compute, EventVerb.NODE_ADDED, f"Placed {placed.why}")
+        if hosts.WAITS in self.compute.autoscale_note:  # that wait is over
+            Compute.objects.filter(pk=self.compute.pk).update(autoscale_note="")
+            self.compute.autoscale_note = ""
+        return True
+
     def start_preparing(self, observed: dict[int, NodeObservation], nodes: list[Node]) -> None:
         preparing = [node for node in nodes if node.state == NodeState.PREPARING]
         if not preparing:
             return
+        placing = hosts.hosts_exist()
         for node, image in self.images_of(preparing):
             if image is None:
                 continue  # its environment is still building
+            if placing and node.host_id is None and not self.place_on_host(node):
+                continue  # no host has room: it waits, with the reason noted
             try:
                 spec = self.spec(node, with_secrets=True, image=image)
                 observation = self.driver.ensure_node(spec)

@@ -61,6 +61,10 @@ def node_spec(
         pids_limit=settings.HANGAR_NODE_PIDS_LIMIT,
         tmp_mb=settings.HANGAR_NODE_TMP_MB,
         folders=folders,
+        host=node.host.name if node.host_id and node.host else "",
+        # GPUs are asked of the engine only on a node host that has them (placement
+        # counted them free); the default engine runs GPU sizes without, as before.
+        gpus=size.gpus if node.host_id and node.host and node.host.capacity_gpus else 0,
     )
 
 

@@ -18,9 +18,9 @@ from django.utils import timezone
 from compute.controllers import containers, job_images, lease, placement
 from compute.controllers import jobs as job_steps
 from compute.controllers.attached import AttachedPass
+from compute.controllers.hosts import current_driver as default_driver
 from compute.controllers.nodes import NodeSteps
 from compute.drivers import Driver, DriverUnavailable, NodeObservation, NodeStartError
-from compute.drivers import get_driver as default_driver
 from compute.models import Compute, ComputeSample, ComputeState, Job, JobStatus, Node, NodeState
 from compute.models.events import EventVerb, record
 from compute.models.idle import is_busy, record_activity, refresh_deadline

@@ -26,8 +26,8 @@ from django.db.models import (
 from django.utils import timezone
 
 from compute.controllers import containers
+from compute.controllers.hosts import current_driver as default_driver
 from compute.drivers import Driver, DriverUnavailable, NodeObservation
-from compute.drivers import get_driver as default_driver
 from compute.models import (
     Attachment,
     Compute,

@@ -58,6 +58,9 @@ class NodeSpec:
     tmp_mb: int = 256
     # None but for serving replicas: training nodes see no folder of this machine.
     folders: tuple[HostFolder, ...] = ()
+    # The node host placement chose ("": the default engine) and the GPUs it gives.
+    host: str = ""
+    gpus: int = 0
 
     @property
     def container_name(self) -> str:

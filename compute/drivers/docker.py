@@ -10,7 +10,8 @@ from pathlib import Path
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import LogConfig, Mount
+from docker.tls import TLSConfig
+from docker.types import DeviceRequest, LogConfig, Mount
 from requests.exceptions import RequestException
 
 from compute.drivers import node_scripts as scripts
@@ -55,10 +56,19 @@ class DockerDriver(Driver):
     name = "docker"
     label = "Docker engine"
 
-    def __init__(self, site: str, base_url: str | None = None, timeout: int = 15) -> None:
+    def __init__(
+        self,
+        site: str,
+        base_url: str | None = None,
+        timeout: int = 15,
+        tls: tuple[str, str, str] | None = None,
+    ) -> None:
         super().__init__(site)
         self.base_url = base_url
         self.timeout = timeout
+        self.tls = tls  # (CA, client certificate, key) files, for tcp:// with TLS
+        # The engine's CPUs when it is another machine's (a node host's); else this one's.
+        self.host_cpus: float | None = None
         self._client: docker.DockerClient | None = None
 
     @property
@@ -67,8 +77,15 @@ class DockerDriver(Driver):
             try:
                 # Each followed run holds one connection for its whole run: room for many.
                 if self.base_url:
+                    tls = None
+                    if self.tls is not None:
+                        ca, cert, key = self.tls
+                        tls = TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
                     self._client = docker.DockerClient(
-                        base_url=self.base_url, timeout=self.timeout, max_pool_size=POOL_SIZE
+                        base_url=self.base_url,
+                        timeout=self.timeout,
+                        max_pool_size=POOL_SIZE,
+                        tls=tls or False,
                     )
                 else:
                     self._client = docker.from_env(timeout=self.timeout, max_pool_size=POOL_SIZE)
@@ -122,7 +139,7 @@ class DockerDriver(Driver):
         for folder in spec.folders:
             if not folder.read_only:  # a replica's socket folder: made before it starts
                 replicas.prepare_socket_folder(Path(folder.host_path))
-        host_cpus = os.cpu_count() or 1
+        host_cpus = self.host_cpus or os.cpu_count() or 1
         memory = max(spec.memory_bytes, MIN_MEMORY)
         try:
             return self.client.containers.create(
@@ -142,6 +159,10 @@ class DockerDriver(Driver):
                     type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "2"}
                 ),
                 network_mode=spec.network,
+                # A GPU size on a host that has GPUs (placement counted them free).
+                device_requests=(
+                    [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])] if spec.gpus else None
+                ),
                 # A tenant's sandbox: not root, no capability, no privilege gained by exec,
                 # a bounded process count, nothing writable but /tmp and its own /work,
                 # and no folder of this machine's mounted in (a serving replica's alone

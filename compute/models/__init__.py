@@ -8,6 +8,7 @@ from compute.models.environments import (
     ImageState,
 )
 from compute.models.events import Event, EventVerb
+from compute.models.hosts import HostState, NodeHost
 from compute.models.idle import Reminder, Schedule, ScheduleAction
 from compute.models.jobs import CodeKind, ComputeSample, Job, JobRun
 from compute.models.quota import FamilyQuota, QuotaRequest, RequestStatus, WorkspaceQuota
@@ -29,11 +30,13 @@ __all__ = [
     "EventVerb",
     "FamilyQuota",
     "GpuArchitecture",
+    "HostState",
     "ImageState",
     "Job",
     "JobRun",
     "JobStatus",
     "Node",
+    "NodeHost",
     "NodeState",
     "QuotaRequest",
     "Reminder",

@@ -341,6 +341,10 @@ class Node(models.Model):
     # The image its container was made from (an environment's, or the site's node image).
     # A database default: the scale-up's SQL function (migration 0008) inserts node rows.
     image = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # The Docker engine it runs on (compute/models/hosts.py); None: the default engine.
+    host = models.ForeignKey(
+        "compute.NodeHost", null=True, blank=True, on_delete=models.PROTECT, related_name="nodes"
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
