@@ -280,3 +280,31 @@ def test_the_try_it_box_sends_through_the_gateway_with_the_primary_key(
     assert "&quot;echo&quot;: 3" in page
     refused = client.post(url, {"body": "{not json"}).content.decode()
     assert "That is not JSON" in refused
+
+
+def test_a_wait_for_a_starting_replica_counts_in_latency_not_as_replica_load(processes, endpoint):
+    """The autoscaler sizes replicas from the seconds requests spend in them (Little's
+    law): a request that waited 1.5 s for the first replica to start is 1.5 s of latency,
+    but not 1.5 s of load, or every start from zero would ask for a second replica."""
+    blue = Deployment.objects.get(name="blue")
+    Deployment.objects.filter(pk=blue.pk).update(request_timeout_ms=10_000)
+    url = processes.gateway() + endpoint["path"]
+    answers: list[tuple[int, dict, dict]] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            post(url, {}, endpoint["primary"], **{"X-Hangar-Deployment": "blue"})
+        )
+    )
+    began = time.monotonic()
+    caller.start()
+    time.sleep(1.5)  # the replica "starts" only now
+    processes.replica(endpoint["nodes"]["blue"], endpoint["script"], WHO="blue")
+    caller.join(timeout=20)
+    waited = time.monotonic() - began
+    assert answers and answers[0][0] == 200 and waited >= 1.5
+    deadline = time.monotonic() + 5
+    while not (load := serving_load.read([blue.pk]).get(blue.pk)) or not load.requests:
+        assert time.monotonic() < deadline, "the gateway published nothing"
+        time.sleep(0.1)
+    assert load.requests == 1
+    assert load.busy_seconds < 0.5, load  # served in milliseconds once a replica was up

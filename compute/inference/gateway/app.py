@@ -135,13 +135,18 @@ class Gateway:
         started = time.monotonic()
         load, latency = self.load[deployment.id], self.latency[deployment.id]
         load[0] += 1
+        # When a replica first took it: the seconds before (waiting for one to start) are
+        # the caller's latency, but not load on replicas — counted as load, every start
+        # from zero would ask the autoscaler for a second replica.
+        served = [0.0]
         try:
-            return await self.forward_counted(deployment, body, started)
+            return await self.forward_counted(deployment, body, started, served)
         finally:
-            took = time.monotonic() - started
+            now = time.monotonic()
+            took = now - started
             load[0] -= 1
             load[1] += 1
-            load[2] += took
+            load[2] += now - served[0] if served[0] else 0.0
             latency[serving_load.bucket(took * 1000)] += 1
 
     def publish_load(self) -> None:
@@ -163,7 +168,7 @@ class Gateway:
         )
 
     async def forward_counted(
-        self, deployment: DeploymentRoute, body: bytes, started: float
+        self, deployment: DeploymentRoute, body: bytes, started: float, served: list[float]
     ) -> tuple[int, bytes]:
         """To a replica; one that turns out dead before a byte of the request reached it
         (connect refused, socket gone) is left for another ready one, at most RETRIES
@@ -183,6 +188,7 @@ class Gateway:
                 ) from None  # fmt: skip
             if not tried:
                 self.surge(deployment)
+                served[0] = time.monotonic()
             self.in_flight[socket_path] += 1
             try:
                 left = max(0.001, deadline - time.monotonic())
