@@ -89,6 +89,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After it (it reads request.htmx): a signed-out htmx request gets HX-Redirect to login.
+    "workspace.signed_out.SignedOutHtmx",
     # Last, as django-axes documents: it turns a lockout flagged during the request into
     # the lockout page (AXES_LOCKOUT_CALLABLE below).
     "axes.middleware.AxesMiddleware",
