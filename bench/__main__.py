@@ -107,6 +107,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
             "environments",
             "inference",
             "batch",
+            "hosts",
         )
     },
 }
