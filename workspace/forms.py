@@ -246,6 +246,21 @@ class IdlePolicyForm(StyledForm, forms.ModelForm):
         return cleaned
 
 
+class NodePlacementForm(StyledForm, forms.ModelForm):
+    """Where the workspace's new nodes go when the site has several node hosts."""
+
+    class Meta:
+        model = Workspace
+        fields = ["node_placement"]
+        labels = {"node_placement": "Place new nodes"}
+        help_texts = {
+            "node_placement": "Binpack fills the fullest host that has room, keeping whole "
+            "hosts free for large nodes. Spread picks the emptiest host, so a host that "
+            "goes down takes fewer of your nodes with it. It matters only where the site "
+            "has several node hosts; nodes already running stay where they are.",
+        }
+
+
 NEVER = "never"
 TOKEN_LIFETIMES = [
     ("7", "7 days"),

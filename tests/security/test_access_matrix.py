@@ -161,6 +161,8 @@ MATRIX: dict[str, tuple[Case, ...]] = {
     "workspace:members": (page(),),
     "workspace:settings": (
         Case(A, A, data=lambda v: {"name": "Renamed", "description": "x"}, changes=True),
+        # The node placement form posts to the same page.
+        Case(A, A, data=lambda v: {"node_placement": "spread"}, changes=True),
     ),
     "workspace:member-add": (
         Case(POST_ONLY, A, data=lambda v: {"identifier": "newcomer", "role": R}, changes=True),

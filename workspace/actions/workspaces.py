@@ -189,3 +189,25 @@ def update_idle_policy(access: WorkspaceAccess, **values: object) -> Workspace:
             f"{actor} set the idle policy: {summary}",
         )
     return workspace
+
+
+def update_node_placement(access: WorkspaceAccess, *, node_placement: str) -> Workspace:
+    """Admins choose where the workspace's new nodes go among the node hosts."""
+    require_role(access, Role.ADMIN, "changing where new nodes are placed")
+    choices = dict(Workspace._meta.get_field("node_placement").choices or [])
+    if node_placement not in choices:
+        raise ValidationError({"node_placement": "Choose binpack or spread."})
+    workspace = Workspace.objects.get(pk=access.workspace.pk)
+    if workspace.node_placement == node_placement:
+        return workspace
+    with transaction.atomic():
+        Workspace.objects.filter(pk=workspace.pk).update(node_placement=node_placement)
+        workspace.node_placement = node_placement
+        actor = access.membership.user
+        record(
+            workspace,
+            actor,
+            Activity.Verb.WORKSPACE_UPDATED,
+            f"{actor} set node placement to {choices[node_placement]}",
+        )
+    return workspace

@@ -22,6 +22,7 @@ from workspace.forms import (
     AddMemberForm,
     ChangeRoleForm,
     IdlePolicyForm,
+    NodePlacementForm,
     WorkspaceCreateForm,
     WorkspaceSettingsForm,
 )
@@ -105,10 +106,23 @@ def activity(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
 @workspace_view(Role.ADMIN, "changing the workspace settings")
 def workspace_settings(request: AuthedRequest, access: WorkspaceAccess) -> HttpResponse:
     posted_policy = request.method == "POST" and "idle_min_minutes" in request.POST
+    posted_placement = request.method == "POST" and "node_placement" in request.POST
     form = WorkspaceSettingsForm(
-        None if posted_policy else request.POST or None, instance=access.workspace
+        None if posted_policy or posted_placement else request.POST or None,
+        instance=access.workspace,
     )
     policy = IdlePolicyForm(request.POST if posted_policy else None, instance=access.workspace)
+    placement = NodePlacementForm(
+        request.POST if posted_placement else None, instance=access.workspace
+    )
+    if posted_placement:
+        if placement.is_valid():
+            actions.update_node_placement(
+                access, node_placement=placement.cleaned_data["node_placement"]
+            )
+            messages.success(request, "Node placement saved.")
+            return redirect("workspace:settings", access.workspace.slug)
+        access.workspace.refresh_from_db()  # the ModelForm wrote the bad value onto it
     if posted_policy and policy.is_valid():
         actions.update_idle_policy(
             access, **{f: policy.cleaned_data[f] for f in IDLE_POLICY_FIELDS}
@@ -117,7 +131,7 @@ def workspace_settings(request: AuthedRequest, access: WorkspaceAccess) -> HttpR
         return redirect("workspace:settings", access.workspace.slug)
     if posted_policy:
         access.workspace.refresh_from_db()  # the ModelForm wrote bad values onto it
-    if request.method == "POST" and not posted_policy and form.is_valid():
+    if request.method == "POST" and not (posted_policy or posted_placement) and form.is_valid():
         try:
             actions.update_workspace(access, **form.cleaned_data)
         except ValidationError as error:
@@ -128,7 +142,13 @@ def workspace_settings(request: AuthedRequest, access: WorkspaceAccess) -> HttpR
     return render(
         request,
         "workspace/settings.html",
-        {"access": access, "workspace": access.workspace, "form": form, "policy": policy},
+        {
+            "access": access,
+            "workspace": access.workspace,
+            "form": form,
+            "policy": policy,
+            "placement": placement,
+        },
     )
 
 
