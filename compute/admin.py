@@ -1,12 +1,15 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from compute import enqueue, quota
+from compute.actions import hosts as host_actions
 from compute.actions import quota as quota_actions
+from compute.forms.hosts import TLS_FIELDS, NodeHostForm
 from compute.models import (
     Attachment,
     Compute,
@@ -17,6 +20,7 @@ from compute.models import (
     GpuArchitecture,
     Job,
     Node,
+    NodeHost,
     QuotaRequest,
     VmFamily,
     VmSize,
@@ -173,10 +177,18 @@ class NodeAdmin(LongListAdmin, ReadMostlyAdmin):
     """Every node ever (rows stay when a node ends); a compute's own come from its page
     (?compute__id__exact=)."""
 
-    list_display = ["__str__", "compute", "state", "container_ref", "started_at", "last_busy_at"]
+    list_display = [
+        "__str__",
+        "compute",
+        "state",
+        "host",
+        "container_ref",
+        "started_at",
+        "last_busy_at",
+    ]
     list_filter = ["state", "compute__kind"]
-    search_fields = ["compute__name", "container_ref", "compute__workspace__name"]
-    list_select_related = ["compute"]
+    search_fields = ["compute__name", "container_ref", "compute__workspace__name", "host__name"]
+    list_select_related = ["compute", "host"]
     # Newest first, from the primary key: Node's own order sorts every node by its
     # compute's name (a join and a sort of the whole table).
     ordering = ["-id"]
@@ -400,3 +412,163 @@ class EnvironmentImageAdmin(ReadMostlyAdmin):
             "the others are kept. Each is built again when next asked for.",
             messages.SUCCESS,
         )
+
+
+def capacity_text(figure: str, override: object, engine: str) -> str:
+    return f"{figure} (override; engine: {engine})" if override is not None else figure
+
+
+@admin.register(NodeHost)
+class NodeHostAdmin(ListAdmin):
+    """The Docker engines nodes run on. TLS material is write-only (compute/forms/hosts.py);
+    state changes go through the actions, each confirmed first."""
+
+    form = NodeHostForm
+    list_display = [
+        "name",
+        "docker_url",
+        "state",
+        "cores",
+        "memory",
+        "gpu_count",
+        "nodes_on_it",
+        "last_seen_at",
+        "error",
+    ]
+    list_filter = ["state", "on_this_machine"]
+    search_fields = ["name", "docker_url", "last_error"]
+    readonly_fields = [
+        "state",
+        "tls",
+        "reported",
+        "last_seen_at",
+        "unreachable_since",
+        "nodes_lost_at",
+        "last_error",
+        "nodes_on_it",
+        "created_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "docker_url", "labels_text", "on_this_machine", "state"]}),
+        (
+            "TLS client certificate (tcp:// only; stored encrypted, never shown)",
+            {"fields": ["tls", "tls_ca", "tls_cert", "tls_key", "clear_tls"]},
+        ),
+        (
+            "Capacity",
+            {"fields": ["reported", "cpus_override", "memory_gib_override", "gpus_override"]},
+        ),
+        (
+            "Health",
+            {
+                "fields": [
+                    "last_seen_at",
+                    "unreachable_since",
+                    "nodes_lost_at",
+                    "last_error",
+                    "nodes_on_it",
+                    "created_at",
+                ]
+            },
+        ),
+    ]
+    actions = ["drain", "disable", "make_ready"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # The form's own fields: the fieldsets name form-only fields (labels, TLS paste
+        # boxes), which must not become model fields copied as posted.
+        kwargs["fields"] = None
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(live_nodes=Count("nodes", filter=Q(nodes__ended_at__isnull=True)))
+        )
+
+    @admin.display(description="cores")
+    def cores(self, obj: NodeHost) -> str:
+        return capacity_text(f"{obj.capacity_cpus:g}", obj.cpus_override, f"{obj.cpus:g}")
+
+    @admin.display(description="memory")
+    def memory(self, obj: NodeHost) -> str:
+        return capacity_text(
+            filesizeformat(obj.capacity_memory_bytes),
+            obj.memory_gib_override,
+            filesizeformat(obj.memory_bytes),
+        )
+
+    @admin.display(description="GPUs")
+    def gpu_count(self, obj: NodeHost) -> str:
+        return capacity_text(str(obj.capacity_gpus), obj.gpus_override, str(obj.gpus))
+
+    @admin.display(description="reported by the engine")
+    def reported(self, obj: NodeHost) -> str:
+        if not obj.cpus:
+            return "Not read yet (the sweep reads it once the engine answers)."
+        return f"{obj.cpus:g} cores · {filesizeformat(obj.memory_bytes)} · {obj.gpus} GPU(s)"
+
+    @admin.display(description="nodes")
+    def nodes_on_it(self, obj: NodeHost) -> str:
+        count = getattr(obj, "live_nodes", None)
+        if count is None:
+            count = obj.nodes.filter(ended_at__isnull=True).count()
+        url = reverse("admin:compute_node_changelist")
+        return format_html('<a href="{}?host__id__exact={}">{} live</a>', url, obj.pk, count)
+
+    @admin.display(description="last error")
+    def error(self, obj: NodeHost) -> str:
+        return obj.last_error[:120] or "—"
+
+    @admin.display(description="TLS material")
+    def tls(self, obj: NodeHost) -> str:
+        stored = [name for name in TLS_FIELDS if getattr(obj, name)]
+        if not stored:
+            return "not set"
+        return "set" if len(stored) == len(TLS_FIELDS) else f"partly set ({', '.join(stored)})"
+
+    @admin.action(description="Drain the selected hosts…", permissions=["change"])
+    def drain(self, request, queryset):
+        return self._move(request, queryset, "drain")
+
+    @admin.action(description="Disable the selected hosts…", permissions=["change"])
+    def disable(self, request, queryset):
+        return self._move(request, queryset, "disable")
+
+    @admin.action(description="Make the selected hosts ready…", permissions=["change"])
+    def make_ready(self, request, queryset):
+        return self._move(request, queryset, "make_ready")
+
+    def _move(self, request, queryset, action: str):
+        """First call shows what the change does and to which hosts; the confirmation
+        applies it."""
+        move = host_actions.MOVES[action]
+        hosts = list(queryset)
+        if "apply" not in request.POST:
+            return TemplateResponse(
+                request,
+                "admin/compute/nodehost/confirm_state.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": f"{move.verb} node hosts",
+                    "move": move,
+                    "action": action,
+                    "rows": [(host, host_actions.refusal(host, move)) for host in hosts],
+                    "opts": self.model._meta,
+                },
+            )
+        for host in hosts:
+            why = host_actions.set_host_state(host, action)
+            if why:
+                self.message_user(
+                    request, f"Node host {host.name} left as it is: {why}.", messages.WARNING
+                )
+            else:
+                self.log_change(request, host, f"{move.verb}: now {host.get_state_display()}.")
+                self.message_user(
+                    request,
+                    f"Node host {host.name} is now {host.get_state_display().lower()}.",
+                    messages.SUCCESS,
+                )
+        return None

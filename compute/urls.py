@@ -1,12 +1,23 @@
 from django.urls import path
 
-from compute.views import attached, catalog, computes, environments, health, idle, jobs, quota
+from compute.views import (
+    attached,
+    catalog,
+    computes,
+    environments,
+    health,
+    hosts,
+    idle,
+    jobs,
+    quota,
+)
 
 app_name = "compute"
 
 urlpatterns = [
     path("catalog/", catalog.catalog, name="catalog"),
     path("health/workers/", health.worker_health, name="worker-health"),
+    path("hosts/", hosts.host_list, name="hosts"),
     path("w/<slug:slug>/compute/", computes.compute_list, name="list"),
     path(
         "w/<slug:slug>/compute/new/<str:kind>/",

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import docker
 from django.conf import settings
-from django.db.models import F, FloatField, IntegerField, Sum
-from django.db.models.functions import Cast
 from django.utils import timezone
 from docker.tls import TLSConfig
 from redis.exceptions import LockError
@@ -34,15 +32,12 @@ from compute.lib import secrets, serving_load
 from compute.lib.image_copies import note_copy
 from compute.models import Compute, HostState, Node, NodeHost, NodeState
 from compute.models.events import EventVerb, record
-from compute.models.hosts import GIB
-from compute.models.states import LIVE_NODE_STATES
+from compute.models.hosts import GIB, held_by_host
 
 log = logging.getLogger(__name__)
 CONTAINER_NODE = re.compile(r"-c(\d+)-n(\d+)$")
 WAITS = "waits: no host has room"
 PING_SECONDS = 2.0  # a look at each host at most this often, each look at most this long
-# Placement counts what these hold: a leaving node's container is still there.
-HOLDING = (*LIVE_NODE_STATES, NodeState.LEAVING)
 
 
 # The driver ------------------------------------------------------------------------------
@@ -214,29 +209,6 @@ def place(compute: Compute, node: Node) -> Placed:
         f"{node.name} on {host.name}: {free[0]:g} of {host.capacity_cpus:g} cores free"
         f" ({'spread' if spread else 'binpack'}).",
     )
-
-
-def held_by_host(host_ids: list[int]) -> dict[int, tuple[float, int, int]]:
-    """What the nodes on each host hold (scaled cores, memory, GPUs): one query."""
-    if not host_ids:
-        return {}
-    rows = (
-        Node.objects.filter(host_id__in=host_ids, state__in=HOLDING, ended_at__isnull=True)
-        .values("host_id")
-        .annotate(
-            vcpus=Sum("compute__vm_size__vcpus"),
-            memory_gib=Sum(Cast(F("compute__vm_size__memory_gib"), FloatField())),
-            gpus=Sum(Cast(F("compute__vm_size__gpus"), IntegerField())),
-        )
-    )
-    return {
-        row["host_id"]: (
-            (row["vcpus"] or 0) * settings.HANGAR_CPU_SCALE,
-            int((row["memory_gib"] or 0) * settings.HANGAR_MEMORY_SCALE * GIB),
-            row["gpus"] or 0,
-        )
-        for row in rows
-    }
 
 
 # Health (a sweep step) -----------------------------------------------------------------

@@ -5,10 +5,19 @@ each new node is placed on a ready host with room for its scaled limits
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import F, FloatField, IntegerField, Sum
+from django.db.models.functions import Cast
+
+from compute.models.compute import Node
+from compute.models.states import LIVE_NODE_STATES, NodeState
 
 GIB = 1024**3
+# What a host's capacity counts as used: its live nodes, and leaving ones (their container
+# is still there).
+HOLDING = (*LIVE_NODE_STATES, NodeState.LEAVING)
 
 HOST_NAME_RULE = RegexValidator(
     r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$",
@@ -76,3 +85,29 @@ class NodeHost(models.Model):
     @property
     def takes_new_nodes(self) -> bool:
         return self.state == HostState.READY
+
+
+def held_by_host(host_ids: list[int]) -> dict[int, tuple[float, int, int]]:
+    """What the nodes on each host hold (scaled cores, memory bytes, GPUs): one query.
+    Placement counts room with it (compute/controllers/hosts.py) and the Hosts page shows
+    it, so both say the same."""
+    if not host_ids:
+        return {}
+    rows = (
+        Node.objects.filter(host_id__in=host_ids, state__in=HOLDING, ended_at__isnull=True)
+        .values("host_id")
+        .annotate(
+            vcpus=Sum("compute__vm_size__vcpus"),
+            memory_gib=Sum(Cast(F("compute__vm_size__memory_gib"), FloatField())),
+            gpus=Sum(Cast(F("compute__vm_size__gpus"), IntegerField())),
+        )
+        .order_by()
+    )
+    return {
+        row["host_id"]: (
+            (row["vcpus"] or 0) * settings.HANGAR_CPU_SCALE,
+            int((row["memory_gib"] or 0) * settings.HANGAR_MEMORY_SCALE * GIB),
+            row["gpus"] or 0,
+        )
+        for row in rows
+    }

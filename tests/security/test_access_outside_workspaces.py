@@ -1,8 +1,9 @@
 """The routes outside w/<slug>/ that name an object or read per user: an invitation is its
 invitee's alone, an instance's activity needs that instance's token, the inbox shows and
 marks only one's own notifications, an API token is revoked by its owner only (more in
-test_token_isolation.py), the site admin is for staff, and /metrics is there only with its
-token set and for that bearer token alone. Each refusal leaves every row as it was.
+test_token_isolation.py), the site admin and the Hosts page are for staff, and /metrics is
+there only with its token set and for that bearer token alone. Each refusal leaves every
+row as it was.
 
 A new route with an id outside w/<slug>/ fails `test_every_route_with_an_id_is_covered`
 until it is added to COVERED, with a test here.
@@ -19,7 +20,15 @@ from django.utils import timezone
 
 from compute.actions.idle import rotate_token
 from compute.actions.quota import request_quota
-from compute.models import Compute, Event, QuotaRequest, RequestStatus, VmFamily
+from compute.models import (
+    Compute,
+    Event,
+    HostState,
+    NodeHost,
+    QuotaRequest,
+    RequestStatus,
+    VmFamily,
+)
 from tests.support.factories import ComputeFactory
 from tests.support.teams import Team, make_team
 from workspace.access import get_access
@@ -249,6 +258,40 @@ def test_the_site_admin_is_for_staff_only(client, team):
     made.refresh_from_db()
     assert (made.status, made.decided_by) == (RequestStatus.PENDING, None)
     assert QuotaRequest.objects.count() == 1
+
+
+def test_the_hosts_page_is_for_staff_only(client, team):
+    """The node hosts (Docker URLs, errors, labels) are the site staff's: an anonymous
+    visitor is sent to log in; any other user, a workspace admin included, finds no page
+    there (404), for the page and its htmx fragment. The admin's host pages are staff's
+    too (to the admin login)."""
+    NodeHost.objects.create(name="gpu-box-2", docker_url="ssh://ml@gpu-box-2")
+    url = reverse("compute:hosts")
+    admin_pages = [
+        reverse("admin:compute_nodehost_changelist"),
+        reverse("admin:compute_nodehost_add"),
+    ]
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    for user in (team.admin, team.contributor, team.outsider):
+        client.force_login(user)
+        for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
+            answer = client.get(url, **headers)
+            assert answer.status_code == 404, user
+            assert b"gpu-box-2" not in answer.content
+        for page in admin_pages:
+            assert client.get(page)["Location"].startswith(reverse("admin:login"))
+        posted = client.post(
+            admin_pages[0],
+            {"action": "disable", "_selected_action": [NodeHost.objects.get().pk], "apply": "1"},
+        )
+        assert posted.status_code == 302
+    assert NodeHost.objects.get().state == HostState.READY
+    staff = team.admin
+    staff.is_staff = True
+    staff.save()
+    client.force_login(staff)
+    assert b"gpu-box-2" in client.get(url).content
 
 
 def test_an_expired_invitation_of_another_user_is_404_too(client, team):

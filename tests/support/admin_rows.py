@@ -26,6 +26,8 @@ from compute.models import (
     EventVerb,
     FamilyQuota,
     GpuArchitecture,
+    HostState,
+    NodeHost,
     NodeState,
     QuotaRequest,
     VmFamily,
@@ -87,6 +89,37 @@ def computes(count: int) -> Model:
 
 def nodes(count: int) -> Model:
     return many(count, lambda: NodeFactory(compute=ComputeFactory(workspace=workspace())))
+
+
+def node_hosts(count: int) -> Model:
+    """Hosts in each state, one with overrides and stored TLS material; the first holds
+    `count` live nodes and an ended one."""
+    states = itertools.cycle(list(HostState))
+
+    def host():
+        number = next(serial)
+        return NodeHost.objects.create(
+            name=f"host-{number}",
+            docker_url=f"tcp://host-{number}.lab:2376",
+            tls_ca="token-ca",
+            tls_cert="token-cert",
+            tls_key="token-key",
+            labels=["gpu", "zone-a"],
+            cpus=32,
+            memory_bytes=128 * 1024**3,
+            gpus=4,
+            cpus_override=16 if number % 2 else None,
+            state=next(states),
+            last_seen_at=timezone.now(),
+            last_error="" if number % 3 else "connection refused",
+        )
+
+    subject = many(count, host)
+    compute = ComputeFactory(workspace=workspace())
+    for _ in range(count):
+        NodeFactory(compute=compute, host=subject)
+    NodeFactory(compute=compute, host=subject, state=NodeState.UNUSABLE, ended_at=timezone.now())
+    return subject
 
 
 def environment_image() -> EnvironmentImage:
@@ -356,6 +389,7 @@ MAKERS: dict[str, Callable[[int], Model]] = {
     "compute.GpuArchitecture": architectures,
     "compute.Job": jobs,
     "compute.Node": nodes,
+    "compute.NodeHost": node_hosts,
     "compute.QuotaRequest": quota_requests,
     "compute.VmFamily": families,
     "compute.VmSize": sizes,
