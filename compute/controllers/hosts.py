@@ -19,15 +19,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import docker
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
-from docker.tls import TLSConfig
 from redis.exceptions import LockError
 
 from compute.drivers import Driver, get_driver
-from compute.drivers.docker import DockerDriver
-from compute.drivers.hosts import Engine, MultiHostDriver
 from compute.lib import secrets, serving_load
 from compute.lib.image_copies import note_copy
 from compute.models import Compute, HostState, Node, NodeHost, NodeState
@@ -37,6 +34,7 @@ from compute.models.hosts import GIB, held_by_host
 log = logging.getLogger(__name__)
 CONTAINER_NODE = re.compile(r"-c(\d+)-n(\d+)$")
 WAITS = "waits: no host has room"
+PLACEMENT_LOCK = "hangar-node-placement"
 PING_SECONDS = 2.0  # a look at each host at most this often, each look at most this long
 
 
@@ -46,6 +44,10 @@ PING_SECONDS = 2.0  # a look at each host at most this often, each look at most 
 def current_driver() -> Driver:
     """The default engine's driver while no host is registered (as before hosts existed);
     with hosts, one that hands each call to the engine of the node it is about."""
+    # The Docker SDK is loaded only here, when the driver is: a worker starts without it.
+    from compute.drivers.docker import DockerDriver
+    from compute.drivers.hosts import Engine, MultiHostDriver
+
     default = get_driver()
     if not isinstance(default, DockerDriver):
         return default  # the local and noop drivers have no hosts
@@ -56,8 +58,8 @@ def current_driver() -> Driver:
     now = timezone.now()
     engines = []
     for host in hosts:
-        down = host.state == HostState.UNREACHABLE
-        lost = down and host.unreachable_since is not None and now - host.unreachable_since > grace
+        down = host.unreachable_since is not None
+        lost = down and now - host.unreachable_since > grace
         engines.append(
             Engine(
                 name=host.name,
@@ -168,46 +170,81 @@ def hosts_exist() -> bool:
     return NodeHost.objects.exists()
 
 
+# The columns placement reads of each ready host: plain values, not model rows (with 200
+# hosts, building the rows cost more than the rest of a placement).
+HOST_COLUMNS = (
+    "pk", "name", "cpus", "cpus_override", "memory_bytes", "memory_gib_override", "gpus",
+    "gpus_override", "on_this_machine",
+)  # fmt: skip
+
+
 def place(compute: Compute, node: Node) -> Placed:
-    """A host for `node` (in the caller's transaction: the hosts stay locked until it
-    commits), written on its row; or None with why it waits."""
+    """A host for `node`, written on its row; or None with why it waits. Placements are
+    one at a time across workers (a transaction-long advisory lock on PostgreSQL, taken
+    here and released when the caller's transaction ends), so what the hosts hold is never
+    read by two placers at once: no host is overfilled. Two queries and the lock, whatever
+    the number of hosts."""
     need = need_of(compute)
-    ready = list(NodeHost.objects.select_for_update().filter(state=HostState.READY).order_by("pk"))
+    placement_lock()
+    hosts = [
+        NodeHost(**dict(zip(HOST_COLUMNS, row, strict=True)))
+        for row in NodeHost.objects.filter(state=HostState.READY)
+        .order_by("pk")
+        .values_list(*HOST_COLUMNS)
+    ]
     if compute.is_serving or compute.is_batch:
         # Their nodes see folders of this machine: only an engine on it can give them.
-        ready = [host for host in ready if host.on_this_machine]
-    used = held_by_host([host.pk for host in ready])
-    fits, looked = [], []
-    for host in ready:
+        hosts = [host for host in hosts if host.on_this_machine]
+    used = held_by_host(None)
+    fits = []
+    for host in hosts:
         cpus, memory, gpus = used.get(host.pk, (0.0, 0, 0))
         free = (
             host.capacity_cpus - cpus,
             host.capacity_memory_bytes - memory,
             host.capacity_gpus - gpus,
         )
-        if not host.capacity_cpus or not host.capacity_memory_bytes:
-            looked.append(f"{host.name}: capacity not read yet")
-            continue
-        looked.append(f"{host.name} {max(free[0], 0):g} of {host.capacity_cpus:g} cores free")
-        if free[0] + 1e-9 >= need.cpus and free[1] >= need.memory_bytes and free[2] >= need.gpus:
-            fits.append((host, free))
+        measured = host.capacity_cpus and host.capacity_memory_bytes
+        if measured and free[0] + 1e-9 >= need.cpus and free[1] >= need.memory_bytes:
+            if free[2] >= need.gpus:
+                fits.append((host, free))
     if not fits:
-        where = "; ".join(looked) or "no ready host"
-        gpu = f", {need.gpus} GPU(s)" if need.gpus else ""
-        return Placed(
-            None,
-            f"{node.name} {WAITS} for {need.cpus:g} cores, "
-            f"{need.memory_bytes / GIB:.2f} GiB{gpu} ({where}).",
-        )
+        return Placed(None, why_waiting(node, need, hosts, used))
     spread = compute.workspace.node_placement == "spread"
     # Binpack: the fullest host that fits (least left after); spread: the emptiest.
     host, free = (max if spread else min)(fits, key=lambda pair: (pair[1][0], pair[0].pk))
-    Node.objects.filter(pk=node.pk, host__isnull=True).update(host=host)
-    node.host = host
+    Node.objects.filter(pk=node.pk, host__isnull=True).update(host_id=host.pk)
+    node.host_id, node.host = host.pk, host
     return Placed(
         host,
         f"{node.name} on {host.name}: {free[0]:g} of {host.capacity_cpus:g} cores free"
         f" ({'spread' if spread else 'binpack'}).",
+    )
+
+
+def placement_lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [PLACEMENT_LOCK])
+    else:  # SQLite (development): writes are one at a time; this makes the read one too
+        NodeHost.objects.select_for_update().filter(pk=0).exists()
+
+
+def why_waiting(
+    node: Node, need: Need, hosts: list[NodeHost], used: dict[int, tuple[float, int, int]]
+) -> str:
+    looked = []
+    for host in hosts:
+        if not host.capacity_cpus or not host.capacity_memory_bytes:
+            looked.append(f"{host.name}: capacity not read yet")
+            continue
+        free = host.capacity_cpus - used.get(host.pk, (0.0, 0, 0))[0]
+        looked.append(f"{host.name} {max(free, 0):g} of {host.capacity_cpus:g} cores free")
+    where = "; ".join(looked) or "no ready host"
+    gpu = f", {need.gpus} GPU(s)" if need.gpus else ""
+    return (
+        f"{node.name} {WAITS} for {need.cpus:g} cores, "
+        f"{need.memory_bytes / GIB:.2f} GiB{gpu} ({where})."
     )
 
 
@@ -226,7 +263,9 @@ def check_hosts() -> HealthReport:
     them and requeues their jobs); a host back is ready again; a new host's capacity is
     read from its engine; draining hosts lose their idle nodes."""
     report = HealthReport([], [])
-    hosts = [h for h in NodeHost.objects.exclude(state=HostState.DISABLED) if due_for_look(h)]
+    # Disabled and draining hosts too: their nodes still run there, and a look that
+    # fails must write them off as for any host (their state stays what the admin chose).
+    hosts = [h for h in NodeHost.objects.all() if due_for_look(h)]
     if hosts:
         with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
             futures = {pool.submit(look_at, host): host for host in hosts}
@@ -250,7 +289,11 @@ def look_at(host: NodeHost) -> dict:
     tls = None
     files = tls_files(host)
     if files is not None:
+        from docker.tls import TLSConfig
+
         tls = TLSConfig(client_cert=(files[1], files[2]), ca_cert=files[0], verify=True)
+    import docker
+
     client = docker.DockerClient(
         base_url=host.docker_url, timeout=int(PING_SECONDS), tls=tls or False
     )
@@ -270,18 +313,23 @@ def settle(host: NodeHost, info: dict | None, error: str, report: HealthReport) 
                 "memory_bytes": int(info.get("MemTotal") or 0),
                 "gpus": nvidia_gpus(info),
             }
-        if host.state == HostState.UNREACHABLE:
-            fields |= {"state": HostState.READY, "unreachable_since": None, "nodes_lost_at": None}
+        if host.unreachable_since is not None:
+            fields |= {"unreachable_since": None, "nodes_lost_at": None}
+            if host.state == HostState.UNREACHABLE:
+                fields["state"] = HostState.READY
             report.changed.append(f"{host.name} reachable again")
             record_on_host(host, EventVerb.CAME_BACK, f"Node host {host.name} is reachable again.")
             report.due += computes_on(host)
         NodeHost.objects.filter(pk=host.pk).update(**fields)
         return
-    if host.state == HostState.UNREACHABLE:
+    if host.unreachable_since is not None:
         NodeHost.objects.filter(pk=host.pk).update(last_error=error[:500])
         return
-    NodeHost.objects.filter(pk=host.pk).exclude(state=HostState.UNREACHABLE).update(
-        state=HostState.UNREACHABLE, unreachable_since=now, last_error=error[:500]
+    # A ready host becomes unreachable; a draining or disabled one keeps the admin's state
+    # (nothing is placed there either way) and is known unreachable by its `since`.
+    state = HostState.UNREACHABLE if host.state == HostState.READY else host.state
+    NodeHost.objects.filter(pk=host.pk, unreachable_since__isnull=True).update(
+        state=state, unreachable_since=now, last_error=error[:500]
     )
     report.changed.append(f"{host.name} unreachable")
     grace = settings.HANGAR_HOST_GRACE_SECONDS
@@ -309,9 +357,7 @@ def write_off_lost(report: HealthReport) -> None:
     """Hosts unreachable past the grace: their computes are reconciled once, with the host
     left out, so their nodes read as gone (replaced elsewhere, jobs requeued)."""
     cutoff = timezone.now() - timedelta(seconds=settings.HANGAR_HOST_GRACE_SECONDS)
-    for host in NodeHost.objects.filter(
-        state=HostState.UNREACHABLE, unreachable_since__lt=cutoff, nodes_lost_at__isnull=True
-    ):
+    for host in NodeHost.objects.filter(unreachable_since__lt=cutoff, nodes_lost_at__isnull=True):
         NodeHost.objects.filter(pk=host.pk).update(nodes_lost_at=timezone.now())
         report.changed.append(f"{host.name}'s nodes written off")
         record_on_host(

@@ -87,14 +87,15 @@ class NodeHost(models.Model):
         return self.state == HostState.READY
 
 
-def held_by_host(host_ids: list[int]) -> dict[int, tuple[float, int, int]]:
-    """What the nodes on each host hold (scaled cores, memory bytes, GPUs): one query.
-    Placement counts room with it (compute/controllers/hosts.py) and the Hosts page shows
-    it, so both say the same."""
-    if not host_ids:
+def held_by_host(host_ids: list[int] | None) -> dict[int, tuple[float, int, int]]:
+    """What the nodes on each host (of `host_ids`, or every host) hold (scaled cores,
+    memory bytes, GPUs): one query. Placement counts room with it
+    (compute/controllers/hosts.py) and the Hosts page shows it, so both say the same."""
+    if host_ids is not None and not host_ids:
         return {}
+    on = {"host_id__in": host_ids} if host_ids is not None else {"host__isnull": False}
     rows = (
-        Node.objects.filter(host_id__in=host_ids, state__in=HOLDING, ended_at__isnull=True)
+        Node.objects.filter(**on, state__in=HOLDING, ended_at__isnull=True)
         .values("host_id")
         .annotate(
             vcpus=Sum("compute__vm_size__vcpus"),
