@@ -108,6 +108,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
             "inference",
             "batch",
             "hosts",
+            "page_weight",
         )
     },
 }

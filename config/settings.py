@@ -80,6 +80,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # HTML and JSON compressed (Django's, with its BREACH padding; CSRF tokens are masked
+    # per response); static files come compressed already from WhiteNoise.
+    "django.middleware.gzip.GZipMiddleware",
     "compute.api.guard.RefuseNulCharacters",  # only /api/v1/: before any lookup by name
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -159,16 +162,23 @@ if _ninja is not None and _ninja.origin:
     STATICFILES_DIRS.append(Path(_ninja.origin).parent / "static")
 STATIC_ROOT = LOCAL_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing root
+# Hashed names (cached for a year), compressed once by collectstatic (WhiteNoise): always
+# in production; under `make run` too (it runs collectstatic first), unless a developer
+# editing CSS or JS asks for the files as they are (HANGAR_STATIC_BUILT=false).
+HANGAR_STATIC_BUILT = env_bool("HANGAR_STATIC_BUILT", not DEBUG)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            "config.static_storage.BuiltStaticFiles"
+            if HANGAR_STATIC_BUILT
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
 }
+# Built files are what is served, as in production (no look through the app folders).
+WHITENOISE_USE_FINDERS = not HANGAR_STATIC_BUILT
+WHITENOISE_AUTOREFRESH = DEBUG and not HANGAR_STATIC_BUILT
 MEDIA_ROOT = LOCAL_DIR / "media"
 
 # Celery: Redis carries task ids only; the database is the source of truth (DESIGN.md).

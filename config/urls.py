@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from compute.api.main import api
@@ -10,8 +12,16 @@ from workspace.views.invitations import invitation_accept, invitation_decline, i
 from workspace.views.tokens import token_revoke, tokens
 from workspace.views.workspaces import notifications, notifications_read
 
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    # At request time: the hashed name is known once collectstatic has run.
+    return HttpResponsePermanentRedirect(static("hangar/favicon.svg"))
+
+
 urlpatterns = [
     path("", home, name="home"),
+    # Browsers ask for /favicon.ico on their own: the icon the pages name, not a 404.
+    path("favicon.ico", favicon),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("notifications/", notifications, name="notifications"),

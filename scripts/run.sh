@@ -34,6 +34,13 @@ if is_root; then
 fi
 
 python manage.py migrate --noinput >/dev/null
+# Static files as production serves them: hashed names cached for a year, gzip made once
+# here (WhiteNoise). A CSS or JS edit shows after the next `make run`; to see edits live,
+# run with HANGAR_STATIC_BUILT=false.
+if [ "${HANGAR_STATIC_BUILT:-true}" = true ]; then
+  export HANGAR_STATIC_BUILT=true
+  HANGAR_STATIC_BUILT=true python manage.py collectstatic --noinput >/dev/null
+fi
 python manage.py seed_demo
 # python-minimal is the Debian node image built above: it takes it, with no second build.
 # The other curated environments wait as "not built", with a Build button.

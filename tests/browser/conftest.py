@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.accessibility import Gate
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
@@ -46,13 +48,23 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def page(browser, live_server, catalog) -> Iterator:
+def page(browser, live_server, catalog, request) -> Iterator:
+    """A fresh browser context; axe-core checks every page it loads, in every tab, and
+    each tab as the test leaves it: a WCAG 2.1 A/AA violation fails the test."""
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
+    gate = Gate()
+    context.on("page", lambda opened: opened.on("load", lambda loaded: gate.check(loaded)))
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page
+    failed = request.node.stash.get(FAILED, False)
+    if not failed:
+        for each in context.pages:
+            gate.check(each)
     context.close()
+    if gate.found and not failed:
+        pytest.fail(f"WCAG 2.1 A/AA violations (axe-core):\n{gate.report()}", pytrace=False)
 
 
 def demo_access(workers, settings, username: str):
@@ -68,3 +80,15 @@ def demo_access(workers, settings, username: str):
     call_command("seed_demo", quiet_logins=True)
     user = Membership.objects.get(user__username=username).user
     return get_access(user, "vision-team")
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """A test that failed already is reported as it failed, not as an accessibility one."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
