@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('workspace', '0010_access_tokens'),
+        ("workspace", "0010_access_tokens"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='workspace',
-            name='node_placement',
-            field=models.CharField(choices=[('binpack', 'Binpack (fill hosts)'), ('spread', 'Spread (emptiest host)')], default='binpack', max_length=8),
+            model_name="workspace",
+            name="node_placement",
+            field=models.CharField(
+                choices=[("binpack", "Binpack (fill hosts)"), ("spread", "Spread (emptiest host)")],
+                default="binpack",
+                max_length=8,
+            ),
         ),
     ]
