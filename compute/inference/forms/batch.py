@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django import forms
 
-from compute.forms.computes import environment_label, size_choices
 from compute.inference.actions.batch import BATCH_SCRIPT_EXAMPLE
-from compute.inference.models import RegisteredModel
+from compute.inference.forms.choices import ModelSizeEnvironmentChoices
 from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH
 from compute.inference.models.endpoints import NAME_RULE
 from compute.lib.uploads import MAX_FILES
-from compute.models import Environment, Tier, VmSize
-from compute.selectors import environments_for
+from compute.models import Tier
 from workspace.forms import QuickSelect, StyledForm
-from workspace.models import Workspace
 
 MAX_INPUT_FILES = MAX_FILES  # what one request may carry
 
@@ -41,7 +38,7 @@ class MultipleFileField(forms.FileField):
         return [single(data, initial)]
 
 
-class BatchForm(StyledForm, forms.Form):
+class BatchForm(StyledForm, ModelSizeEnvironmentChoices):
     name = forms.CharField(
         max_length=32, validators=[NAME_RULE], help_text="e.g. nightly-2026-12-01."
     )
@@ -84,31 +81,3 @@ class BatchForm(StyledForm, forms.Form):
         help_text="init() once per mini-batch; run(mini_batch) gets its files' paths and "
         "returns one row per file (a list of fields).",
     )
-
-    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.models = {str(m.pk): m for m in RegisteredModel.objects.filter(workspace=workspace)}
-        cast(forms.ChoiceField, self.fields["model"]).choices = [("", "Choose a model…")] + [
-            (pk, f"{m} ({m.file_name})") for pk, m in self.models.items()
-        ]
-        cast(forms.ChoiceField, self.fields["vm_size"]).choices = size_choices()
-        self.environments = {
-            str(e.pk): e for e in environments_for(workspace).order_by("workspace_id", "name")
-        }
-        cast(forms.ChoiceField, self.fields["environment"]).choices = [
-            ("", "None: the site's node image (Debian 12, Python 3)"),
-            *((pk, environment_label(e)) for pk, e in self.environments.items()),
-        ]
-
-    def clean_model(self) -> RegisteredModel:
-        return self.models[self.cleaned_data["model"]]
-
-    def clean_environment(self) -> Environment | None:
-        chosen = self.cleaned_data["environment"]
-        return self.environments[chosen] if chosen else None
-
-    def clean_vm_size(self) -> VmSize:
-        size = VmSize.objects.filter(pk=self.cleaned_data["vm_size"]).first()
-        if size is None:
-            raise forms.ValidationError("Choose a VM size from the list.")
-        return size

@@ -1,18 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 from django import forms
 
-from compute.forms.computes import environment_label, size_choices
-from compute.inference.models import Deployment, RegisteredModel
+from compute.inference.forms.choices import ModelSizeEnvironmentChoices
+from compute.inference.models import Deployment
 from compute.inference.models.endpoints import NAME_RULE
 from compute.inference.rules import TARGETS
-from compute.models import Environment, VmSize
-from compute.selectors import environments_for
 from workspace.forms import QuickSelect, StyledForm
-from workspace.models import Workspace
 
 SCORING_EXAMPLE = '''import json
 import pickle
@@ -44,7 +40,7 @@ class EndpointForm(StyledForm, forms.Form):
     description = forms.CharField(max_length=300, required=False)
 
 
-class DeploymentForm(StyledForm, forms.Form):
+class DeploymentForm(StyledForm, ModelSizeEnvironmentChoices):
     name = forms.CharField(
         max_length=32, validators=[NAME_RULE], initial="blue", help_text="e.g. blue, green."
     )
@@ -76,34 +72,6 @@ class DeploymentForm(StyledForm, forms.Form):
         max_length=200_000,
         help_text="init() once per replica; run(request_json) per request.",
     )
-
-    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.models = {str(m.pk): m for m in RegisteredModel.objects.filter(workspace=workspace)}
-        cast(forms.ChoiceField, self.fields["model"]).choices = [("", "Choose a model…")] + [
-            (pk, f"{m} ({m.file_name})") for pk, m in self.models.items()
-        ]
-        cast(forms.ChoiceField, self.fields["vm_size"]).choices = size_choices()
-        self.environments = {
-            str(e.pk): e for e in environments_for(workspace).order_by("workspace_id", "name")
-        }
-        cast(forms.ChoiceField, self.fields["environment"]).choices = [
-            ("", "None: the site's node image (Debian 12, Python 3)"),
-            *((pk, environment_label(e)) for pk, e in self.environments.items()),
-        ]
-
-    def clean_model(self) -> RegisteredModel:
-        return self.models[self.cleaned_data["model"]]
-
-    def clean_environment(self) -> Environment | None:
-        chosen = self.cleaned_data["environment"]
-        return self.environments[chosen] if chosen else None
-
-    def clean_vm_size(self) -> VmSize:
-        size = VmSize.objects.filter(pk=self.cleaned_data["vm_size"]).first()
-        if size is None:
-            raise forms.ValidationError("Choose a VM size from the list.")
-        return size
 
 
 class TrafficForm(StyledForm, forms.Form):
