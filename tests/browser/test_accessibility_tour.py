@@ -1,0 +1,56 @@
+"""The pages no other browser test opens, in the states a person meets them, for the axe
+gate (tests/browser/accessibility.py) to check: empty states, forms answered with errors,
+the inference pages, the Hosts page and the quota admin of site staff. Each page is checked
+as it loads and again as the test leaves it."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from playwright.sync_api import expect
+
+from tests.browser.test_first_steps import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+W = "/w/vision-team"
+
+
+def test_empty_states_and_forms_with_errors_pass_the_accessibility_gate(page):
+    call_command("seed_demo", quiet_logins=True)
+    log_in(page, "alice", "hangar-alice")
+    expect(page.get_by_role("heading", name="Hello, alice")).to_be_visible()
+    # Empty states.
+    for path, words in (
+        (f"{W}/models/", "No model"),
+        (f"{W}/endpoints/", "No endpoint yet"),
+        (f"{W}/batch/", "No batch job yet"),
+        (f"{W}/jobs/", "No job"),
+        (f"{W}/environments/", "Environments"),
+        ("/notifications/", "Notifications"),
+    ):
+        page.goto(path)
+        expect(page.locator("main")).to_contain_text(words)
+    # Forms sent with mistakes: the errors shown, tied to their fields.
+    for path in (
+        f"{W}/compute/new/cluster/",
+        f"{W}/models/new/",
+        f"{W}/batch/new/",
+        f"{W}/endpoints/new/",
+        f"{W}/jobs/new/",
+    ):
+        page.goto(path)
+        page.locator("main form[method=post]").last.locator("button[type=submit]").first.click()
+        expect(page.locator(".invalid-feedback").first).to_be_visible()
+        described = page.locator("[aria-invalid=true]").first.get_attribute("aria-describedby")
+        assert described and page.locator(f"#{described.split()[-1]}").count() == 1, path
+    # Site staff: the Hosts page (empty: every node on the default engine) and the quota
+    # admin.
+    page.context.clear_cookies()
+    log_in(page, "approver", "hangar-approver")
+    page.goto("/hosts/")
+    expect(page.locator("main")).to_contain_text("default engine")
+    page.goto("/admin/compute/quotarequest/")
+    expect(page.locator("#content")).to_be_visible()
+    page.goto("/admin/compute/familyquota/")
+    expect(page.locator("#content")).to_be_visible()
