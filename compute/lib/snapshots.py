@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import stat
+import tarfile
 import tempfile
 import zipfile
 import zlib
@@ -192,6 +193,51 @@ def store_zip(job_id: int, data: bytes | IO[bytes], store: Store | None = None) 
         raise
     except (*ZIP_ERRORS, OSError, ValueError) as exc:  # e.g. a negative seek from bad offsets
         raise CodeError(f"The uploaded file is not a zip archive Hangar can unpack ({exc}).")
+
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def is_tar_name(name: str) -> bool:
+    return name.lower().endswith(TAR_SUFFIXES)
+
+
+def store_tar(key: int, data: bytes | IO[bytes], store: Store) -> None:
+    """A tar archive (plain, gzip, bzip2 or xz) unpacked as a snapshot, with the rules of
+    zips: no entry outside its folder, names that fit, the unpacked bytes counted against
+    the store's cap as they are written, links, devices and FIFOs left out (never made)."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        with tarfile.open(fileobj=source, mode="r:*") as archive, _staged(store, key) as folder:
+            budget, count = _Budget(store), 0
+            for member in archive:  # read as it goes: never the whole listing at once
+                count += 1
+                if count > MAX_ZIP_FILES:
+                    raise CodeError(f"The archive holds more than {MAX_ZIP_FILES} files.")
+                path = PurePosixPath(member.name)
+                if member.name.startswith("/") or ".." in path.parts or "\0" in member.name:
+                    raise CodeError(
+                        f"The tar entry “{_short(member.name)}” points outside its folder."
+                    )
+                if any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):
+                    raise CodeError(f"The tar entry “{_short(member.name)}” has too long a name.")
+                if not path.parts:
+                    continue
+                destination = folder.joinpath(*path.parts)
+                if member.isdir():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isfile():
+                    continue  # links could point anywhere; devices and FIFOs are no data
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    with extracted:
+                        _copy(extracted, destination, budget)
+    except CodeError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
+        raise CodeError(f"The uploaded file is not a tar archive Hangar can unpack ({exc}).")
 
 
 def _unpack(

@@ -301,3 +301,43 @@ def test_a_second_batch_job_of_the_same_name_is_refused_and_stores_nothing(clien
     assert "Vision already has a batch job named nightly." in answer.context["form"].errors["name"]
     assert BatchJob.objects.count() == 1 and stored_folders() == folders
     assert Compute.objects.filter(workspace=team.workspace).count() == 1
+
+
+def tar_of(files: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as archive:
+        for name, body in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(body)
+            archive.addfile(member, io.BytesIO(body))
+        for name in links:
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(link)
+    return data.getvalue()
+
+
+def test_a_tar_of_a_folder_is_scored_too_and_its_links_are_left_out(client, team):
+    model = make_model(team.workspace)
+    client.force_login(team.contributor)
+    archive = tar_of({"b/2.txt": b"2", "a/1.txt": b"1"}, links=("a/0-link.txt",))
+    client.post(
+        url(team, "batch-create"), form(model, inputs=[SimpleUploadedFile("in.tar.gz", archive)])
+    )
+    batch = BatchJob.objects.get()
+    assert [m.files for m in batch.mini_batches.order_by("index")] == [["a/1.txt", "b/2.txt"]]
+    assert not (snapshots.batch_input_store().folder(batch.pk) / "a/0-link.txt").exists()
+
+
+def test_a_tar_that_escapes_its_folder_stores_nothing(client, team):
+    model = make_model(team.workspace)
+    client.force_login(team.contributor)
+    folders = stored_folders()
+    archive = tar_of({"ok.txt": b"1", "../../up.txt": b"x"})
+    answer = client.post(
+        url(team, "batch-create"), form(model, inputs=[SimpleUploadedFile("in.tgz", archive)])
+    )
+    assert "points outside its folder" in " ".join(answer.context["form"].errors["inputs"])
+    assert not BatchJob.objects.exists() and stored_folders() == folders

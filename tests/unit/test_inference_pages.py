@@ -213,3 +213,16 @@ def test_try_it_refuses_odd_input_with_a_message_not_a_server_error(client, team
     client.force_login(team.contributor)
     answer = client.post(url(team, "try", endpoint.pk), data)
     assert answer.status_code == 200 and says in answer.content.decode()
+
+
+def test_a_model_folder_may_come_as_a_tar_and_is_unpacked_read_only(client, team):
+    from tests.unit.test_batch_pages import tar_of
+
+    client.force_login(team.contributor)
+    archive = tar_of({"weights/model.pkl": b"w" * 10, "config.json": b"{}"}, links=("evil",))
+    register(client, team, "resnet", "model.tar.gz", archive)
+    made = RegisteredModel.objects.get(name="resnet")
+    folder = snapshots.model_store().folder(made.pk)
+    assert (made.kind, made.size_bytes) == ("tar", 12)
+    assert (folder / "weights/model.pkl").read_bytes() == b"w" * 10
+    assert not (folder / "evil").exists()

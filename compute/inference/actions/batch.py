@@ -56,13 +56,17 @@ def run(mini_batch):
 
 @dataclass(frozen=True)
 class Inputs:
-    """The uploaded inputs: several files side by side, or one zip of a folder."""
+    """The uploaded inputs: several files side by side, or one zip or tar of a folder."""
 
     files: list[tuple[str, IO[bytes]]]
 
     @property
     def is_zip(self) -> bool:
         return len(self.files) == 1 and self.files[0][0].lower().endswith(".zip")
+
+    @property
+    def is_tar(self) -> bool:
+        return len(self.files) == 1 and snapshots.is_tar_name(self.files[0][0])
 
     @property
     def name(self) -> str:
@@ -217,6 +221,8 @@ def store_inputs(key: int, inputs: Inputs) -> list[str]:
     store = snapshots.batch_input_store()
     if inputs.is_zip:
         snapshots.store_zip(key, inputs.files[0][1], store)
+    elif inputs.is_tar:
+        snapshots.store_tar(key, inputs.files[0][1], store)
     else:
         snapshots.store_uploads(key, inputs.files, store)
     files = snapshots.files_in(store.folder(key))

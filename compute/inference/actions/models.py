@@ -24,10 +24,16 @@ def register_model(
     data: bytes | IO[bytes],
     description: str = "",
 ) -> RegisteredModel:
-    """A new model, or the next version of the model of that name. A .zip is a folder,
-    unpacked; anything else is one file. Nothing is kept when the files are refused."""
+    """A new model, or the next version of the model of that name. A .zip or a tar
+    (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) is a folder, unpacked; anything else is one
+    file. Nothing is kept when the files are refused."""
     require_role(access, Role.CONTRIBUTOR, "registering models")
-    kind = ModelKind.ZIP if file_name.lower().endswith(".zip") else ModelKind.FILE
+    if file_name.lower().endswith(".zip"):
+        kind = ModelKind.ZIP
+    elif snapshots.is_tar_name(file_name):
+        kind = ModelKind.TAR
+    else:
+        kind = ModelKind.FILE
     store = snapshots.model_store()
     with transaction.atomic():
         latest = (
@@ -48,6 +54,8 @@ def register_model(
         try:
             if kind == ModelKind.ZIP:
                 snapshots.store_zip(model.pk, data, store)
+            elif kind == ModelKind.TAR:
+                snapshots.store_tar(model.pk, data, store)
             else:
                 snapshots.store_file(model.pk, file_name, data, store)
             stored = True

@@ -44,7 +44,7 @@ class BatchForm(StyledForm, ModelSizeEnvironmentChoices):
     )
     model = forms.ChoiceField(widget=QuickSelect)
     inputs = MultipleFileField(
-        label="Input files (several, or one .zip of a folder)",
+        label="Input files (several, or one .zip or .tar.gz of a folder)",
         help_text="Stored read-only, split into mini-batches in name order.",
     )
     vm_size = forms.ChoiceField(label="VM size", widget=QuickSelect)

@@ -13,6 +13,7 @@ from workspace.models import Workspace
 class ModelKind(models.TextChoices):
     FILE = "file", "One file"
     ZIP = "zip", "A folder (zip)"
+    TAR = "tar", "A folder (tar)"
 
 
 class RegisteredModel(models.Model):
