@@ -227,10 +227,11 @@ def test_refusals_are_one_line_in_the_apis_words_or_a_usage_error(hangar, team, 
     line = one_line_error(run(hangar, "batch", "submit", "nightly", "--model", "iris"), 2)
     assert "the following arguments are required" in line
 
-    # Names may repeat: a name is the newest batch job of that name.
+    # A name is one batch job's in its workspace: a second of that name is refused.
     first = as_json(hangar, *submit_args("nightly", script, inputs))
-    second = as_json(hangar, *submit_args("nightly", script, inputs))
-    assert as_json(hangar, "batch", "show", "nightly")["id"] == second["id"] > first["id"]
+    line = one_line_error(run(hangar, *submit_args("nightly", script, inputs)))
+    assert line == "hangar: name: Clibatch already has a batch job named nightly. (422)"
+    assert as_json(hangar, "batch", "show", "nightly")["id"] == first["id"]
     line = one_line_error(run(reader, "batch", "cancel", "nightly", "--yes"))
     assert "canceling batch scoring jobs" in line and line.endswith("(403)")
 
