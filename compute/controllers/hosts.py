@@ -309,17 +309,15 @@ def due_for_look(host: NodeHost) -> bool:
 
 
 def look_at(host: NodeHost) -> dict:
-    tls = None
+    from docker.tls import TLSConfig
+
+    from compute.drivers.docker import tls_client
+
     files = tls_files(host)
+    tls = None
     if files is not None:
-        from docker.tls import TLSConfig
-
         tls = TLSConfig(client_cert=(files[1], files[2]), ca_cert=files[0], verify=True)
-    import docker
-
-    client = docker.DockerClient(
-        base_url=host.docker_url, timeout=int(PING_SECONDS), tls=tls or False
-    )
+    client = tls_client(host.docker_url, int(PING_SECONDS), tls)
     try:
         return client.info()
     finally:

@@ -52,6 +52,30 @@ LOG_TAILS = (500, 50, 5, 1)
 LOG_READ_LIMIT = 4 * 1024 * 1024
 
 
+# The Docker API version asked of an engine reached over TLS (Docker 20.10 and later): a
+# fixed one, so the client asks nothing before its settings below are in place.
+TLS_API_VERSION = "1.41"
+
+
+def tls_client(
+    base_url: str, timeout: int, tls: TLSConfig | None, pool_size: int = 10
+) -> docker.DockerClient:
+    """A client of an engine by URL. With TLS, the host's own CA and client certificate
+    are what count: requests would otherwise let REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE of
+    the worker's environment replace the CA (psf/requests#3829), and refuse the engine."""
+    if tls is None:
+        return docker.DockerClient(base_url=base_url, timeout=timeout, max_pool_size=pool_size)
+    client = docker.DockerClient(
+        base_url=base_url,
+        timeout=timeout,
+        max_pool_size=pool_size,
+        tls=tls,
+        version=TLS_API_VERSION,
+    )
+    client.api.trust_env = False
+    return client
+
+
 class DockerDriver(Driver):
     name = "docker"
     label = "Docker engine"
@@ -81,12 +105,7 @@ class DockerDriver(Driver):
                     if self.tls is not None:
                         ca, cert, key = self.tls
                         tls = TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
-                    self._client = docker.DockerClient(
-                        base_url=self.base_url,
-                        timeout=self.timeout,
-                        max_pool_size=POOL_SIZE,
-                        tls=tls or False,
-                    )
+                    self._client = tls_client(self.base_url, self.timeout, tls, POOL_SIZE)
                 else:
                     self._client = docker.from_env(timeout=self.timeout, max_pool_size=POOL_SIZE)
             except DockerException as exc:

@@ -170,3 +170,47 @@ def test_a_draining_host_loses_its_idle_nodes_and_takes_no_new_one(hosts):
     left = Event.objects.filter(compute=pool, message__contains="host host-a is draining")
     assert left.count() == 2
     assert Compute.objects.get(pk=pool.pk).state == ComputeState.STEADY
+
+
+def test_a_host_over_tcp_with_tls_client_certificates_runs_nodes_and_jobs(
+    workers, catalog, node_image, settings
+):
+    """The admin refuses tcp:// without TLS; with it, the worker connects with the host's
+    client certificate (stored encrypted, decrypted into a private folder), copies the
+    node image there, and a job runs on it."""
+    from compute.lib import secrets
+    from tests.support.engines import start_tls_engine
+
+    settings.HANGAR_DRIVER = "docker"
+    engine = start_tls_engine("tls-box")
+    try:
+        NodeHost.objects.create(
+            name="tls-box", docker_url=engine.url, cpus_override=2 * NODE_CORES,
+            tls_ca=secrets.encrypt(engine.pem("ca")), tls_cert=secrets.encrypt(engine.pem("cert")),
+            tls_key=secrets.encrypt(engine.pem("key")),
+        )  # fmt: skip
+        workers.get("docker")
+        wait_for(
+            lambda: NodeHost.objects.get(name="tls-box").memory_bytes > 0,
+            timeout=30,
+            what="the host's capacity read over TLS",
+        )
+        team = make_team("tls")
+        access = get_access(team.admin, team.workspace.slug)
+        pool = cluster(access, "pool", min_nodes=1, max_nodes=1)
+        wait_for(lambda: on_host(pool) == {"tls-box": 1}, timeout=90, what="a node on tls-box")
+        job = submit_job(access, compute_id=pool.pk, name="hello", command="echo over-tls")
+        wait_for(
+            lambda: Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED,
+            timeout=60,
+            what="the job done",
+        )
+        assert len(engine.site_containers()) == 1
+        # A client without the certificate is refused by the engine.
+        import docker
+
+        with pytest.raises(docker.errors.DockerException):
+            docker.DockerClient(base_url=f"https://127.0.0.1:{engine.tls_port}", timeout=5).ping()
+    finally:
+        remove_all_nodes()
+        engine.wipe()

@@ -24,6 +24,8 @@ class Engine:
     name: str
     root: Path
     process: subprocess.Popen | None = None
+    # tcp:// on 127.0.0.1 with TLS both ways (make_tls): its port; 0 for a unix socket.
+    tls_port: int = 0
 
     @property
     def socket(self) -> Path:
@@ -31,19 +33,39 @@ class Engine:
 
     @property
     def url(self) -> str:
+        if self.tls_port:
+            return f"tcp://127.0.0.1:{self.tls_port}"
         return f"unix://{self.socket}"
 
+    def pem(self, name: str) -> str:
+        return (self.root / "tls" / f"{name}.pem").read_text()
+
     def client(self) -> docker.DockerClient:
+        if self.tls_port:
+            tls = docker.tls.TLSConfig(
+                client_cert=(str(self.root / "tls/cert.pem"), str(self.root / "tls/key.pem")),
+                ca_cert=str(self.root / "tls/ca.pem"),
+                verify=True,
+            )
+            from compute.drivers.docker import tls_client
+
+            return tls_client(self.url, 30, tls)
         return docker.DockerClient(base_url=self.url, timeout=30)
 
     def start(self) -> Engine:
         data = Path("/var/lib") / f"hangar-test-engine-{self.root.name}"
         log = open(self.root / "dockerd.log", "ab")
+        listen = ["-H", self.url]
+        if self.tls_port:
+            tls = self.root / "tls"
+            listen += [
+                "--tlsverify", "--tlscacert", str(tls / "ca.pem"),
+                "--tlscert", str(tls / "server-cert.pem"), "--tlskey", str(tls / "server-key.pem"),
+            ]  # fmt: skip
         self.process = subprocess.Popen(
             [
                 "dockerd",
-                "-H",
-                self.url,
+                *listen,
                 "--data-root",
                 str(data),
                 "--exec-root",
@@ -93,6 +115,40 @@ class Engine:
         self.stop()
         shutil.rmtree(Path("/var/lib") / f"hangar-test-engine-{self.root.name}", ignore_errors=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def make_tls(folder: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl."""
+    folder.mkdir(mode=0o700)
+
+    def run(*arguments: str) -> None:
+        subprocess.run(["openssl", *arguments], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=hangar-test-ca", "-keyout", "ca-key.pem", "-out", "ca.pem")  # fmt: skip
+    for name, usage in (("server", "serverAuth"), ("client", "clientAuth")):
+        san = "subjectAltName=IP:127.0.0.1\n" if name == "server" else ""
+        (folder / f"{name}.ext").write_text(f"extendedKeyUsage={usage}\n{san}")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+            "-keyout", f"{name}-key.pem", "-out", f"{name}.csr")  # fmt: skip
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
+            "-out", f"{name}-cert.pem")  # fmt: skip
+    (folder / "cert.pem").write_text((folder / "client-cert.pem").read_text())
+    (folder / "key.pem").write_text((folder / "client-key.pem").read_text())
+
+
+def start_tls_engine(name: str) -> Engine:
+    """An engine that answers only TLS clients holding a certificate of its CA."""
+    from tests.support.gateway import free_port
+
+    root = Path(tempfile.mkdtemp(prefix=f"hangar-engine-{name}-", dir="/run"))
+    try:
+        make_tls(root / "tls")
+        return Engine(name, root, tls_port=free_port()).start()
+    except BaseException:
+        Engine(name, root).wipe()
+        raise
 
 
 def start_engines(count: int) -> list[Engine]:
