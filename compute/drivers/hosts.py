@@ -170,8 +170,11 @@ class MultiHostDriver(Driver):
             try:
                 stream = source.client.api.get_image(image, chunk_size=COPY_CHUNK)
                 target.client.api.load_image(self._counted(stream, host, image), quiet=True)
-            except (DockerException, RequestException) as exc:
-                raise DriverUnavailable(f"Copying image {image} to host {host} failed: {exc}")
+            except (DockerException, RequestException, OSError) as exc:
+                # Whatever broke it off: nothing half-loaded counts, the next start copies.
+                raise DriverUnavailable(
+                    f"Copying image {image} to host {host} failed: {exc}"
+                ) from None
             if not self._has_image(target, image):
                 raise DriverUnavailable(f"Copying image {image} to host {host} did not finish")
         finally:

@@ -214,3 +214,36 @@ def test_a_host_over_tcp_with_tls_client_certificates_runs_nodes_and_jobs(
     finally:
         remove_all_nodes()
         engine.wipe()
+
+
+def test_an_image_copy_cut_halfway_leaves_no_image_and_the_next_copy_completes(
+    catalog, node_image, settings
+):
+    """`docker load` tags an image only once all of it is in: a copy that breaks off (the
+    source engine or the network gone mid-stream) leaves nothing that counts as present,
+    and the next node start copies it whole."""
+    from compute.drivers import DriverUnavailable, get_driver
+    from compute.drivers.hosts import Engine as HostEngine
+    from compute.drivers.hosts import MultiHostDriver
+
+    settings.HANGAR_DRIVER = "docker"
+    (engine,) = start_engines(1)
+    try:
+        cut = {"after": 1}
+
+        def progress(host: str, image: str, copied: int, done: bool) -> None:
+            if cut["after"] and copied >= cut["after"] and not done:
+                raise ConnectionResetError("the copy broke off")
+
+        driver = MultiHostDriver(
+            settings.HANGAR_SITE, get_driver(), [HostEngine(name="host-a", url=engine.url)],
+            locate=lambda name: "host-a", on_copy=progress,
+        )  # fmt: skip
+        with pytest.raises(DriverUnavailable, match="Copying image"):
+            driver.copy_image(node_image, "host-a")
+        assert not engine.client().images.list(name=node_image)
+        cut["after"] = 0
+        driver.copy_image(node_image, "host-a")
+        assert [t for i in engine.client().images.list() for t in i.tags] == [node_image]
+    finally:
+        engine.wipe()
