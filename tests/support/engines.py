@@ -89,6 +89,7 @@ class Engine:
             except Exception:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     said = (self.root / "dockerd.log").read_text()[-2000:]
+                    self.stop()  # an engine that did not answer is not left running
                     raise RuntimeError(f"dockerd {self.name} did not start: {said}") from None
                 time.sleep(0.2)
 
