@@ -247,3 +247,44 @@ def test_an_image_copy_cut_halfway_leaves_no_image_and_the_next_copy_completes(
         assert [t for i in engine.client().images.list() for t in i.tags] == [node_image]
     finally:
         engine.wipe()
+
+
+def test_a_host_over_ssh_runs_nodes_and_jobs(workers, catalog, node_image, settings, tmp_path):
+    """ssh:// as the Docker CLI does it: the worker's SSH configuration (its HOME's
+    ~/.ssh: the key, the pinned host key) and `docker system dial-stdio` on the host —
+    here a real sshd on 127.0.0.1 in front of this machine's engine."""
+    from tests.support.sshd import SSHServer
+
+    settings.HANGAR_DRIVER = "docker"
+    server = SSHServer().start()
+    try:
+        ssh = tmp_path / "home" / ".ssh"
+        ssh.mkdir(parents=True, mode=0o700)
+        (ssh / "known_hosts").write_text(f"[127.0.0.1]:{server.port} {server.host_public_key}\n")
+        (ssh / "config").write_text(f"Host 127.0.0.1\n  IdentityFile {server.user_key}\n")
+        NodeHost.objects.create(
+            name="ssh-box",
+            docker_url=f"ssh://{server.user}@127.0.0.1:{server.port}",
+            cpus_override=2 * NODE_CORES,
+        )
+        workers.get("docker", HOME=str(tmp_path / "home"))
+        wait_for(
+            lambda: NodeHost.objects.get(name="ssh-box").memory_bytes > 0,
+            timeout=30,
+            what="the host's capacity read over ssh",
+        )
+        team = make_team("sshhost")
+        access = get_access(team.admin, team.workspace.slug)
+        pool = cluster(access, "pool", min_nodes=1, max_nodes=1)
+        wait_for(lambda: on_host(pool) == {"ssh-box": 1}, timeout=90, what="a node on ssh-box")
+        job = submit_job(access, compute_id=pool.pk, name="hello", command="echo over-ssh")
+        wait_for(
+            lambda: Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED,
+            timeout=60,
+            what="the job done",
+        )
+        assert NodeHost.objects.get(name="ssh-box").state == HostState.READY
+    finally:
+        remove_all_nodes()
+        server.stop(sessions=True)
+        server.close()

@@ -114,7 +114,10 @@ class Engine:
             for container in self.site_containers():
                 container.remove(force=True, v=True)
         self.stop()
-        shutil.rmtree(Path("/var/lib") / f"hangar-test-engine-{self.root.name}", ignore_errors=True)
+        data = Path("/var/lib") / f"hangar-test-engine-{self.root.name}"
+        # dockerd mounts its data root on itself; one that did not stop cleanly leaves it.
+        subprocess.run(["umount", "-R", str(data)], capture_output=True, check=False)
+        shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
