@@ -247,9 +247,11 @@ def healthy(port: int) -> bool:
 
 
 def site_containers() -> list:
+    """The site's containers as the engine lists them (no look at each one after: a
+    container removed in between would make that look fail)."""
     client = docker.DockerClient(base_url=docker_url())
     try:
-        return client.containers.list(
+        return client.api.containers(
             all=True, filters={"label": f"{LABEL_SITE}={settings.HANGAR_SITE}"}
         )
     finally:
