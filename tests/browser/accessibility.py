@@ -13,6 +13,11 @@ import axe_playwright_python
 
 AXE = (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+SETTLED = (
+    "() => { const s = document.createElement('style'); s.textContent = '*, *::before, "
+    "*::after { transition: none !important; animation: none !important; }'; "
+    "document.head.appendChild(s); }"
+)
 # One run at a time per page (a load's check and the test's last one may meet): queued.
 RUN = (
     "async () => { const go = () => axe.run(document, {runOnly: {type: 'tag', values: TAGS}, "
@@ -38,6 +43,9 @@ class Gate:
         try:
             if not page.evaluate("() => typeof axe !== 'undefined'"):
                 page.evaluate(AXE)
+                # Colours as they settle: a button caught mid-way through its 0.15 s hover
+                # fade is no colour a person reads.
+                page.evaluate(SETTLED)
             violations = page.evaluate(RUN)
         except Exception as exc:  # the page went away under the check (a navigation)
             if "context was destroyed" in str(exc) or "navigat" in str(exc):
