@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.db.models import Case, Count, Q, QuerySet, When
 
+from compute.lib import outputs
 from compute.lib.diskuse import DiskUse, disk_use
 from compute.models import (
     Compute,
@@ -25,6 +26,7 @@ from compute.models import (
     DefaultEnvironment,
     Environment,
     Job,
+    JobRun,
     JobStatus,
     Node,
     NodeState,
@@ -90,6 +92,43 @@ def default_environment_of(workspace: Workspace) -> Environment | None:
         .first()
     )
     return found.environment if found else None
+
+
+@dataclass(frozen=True)
+class JobOutputs:
+    """A job's output files (its last attempt's ranks) and what was not kept, and why."""
+
+    files: list[outputs.OutputFile]
+    notes: list[str]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def find(self, path: str) -> outputs.OutputFile | None:
+        """The file shown at `path`: only a listed path is ever opened."""
+        return next((f for f in self.files if f.path == path), None)
+
+
+def job_outputs(job: Job) -> JobOutputs:
+    """Read from the collected runs' manifests only once the job ended with some (or with
+    a note): a job without any costs no look at the disk."""
+    if not job.is_terminal or not (job.outputs_files or job.outputs_note):
+        return JobOutputs([], [job.outputs_note] if job.outputs_note else [])
+    runs = JobRun.objects.filter(job=job, attempt=job.retries).only(
+        "job_id", "attempt", "rank", "token"
+    )
+    files, notes = outputs.listing([(r.rank, r.key) for r in runs], job.node_count > 1)
+    if not files and not notes and job.outputs_note:
+        notes = [job.outputs_note]  # a run that could not be stored has no manifest
+    return JobOutputs(files, notes)
+
+
+def jobs_with_outputs(workspace: Workspace, limit: int = 50) -> QuerySet[Job]:
+    """A workspace's newest completed jobs that kept output files (batch scoring inputs)."""
+    return Job.objects.filter(
+        workspace=workspace, outputs_files__gt=0, status=JobStatus.COMPLETED
+    ).order_by("-finished_at", "-id")[:limit]
 
 
 def live_computes_of(workspace: Workspace) -> QuerySet[Compute]:

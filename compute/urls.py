@@ -8,6 +8,7 @@ from compute.views import (
     health,
     hosts,
     idle,
+    job_outputs,
     jobs,
     quota,
 )
@@ -79,6 +80,16 @@ urlpatterns = [
     path("w/<slug:slug>/jobs/<int:pk>/", jobs.job_detail, name="job"),
     path("w/<slug:slug>/jobs/<int:pk>/cancel/", jobs.job_cancel, name="job-cancel"),
     path("w/<slug:slug>/jobs/<int:pk>/log/<int:rank>/", jobs.job_log, name="job-log"),
+    path(
+        "w/<slug:slug>/jobs/<int:pk>/outputs.zip",
+        job_outputs.job_outputs_zip,
+        name="job-outputs-zip",
+    ),
+    path(
+        "w/<slug:slug>/jobs/<int:pk>/outputs/<path:path>",
+        job_outputs.job_output_file,
+        name="job-output-file",
+    ),
     path(
         "w/<slug:slug>/compute/<int:pk>/<str:verb>/",
         computes.compute_action,

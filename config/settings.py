@@ -247,6 +247,14 @@ HANGAR_LOCAL_NODES_DIR = LOCAL_DIR / "nodes"
 HANGAR_JOBS_DIR = Path(env_str("HANGAR_JOBS_DIR") or LOCAL_DIR / "jobs")
 # A run's output past this is cut, with a visible marker: a job cannot fill Hangar's disk.
 HANGAR_JOB_OUTPUT_LIMIT_MB = env_int("HANGAR_JOB_OUTPUT_LIMIT_MB", 100, minimum=1)
+# Job output files (what a job writes under ./outputs, kept when its run ends): the caps of
+# one job's, all its ranks together. A job past one has its whole set refused, saying why.
+HANGAR_JOB_OUTPUTS_LIMIT_MB = env_int("HANGAR_JOB_OUTPUTS_LIMIT_MB", 1024, minimum=1)
+HANGAR_JOB_OUTPUTS_MAX_FILES = env_int("HANGAR_JOB_OUTPUTS_MAX_FILES", 10_000, minimum=1)
+HANGAR_JOB_OUTPUTS_MAX_DEPTH = env_int("HANGAR_JOB_OUTPUTS_MAX_DEPTH", 32, minimum=1, maximum=256)
+# Output files of jobs that ended longer ago than this go (the job row stays, saying so);
+# 0 keeps them as long as the job.
+HANGAR_JOB_OUTPUTS_RETENTION_DAYS = env_int("HANGAR_JOB_OUTPUTS_RETENTION_DAYS", 0, minimum=0)
 # Processes a node may hold at once (a fork bomb stops there, not at the host's limit).
 HANGAR_NODE_PIDS_LIMIT = env_int("HANGAR_NODE_PIDS_LIMIT", 512, minimum=16)
 # Size of a node's /tmp (memory-backed, counted in the node's memory).

@@ -6,7 +6,17 @@ from django.conf import settings
 from ninja import NinjaAPI
 from ninja.throttling import AuthRateThrottle
 
-from compute.api import attached, computes, environments, errors, idle, jobs, quota, workspaces
+from compute.api import (
+    attached,
+    computes,
+    environments,
+    errors,
+    idle,
+    job_outputs,
+    jobs,
+    quota,
+    workspaces,
+)
 from compute.api.auth import AUTH
 from compute.api.docs import LocalSwagger
 from compute.inference import api as inference
@@ -31,6 +41,7 @@ errors.install(api)
 api.add_router("", workspaces.router)
 api.add_router("", computes.router)
 api.add_router("", jobs.router)
+api.add_router("", job_outputs.router)
 api.add_router("", quota.router)
 api.add_router("", idle.router)
 api.add_router("", attached.router)

@@ -131,6 +131,8 @@ class JobOut(Schema):
     code: str | None  # the uploaded file or script's name
     environment: str | None  # what it runs in ("name:version"): its own choice or its compute's
     image: str  # the image its nodes ran, once placed
+    outputs_files: int  # files kept from ./outputs once it ended (see .../outputs)
+    outputs_bytes: int
     url: str
 
     @staticmethod

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
 
-from compute.controllers import job_images
+from compute.controllers import job_images, job_outputs
 from compute.controllers.launches import claim_launch, launch
 from compute.drivers import DriverUnavailable, JobRunner, NodeStartError
 from compute.lib import jobfiles
@@ -59,6 +59,8 @@ class Ending:
     error: str
     runs: list[JobRun]
     output_cut: bool = False
+    ran: bool = True  # False: canceled before it was launched, nothing to collect
+    outputs: job_outputs.Collected = field(default_factory=job_outputs.Collected)
 
 
 class Verdict(Enum):
@@ -74,10 +76,12 @@ def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
     """Finished runs become finished jobs; then what is left of each run goes from its
     node, and the node goes back to idle.
 
-    The job ends first, so whoever waits for it hears at once, not after the clean-up (a
-    command in the node: ~100 ms). Its nodes stay held meanwhile: no other job gets a node
-    before nothing of the last one is left there. A pass that dies in between leaves
-    nodes held by ended jobs; the next pass frees them (`free_held_nodes`)."""
+    A job's output files are collected before it is ended (job_outputs.py), so a job that
+    reads as ended has them in place. The job ends before the clean-up, so whoever waits
+    for it hears at once, not after it (a command in the node: ~100 ms). Its nodes stay
+    held meanwhile: no other job gets a node before nothing of the last one is left there.
+    A pass that dies in between leaves nodes held by ended jobs; the next pass frees them
+    (`free_held_nodes`)."""
     free_held_nodes(compute, driver)
     active = list(Job.objects.filter(compute=compute, status__in=JOB_ACTIVE))
     if not active:
@@ -89,6 +93,15 @@ def collect(compute: Compute, driver: JobRunner, report: JobReport) -> None:
         ending = look_at(compute, driver, job, runs.get(job.pk, []), now, report)
         if ending is None:
             continue
+        if ending.ran and not compute.serving:  # batch and serving jobs are Hangar's own
+            ending.outputs = job_outputs.collect_job(driver, job, ending.runs)
+            if ending.outputs.note:
+                record(
+                    compute,
+                    EventVerb.JOB_OUTPUTS_NOT_KEPT,
+                    f"Output files of job {job.name} (#{job.pk}): {ending.outputs.note}"[:1000],
+                    level="warning",
+                )
         if ending.output_cut:
             record(
                 compute,
@@ -153,7 +166,7 @@ def look_at(
     if job.cancel_requested_at and never_launched and claim_launch(runs):
         # Canceled before its (dead) placer launched it: claiming the launch means no
         # one launches it now, and there is nothing to stop.
-        return Ending(job, J.CANCELED, None, job.error or "Canceled.", runs)
+        return Ending(job, J.CANCELED, None, job.error or "Canceled.", runs, ran=False)
     verdict = judge(job, states)
     if verdict == Verdict.STOP:
         for run, state in zip(runs, states, strict=True):
@@ -218,6 +231,13 @@ def write_endings(compute: Compute, endings: list[Ending], now: datetime) -> Non
             Job.objects.filter(pk__in=completed).transition(
                 JOB_ACTIVE, J.COMPLETED, exit_code=0, finished_at=now
             )
+        for e in endings:
+            if e.outputs.files or e.outputs.note:
+                Job.objects.filter(pk=e.job.pk).update(
+                    outputs_files=e.outputs.files,
+                    outputs_bytes=e.outputs.bytes,
+                    outputs_note=e.outputs.note,
+                )
         if compute.is_instance:
             record_activity(compute.pk, f"job {endings[-1].job.name} finished", now)
         # One UPDATE per distinct exit code (almost always just 0), not one per run.

@@ -8,6 +8,10 @@ What stays, whatever its age:
   months still explains its last state, and its chart still starts at the right level;
 - unread notifications; and every job row (jobs are the user's record).
 
+A job's output files stay as long as the job, unless HANGAR_JOB_OUTPUTS_RETENTION_DAYS says
+otherwise: then those of jobs that ended longer ago go (oldest first, a bounded batch per
+call), and the job row says they were removed.
+
 Each batch picks the oldest rows through an index and deletes them by primary key, so a
 call costs about the same at 500,000 rows as at 500. Rows kept by the rule above would stop
 an "oldest first" scan at the same rows every time: the logs are scanned from a cursor
@@ -28,7 +32,8 @@ from django.db import models
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from compute.models import ComputeSample, Event, Node, Reminder
+from compute.lib import outputs
+from compute.models import ComputeSample, Event, Job, Node, Reminder
 from compute.models.states import LIVE_NODE_STATES
 from workspace.models import Activity, Notification
 
@@ -116,7 +121,35 @@ def prune(
         report.deleted[history.name] = deleted
         # A window with nothing to delete (only kept rows) waits for the next minute.
         report.more |= full and deleted > 0
+    days = settings.HANGAR_JOB_OUTPUTS_RETENTION_DAYS
+    if days:
+        removed = prune_outputs((now or timezone.now()) - timedelta(days=days), limit)
+        report.deleted["job output files"] = removed
+        report.more |= removed == limit
     return report
+
+
+def prune_outputs(cutoff: datetime, limit: int) -> int:
+    """The output files of up to `limit` jobs that ended before the cutoff, oldest first
+    (off the partial index job_outputs_age_idx). Files first, then the rows: a crash in
+    between leaves rows whose files are gone, which the next call finds and writes off."""
+    expired = list(
+        Job.objects.filter(outputs_files__gt=0, finished_at__lt=cutoff)
+        .order_by("finished_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not expired:
+        return 0
+    for job_id in expired:
+        outputs.remove_job(job_id)
+    days = settings.HANGAR_JOB_OUTPUTS_RETENTION_DAYS
+    Job.objects.filter(pk__in=expired).update(
+        outputs_files=0,
+        outputs_bytes=0,
+        outputs_note=f"Its output files were removed {days} days after it ended "
+        "(HANGAR_JOB_OUTPUTS_RETENTION_DAYS).",
+    )
+    return len(expired)
 
 
 def prune_expiring(table: Expiring, cutoff: datetime, limit: int) -> int:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from compute.lib import jobfiles
 from compute.lib.jobfiles import RunState
+from compute.lib.outputs import Sink
 
 LABEL_SITE = "hangar.site"
 LABEL_WORKSPACE = "hangar.workspace"
@@ -150,6 +151,14 @@ class JobRunner(Protocol):
         """A run was collected: end whatever of it is left and remove its files."""
         ...
 
+    def collect_outputs(
+        self, container: str, run_key: str, code_job_id: int | None, sink: Sink
+    ) -> None:
+        """Hand every entry under ./outputs of the ended run's working folder to `sink`
+        (which decides what is kept), before `release_run` clears that folder. Nothing
+        there: nothing handed. Read-only on the node's side."""
+        ...
+
 
 class Driver(JobRunner, abc.ABC):
     name: str = ""
@@ -198,6 +207,13 @@ class Driver(JobRunner, abc.ABC):
         """A run was collected: end whatever of it is left on the node and remove its
         files there, so the next job on that node starts clean and sees nothing of it."""
         # Drivers whose runs leave nothing behind need not override this.
+        return None
+
+    def collect_outputs(
+        self, container: str, run_key: str, code_job_id: int | None, sink: Sink
+    ) -> None:
+        """What the run wrote under ./outputs, to `sink`. Drivers that keep no files of a
+        run's (the no-op driver) hand nothing."""
         return None
 
 

@@ -29,13 +29,15 @@ from compute.drivers.base import (
 )
 from compute.drivers.node_runs import (
     FOLLOWED,
+    OUTPUTS,
     Follower,
     code_archive,
     end_without_code,
+    node_outputs_dir,
     node_run_dir,
     parse_exit,
 )
-from compute.lib import jobfiles, replicas
+from compute.lib import jobfiles, outputs, replicas
 from compute.lib.jobfiles import RunState
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ POOL_SIZE = 64
 # length); the most read from the engine for one look.
 LOG_TAILS = (500, 50, 5, 1)
 LOG_READ_LIMIT = 4 * 1024 * 1024
+# Go's os.FileMode bits in the stat header of the archive API.
+GO_MODE_DIR = 1 << 31
+GO_MODE_SYMLINK = 1 << 27
 
 
 # The Docker API version asked of an engine reached over TLS (Docker 20.10 and later): a
@@ -336,6 +341,28 @@ class DockerDriver(Driver):
             if exc.status_code == 409:
                 return
             raise self._unavailable(exc) from None
+        except (DockerException, RequestException) as exc:
+            raise self._unavailable(exc) from None
+
+    def collect_outputs(
+        self, container: str, run_key: str, code_job_id: int | None, sink: outputs.Sink
+    ) -> None:
+        """./outputs as the engine archives it (get_archive: nothing runs in the node, and
+        a node on another host is read the same way). The engine archives a link as the
+        link, never its target; the sink keeps only folders and regular files."""
+        path = node_outputs_dir(run_key, code_job_id)
+        try:
+            stream, info = self.client.api.get_archive(container, path, chunk_size=outputs.CHUNK)
+        except NotFound:
+            return  # no ./outputs (or the node is gone, its files with it)
+        except (DockerException, RequestException) as exc:
+            raise self._unavailable(exc) from None
+        mode = int((info or {}).get("mode", 0))
+        if mode & GO_MODE_SYMLINK or not mode & GO_MODE_DIR:
+            sink.leave_out((OUTPUTS,), "is not a folder (a link or a file)")
+            return
+        try:
+            outputs.from_tar(stream, OUTPUTS, sink)
         except (DockerException, RequestException) as exc:
             raise self._unavailable(exc) from None
 

@@ -35,13 +35,15 @@ from compute.drivers.processes import (  # the run's identity, and signals only 
     signal_group,
     stop_group,
 )
-from compute.lib import jobfiles
+from compute.lib import jobfiles, outputs
+from compute.lib.outputs import Sink
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 IDENTITY_FILE = "process"
 START_TIMEOUT = 10.0
 LAUNCH_STALE = 2 * START_TIMEOUT
+OUTPUTS = "outputs"  # what a job writes there is kept as its output files
 
 
 class HostProcessesDisabled(NodeStartError):
@@ -147,8 +149,9 @@ def remove_work_dir(path: Path) -> None:
         path.unlink()
 
 
-def copy_code(job_id: int, work: Path) -> Path:
-    """The snapshot copied in, Hangar-owned and read-only: the job reads what ran."""
+def copy_code(job_id: int, work: Path, user: JobUser) -> Path:
+    """The snapshot copied in, Hangar-owned and read-only: the job reads what ran. Its
+    ./outputs alone is the job user's to write (made if the snapshot has none)."""
     target = work / "code"
     shutil.copytree(jobfiles.code_dir(job_id), target, symlinks=True)
     # Folders too when Hangar is root (the job is another user); as one user, read-only
@@ -157,8 +160,42 @@ def copy_code(job_id: int, work: Path) -> Path:
     for path in sorted(target.rglob("*"), reverse=True):
         if not path.is_symlink():
             path.chmod(folder_mode if path.is_dir() else 0o444)
+    writable = target / OUTPUTS
+    if not os.path.lexists(writable):
+        writable.mkdir(mode=0o755)
+    if writable.is_dir() and not writable.is_symlink():
+        writable.chmod(0o755)
+        # Made or copied by Hangar just now: nothing of the job's is followed here.
+        os.chown(writable, user.uid, user.gid, follow_symlinks=False)
     target.chmod(folder_mode)
     return target
+
+
+def collect_outputs(run_key: str, code_job_id: int | None, sink: Sink) -> None:
+    """./outputs of the run's working folder, read as hostile: every folder on the way
+    opened with O_NOFOLLOW from its parent's descriptor (the job owns its folder and may
+    have swapped anything in it for a link), every file checked on its open descriptor."""
+    job_part, run_part = jobfiles.check_run_key(run_key)
+    on_the_way = [f"{job_part}.{run_part}"] + (["code"] if code_job_id is not None else [])
+    fd = outputs.open_path_nofollow(Path(settings.HANGAR_HOST_WORK_DIR) / "runs", on_the_way)
+    if fd is None:
+        return  # no working folder (released already, or never made)
+    try:
+        try:
+            info = os.stat(OUTPUTS, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return  # no ./outputs
+        if not stat.S_ISDIR(info.st_mode):
+            sink.leave_out((OUTPUTS,), outputs.kind_of(info.st_mode))
+            return
+        try:
+            found = os.open(OUTPUTS, outputs.OPEN_DIR, dir_fd=fd)
+        except OSError:
+            sink.leave_out((OUTPUTS,), "changed while it was read")
+            return
+    finally:
+        os.close(fd)
+    outputs.from_folder(found, sink)
 
 
 # Runs ----------------------------------------------------------------------------------
@@ -196,7 +233,7 @@ def start_run(launch: JobLaunch) -> None:
         own = dict(launch.environment)
         cwd = work
         if launch.code_job_id is not None:
-            cwd = copy_code(launch.code_job_id, work)
+            cwd = copy_code(launch.code_job_id, work, user)
             own["HANGAR_WORKDIR"] = str(cwd)
         launch_supervisor(
             {

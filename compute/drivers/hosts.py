@@ -27,6 +27,7 @@ from compute.drivers.base import (
 )
 from compute.drivers.docker import DockerDriver
 from compute.lib.jobfiles import RunState
+from compute.lib.outputs import Sink
 
 COPY_CHUNK = 1024 * 1024
 
@@ -139,6 +140,11 @@ class MultiHostDriver(Driver):
 
     def release_run(self, container: str, run_key: str) -> None:
         self.of_container(container).release_run(container, run_key)
+
+    def collect_outputs(
+        self, container: str, run_key: str, code_job_id: int | None, sink: Sink
+    ) -> None:
+        self.of_container(container).collect_outputs(container, run_key, code_job_id, sink)
 
     # Images -------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from compute.drivers.base import (
 )
 from compute.drivers.processes import ProcessIdentity, is_alive, signal_group
 from compute.lib import jobfiles
+from compute.lib.outputs import Sink
 
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 3.0
@@ -137,6 +138,11 @@ class LocalDriver(Driver):
 
     def release_run(self, container: str, run_key: str) -> None:
         hostproc.release_run(run_key)
+
+    def collect_outputs(
+        self, container: str, run_key: str, code_job_id: int | None, sink: Sink
+    ) -> None:
+        hostproc.collect_outputs(run_key, code_job_id, sink)
 
     def remove_node(self, name: str) -> bool:
         node_dir = self._dir(name)

@@ -19,11 +19,20 @@ from compute.lib import jobfiles
 
 log = logging.getLogger(__name__)
 FOLLOWED = ".followed"  # a follower's heartbeat in the run's record
+OUTPUTS = "outputs"  # what a job writes there is kept as its output files
 
 
 def node_run_dir(run_key: str) -> str:
     job, run = jobfiles.check_run_key(run_key)
     return f"{scripts.NODE_RUNS}/run-{job}-{run}"
+
+
+def node_outputs_dir(run_key: str, code_job_id: int | None) -> str:
+    """./outputs of the run's working folder in the node: its code's folder when it has
+    code (START_AND_FOLLOW runs it there), else the run's own folder."""
+    if code_job_id is not None:
+        return f"{scripts.NODE_CODE}/{int(code_job_id)}/{OUTPUTS}"
+    return f"{node_run_dir(run_key)}/{OUTPUTS}"
 
 
 def parse_exit(raw: bytes) -> int:
@@ -43,7 +52,8 @@ def end_without_code(run_key: str) -> None:
 def code_archive(job_id: int) -> bytes:
     """The job's code snapshot as a tar for put_archive: code/<job>/..., owned by the job's
     user and read-only. Only folders and regular files go in: the snapshot holds no links,
-    and none is followed if one appeared."""
+    and none is followed if one appeared. Its ./outputs folder is the one the job may
+    write (made if the snapshot has none): the rest stays read-only."""
     root = jobfiles.code_dir(job_id)
     uid, gid = (int(part) for part in scripts.JOB_USER.split(":"))
     buffer = io.BytesIO()
@@ -57,6 +67,9 @@ def code_archive(job_id: int) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.addfile(entry("code", tarfile.DIRTYPE, 0o755))
         tar.addfile(entry(f"code/{job_id}", tarfile.DIRTYPE, 0o555))
+        writable = f"code/{job_id}/{OUTPUTS}"
+        if not os.path.lexists(root / OUTPUTS):
+            tar.addfile(entry(writable, tarfile.DIRTYPE, 0o755))
         pending = [(root, f"code/{job_id}")]
         while pending:
             folder, name = pending.pop()
@@ -65,7 +78,8 @@ def code_archive(job_id: int) -> bytes:
                     info = item.stat(follow_symlinks=False)
                     inner = f"{name}/{item.name}"
                     if stat.S_ISDIR(info.st_mode):
-                        tar.addfile(entry(inner, tarfile.DIRTYPE, 0o555))
+                        mode = 0o755 if inner == writable else 0o555
+                        tar.addfile(entry(inner, tarfile.DIRTYPE, mode))
                         pending.append((Path(item.path), inner))
                     elif stat.S_ISREG(info.st_mode):
                         fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW)

@@ -28,6 +28,7 @@ from compute.drivers import hostproc, processes
 from compute.drivers.base import JobLaunch, NodeStartError
 from compute.lib import jobfiles, ssh
 from compute.lib.jobfiles import RunState
+from compute.lib.outputs import Sink
 
 SAFE_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -115,6 +116,11 @@ class LocalRunner:
 
     def release_run(self, container: str, run_key: str) -> None:
         hostproc.release_run(run_key)
+
+    def collect_outputs(
+        self, container: str, run_key: str, code_job_id: int | None, sink: Sink
+    ) -> None:
+        hostproc.collect_outputs(run_key, code_job_id, sink)
 
     def probe(self) -> None:
         """Answers whenever the worker asking runs, unless host processes are disabled."""
@@ -274,6 +280,11 @@ class SSHRunner:
 
     def release_run(self, container: str, run_key: str) -> None:
         """Folders over there are tidied at each health check (`tidy`)."""
+
+    def collect_outputs(
+        self, container: str, run_key: str, code_job_id: int | None, sink: Sink
+    ) -> None:
+        """Not collected over SSH yet: a remote machine's job keeps its ./outputs there."""
 
     def _look(self, run_key: str) -> RunState:
         offset = jobfiles.output_offset(run_key)

@@ -381,7 +381,12 @@ def submit_batch_job(
     node_count: int = Form(2),
     mini_batch_size: int = Form(10),
     max_attempts: int = Form(3),
-    inputs: list[UploadedFile] = File(..., description="Input files, or one .zip of a folder."),
+    inputs: list[UploadedFile] = File(
+        None, description="Input files, or one .zip of a folder (or give from_job)."
+    ),
+    from_job: int | None = Form(
+        None, description="instead of inputs: a completed job's id, whose output files are scored"
+    ),
 ) -> Status:
     """Score input files with a registered model, in mini-batches on nodes of its own."""
     access = api_access(request, slug, Role.CONTRIBUTOR, "submitting batch scoring jobs")
@@ -396,8 +401,9 @@ def submit_batch_job(
         "node_count": node_count,
         "mini_batch_size": mini_batch_size,
         "max_attempts": max_attempts,
+        "from_job": from_job if from_job is not None else "",
     }
-    form = BatchForm(data, MultiValueDict({"inputs": inputs}), workspace=access.workspace)
+    form = BatchForm(data, MultiValueDict({"inputs": inputs or []}), workspace=access.workspace)
     refused = refused_upload(request)
     if refused or not form.is_valid():
         if refused:
@@ -415,7 +421,10 @@ def submit_batch_job(
         node_count=cleaned["node_count"],
         mini_batch_size=cleaned["mini_batch_size"],
         max_attempts=cleaned["max_attempts"],
-        inputs=Inputs([(upload.name or "input", upload) for upload in cleaned["inputs"]]),
+        inputs=Inputs(
+            [(upload.name or "input", upload) for upload in cleaned["inputs"]],
+            job_id=cleaned["from_job"],
+        ),
     )
     return Status(201, batch_in(request, slug, batch.pk))
 

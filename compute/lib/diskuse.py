@@ -1,4 +1,5 @@
-"""How much of HANGAR_JOBS_DIR a workspace's jobs take: code snapshots and run output.
+"""How much of HANGAR_JOBS_DIR a workspace's jobs take: code snapshots, run output and
+output files.
 
 Only the folders of the workspace's own jobs are opened (code/<job>, runs/<job>), by job ids
 from the database, so another workspace's files are never read. Run folders are written by
@@ -20,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 
-from compute.lib import jobfiles, snapshots
+from compute.lib import jobfiles, outputs, snapshots
 
 MAX_ENTRIES = 200_000
 MAX_DEPTH = 64
@@ -49,9 +50,9 @@ def disk_use(key: str, job_ids: Callable[[], Iterable[int]]) -> DiskUse:
 
 def _count(job_ids: Iterable[int]) -> DiskUse:
     walk = _Walk()
-    code, runs = snapshots.code_root(), jobfiles.runs_root()
+    roots = (snapshots.code_root(), jobfiles.runs_root(), outputs.outputs_root())
     for job_id in job_ids:
-        for root in (code, runs):
+        for root in roots:
             walk.folder(root / str(job_id))
     return DiskUse(walk.total, walk.complete)
 

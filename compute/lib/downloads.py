@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
+from typing import IO
 
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
+
+UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 # What a spreadsheet takes for the start of a formula in a CSV cell.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -22,6 +26,34 @@ def text_cell(value: object) -> object:
 def csv_download(chunks: Iterable[str], filename: str) -> StreamingHttpResponse:
     """`filename` must need no quoting (callers build it from names their rules allow)."""
     response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def safe_filename(name: str, fallback: str = "download") -> str:
+    """A name from elsewhere (a job's file) as one that needs no quoting in a header and
+    means nothing to a shell or a browser: letters, digits, dot, dash and underscore."""
+    cleaned = UNSAFE_IN_FILENAME.sub("_", name.rsplit("/", 1)[-1]).strip("._")
+    return cleaned[:150] or fallback
+
+
+def file_download(handle: IO[bytes], filename: str) -> FileResponse:
+    """A stored file sent as an attachment, never as a page: whatever bytes a job wrote
+    (HTML, say) are saved by the browser, not rendered under Hangar's origin."""
+    response = FileResponse(
+        handle,
+        as_attachment=True,
+        filename=safe_filename(filename),
+        content_type="application/octet-stream",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def zip_download(chunks: Iterator[bytes], filename: str) -> StreamingHttpResponse:
+    """`filename` must need no quoting (callers build it from ids)."""
+    response = StreamingHttpResponse(chunks, content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response

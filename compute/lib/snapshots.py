@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -145,6 +145,26 @@ def store_uploads(key: int, uploads: list[tuple[str, IO[bytes]]], store: Store) 
                 _copy(source, folder / name, budget)
             except FileExistsError:
                 raise CodeError(f"Two files are named “{_short(name)}”.") from None
+
+
+def store_copies(
+    key: int, files: Iterable[tuple[str, Callable[[], IO[bytes]]]], store: Store
+) -> None:
+    """Files Hangar keeps elsewhere (a job's output files) copied as one snapshot at their
+    relative paths, with the caps of an upload: MAX_ZIP_FILES files, the store's bytes."""
+    with _staged(store, key) as folder:
+        budget, count = _Budget(store), 0
+        for relative, opener in files:
+            count += 1
+            if count > MAX_ZIP_FILES:
+                raise CodeError(f"There are more than {MAX_ZIP_FILES} files.")
+            path = PurePosixPath(relative)
+            if relative.startswith("/") or ".." in path.parts or not path.parts:
+                raise CodeError(f"“{_short(relative)}” points outside its folder.")
+            destination = folder.joinpath(*path.parts)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with opener() as source:
+                _copy(source, destination, budget)
 
 
 def files_in(folder: Path) -> list[str]:

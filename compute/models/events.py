@@ -63,6 +63,7 @@ class EventVerb(models.TextChoices):
     JOB_REQUEUED = "job.requeued", "Job requeued"
     JOB_GAVE_UP = "job.gave_up", "Job failed, retries exhausted"
     JOB_OUTPUT_CUT = "job.output_cut", "Job output cut"
+    JOB_OUTPUTS_NOT_KEPT = "job.outputs_not_kept", "Job output files not kept"
     # Batch scoring (compute/inference): on its cluster's log.
     BATCH_SUBMITTED = "batch.submitted", "Batch scoring submitted"
     MINI_BATCH_RETRIED = "batch.mini_batch_retried", "Mini-batch failed, retrying"

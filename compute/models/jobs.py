@@ -86,6 +86,11 @@ class Job(models.Model):
     preparing_at = models.DateTimeField(null=True, blank=True)
     running_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Its output files (what it wrote under ./outputs, compute/lib/outputs.py): counted
+    # when its run ended, with what was not kept and why (links left out, a cap passed).
+    outputs_files = models.PositiveIntegerField(default=0)
+    outputs_bytes = models.BigIntegerField(default=0)
+    outputs_note = models.TextField(blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -110,6 +115,17 @@ class Job(models.Model):
                 fields=["workspace", "-queued_at", "-id"], name="job_workspace_recent_idx"
             ),
             models.Index(fields=["compute", "-queued_at", "-id"], name="job_compute_recent_idx"),
+            # Batch scoring offers a workspace's newest jobs with output files as inputs
+            # (compute/inference/forms/batch.py), read off this whatever the job count.
+            models.Index(
+                fields=["workspace", "-finished_at"],
+                name="job_with_outputs_idx",
+                condition=Q(outputs_files__gt=0),
+            ),
+            # Retention removes the oldest jobs' output files first (controllers/retention.py).
+            models.Index(
+                fields=["finished_at"], name="job_outputs_age_idx", condition=Q(outputs_files__gt=0)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -137,6 +153,10 @@ class Job(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in JOB_TERMINAL
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status == J.COMPLETED
 
     def waiting_for_environment(self) -> Environment | None:
         """The environment a queued job waits for to build (its page says so), if any."""

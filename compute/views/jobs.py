@@ -15,6 +15,7 @@ from compute.job_templates import JobTemplate, job_templates
 from compute.lib import jobfiles
 from compute.lib.uploads import refused_upload
 from compute.models import Environment, Job, JobRun, Node
+from compute.selectors import job_outputs
 from compute.views.common import add_errors
 from compute.views.quota import what_if_for_form
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
@@ -23,6 +24,7 @@ from workspace.queries import KeysFirstPaginator
 from workspace.views.htmx import render_htmx
 
 PAGE_SIZE = 25
+OUTPUTS_SHOWN = 200  # on the page; the zip has them all
 
 
 def jobs_of(access: WorkspaceAccess):
@@ -142,7 +144,11 @@ def template_initial(template: JobTemplate) -> dict[str, object]:
 def _job_context(access: WorkspaceAccess, job: Job, rank: int) -> dict:
     runs = list(job.runs.filter(attempt=job.retries).order_by("rank"))
     shown = next((run for run in runs if run.rank == rank), runs[0] if runs else None)
+    found = job_outputs(job)
     return {
+        "outputs": found,
+        "outputs_shown": found.files[:OUTPUTS_SHOWN],
+        "outputs_more": max(0, len(found.files) - OUTPUTS_SHOWN),
         "nav": "jobs",
         "access": access,
         "workspace": access.workspace,

@@ -57,6 +57,7 @@ from tests.support.factories import (
     UserFactory,
 )
 from tests.support.inference import SCORING, make_batch, make_endpoint, make_model
+from tests.support.outputs import with_outputs
 from tests.support.teams import Team
 from workspace.models import Activity, Invitation, Membership, Notification, Role, Workspace
 
@@ -330,6 +331,10 @@ MATRIX: dict[str, tuple[Case, ...]] = {
         ),
     ),
     "compute:job-cancel": (Case(POST_ONLY, C, ids={"pk": "job"}, changes=True),),
+    "compute:job-outputs-zip": (page(pk="done_job"),),
+    "compute:job-output-file": (
+        Case(get=R, post=R, ids={"pk": "done_job"}, fixed={"path": "model/weights.bin"}),
+    ),
 }
 
 
@@ -362,6 +367,7 @@ def victim(team: Team, jobs_dir: Path) -> dict[str, Any]:
         "node": NodeFactory(compute=cluster, running=True),
         "attached": attached,
         "job": job,
+        "done_job": with_outputs(JobFactory(compute=cluster)),
         "schedule": Schedule.objects.create(compute=instance, action="stop", cron="0 19 * * *"),
         "bystander": MembershipFactory(workspace=workspace, user=bystander, role=R),
         "invitation": Invitation.objects.create(

@@ -31,6 +31,7 @@ from compute.models import (
 from tests.security.test_foreign_ids import failed_environment
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
 from tests.support.inference import SCORING, make_batch, make_endpoint, make_model
+from tests.support.outputs import with_outputs
 from tests.support.teams import Team
 from workspace.models import AccessToken, Role, Workspace
 from workspace.tokens import create_token, revoke_token
@@ -59,6 +60,9 @@ CASES = [
     Case("GET", f"{W}/jobs", Role.READER),
     Case("GET", f"{W}/jobs/{{job}}", Role.READER),
     Case("GET", f"{W}/jobs/{{job}}/wait?timeout=0", Role.READER),
+    Case("GET", f"{W}/jobs/{{done}}/outputs", Role.READER),
+    Case("GET", f"{W}/jobs/{{done}}/outputs.zip", Role.READER),
+    Case("GET", f"{W}/jobs/{{done}}/outputs/model/weights.bin", Role.READER),
     Case(
         "POST",
         f"{W}/computes/clusters",
@@ -210,6 +214,7 @@ def rows(team: Team) -> dict[str, int]:
         "instance": instance.pk,
         "running": running.pk,
         "job": job.pk,
+        "done": with_outputs(JobFactory(compute=cluster)).pk,
         "schedule": schedule.pk,
         "attached": attached.pk,
     }
@@ -360,10 +365,17 @@ def test_every_operation_has_a_rule():
                         .replace("{int:deployment_id}", "{green}")
                         .replace("{int:environment_id}", "{environment}")
                         .replace("{int:batch_id}", "{batch}")
+                        .replace("{path:path}", "model/weights.bin")
                     )
                     workspace_scoped.add((method, concrete))
     normalized = {
-        (m, re.sub(r"\{(cluster|instance|running|attached)\}", "{compute}", p)) for m, p in covered
+        (
+            m,
+            re.sub(r"\{(cluster|instance|running|attached)\}", "{compute}", p).replace(
+                "{done}", "{job}"
+            ),
+        )
+        for m, p in covered
     }
     missing = {
         (m, p)

@@ -27,12 +27,13 @@ from compute.models import (
 )
 from tests.support.factories import ComputeFactory, JobFactory, NodeFactory
 from tests.support.inference import make_batch, make_endpoint, make_model
+from tests.support.outputs import with_outputs
 from workspace.models import Invitation, Membership, Workspace
 
 pytestmark = pytest.mark.django_db
 
 # The id each route parameter names, taken from the victim's objects; `None`: a fixed value.
-FIXED = {"kind": "instance", "verb": "stop", "rank": 0}
+FIXED = {"kind": "instance", "verb": "stop", "rank": 0, "path": "model/weights.bin"}
 PARAMETERS = {
     "pk": "compute",
     "node_id": "node",
@@ -46,6 +47,8 @@ PK_IS = {
     "compute:job": "job",
     "compute:job-cancel": "job",
     "compute:job-log": "job",
+    "compute:job-outputs-zip": "job",
+    "compute:job-output-file": "job",
     "compute:environment": "environment",
     "compute:environment-build": "environment",
     "compute:environment-default": "environment",
@@ -103,7 +106,8 @@ def victim(team):
         "compute": instance,
         "attached": attached,
         "node": NodeFactory(compute=ComputeFactory(workspace=team.workspace)),
-        "job": JobFactory(compute=instance),
+        # Ended with output files: their downloads have something to refuse.
+        "job": with_outputs(JobFactory(compute=instance)),
         "environment": failed_environment(team.workspace),
         "model": (model := make_model(team.workspace)),
         "endpoint": (endpoint := make_endpoint(team.workspace, model)),

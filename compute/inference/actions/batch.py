@@ -4,6 +4,7 @@ rows, retrying, ending) is compute/controllers/batch_scoring.py."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,10 @@ from compute.inference.models import BatchJob, BatchState, MiniBatch, Registered
 from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH, start_attempts
 from compute.inference.rules import Ask, Target, refusals
 from compute.inference.runtime import batch_runner
-from compute.lib import snapshots
-from compute.models import Environment, Tier, VmSize
+from compute.lib import outputs, snapshots
+from compute.models import Environment, Job, Tier, VmSize
 from compute.models.events import EventVerb, record
+from compute.selectors import job_outputs
 from workspace.access import WorkspaceAccess, require_role
 from workspace.models import Role
 
@@ -56,9 +58,11 @@ def run(mini_batch):
 
 @dataclass(frozen=True)
 class Inputs:
-    """The uploaded inputs: several files side by side, or one zip or tar of a folder."""
+    """The uploaded inputs: several files side by side, or one zip or tar of a folder; or
+    (`job_id`) the output files of a completed job of the workspace."""
 
     files: list[tuple[str, IO[bytes]]]
+    job_id: int | None = None
 
     @property
     def is_zip(self) -> bool:
@@ -70,6 +74,8 @@ class Inputs:
 
     @property
     def name(self) -> str:
+        if self.job_id is not None:
+            return f"outputs of job #{self.job_id}"
         if len(self.files) == 1:
             return self.files[0][0][:200]
         return f"{len(self.files)} files"
@@ -99,7 +105,13 @@ def submit_batch(
         errors["mini_batch_size"] = f"A mini-batch has 1 to {MAX_MINI_BATCH} files."
     if not 1 <= max_attempts <= MAX_ATTEMPTS:
         errors["max_attempts"] = f"Give each mini-batch 1 to {MAX_ATTEMPTS} attempts."
-    if not inputs.files:
+    source: Job | None = None
+    if inputs.job_id is not None:
+        try:
+            source = job_for_inputs(access, inputs.job_id)
+        except ValidationError as error:
+            errors["from_job"] = error.messages[0]
+    elif not inputs.files:
         errors["inputs"] = "Upload the input files (several files, or a zip of a folder)."
     if errors:
         raise ValidationError(errors)
@@ -121,10 +133,14 @@ def submit_batch(
                 node_count=node_count,
                 mini_batch_size=mini_batch_size,
                 max_attempts=max_attempts,
-                input_name=inputs.name,
+                input_name=(
+                    f"outputs of job {source.name} (#{source.pk})" if source else inputs.name
+                )[:200],
                 created_by=access.membership.user,
             )
-            files = store_inputs(batch.pk, inputs)
+            files = (
+                store_job_outputs(batch.pk, source) if source else store_inputs(batch.pk, inputs)
+            )
             chunks = [
                 files[at : at + mini_batch_size] for at in range(0, len(files), mini_batch_size)
             ]
@@ -228,6 +244,39 @@ def store_inputs(key: int, inputs: Inputs) -> list[str]:
     files = snapshots.files_in(store.folder(key))
     if not files:
         raise snapshots.CodeError("The upload holds no file to score.")
+    return files
+
+
+def job_for_inputs(access: WorkspaceAccess, job_id: int) -> Job:
+    """A completed job of this workspace that kept output files; another workspace's job
+    is answered as one that does not exist."""
+    job = Job.objects.filter(workspace=access.workspace, pk=job_id).first()
+    if job is None:
+        raise ValidationError(f"Job #{job_id} does not exist in {access.workspace.name}.")
+    if not job.is_completed:
+        raise ValidationError(
+            f"Job {job.name} (#{job.pk}) is {job.get_status_display().lower()}: only the "
+            "outputs of a completed job can be scored."
+        )
+    if not job.outputs_files:
+        why = f" ({job.outputs_note})" if job.outputs_note else ""
+        raise ValidationError(
+            f"Job {job.name} (#{job.pk}) kept no output files: it wrote nothing to ./outputs{why}."
+        )
+    return job
+
+
+def store_job_outputs(key: int, job: Job) -> list[str]:
+    """The job's output files copied (never linked: the job's may go first) into the
+    batch's read-only inputs, at their paths, under the upload's caps and order."""
+    store = snapshots.batch_input_store()
+    found = job_outputs(job).files
+    snapshots.store_copies(
+        key, [(item.path, functools.partial(outputs.open_file, item)) for item in found], store
+    )
+    files = snapshots.files_in(store.folder(key))
+    if not files:
+        raise snapshots.CodeError(f"Job {job.name} (#{job.pk}) has no output files left.")
     return files
 
 

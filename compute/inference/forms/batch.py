@@ -10,7 +10,9 @@ from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH
 from compute.inference.models.endpoints import NAME_RULE
 from compute.lib.uploads import MAX_FILES
 from compute.models import Tier
+from compute.selectors import jobs_with_outputs
 from workspace.forms import QuickSelect, StyledForm
+from workspace.models import Workspace
 
 MAX_INPUT_FILES = MAX_FILES  # what one request may carry
 
@@ -46,6 +48,16 @@ class BatchForm(StyledForm, ModelSizeEnvironmentChoices):
     inputs = MultipleFileField(
         label="Input files (several, or one .zip or .tar.gz of a folder)",
         help_text="Stored read-only, split into mini-batches in name order.",
+        required=False,
+    )
+    # Any id is taken (the API names older jobs too); the submit checks it is a completed
+    # job of this workspace that kept files. The page offers the newest ones.
+    from_job = forms.IntegerField(
+        label="Or the outputs of a job",
+        required=False,
+        widget=forms.Select,
+        help_text="A completed job's output files (what it wrote to ./outputs), copied as "
+        "this job's inputs instead of an upload.",
     )
     vm_size = forms.ChoiceField(label="VM size", widget=QuickSelect)
     tier = forms.ChoiceField(
@@ -81,3 +93,25 @@ class BatchForm(StyledForm, ModelSizeEnvironmentChoices):
         help_text="init() once per mini-batch; run(mini_batch) gets its files' paths and "
         "returns one row per file (a list of fields).",
     )
+
+    def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
+        super().__init__(*args, workspace=workspace, **kwargs)
+        recent = jobs_with_outputs(workspace)
+        self.fields["from_job"].widget.choices = [("", "None: upload files above")] + [
+            (job.pk, f"{job.name} (#{job.pk}): {job.outputs_files} files") for job in recent
+        ]
+
+    def clean_inputs(self) -> list:
+        return [upload for upload in self.cleaned_data["inputs"] if upload is not None]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        uploads, job = cleaned.get("inputs"), cleaned.get("from_job")
+        if "inputs" in cleaned and "from_job" in cleaned:
+            if uploads and job is not None:
+                self.add_error("from_job", "Upload files or pick a job's outputs, not both.")
+            elif not uploads and job is None:
+                self.add_error(
+                    "inputs", "Upload the input files, or pick a job whose outputs to score."
+                )
+        return cleaned

@@ -1,5 +1,6 @@
 """Batch scoring pages: the workspace's batch jobs, submitting one (an upload of input
-files), one's page (live progress, its mini-batches, downloads), canceling one."""
+files, or a completed job's output files), one's page (live progress, its mini-batches,
+downloads), canceling one."""
 
 from __future__ import annotations
 
@@ -74,7 +75,9 @@ def batch_create(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespons
                 node_count=data["node_count"],
                 mini_batch_size=data["mini_batch_size"],
                 max_attempts=data["max_attempts"],
-                inputs=Inputs([(upload.name, upload) for upload in data["inputs"]]),
+                inputs=Inputs(
+                    [(upload.name, upload) for upload in data["inputs"]], job_id=data["from_job"]
+                ),
             )
         except ValidationError as error:
             add_errors(form, error)

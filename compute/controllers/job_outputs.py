@@ -1,0 +1,61 @@
+"""Collecting a job's output files when its runs end (compute/lib/outputs.py keeps them).
+
+Called by `jobs.collect` for a job every rank of which exited, before the job's ending is
+written and before its runs are released (which clears their work folders): so a job that
+reads as ended has its outputs in place, and a pass killed anywhere in between finds each
+run either collected (its folder is there: not collected again) or not (collected now,
+from a work folder nothing cleared yet).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from compute.drivers import JobRunner
+from compute.lib import outputs
+from compute.models import Job, JobRun
+from compute.models.jobs import CodeKind
+
+log = logging.getLogger(__name__)
+NOTE_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class Collected:
+    files: int = 0
+    bytes: int = 0
+    note: str = ""
+
+
+def collect_job(driver: JobRunner, job: Job, runs: list[JobRun]) -> Collected:
+    """Every rank's ./outputs, rank 0 first, against the job's caps (what earlier ranks
+    took counts for the later ones). Idempotent: a collected run is read, not redone."""
+    budget = outputs.limits()
+    code_job_id = job.pk if job.code_kind != CodeKind.NONE else None
+    several = len(runs) > 1
+    files = size = 0
+    notes: list[str] = []
+    for run in sorted(runs, key=lambda r: r.rank):
+        manifest = outputs.read_manifest(run.key)
+        if manifest is None:
+            try:
+                with outputs.collecting(run.key, budget.less(size, files)) as sink:
+                    driver.collect_outputs(run.container, run.key, code_job_id, sink)
+            except OSError as exc:  # this machine's disk (full, say): the job ends anyway
+                log.warning("outputs of run %s not kept: %s", run.key, exc)
+                notes.append(
+                    (f"Rank {run.rank}: " if several else "")
+                    + f"its output files could not be stored ({exc.strerror or exc})."
+                )
+                continue
+            manifest = outputs.read_manifest(run.key) or outputs.Manifest()
+        files += len(manifest.files)
+        size += manifest.total_bytes
+        note = manifest.note()
+        if note:
+            notes.append(f"Rank {run.rank}: {note}" if several else note)
+    note = " ".join(notes)
+    if len(note) > NOTE_LIMIT:
+        note = note[: NOTE_LIMIT - 1] + "…"
+    return Collected(files, size, note)

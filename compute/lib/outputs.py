@@ -1,0 +1,585 @@
+"""Job output files: what a job wrote under `./outputs` in its working folder (the cloud ML
+studio convention), kept once its run ends.
+
+Each run (one rank of the job's last attempt) is collected once, by the controller that
+ends the job, before the node's work folder is cleared. Its files sit in
+HANGAR_JOBS_DIR/outputs/<job>/<a<attempt>-r<rank>-<token>>/ as
+
+    manifest.json   {"files": [[path, size], ...], "left_out": [...], "refused": ""}
+    files/...       the files themselves, read-only
+
+built in a private staging folder beside it and renamed into place in one step: a run's
+outputs are there whole or not at all, a worker killed midway leaves only a staging folder
+(never listed, removed by the next try), and a second collection finds the first done.
+
+What a job wrote is hostile. A driver hands each entry to a `Sink`, which keeps folders and
+regular files only: links, hard-linked files, devices, FIFOs and names that are not plain
+text (control characters, `..`, a slash, not UTF-8) are left out and named in the job's
+note. The caps (HANGAR_JOB_OUTPUTS_LIMIT_MB, _MAX_FILES, _MAX_DEPTH) hold for the job's
+ranks together; a job past one has its whole set refused with the reason — a random part of
+a job's outputs is worse than none. Bytes are counted as written, whatever a size said.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import secrets
+import stat
+import tarfile
+import time
+import unicodedata
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+
+from compute.lib import snapshots
+
+MANIFEST = "manifest.json"
+FILES = "files"
+STAGING = ".staging-"
+STALE_STAGING_SECONDS = 600
+CHUNK = 1024 * 1024
+MAX_NAME_BYTES = 255
+LEFT_OUT_SHOWN = 10  # named in the note; the rest counted
+OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Non-blocking: a FIFO swapped in after the look would otherwise hang the open.
+OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Characters a name may not hold: controls (newline, tab, escape), format characters
+# (bidirectional overrides that make a name read as another), separators of lines.
+BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}
+
+
+class Refused(Exception):
+    """The job's outputs break a cap: none of its files are kept, this says why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_files: int
+    max_depth: int
+
+    def less(self, used_bytes: int, used_files: int) -> Limits:
+        return Limits(self.max_bytes - used_bytes, self.max_files - used_files, self.max_depth)
+
+
+def limits() -> Limits:
+    return Limits(
+        settings.HANGAR_JOB_OUTPUTS_LIMIT_MB * 1024 * 1024,
+        settings.HANGAR_JOB_OUTPUTS_MAX_FILES,
+        settings.HANGAR_JOB_OUTPUTS_MAX_DEPTH,
+    )
+
+
+def outputs_root() -> Path:
+    return Path(settings.HANGAR_JOBS_DIR) / "outputs"
+
+
+def job_dir(job_id: int) -> Path:
+    return outputs_root() / str(int(job_id))
+
+
+def _run_part(run_key: str) -> tuple[str, str]:
+    from compute.lib.jobfiles import check_run_key
+
+    job_part, run_part = check_run_key(run_key)
+    if not job_part.isdigit():
+        raise ValueError(f"not a run key: {run_key!r}")
+    return job_part, run_part
+
+
+def run_dir(run_key: str) -> Path:
+    job_part, run_part = _run_part(run_key)
+    return outputs_root() / job_part / run_part
+
+
+# Names -----------------------------------------------------------------------------------
+
+
+def shown(name: str, limit: int = 80) -> str:
+    """A hostile name as text that is safe to put in a message: unprintable characters
+    (and bytes that were not UTF-8) become `?`."""
+    cleaned = "".join(
+        "?" if unicodedata.category(ch) in BAD_CATEGORIES else ch
+        for ch in name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    )
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def name_problem(name: str) -> str:
+    """Why one path component cannot be kept as it is ("" if it can)."""
+    if name in ("", ".", ".."):
+        return "is not a file name"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not UTF-8 text"
+    if len(encoded) > MAX_NAME_BYTES:
+        return "is too long a name"
+    if "/" in name or "\\" in name:
+        return "has a slash in its name"
+    if any(unicodedata.category(ch) in BAD_CATEGORIES for ch in name):
+        return "has control characters in its name"
+    return ""
+
+
+# Collecting ------------------------------------------------------------------------------
+
+
+@dataclass
+class Manifest:
+    files: list[tuple[str, int]] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    left_out_count: int = 0
+    refused: str = ""
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, size in self.files)
+
+    def note(self) -> str:
+        """What a person reads about what was not kept ("" when all was)."""
+        if self.refused:
+            return self.refused
+        if not self.left_out_count:
+            return ""
+        named = "; ".join(self.left_out)
+        more = self.left_out_count - len(self.left_out)
+        tail = f"; and {more} more" if more > 0 else ""
+        return (
+            f"{self.left_out_count} entr{'y' if self.left_out_count == 1 else 'ies'} of "
+            f"./outputs left out (only folders and regular files with plain names are "
+            f"kept: no links, hard links, devices or FIFOs): {named}{tail}."
+        )
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "files": self.files,
+                "left_out": self.left_out,
+                "left_out_count": self.left_out_count,
+                "refused": self.refused,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        data = json.loads(raw)
+        return cls(
+            files=[(str(path), int(size)) for path, size in data.get("files", [])],
+            left_out=[str(x) for x in data.get("left_out", [])],
+            left_out_count=int(data.get("left_out_count", 0)),
+            refused=str(data.get("refused", "")),
+        )
+
+
+class Sink:
+    """Receives one run's outputs from a driver, entry by entry, into a staging folder.
+
+    `parts` are the path components under ./outputs. A driver hands over every entry it
+    finds, whatever its kind: the sink decides what is kept (`folder`, `file`) and what is
+    left out (`leave_out`), and raises Refused past a cap.
+    """
+
+    def __init__(self, folder: Path, budget: Limits) -> None:
+        self.root = folder
+        self.budget = budget
+        self.manifest = Manifest()
+        self.bytes = 0
+        self.entries = 0
+        self.made: set[tuple[str, ...]] = {()}
+        self.dropped: set[tuple[str, ...]] = set()  # folders left out: their insides too
+
+    def _check(self, parts: tuple[str, ...]) -> str:
+        for part in parts:
+            problem = name_problem(part)
+            if problem:
+                return problem
+        return ""
+
+    def _count(self, parts: tuple[str, ...]) -> None:
+        if len(parts) > self.budget.max_depth:
+            raise Refused(
+                f"./outputs goes more than {settings.HANGAR_JOB_OUTPUTS_MAX_DEPTH} folders "
+                "deep (HANGAR_JOB_OUTPUTS_MAX_DEPTH): none of its files were kept."
+            )
+        self.entries += 1
+        if self.entries > self.budget.max_files:
+            self.too_many()
+
+    def too_many(self) -> None:
+        raise Refused(
+            f"./outputs holds more than {settings.HANGAR_JOB_OUTPUTS_MAX_FILES:,} files "
+            "and folders (HANGAR_JOB_OUTPUTS_MAX_FILES, for all of a job's ranks): "
+            "none of its files were kept."
+        )
+
+    def _take(self, size: int) -> None:
+        self.bytes += size
+        if self.bytes > self.budget.max_bytes:
+            raise Refused(
+                f"./outputs holds more than {settings.HANGAR_JOB_OUTPUTS_LIMIT_MB:,} MiB "
+                "(HANGAR_JOB_OUTPUTS_LIMIT_MB, for all of a job's ranks): none of its "
+                "files were kept."
+            )
+
+    def _inside_dropped(self, parts: tuple[str, ...]) -> bool:
+        return any(parts[:n] in self.dropped for n in range(1, len(parts)))
+
+    def leave_out(self, parts: tuple[str, ...], why: str) -> None:
+        if self._inside_dropped(parts):
+            return
+        self.manifest.left_out_count += 1
+        if len(self.manifest.left_out) < LEFT_OUT_SHOWN:
+            self.manifest.left_out.append(f"“{shown('/'.join(parts))}” {why}")
+
+    def folder(self, parts: tuple[str, ...]) -> bool:
+        """True if the folder is kept (a driver may skip what is inside one that is not)."""
+        if self._inside_dropped(parts):
+            return False
+        problem = self._check(parts)
+        if problem:
+            self.leave_out(parts, problem)
+            self.dropped.add(parts)
+            return False
+        self._count(parts)
+        self._ensure(parts)
+        return True
+
+    def _ensure(self, parts: tuple[str, ...]) -> None:
+        for n in range(1, len(parts) + 1):
+            if parts[:n] not in self.made:
+                os.mkdir(self.root.joinpath(*parts[:n]), 0o700)
+                self.made.add(parts[:n])
+
+    def file(self, parts: tuple[str, ...], source: IO[bytes], size: int | None = None) -> None:
+        if self._inside_dropped(parts):
+            return
+        problem = self._check(parts)
+        if problem:
+            self.leave_out(parts, problem)
+            return
+        self._count(parts)
+        if size is not None and self.bytes + size > self.budget.max_bytes:
+            self._take(size)  # refuses now, before a byte is copied
+        self._ensure(parts[:-1])
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.root.joinpath(*parts), flags, 0o600)
+        except FileExistsError:
+            self.leave_out(parts, "appears twice")
+            return
+        written = 0
+        with os.fdopen(fd, "wb") as target:
+            while chunk := source.read(CHUNK):
+                self._take(len(chunk))
+                written += len(chunk)
+                target.write(chunk)
+        self.manifest.files.append(("/".join(parts), written))
+
+
+@contextlib.contextmanager
+def collecting(run_key: str, budget: Limits) -> Iterator[Sink]:
+    """A Sink into a fresh staging folder; on leaving, the run's outputs are put in place
+    in one rename (refused ones too: an empty set with the reason). An error other than
+    Refused leaves nothing: the next try starts over."""
+    final = run_dir(run_key)
+    parent = final.parent
+    outputs_root().mkdir(parents=True, exist_ok=True, mode=0o700)
+    parent.mkdir(exist_ok=True, mode=0o700)
+    _remove_stale_staging(parent, final.name)
+    staging = parent / f"{STAGING}{final.name}-{secrets.token_hex(4)}"
+    staging.mkdir(mode=0o700)
+    placed = False
+    try:
+        (staging / FILES).mkdir(mode=0o700)
+        sink = Sink(staging / FILES, budget)
+        try:
+            yield sink
+        except Refused as refusal:
+            snapshots.remove_tree(staging / FILES)
+            (staging / FILES).mkdir(mode=0o700)
+            sink.manifest = Manifest(refused=str(refusal))
+        sink.manifest.files.sort()
+        (staging / MANIFEST).write_bytes(sink.manifest.to_json())
+        _freeze(staging)
+        try:
+            os.rename(staging, final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # Another pass collected it meanwhile (a lease that lapsed): the first stays.
+        else:
+            placed = True
+    finally:
+        if not placed:
+            snapshots.remove_tree(staging)
+
+
+def _freeze(folder: Path) -> None:
+    for parent, dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o400, follow_symlinks=False)
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), 0o500, follow_symlinks=False)
+    os.chmod(folder, 0o500)
+
+
+def _remove_stale_staging(parent: Path, run_part: str) -> None:
+    """Staging folders of this run left by a worker killed mid-collection."""
+    now = time.time()
+    with os.scandir(parent) as entries:
+        for entry in entries:
+            if not entry.name.startswith(f"{STAGING}{run_part}-"):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS:
+                    snapshots.remove_tree(Path(entry.path))
+
+
+def read_manifest(run_key: str) -> Manifest | None:
+    """The run's collected outputs, or None if it was not collected (yet)."""
+    try:
+        raw = (run_dir(run_key) / MANIFEST).read_bytes()
+    except (OSError, ValueError):
+        return None
+    try:
+        return Manifest.from_json(raw)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+# What drivers hand over: a tar stream (Docker) or a folder (host processes) -------------
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file over an iterator of byte chunks (the Docker API's archive stream)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            try:
+                self.pending = next(self.chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+def from_tar(chunks: Iterable[bytes], top: str, sink: Sink) -> None:
+    """Entries of a tar stream whose first component is `top` (the archived ./outputs)."""
+    reader = io.BufferedReader(_ChunkReader(chunks), CHUNK)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as archive:
+            for member in archive:
+                raw = member.name.split("/")
+                parts = tuple(raw[1:])
+                if raw[0] != top or any(p in ("", ".", "..") for p in parts) or "\0" in member.name:
+                    sink.leave_out(tuple(raw), "is outside ./outputs")
+                    continue
+                if not parts:
+                    if not member.isdir():
+                        sink.leave_out((top,), "is not a folder")
+                    continue
+                if member.isdir():
+                    sink.folder(parts)
+                elif member.isreg():
+                    extracted = archive.extractfile(member)
+                    if extracted is not None:
+                        sink.file(parts, extracted, member.size)
+                else:
+                    sink.leave_out(parts, kind_of_tar(member))
+    except tarfile.TarError as exc:
+        raise OSError(errno.EIO, f"the outputs archive is unreadable: {exc}") from None
+
+
+def kind_of_tar(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "is a symbolic link"
+    if member.islnk():
+        return "is a hard link"
+    if member.isfifo():
+        return "is a FIFO"
+    if member.ischr() or member.isblk():
+        return "is a device"
+    return "is not a regular file"
+
+
+def kind_of(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device"
+    if stat.S_ISSOCK(mode):
+        return "is a socket"
+    return "is not a regular file"
+
+
+def open_path_nofollow(root: Path, parts: Iterable[str]) -> int | None:
+    """A folder under `root` (which is trusted) as a descriptor, each component opened
+    without following a link; None if any is missing, a link or not a folder."""
+    try:
+        fd = os.open(root, OPEN_DIR)
+    except OSError:
+        return None
+    for part in parts:
+        try:
+            next_fd = os.open(part, OPEN_DIR, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = next_fd
+    return fd
+
+
+def from_folder(fd: int, sink: Sink, parts: tuple[str, ...] = ()) -> None:
+    """Entries of a folder a job wrote (closes `fd`). Every entry is lstat'ed relative to
+    its folder's descriptor and opened with O_NOFOLLOW; a file is kept only if the opened
+    descriptor is a regular file with one link (a hard link could be anyone's file)."""
+    try:
+        names = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                names.append(entry.name)
+                if len(names) > sink.budget.max_files:
+                    sink.too_many()
+        for name in sorted(names):
+            inner = (*parts, name)
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            if stat.S_ISDIR(info.st_mode):
+                if not sink.folder(inner):
+                    continue
+                try:
+                    child = os.open(name, OPEN_DIR, dir_fd=fd)
+                except OSError:
+                    sink.leave_out(inner, "changed while it was read")
+                    continue
+                from_folder(child, sink, inner)
+            elif stat.S_ISREG(info.st_mode):
+                try:
+                    file_fd = os.open(name, OPEN_FILE, dir_fd=fd)
+                except OSError:
+                    sink.leave_out(inner, "changed while it was read")
+                    continue
+                with os.fdopen(file_fd, "rb") as handle:
+                    opened = os.fstat(file_fd)
+                    if not stat.S_ISREG(opened.st_mode):
+                        sink.leave_out(inner, kind_of(opened.st_mode))
+                    elif opened.st_nlink != 1:
+                        sink.leave_out(inner, "is a hard link")
+                    else:
+                        os.set_blocking(file_fd, True)
+                        sink.file(inner, handle, opened.st_size)
+            else:
+                sink.leave_out(inner, kind_of(info.st_mode))
+    finally:
+        os.close(fd)
+
+
+# Reading what was kept -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str  # as shown and downloaded: rank-N/... for jobs of several nodes
+    size: int
+    run_key: str
+    inner: str  # its path in the run's files/
+
+
+def listing(runs: list[tuple[int, str]], several: bool) -> tuple[list[OutputFile], list[str]]:
+    """(files, notes) of a job's runs [(rank, run key)], by path. A job of several nodes
+    shows each rank's under rank-N/; a job of one node its files as they were written."""
+    found: list[OutputFile] = []
+    notes: list[str] = []
+    for rank, run_key in sorted(runs):
+        manifest = read_manifest(run_key)
+        if manifest is None:
+            continue
+        prefix = f"rank-{rank}/" if several else ""
+        found += [OutputFile(prefix + path, size, run_key, path) for path, size in manifest.files]
+        note = manifest.note()
+        if note:
+            notes.append(f"Rank {rank}: {note}" if several else note)
+    found.sort(key=lambda f: f.path)
+    return found, notes
+
+
+def open_file(item: OutputFile) -> IO[bytes]:
+    """A kept file for reading, reached without following any link."""
+    parts = item.inner.split("/")
+    fd = open_path_nofollow(run_dir(item.run_key) / FILES, parts[:-1])
+    if fd is None:
+        raise FileNotFoundError(item.path)
+    try:
+        file_fd = os.open(parts[-1], OPEN_FILE, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
+        raise FileNotFoundError(item.path)
+    os.set_blocking(file_fd, True)
+    return os.fdopen(file_fd, "rb")
+
+
+class _Drain(io.RawIOBase):
+    """What zipfile writes, kept until the response takes it (zipfile wraps it to tell
+    positions; it never seeks, so entries carry data descriptors)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def zip_stream(files: list[OutputFile]) -> Iterator[bytes]:
+    """The files as one zip, made while it is sent: never whole in memory or on disk."""
+    drain = _Drain()
+    with zipfile.ZipFile(drain, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for item in files:
+            info = zipfile.ZipInfo(item.path, date_time=time.localtime()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with open_file(item) as source, archive.open(info, "w", force_zip64=True) as target:
+                while chunk := source.read(CHUNK):
+                    target.write(chunk)
+                    if sum(len(p) for p in drain.parts) >= CHUNK:
+                        yield drain.take()
+            yield drain.take()
+    yield drain.take()
+
+
+def remove_job(job_id: int) -> None:
+    """A job's outputs, every run's and any staging left, gone."""
+    snapshots.remove_tree(job_dir(job_id))

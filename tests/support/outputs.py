@@ -1,0 +1,39 @@
+"""Jobs with output files, stored as a run's collection stores them (compute/lib/outputs.py),
+for tests that need one without running a job."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from django.utils import timezone
+
+from compute.lib import outputs
+from compute.models import Job, JobRun, JobStatus
+
+WEIGHTS = {"model/weights.bin": b"\x00\x01weights", "metrics.json": b'{"auc": 0.9}'}
+
+
+def with_outputs(job: Job, files: dict[str, bytes] | None = None) -> Job:
+    """`job` completed, its rank 0 having written `files` (path: bytes) to ./outputs."""
+    files = WEIGHTS if files is None else files
+    run = JobRun.objects.filter(job=job, attempt=job.retries, rank=0).first()
+    if run is None:
+        run = JobRun.objects.create(job=job, rank=0, node_name="n-1", container="none")
+    with tempfile.TemporaryDirectory() as folder:
+        for path, data in files.items():
+            target = Path(folder, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        with outputs.collecting(run.key, outputs.limits()) as sink:
+            outputs.from_folder(os.open(folder, outputs.OPEN_DIR), sink)
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.COMPLETED,
+        exit_code=0,
+        finished_at=timezone.now(),
+        outputs_files=len(files),
+        outputs_bytes=sum(len(data) for data in files.values()),
+    )
+    job.refresh_from_db()
+    return job
