@@ -46,6 +46,9 @@ def node_spec(
     elif compute.is_batch:
         folders = batch_folders(compute)
         environment["HANGAR_MODEL_DIR"] = MODEL_IN_NODE
+        # Its jobs (which inherit the node's environment) find its batch worker there.
+        environment["HANGAR_BATCH_SOCKET"] = BATCH_SOCKET_IN_NODE
+        command = batch_command()
     return NodeSpec(
         site=settings.HANGAR_SITE,
         workspace=compute.workspace.slug,
@@ -94,6 +97,20 @@ def serving_command(compute: Compute, node: Node) -> tuple[tuple[str, ...], tupl
 # A batch job's nodes: its runner, script and mini-batch list, and its inputs (compute/inference).
 BATCH_IN_NODE = "/hangar/batch"
 INPUTS_IN_NODE = "/hangar/inputs"
+
+
+# A batch node's own process is its batch worker's supervisor (the runner's --serve): it
+# keeps one worker that calls the script's init() once and run(mini_batch) for each of the
+# node's mini-batch jobs, over a socket in the node's own /tmp (a tmpfs no other node, nor
+# this machine, sees). Should it not run, or end, the node waits as any node does and its
+# jobs run the script in their own process.
+BATCH_SOCKET_IN_NODE = "/tmp/hangar-batch/worker.sock"  # noqa: S108 (the node's own tmpfs)
+BATCH_WORKER_THEN_WAIT = 'python3 "$0" --serve "$HANGAR_BATCH_SOCKET"; exec "$@"'
+
+
+def batch_command() -> tuple[str, ...]:
+    runner = f"{BATCH_IN_NODE}/batch_runner.py"
+    return ("sh", "-c", BATCH_WORKER_THEN_WAIT, runner, *settings.HANGAR_NODE_COMMAND)
 
 
 def batch_folders(compute: Compute) -> tuple[HostFolder, ...]:

@@ -235,3 +235,95 @@ def test_a_preempted_low_priority_node_redoes_only_its_mini_batch_and_no_row_twi
         assert not MiniBatch.objects.filter(batch=batch, attempts__gt=1).exists()
     finally:
         remove_all_nodes()
+
+
+# Where it ran: the worker's pid, how many init() calls and run() calls its node had seen
+# (counted in the node's /tmp, which outlives each mini-batch job); a file saying "exit"
+# ends the worker in run() the first time it is seen.
+COUNTING = """
+import os
+from pathlib import Path
+
+TMP = Path("/tmp")
+
+
+def count(name):
+    with open(TMP / name, "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    return len((TMP / name).read_text().split())
+
+
+def init():
+    count("inits.txt")
+
+
+def run(mini_batch):
+    runs = count("runs.txt")
+    inits = len((TMP / "inits.txt").read_text().split())
+    rows = []
+    for path in mini_batch:
+        name = os.path.basename(path)
+        if Path(path).read_text() == "exit" and not (TMP / f"ended-{name}").exists():
+            (TMP / f"ended-{name}").touch()
+            os._exit(3)
+        rows.append([name, os.getpid(), inits, runs])
+    return rows
+"""
+
+
+def counted(tmp_path: Path, label: str, crash_at: int | None):
+    access, model, sklearn = setup(tmp_path, label)
+    files = [(f"in-{n:02}.txt", io.BytesIO(b"exit" if n == crash_at else b"ok")) for n in range(12)]
+    batch = submit_batch(
+        access, name=label, model=model, scoring_script=COUNTING, environment=sklearn,
+        vm_size=VmSize.objects.get(name="Standard_D2s_v3"), inputs=Inputs(files),
+        node_count=1, mini_batch_size=2, max_attempts=2,
+    )  # fmt: skip
+    wait_for(
+        lambda: BatchJob.objects.get(pk=batch.pk).state != BatchState.RUNNING,
+        timeout=600,
+        what="the batch job ended",
+    )
+    batch.refresh_from_db()
+    return batch, rows_of(batch)
+
+
+def test_init_runs_once_per_node_worker_not_once_per_mini_batch(
+    workers, catalog, settings, tmp_path
+):
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    try:
+        batch, rows = counted(tmp_path, "once", crash_at=None)
+        assert (batch.state, batch.batches_done, batch.row_count) == (BatchState.SUCCEEDED, 6, 12)
+        assert [row[0] for row in rows] == [f"in-{n:02}.txt" for n in range(12)]
+        # Six mini-batch jobs, one node: one worker process, one init(), six run() calls.
+        assert len({row[1] for row in rows}) == 1
+        assert {row[2] for row in rows} == {"1"}
+        assert sorted({row[3] for row in rows}, key=int) == ["1", "2", "3", "4", "5", "6"]
+        assert not MiniBatch.objects.filter(batch=batch, attempts__gt=1).exists()
+    finally:
+        remove_all_nodes()
+
+
+def test_a_worker_ended_by_run_fails_only_its_mini_batch_and_the_retry_gets_a_fresh_one(
+    workers, catalog, settings, tmp_path
+):
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    try:
+        batch, rows = counted(tmp_path, "crash", crash_at=7)  # in mini-batch 4 (index 3)
+        assert (batch.state, batch.batches_done, batch.row_count) == (BatchState.SUCCEEDED, 6, 12)
+        # Every file once: the crashed mini-batch kept its retry's rows only.
+        assert [row[0] for row in rows] == [f"in-{n:02}.txt" for n in range(12)]
+        retried = MiniBatch.objects.get(batch=batch, attempts__gt=1)
+        assert (retried.index, retried.attempts) == (3, 2)
+        events = Event.objects.filter(compute=batch.compute, verb=EventVerb.MINI_BATCH_RETRIED)
+        assert [e.message for e in events if "exited with code 3" in e.message], list(events)
+        # Two workers in all: the first until the crash, a fresh one (init again) after.
+        workers_seen = {(row[1], row[2]) for row in rows}
+        assert len(workers_seen) == 2 and {inits for _, inits in workers_seen} == {"1", "2"}
+        by_file = {row[0]: row for row in rows}
+        assert by_file["in-07.txt"][2] == "2" and by_file["in-00.txt"][2] == "1"
+    finally:
+        remove_all_nodes()

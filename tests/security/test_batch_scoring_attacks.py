@@ -198,3 +198,28 @@ def test_more_files_than_one_upload_takes_get_the_forms_clear_error(client, team
     # 100 is fine; a zip takes the rest.
     fewer = [SimpleUploadedFile(f"f{n:03}.txt", b"x") for n in range(100)]
     assert submit(client, team, model, inputs=fewer).status_code == 302
+
+
+def test_a_batch_nodes_worker_socket_is_in_its_own_tmpfs_and_nothing_of_this_machine_is_writable(
+    client, team, jobs_dir, settings
+):
+    """The node's batch worker (the runner's --serve, the node's own process) listens on a
+    socket in the node's /tmp, a tmpfs of that container alone: no folder of this machine
+    is shared with it writable, so no other node, workspace or host process reaches it,
+    and the script it runs reaches nothing through it but its own node."""
+    from compute.controllers.nodespec import node_spec
+    from compute.models import Node
+
+    client.force_login(team.contributor)
+    submit(client, team, make_model(team.workspace))
+    compute = BatchJob.objects.get().compute
+    assert compute is not None
+    spec = node_spec(compute, Node(pk=7, compute=compute, index=1))
+    socket = spec.environment["HANGAR_BATCH_SOCKET"]
+    assert socket.startswith("/tmp/") and settings.HANGAR_NODE_TMP_MB > 0  # noqa: S108
+    assert all(folder.read_only for folder in spec.folders)
+    assert not any(socket.startswith(folder.node_path) for folder in spec.folders)
+    assert spec.command[:2] == ("sh", "-c") and "--serve" in spec.command[2]
+    assert spec.command[3] == "/hangar/batch/batch_runner.py"
+    # Should the worker not run, the node waits as any node (its jobs run the script).
+    assert spec.command[4:] == tuple(settings.HANGAR_NODE_COMMAND)
