@@ -41,7 +41,7 @@ model = None
 
 
 def init():
-    """Once per mini-batch process: load the model (HANGAR_MODEL_DIR holds its files)."""
+    """Once per node worker: load the model (HANGAR_MODEL_DIR holds its files)."""
     global model
     model = json.loads(Path(os.environ["HANGAR_MODEL_DIR"], "model.json").read_text())
 

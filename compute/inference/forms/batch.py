@@ -90,7 +90,7 @@ class BatchForm(StyledForm, ModelSizeEnvironmentChoices):
         widget=forms.Textarea(attrs={"rows": 14, "class": "font-monospace", "spellcheck": "false"}),
         initial=BATCH_SCRIPT_EXAMPLE,
         max_length=200_000,
-        help_text="init() once per mini-batch; run(mini_batch) gets its files' paths and "
+        help_text="init() once per node; run(mini_batch) gets its files' paths and "
         "returns one row per file (a list of fields).",
     )
 
