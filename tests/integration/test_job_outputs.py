@@ -174,3 +174,81 @@ def test_a_docker_job_with_code_keeps_its_outputs_through_the_docker_api(
     finally:
         workers.stop()
         remove_all_nodes()
+
+
+# One row per file: its path relative to the inputs, and its size.
+BATCH_SCRIPT = """
+import os
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    root = os.environ.get("HANGAR_INPUT_DIR", "")
+    return [[os.path.relpath(path, root) if root else path, os.path.getsize(path)]
+            for path in mini_batch]
+"""
+
+
+@pytest.mark.image_builds  # its batch nodes need Python: the scikit-learn image
+@pytest.mark.usefixtures("node_image")
+def test_batch_scoring_of_a_previous_jobs_outputs_gives_one_row_per_file(
+    workers, catalog, settings
+):
+    """A job writes eight files (in folders); a batch job scores that job's outputs: eight
+    rows, one per file, in the upload's order. Its inputs are copies: they are the batch's
+    whatever happens to the job's files."""
+    from compute.actions.environments import sync_curated
+    from compute.inference.actions.batch import Inputs, submit_batch
+    from compute.inference.actions.models import register_model
+    from compute.inference.models import BatchJob, BatchState
+    from compute.inference.selectors import predictions_csv
+    from compute.lib import snapshots
+    from compute.models import Environment
+
+    settings.HANGAR_DRIVER = "docker"
+    workers.get("docker")
+    team = make_team("batch-from-job")
+    access = get_access(team.contributor, team.workspace.slug)
+    try:
+        compute = cluster(team, max_nodes=1)
+        job = ended(
+            submit_job(
+                access,
+                compute_id=compute.pk,
+                name="featurize",
+                command="mkdir -p outputs/day-1 outputs/day-2 && for i in 1 2 3 4; do "
+                "printf %${i}s > outputs/day-1/p$i.txt; printf x > outputs/day-2/q$i.txt; done",
+            )
+        )
+        assert job.status == J.COMPLETED and job.outputs_files == 8, job.outputs_note
+        sync_curated()
+        sklearn = Environment.objects.filter(workspace=None, name="scikit-learn").latest("version")
+        model = register_model(access, name="sizes", file_name="model.json", data=b"{}")
+        batch = submit_batch(
+            access, name="from-job", model=model, scoring_script=BATCH_SCRIPT,
+            environment=sklearn, vm_size=VmSize.objects.get(name="Standard_D2s_v3"),
+            inputs=Inputs([], job_id=job.pk), node_count=1, mini_batch_size=3,
+        )  # fmt: skip
+        assert batch.input_name == f"outputs of job featurize (#{job.pk})"
+        assert (batch.file_count, batch.batches_total) == (8, 3)
+        stored = snapshots.files_in(snapshots.batch_input_store().folder(batch.pk))
+        assert stored == [f"day-1/p{i}.txt" for i in range(1, 5)] + [
+            f"day-2/q{i}.txt" for i in range(1, 5)
+        ]
+        wait_for(
+            lambda: BatchJob.objects.get(pk=batch.pk).state != BatchState.RUNNING,
+            timeout=600,
+            what="the batch job ends (the environment built first, if need be)",
+        )
+        batch = BatchJob.objects.get(pk=batch.pk)
+        assert batch.state == BatchState.SUCCEEDED, batch.error
+        rows = [row.split(",") for row in "".join(predictions_csv(batch)).strip().splitlines()]
+        assert [(path.rsplit("/", 2)[-2:], int(size)) for path, size in rows] == [
+            (["day-1", f"p{i}.txt"], i) for i in range(1, 5)
+        ] + [(["day-2", f"q{i}.txt"], 1) for i in range(1, 5)]
+    finally:
+        workers.stop()
+        remove_all_nodes()
