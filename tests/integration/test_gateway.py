@@ -308,3 +308,32 @@ def test_a_wait_for_a_starting_replica_counts_in_latency_not_as_replica_load(pro
         time.sleep(0.1)
     assert load.requests == 1
     assert load.busy_seconds < 0.5, load  # served in milliseconds once a replica was up
+
+
+def test_a_burst_of_callers_on_a_fresh_replica_is_answered_and_leaves_it_in_the_choice(
+    processes, endpoint
+):
+    """Forty requests at once on a replica the gateway has no connection to yet: the
+    gateway opens many connections together. A replica that takes them more slowly than
+    they come is busy, not dead: every request is answered by it, and it stays in the
+    choice (a replica taken for dead is left out for a minute)."""
+    processes.replica(endpoint["nodes"]["blue"], endpoint["script"], WHO="blue")
+    url = processes.gateway() + endpoint["path"]
+    named = {"X-Hangar-Deployment": "blue"}
+    go = threading.Event()
+    answers: list[tuple[int, dict]] = []
+
+    def caller() -> None:
+        go.wait()
+        answers.append(post(url, {"sleep": 0.05}, endpoint["primary"], **named)[:2])
+
+    callers = [threading.Thread(target=caller) for _ in range(40)]
+    for each in callers:
+        each.start()
+    go.set()
+    for each in callers:
+        each.join(timeout=30)
+    refused = [answer for status, answer in answers if status != 200]
+    assert len(answers) == 40 and not refused, refused[:3]
+    after = post(url, {}, endpoint["primary"], **named)[:2]
+    assert after == (200, {"deployment": "blue", "echo": None})

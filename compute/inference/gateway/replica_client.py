@@ -15,6 +15,7 @@ from compute.lib import replicas
 
 MAX_HEADER_LINES = 100
 MAX_ANSWER = 64 * 1024 * 1024
+BUSY_RETRY_SECONDS = 0.005
 
 
 class ReplicaFailed(Exception):
@@ -66,7 +67,7 @@ class ReplicaClient:
                 reached = closed.reached
                 break
         try:
-            fresh = await asyncio.open_unix_connection(self.connect_path(socket_path))
+            fresh = await self._connect(socket_path)
         except OSError as exc:
             why = exc.strerror or str(exc)
             gone = "its socket's folder is gone" if socket_path not in self.folders else ""
@@ -91,6 +92,22 @@ class ReplicaClient:
                 gone=True,
             ) from None
 
+    async def _connect(self, socket_path: str) -> Connection:
+        """A new connection. A replica whose queue of connections not yet accepted is full
+        refuses with EAGAIN: busy (a burst of callers), not dead — tried again shortly,
+        within the request's timeout (the caller's), or a connection it hands back first."""
+        while True:
+            try:
+                return await asyncio.open_unix_connection(self.connect_path(socket_path))
+            except BlockingIOError:
+                await asyncio.sleep(BUSY_RETRY_SECONDS)
+                idle = self.idle[socket_path]
+                while idle:
+                    kept = idle.pop()
+                    if not (kept[0].at_eof() or kept[1].is_closing()):
+                        return kept
+                    kept[1].close()
+
     async def _exchange(self, socket_path: str, connection: Connection, body: bytes) -> Answer:
         reader, writer = connection
         done = False
@@ -103,18 +120,23 @@ class ReplicaClient:
                 # The first send failed (a dead peer: EPIPE): not one byte went.
                 raise _ClosedBeforeAnswer(reached=False)
             await writer.drain()
-            status_line = await reader.readline()
-            if not status_line:
-                raise _ClosedBeforeAnswer(reached=True)
-            answer = await self._read_rest(reader, status_line)
+            try:
+                # The head in one read (one await, not one per line: this is the gateway's
+                # hot path); a head past the reader's limit (64 KiB) is LimitOverrunError.
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as cut:
+                if not cut.partial:
+                    raise _ClosedBeforeAnswer(reached=True) from None
+                raise
+            answer = await self._read_rest(reader, head)
             done = True
             return answer
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             if isinstance(exc, ConnectionResetError | BrokenPipeError):
                 raise _ClosedBeforeAnswer(reached=True) from None
             raise ReplicaFailed(f"the connection broke: {exc}", gone=True) from None
-        except (ValueError, asyncio.LimitOverrunError):  # a line past the reader's limit
-            raise ReplicaFailed("it answered with a line too long for HTTP") from None
+        except (ValueError, asyncio.LimitOverrunError):  # a head past the reader's limit
+            raise ReplicaFailed("it answered with a head too long for HTTP") from None
         finally:
             if done and len(self.idle[socket_path]) < self.keep:
                 self.idle[socket_path].append(connection)
@@ -122,15 +144,15 @@ class ReplicaClient:
                 writer.close()
 
     @staticmethod
-    async def _read_rest(reader: asyncio.StreamReader, status_line: bytes) -> Answer:
+    async def _read_rest(reader: asyncio.StreamReader, head: bytes) -> Answer:
+        status_line, *lines = head[:-4].split(b"\r\n")
         parts = status_line.split(b" ", 2)
         if len(parts) < 2 or not parts[1].isdigit() or not 100 <= int(parts[1]) < 600:
             raise ReplicaFailed("it answered something that is not HTTP")
+        if len(lines) > MAX_HEADER_LINES:
+            raise ReplicaFailed("its answer has too many header lines")
         length = None
-        for _ in range(MAX_HEADER_LINES):
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
+        for line in lines:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value.strip()) if value.strip().isdigit() else None

@@ -134,6 +134,9 @@ class Handler(BaseHTTPRequestHandler):
 class ScoreServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = False  # a request under way is answered before the process exits
     block_on_close = True
+    # Connections waiting to be accepted: socketserver's 5 refuses a burst of callers
+    # (the gateway opens a connection per concurrent request) with EAGAIN.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: str, scorer: Scorer, body_limit: int) -> None:
         self.scorer = scorer
