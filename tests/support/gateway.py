@@ -45,6 +45,7 @@ class Processes:
         )
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "compute.inference.gateway.app:app",
+             "--http", "compute.inference.gateway.protocol:OneSendPerAnswer",
              "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -10,11 +10,13 @@ import socket
 import struct
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import cast
 
 from compute.lib import replicas
 
 MAX_HEADER_LINES = 100
 MAX_ANSWER = 64 * 1024 * 1024
+MAX_HEAD = 64 * 1024
 BUSY_RETRY_SECONDS = 0.005
 
 
@@ -32,9 +34,6 @@ class ReplicaFailed(Exception):
 class Answer:
     status: int
     body: bytes
-
-
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class ReplicaClient:
@@ -58,9 +57,8 @@ class ReplicaClient:
         idle = self.idle[socket_path]
         while idle:
             kept = idle.pop()
-            if kept[0].at_eof() or kept[1].is_closing():
-                kept[1].close()  # closed by the server (or its replica died) meanwhile
-                continue
+            if kept.closed:
+                continue  # closed by the server (or its replica died) meanwhile
             try:
                 return await self._exchange(socket_path, kept, body)
             except _ClosedBeforeAnswer as closed:
@@ -76,8 +74,8 @@ class ReplicaClient:
                 unsent=not reached,
                 gone=True,
             ) from None
-        if container and not peer_is(fresh[1], container):
-            fresh[1].close()
+        if container and not peer_is(fresh.transport, container):
+            fresh.close()
             raise ReplicaFailed(
                 "its socket is not its own (another process answers there)",
                 unsent=not reached,
@@ -96,56 +94,97 @@ class ReplicaClient:
         """A new connection. A replica whose queue of connections not yet accepted is full
         refuses with EAGAIN: busy (a burst of callers), not dead — tried again shortly,
         within the request's timeout (the caller's), or a connection it hands back first."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                return await asyncio.open_unix_connection(self.connect_path(socket_path))
+                _, connection = await loop.create_unix_connection(
+                    Connection, self.connect_path(socket_path)
+                )
+                return connection
             except BlockingIOError:
                 await asyncio.sleep(BUSY_RETRY_SECONDS)
                 idle = self.idle[socket_path]
                 while idle:
                     kept = idle.pop()
-                    if not (kept[0].at_eof() or kept[1].is_closing()):
+                    if not kept.closed:
                         return kept
-                    kept[1].close()
 
     async def _exchange(self, socket_path: str, connection: Connection, body: bytes) -> Answer:
-        reader, writer = connection
         done = False
         try:
-            writer.write(
+            answer = await connection.send(
                 b"POST /score HTTP/1.1\r\nHost: replica\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(body) + body
             )
-            if writer.transport.is_closing():
-                # The first send failed (a dead peer: EPIPE): not one byte went.
-                raise _ClosedBeforeAnswer(reached=False)
-            await writer.drain()
-            try:
-                # The head in one read (one await, not one per line: this is the gateway's
-                # hot path); a head past the reader's limit (64 KiB) is LimitOverrunError.
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as cut:
-                if not cut.partial:
-                    raise _ClosedBeforeAnswer(reached=True) from None
-                raise
-            answer = await self._read_rest(reader, head)
             done = True
             return answer
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            if isinstance(exc, ConnectionResetError | BrokenPipeError):
-                raise _ClosedBeforeAnswer(reached=True) from None
-            raise ReplicaFailed(f"the connection broke: {exc}", gone=True) from None
-        except (ValueError, asyncio.LimitOverrunError):  # a head past the reader's limit
-            raise ReplicaFailed("it answered with a head too long for HTTP") from None
         finally:
             if done and len(self.idle[socket_path]) < self.keep:
                 self.idle[socket_path].append(connection)
             else:
-                writer.close()
+                connection.close()  # also when cancelled (a timeout): its state is unknown
 
-    @staticmethod
-    async def _read_rest(reader: asyncio.StreamReader, head: bytes) -> Answer:
-        status_line, *lines = head[:-4].split(b"\r\n")
+    def forget(self, socket_path: str) -> None:
+        """A replica gone: its kept connections are closed."""
+        for connection in self.idle.pop(socket_path, []):
+            connection.close()
+        handle = self.folders.pop(socket_path, None)
+        if handle is not None:
+            handle.close()
+
+
+class Connection(asyncio.Protocol):
+    """One kept-alive connection to a replica, one request at a time. A protocol rather
+    than asyncio's streams: an answer is one wake-up of the request's coroutine, not one
+    per read (this is the gateway's hot path)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[Answer] | None = None
+        self.status = 0
+        self.length = -1  # the answer's body length, once its head is read
+        self.head = 0  # where its body starts in the buffer
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
+
+    def send(self, request: bytes) -> asyncio.Future[Answer]:
+        self.buffer.clear()
+        self.length, self.head = -1, 0
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        if self.transport.is_closing():
+            # The first send failed (a dead peer: EPIPE): not one byte went.
+            self.fail(_ClosedBeforeAnswer(reached=False))
+        return self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None or self.waiter.done():
+            self.close()  # bytes nobody asked for: the connection is not to be trusted
+            return
+        self.buffer += data
+        try:
+            if self.length < 0 and not self.read_head():
+                return
+        except ReplicaFailed as failure:
+            self.fail(failure)
+            return
+        if len(self.buffer) - self.head >= self.length:
+            body = bytes(self.buffer[self.head : self.head + self.length])
+            if len(self.buffer) > self.head + self.length:
+                self.close()  # more than one answer: not HTTP as Hangar's server speaks it
+            self.waiter.set_result(Answer(self.status, body))
+
+    def read_head(self) -> bool:
+        """The answer's status and length, once its head is all there."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD:
+                raise ReplicaFailed("it answered with a head too long for HTTP")
+            return False
+        status_line, *lines = bytes(self.buffer[:end]).split(b"\r\n")
         parts = status_line.split(b" ", 2)
         if len(parts) < 2 or not parts[1].isdigit() or not 100 <= int(parts[1]) < 600:
             raise ReplicaFailed("it answered something that is not HTTP")
@@ -158,15 +197,27 @@ class ReplicaClient:
                 length = int(value.strip()) if value.strip().isdigit() else None
         if length is None or length > MAX_ANSWER:
             raise ReplicaFailed("its answer has no usable Content-Length")
-        return Answer(int(parts[1]), await reader.readexactly(length))
+        self.status, self.length, self.head = int(parts[1]), length, end + 4
+        return True
 
-    def forget(self, socket_path: str) -> None:
-        """A replica gone: its kept connections are closed."""
-        for _, writer in self.idle.pop(socket_path, []):
-            writer.close()
-        handle = self.folders.pop(socket_path, None)
-        if handle is not None:
-            handle.close()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.buffer:
+            # Nothing of an answer: the request may be in run() (or never reached it).
+            self.fail(_ClosedBeforeAnswer(reached=True))
+        else:
+            self.fail(
+                ReplicaFailed(f"the connection broke: {exc or 'closed mid-answer'}", gone=True)
+            )
+
+    def fail(self, failure: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(failure)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.transport.close()
 
 
 class _ClosedBeforeAnswer(Exception):
@@ -178,12 +229,12 @@ class _ClosedBeforeAnswer(Exception):
         self.reached = reached
 
 
-def peer_is(writer: asyncio.StreamWriter, container: str) -> bool:
+def peer_is(transport: asyncio.BaseTransport, container: str) -> bool:
     """Whether the process at the other end is in the replica's container. The socket's
     folder is the replica's to write in: its code could put a link there to another
     replica's socket (another workspace's model). The kernel says who listens
     (SO_PEERCRED); the process's cgroup names its container."""
-    sock = writer.get_extra_info("socket")
+    sock = transport.get_extra_info("socket")
     if sock is None:
         return False
     credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
