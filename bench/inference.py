@@ -13,6 +13,8 @@ from __future__ import annotations
 import http.client
 import json
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +68,17 @@ def overhead() -> None:
             print(
                 f"{'throughput, 4 callers':<44} direct {direct_rate:7.0f}/s  gateway "
                 f"{gateway_rate:7.0f}/s  = {gateway_rate / direct_rate:.0%} (goal ≥ 70%)"
+            )
+            # The same with a caller that costs a fraction of the CPU (bench/load.py): the
+            # callers above share the 2 cores with the replica and the gateway.
+            host, _, path = url.removeprefix("http://").partition("/")
+            direct_rate = lean_throughput("--unix", str(socket_path), "--path", "/score")
+            gateway_rate = lean_throughput(
+                "--tcp", host, "--path", f"/{path}", "--header", f"Authorization: Bearer {key}"
+            )
+            print(
+                f"{'throughput, lean caller (bench/load.py)':<44} direct {direct_rate:7.0f}/s  "
+                f"gateway {gateway_rate:7.0f}/s  = {gateway_rate / direct_rate:.0%}"
             )
         finally:
             processes.stop()
@@ -147,6 +160,18 @@ def throughput(make: Callable[[], Callable[[], None]]) -> float:
     for thread in threads:
         thread.join()
     return sum(counts) / SECONDS
+
+
+def lean_throughput(*where: str) -> float:
+    seconds = str(SECONDS)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.load", "--seconds", seconds, "--connections", str(CALLERS),
+         "--body", BODY.decode(), *where],
+        capture_output=True, text=True, timeout=SECONDS + 30, check=False,
+    )  # fmt: skip
+    if run.returncode:
+        raise SystemExit(f"bench.load failed: {run.stdout}{run.stderr}")
+    return float(json.loads(run.stdout)["per_second"])
 
 
 def percentile(timings: list[float], pct: int) -> float:
