@@ -16,7 +16,7 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.db.models import Case, Count, Q, QuerySet, When
 
-from compute.lib import outputs
+from compute.lib import output_store
 from compute.lib.diskuse import DiskUse, disk_use
 from compute.models import (
     Compute,
@@ -98,14 +98,14 @@ def default_environment_of(workspace: Workspace) -> Environment | None:
 class JobOutputs:
     """A job's output files (its last attempt's ranks) and what was not kept, and why."""
 
-    files: list[outputs.OutputFile]
+    files: list[output_store.OutputFile]
     notes: list[str]
 
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
-    def find(self, path: str) -> outputs.OutputFile | None:
+    def find(self, path: str) -> output_store.OutputFile | None:
         """The file shown at `path`: only a listed path is ever opened."""
         return next((f for f in self.files if f.path == path), None)
 
@@ -118,7 +118,7 @@ def job_outputs(job: Job) -> JobOutputs:
     runs = JobRun.objects.filter(job=job, attempt=job.retries).only(
         "job_id", "attempt", "rank", "token"
     )
-    files, notes = outputs.listing([(r.rank, r.key) for r in runs], job.node_count > 1)
+    files, notes = output_store.listing([(r.rank, r.key) for r in runs], job.node_count > 1)
     if not files and not notes and job.outputs_note:
         notes = [job.outputs_note]  # a run that could not be stored has no manifest
     return JobOutputs(files, notes)

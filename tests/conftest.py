@@ -75,7 +75,7 @@ def fresh_job_records() -> None:
     for folder in (
         jobfiles.runs_root(),
         jobfiles.code_root(),
-        jobfiles.jobs_root() / "outputs",  # jobs' output files (compute/lib/outputs.py)
+        jobfiles.jobs_root() / "outputs",  # jobs' output files (compute/lib/output_store.py)
         settings.HANGAR_MODELS_DIR,  # registered models: their ids restart too
         settings.HANGAR_SERVING_DIR,
         settings.HANGAR_HOST_WORK_DIR,

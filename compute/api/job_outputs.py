@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 
 from compute.api.jobs import REFUSALS, jobs_of
-from compute.lib import outputs
+from compute.lib import output_store
 from compute.lib.downloads import file_download, zip_download
 from compute.selectors import job_outputs
 from workspace.notify import absolute
@@ -61,7 +61,7 @@ def outputs_zip(request: HttpRequest, slug: str, job_id: int) -> StreamingHttpRe
     found = job_outputs(job)
     if not found.files:
         raise Http404("This job kept no output files.")
-    return zip_download(outputs.zip_stream(found.files), f"job-{job.pk}-outputs.zip")
+    return zip_download(output_store.zip_stream(found.files), f"job-{job.pk}-outputs.zip")
 
 
 @router.get(OUTPUTS + "/{path:path}", response={200: None, **REFUSALS})
@@ -72,6 +72,6 @@ def output_file(request: HttpRequest, slug: str, job_id: int, path: str) -> File
     if item is None:
         raise Http404("This job has no such output file.")
     try:
-        return file_download(outputs.open_file(item), item.path)
+        return file_download(output_store.open_file(item), item.path)
     except OSError:
         raise Http404("This output file is gone.") from None

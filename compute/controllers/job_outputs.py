@@ -1,4 +1,5 @@
-"""Collecting a job's output files when its runs end (compute/lib/outputs.py keeps them).
+"""Collecting a job's output files when its runs end (compute/lib/output_collection.py;
+they are kept as compute/lib/output_store.py reads them).
 
 Called by `jobs.collect` for a job every rank of which exited, before the job's ending is
 written and before its runs are released (which clears their work folders): so a job that
@@ -13,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from compute.drivers import JobRunner
-from compute.lib import outputs
+from compute.lib import output_collection, output_store
 from compute.models import Job, JobRun
 from compute.models.jobs import CodeKind
 
@@ -31,16 +32,16 @@ class Collected:
 def collect_job(driver: JobRunner, job: Job, runs: list[JobRun]) -> Collected:
     """Every rank's ./outputs, rank 0 first, against the job's caps (what earlier ranks
     took counts for the later ones). Idempotent: a collected run is read, not redone."""
-    budget = outputs.limits()
+    budget = output_collection.limits()
     code_job_id = job.pk if job.code_kind != CodeKind.NONE else None
     several = len(runs) > 1
     files = size = 0
     notes: list[str] = []
     for run in sorted(runs, key=lambda r: r.rank):
-        manifest = outputs.read_manifest(run.key)
+        manifest = output_store.read_manifest(run.key)
         if manifest is None:
             try:
-                with outputs.collecting(run.key, budget.less(size, files)) as sink:
+                with output_collection.collecting(run.key, budget.less(size, files)) as sink:
                     driver.collect_outputs(run.container, run.key, code_job_id, sink)
             except OSError as exc:  # this machine's disk (full, say): the job ends anyway
                 log.warning("outputs of run %s not kept: %s", run.key, exc)
@@ -49,7 +50,7 @@ def collect_job(driver: JobRunner, job: Job, runs: list[JobRun]) -> Collected:
                     + f"its output files could not be stored ({exc.strerror or exc})."
                 )
                 continue
-            manifest = outputs.read_manifest(run.key) or outputs.Manifest()
+            manifest = output_store.read_manifest(run.key) or output_store.Manifest()
         files += len(manifest.files)
         size += manifest.total_bytes
         note = manifest.note()

@@ -32,7 +32,7 @@ from django.db import models
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from compute.lib import outputs
+from compute.lib import output_store
 from compute.models import ComputeSample, Event, Job, Node, Reminder
 from compute.models.states import LIVE_NODE_STATES
 from workspace.models import Activity, Notification
@@ -141,7 +141,7 @@ def prune_outputs(cutoff: datetime, limit: int) -> int:
     if not expired:
         return 0
     for job_id in expired:
-        outputs.remove_job(job_id)
+        output_store.remove_job(job_id)
     days = settings.HANGAR_JOB_OUTPUTS_RETENTION_DAYS
     Job.objects.filter(pk__in=expired).update(
         outputs_files=0,

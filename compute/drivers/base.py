@@ -14,7 +14,7 @@ from typing import Protocol
 
 from compute.lib import jobfiles
 from compute.lib.jobfiles import RunState
-from compute.lib.outputs import Sink
+from compute.lib.output_collection import Sink
 
 LABEL_SITE = "hangar.site"
 LABEL_WORKSPACE = "hangar.workspace"

@@ -37,7 +37,7 @@ from compute.drivers.node_runs import (
     node_run_dir,
     parse_exit,
 )
-from compute.lib import jobfiles, outputs, replicas
+from compute.lib import jobfiles, output_collection, output_store, replicas
 from compute.lib.jobfiles import RunState
 
 log = logging.getLogger(__name__)
@@ -345,14 +345,16 @@ class DockerDriver(Driver):
             raise self._unavailable(exc) from None
 
     def collect_outputs(
-        self, container: str, run_key: str, code_job_id: int | None, sink: outputs.Sink
+        self, container: str, run_key: str, code_job_id: int | None, sink: output_collection.Sink
     ) -> None:
         """./outputs as the engine archives it (get_archive: nothing runs in the node, and
         a node on another host is read the same way). The engine archives a link as the
         link, never its target; the sink keeps only folders and regular files."""
         path = node_outputs_dir(run_key, code_job_id)
         try:
-            stream, info = self.client.api.get_archive(container, path, chunk_size=outputs.CHUNK)
+            stream, info = self.client.api.get_archive(
+                container, path, chunk_size=output_store.CHUNK
+            )
         except NotFound:
             return  # no ./outputs (or the node is gone, its files with it)
         except (DockerException, RequestException) as exc:
@@ -362,7 +364,7 @@ class DockerDriver(Driver):
             sink.leave_out((OUTPUTS,), "is not a folder (a link or a file)")
             return
         try:
-            outputs.from_tar(stream, OUTPUTS, sink)
+            output_collection.from_tar(stream, OUTPUTS, sink)
         except (DockerException, RequestException) as exc:
             raise self._unavailable(exc) from None
 

@@ -35,8 +35,8 @@ from compute.drivers.processes import (  # the run's identity, and signals only 
     signal_group,
     stop_group,
 )
-from compute.lib import jobfiles, outputs
-from compute.lib.outputs import Sink
+from compute.lib import jobfiles, output_collection, output_store
+from compute.lib.output_collection import Sink
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -177,7 +177,7 @@ def collect_outputs(run_key: str, code_job_id: int | None, sink: Sink) -> None:
     have swapped anything in it for a link), every file checked on its open descriptor."""
     job_part, run_part = jobfiles.check_run_key(run_key)
     on_the_way = [f"{job_part}.{run_part}"] + (["code"] if code_job_id is not None else [])
-    fd = outputs.open_path_nofollow(Path(settings.HANGAR_HOST_WORK_DIR) / "runs", on_the_way)
+    fd = output_store.open_path_nofollow(Path(settings.HANGAR_HOST_WORK_DIR) / "runs", on_the_way)
     if fd is None:
         return  # no working folder (released already, or never made)
     try:
@@ -186,16 +186,16 @@ def collect_outputs(run_key: str, code_job_id: int | None, sink: Sink) -> None:
         except OSError:
             return  # no ./outputs
         if not stat.S_ISDIR(info.st_mode):
-            sink.leave_out((OUTPUTS,), outputs.kind_of(info.st_mode))
+            sink.leave_out((OUTPUTS,), output_collection.kind_of(info.st_mode))
             return
         try:
-            found = os.open(OUTPUTS, outputs.OPEN_DIR, dir_fd=fd)
+            found = os.open(OUTPUTS, output_store.OPEN_DIR, dir_fd=fd)
         except OSError:
             sink.leave_out((OUTPUTS,), "changed while it was read")
             return
     finally:
         os.close(fd)
-    outputs.from_folder(found, sink)
+    output_collection.from_folder(found, sink)
 
 
 # Runs ----------------------------------------------------------------------------------

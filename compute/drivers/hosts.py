@@ -27,7 +27,7 @@ from compute.drivers.base import (
 )
 from compute.drivers.docker import DockerDriver
 from compute.lib.jobfiles import RunState
-from compute.lib.outputs import Sink
+from compute.lib.output_collection import Sink
 
 COPY_CHUNK = 1024 * 1024
 

@@ -27,7 +27,7 @@ from compute.drivers.base import (
 )
 from compute.drivers.processes import ProcessIdentity, is_alive, signal_group
 from compute.lib import jobfiles
-from compute.lib.outputs import Sink
+from compute.lib.output_collection import Sink
 
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 3.0

@@ -28,7 +28,7 @@ from compute.drivers import hostproc, processes
 from compute.drivers.base import JobLaunch, NodeStartError
 from compute.lib import jobfiles, ssh
 from compute.lib.jobfiles import RunState
-from compute.lib.outputs import Sink
+from compute.lib.output_collection import Sink
 
 SAFE_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

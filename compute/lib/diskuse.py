@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 
-from compute.lib import jobfiles, outputs, snapshots
+from compute.lib import jobfiles, output_store, snapshots
 
 MAX_ENTRIES = 200_000
 MAX_DEPTH = 64
@@ -50,7 +50,7 @@ def disk_use(key: str, job_ids: Callable[[], Iterable[int]]) -> DiskUse:
 
 def _count(job_ids: Iterable[int]) -> DiskUse:
     walk = _Walk()
-    roots = (snapshots.code_root(), jobfiles.runs_root(), outputs.outputs_root())
+    roots = (snapshots.code_root(), jobfiles.runs_root(), output_store.outputs_root())
     for job_id in job_ids:
         for root in roots:
             walk.folder(root / str(job_id))

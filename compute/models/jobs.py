@@ -86,7 +86,7 @@ class Job(models.Model):
     preparing_at = models.DateTimeField(null=True, blank=True)
     running_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Its output files (what it wrote under ./outputs, compute/lib/outputs.py): counted
+    # Its output files (what it wrote under ./outputs, compute/lib/output_store.py): counted
     # when its run ended, with what was not kept and why (links left out, a cap passed).
     outputs_files = models.PositiveIntegerField(default=0)
     outputs_bytes = models.BigIntegerField(default=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 
-from compute.lib import outputs
+from compute.lib import output_store
 from compute.lib.downloads import file_download, zip_download
 from compute.models import Job
 from compute.selectors import JobOutputs, job_outputs
@@ -27,7 +27,7 @@ def job_output_file(
     if item is None:
         raise Http404("This job has no such output file.")
     try:
-        return file_download(outputs.open_file(item), item.path)
+        return file_download(output_store.open_file(item), item.path)
     except OSError:
         raise Http404("This output file is gone.") from None
 
@@ -39,4 +39,4 @@ def job_outputs_zip(
     job, found = outputs_of(access, pk)
     if not found.files:
         raise Http404("This job kept no output files.")
-    return zip_download(outputs.zip_stream(found.files), f"job-{job.pk}-outputs.zip")
+    return zip_download(output_store.zip_stream(found.files), f"job-{job.pk}-outputs.zip")

@@ -19,7 +19,7 @@ from django.urls import reverse
 
 from compute.actions import computes as actions
 from compute.actions.jobs import submit_job
-from compute.lib import jobfiles, outputs
+from compute.lib import jobfiles, output_collection, output_store
 from compute.models import Compute, ComputeState, Event, EventVerb, Job, JobStatus, VmSize
 from tests.integration.helpers import wait_for
 from tests.support.factories import JobFactory
@@ -67,7 +67,7 @@ def kept(job: Job) -> dict[str, bytes]:
     client = Client()
     client.force_login(job.submitted_by)
     found = {}
-    for item in outputs.listing(
+    for item in output_store.listing(
         [(r.rank, r.key) for r in job.runs.filter(attempt=job.retries)], job.node_count > 1
     )[0]:
         url = reverse("compute:job-output-file", args=[job.workspace.slug, job.pk, item.path])
@@ -80,7 +80,7 @@ def kept(job: Job) -> dict[str, bytes]:
 def victim_file(nodes: dict) -> Path:
     job = nodes["victim_job"]
     run = job.runs.get()
-    return outputs.run_dir(run.key) / outputs.FILES / "secret.txt"
+    return output_store.run_dir(run.key) / output_store.FILES / "secret.txt"
 
 
 @pytest.mark.integration
@@ -163,13 +163,13 @@ def test_outputs_past_a_cap_are_refused_whole_with_the_reason(nodes):
     assert many.status == big.status == linked.status == J.COMPLETED
 
 
-def sink_into(tmp_path: Path, **caps: int) -> outputs.Sink:
+def sink_into(tmp_path: Path, **caps: int) -> output_collection.Sink:
     folder = tmp_path / "sink"
     folder.mkdir()
-    limits = outputs.Limits(
+    limits = output_collection.Limits(
         caps.get("max_bytes", 1 << 20), caps.get("max_files", 100), caps.get("max_depth", 8)
     )
-    return outputs.Sink(folder, limits)
+    return output_collection.Sink(folder, limits)
 
 
 def tar_of(*entries: tuple[str, bytes | tarfile.TarInfo]) -> list[bytes]:
@@ -197,7 +197,7 @@ def test_an_archive_naming_paths_outside_outputs_writes_nothing_outside(tmp_path
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     device = tarfile.TarInfo()
     device.type = tarfile.CHRTYPE
-    outputs.from_tar(
+    output_collection.from_tar(
         tar_of(
             ("outputs/ok.txt", b"ok"),
             ("outputs/../../escaped.txt", b"x"),
@@ -230,9 +230,9 @@ def test_an_archive_past_a_cap_is_refused_before_it_is_copied(tmp_path, settings
         ([(f"outputs/f{i}", b"x") for i in range(5)], "HANGAR_JOB_OUTPUTS_MAX_FILES"),
         ([("outputs/a/b/c", b"x")], "HANGAR_JOB_OUTPUTS_MAX_DEPTH"),
     ):
-        sink = outputs.Sink(tmp_path, outputs.limits())
-        with pytest.raises(outputs.Refused, match=cap):
-            outputs.from_tar(tar_of(*entries), "outputs", sink)
+        sink = output_collection.Sink(tmp_path, output_collection.limits())
+        with pytest.raises(output_collection.Refused, match=cap):
+            output_collection.from_tar(tar_of(*entries), "outputs", sink)
         assert not (tmp_path / "big").exists()
 
 
@@ -249,17 +249,21 @@ def test_a_collection_killed_midway_leaves_nothing_listed_and_is_redone(tmp_path
     source.mkdir()
     (source / "a.txt").write_bytes(b"a")
     (source / "b.txt").write_bytes(b"b")
-    with pytest.raises(Killed), outputs.collecting(run_key, outputs.limits()) as sink:
+    with (
+        pytest.raises(Killed),
+        output_collection.collecting(run_key, output_collection.limits()) as sink,
+    ):
         sink.file(("a.txt",), io.BytesIO(b"a"), 1)
         raise Killed  # SIGKILL stands in: nothing after this line ran
-    assert outputs.read_manifest(run_key) is None
-    with outputs.collecting(run_key, outputs.limits()) as sink:
-        outputs.from_folder(os.open(source, outputs.OPEN_DIR), sink)
-    assert outputs.read_manifest(run_key).files == [("a.txt", 1), ("b.txt", 1)]
-    with outputs.collecting(run_key, outputs.limits()) as sink:  # a late second pass
+    assert output_store.read_manifest(run_key) is None
+    with output_collection.collecting(run_key, output_collection.limits()) as sink:
+        output_collection.from_folder(os.open(source, output_store.OPEN_DIR), sink)
+    assert output_store.read_manifest(run_key).files == [("a.txt", 1), ("b.txt", 1)]
+    # A late second pass:
+    with output_collection.collecting(run_key, output_collection.limits()) as sink:
         sink.file(("c.txt",), io.BytesIO(b"c"), 1)
-    assert outputs.read_manifest(run_key).files == [("a.txt", 1), ("b.txt", 1)]
-    leftovers = [p.name for p in outputs.job_dir(7).iterdir()]
+    assert output_store.read_manifest(run_key).files == [("a.txt", 1), ("b.txt", 1)]
+    leftovers = [p.name for p in output_store.job_dir(7).iterdir()]
     assert leftovers == ["a0-r0-abc"], leftovers
 
 

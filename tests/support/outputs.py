@@ -1,5 +1,5 @@
-"""Jobs with output files, stored as a run's collection stores them (compute/lib/outputs.py),
-for tests that need one without running a job."""
+"""Jobs with output files, stored as a run's collection stores them
+(compute/lib/output_collection.py), for tests that need one without running a job."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from compute.lib import outputs
+from compute.lib import output_collection, output_store
 from compute.models import Job, JobRun, JobStatus
 
 WEIGHTS = {"model/weights.bin": b"\x00\x01weights", "metrics.json": b'{"auc": 0.9}'}
@@ -26,8 +26,8 @@ def with_outputs(job: Job, files: dict[str, bytes] | None = None) -> Job:
             target = Path(folder, path)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        with outputs.collecting(run.key, outputs.limits()) as sink:
-            outputs.from_folder(os.open(folder, outputs.OPEN_DIR), sink)
+        with output_collection.collecting(run.key, output_collection.limits()) as sink:
+            output_collection.from_folder(os.open(folder, output_store.OPEN_DIR), sink)
     Job.objects.filter(pk=job.pk).update(
         status=JobStatus.COMPLETED,
         exit_code=0,

@@ -22,7 +22,7 @@ from compute.inference.models import BatchJob, BatchState, MiniBatch, Registered
 from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH, start_attempts
 from compute.inference.rules import Ask, Target, refusals
 from compute.inference.runtime import batch_runner
-from compute.lib import outputs, snapshots
+from compute.lib import output_store, snapshots
 from compute.models import Environment, Job, Tier, VmSize
 from compute.models.events import EventVerb, record
 from compute.selectors import job_outputs
@@ -272,7 +272,7 @@ def store_job_outputs(key: int, job: Job) -> list[str]:
     store = snapshots.batch_input_store()
     found = job_outputs(job).files
     snapshots.store_copies(
-        key, [(item.path, functools.partial(outputs.open_file, item)) for item in found], store
+        key, [(item.path, functools.partial(output_store.open_file, item)) for item in found], store
     )
     files = snapshots.files_in(store.folder(key))
     if not files:
