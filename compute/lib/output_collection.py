@@ -120,6 +120,8 @@ class Sink:
         self.budget = budget
         self.manifest = Manifest()
         self.bytes = 0
+        # Every entry a driver hands over, kept or not (a link, a file in a folder left
+        # out): walking and reading them costs the worker whatever is kept, so all count.
         self.entries = 0
         self.made: set[tuple[str, ...]] = {()}
         self.dropped: set[tuple[str, ...]] = set()  # folders left out: their insides too
@@ -131,21 +133,25 @@ class Sink:
                 return problem
         return ""
 
-    def _count(self, parts: tuple[str, ...]) -> None:
+    def _arrive(self) -> None:
+        """One more entry of ./outputs, whatever becomes of it."""
+        self.entries += 1
+        if self.entries > self.budget.max_files:
+            self.too_many()
+
+    def _deep(self, parts: tuple[str, ...]) -> None:
         if len(parts) > self.budget.max_depth:
             raise Refused(
                 f"./outputs goes more than {settings.HANGAR_JOB_OUTPUTS_MAX_DEPTH} folders "
                 "deep (HANGAR_JOB_OUTPUTS_MAX_DEPTH): none of its files were kept."
             )
-        self.entries += 1
-        if self.entries > self.budget.max_files:
-            self.too_many()
 
     def too_many(self) -> None:
         raise Refused(
-            f"./outputs holds more than {settings.HANGAR_JOB_OUTPUTS_MAX_FILES:,} files "
-            "and folders (HANGAR_JOB_OUTPUTS_MAX_FILES, for all of a job's ranks): "
-            "none of its files were kept."
+            f"./outputs holds more than {settings.HANGAR_JOB_OUTPUTS_MAX_FILES:,} entries "
+            "(files and folders, links and whatever else is left out; "
+            "HANGAR_JOB_OUTPUTS_MAX_FILES, for all of a job's ranks): none of its files "
+            "were kept."
         )
 
     def _take(self, size: int) -> None:
@@ -161,6 +167,11 @@ class Sink:
         return any(parts[:n] in self.dropped for n in range(1, len(parts)))
 
     def leave_out(self, parts: tuple[str, ...], why: str) -> None:
+        """An entry a driver would not hand over as a folder or a file (a link, a FIFO)."""
+        self._arrive()
+        self._left_out(parts, why)
+
+    def _left_out(self, parts: tuple[str, ...], why: str) -> None:
         if self._inside_dropped(parts):
             return
         self.manifest.left_out_count += 1
@@ -169,39 +180,50 @@ class Sink:
 
     def folder(self, parts: tuple[str, ...]) -> bool:
         """True if the folder is kept (a driver may skip what is inside one that is not)."""
+        self._arrive()
         if self._inside_dropped(parts):
             return False
         problem = self._check(parts)
         if problem:
-            self.leave_out(parts, problem)
+            self._left_out(parts, problem)
             self.dropped.add(parts)
             return False
-        self._count(parts)
-        self._ensure(parts)
+        self._deep(parts)
+        self._ensure(parts, named=len(parts))
         return True
 
-    def _ensure(self, parts: tuple[str, ...]) -> None:
+    def _ensure(self, parts: tuple[str, ...], named: int = 0) -> None:
+        """Folders down to `parts`; those a tar never named (only a file inside) count as
+        entries too, or a few files deep down would make many folders uncounted."""
         for n in range(1, len(parts) + 1):
             if parts[:n] not in self.made:
+                if n != named:
+                    self._arrive()
                 os.mkdir(self.root.joinpath(*parts[:n]), 0o700)
                 self.made.add(parts[:n])
 
     def file(self, parts: tuple[str, ...], source: IO[bytes], size: int | None = None) -> None:
+        """A regular file of `size` bytes (as its header or stat said, if known). One left
+        out still counts: its entry, and its bytes, which a tar stream makes Hangar read."""
+        self._arrive()
+        if size is not None and self.bytes + size > self.budget.max_bytes:
+            self._take(size)  # refuses now, before a byte is copied or read through
         if self._inside_dropped(parts):
+            self.bytes += size or 0
             return
         problem = self._check(parts)
         if problem:
-            self.leave_out(parts, problem)
+            self._left_out(parts, problem)
+            self.bytes += size or 0
             return
-        self._count(parts)
-        if size is not None and self.bytes + size > self.budget.max_bytes:
-            self._take(size)  # refuses now, before a byte is copied
+        self._deep(parts)
         self._ensure(parts[:-1])
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(self.root.joinpath(*parts), flags, 0o600)
         except FileExistsError:
-            self.leave_out(parts, "appears twice")
+            self._left_out(parts, "appears twice")
+            self.bytes += size or 0
             return
         written = 0
         with os.fdopen(fd, "wb") as target:

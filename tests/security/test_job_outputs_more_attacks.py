@@ -1,0 +1,111 @@
+"""More attacks through a job's ./outputs, each one a hole the first attack tests
+(test_job_outputs_attacks.py) did not cover: what a workspace member's job could write there
+to make Hangar's worker walk, read or keep more than the caps allow.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+from compute.lib import output_collection as collection
+
+CAPS = {
+    "HANGAR_JOB_OUTPUTS_MAX_FILES": 40,
+    "HANGAR_JOB_OUTPUTS_LIMIT_MB": 1,
+    "HANGAR_JOB_OUTPUTS_MAX_DEPTH": 8,
+}
+
+
+@pytest.fixture
+def caps(settings) -> None:
+    for name, value in CAPS.items():
+        setattr(settings, name, value)
+
+
+def sink_into(tmp_path: Path) -> collection.Sink:
+    folder = tmp_path / "sink"
+    folder.mkdir(parents=True)
+    return collection.Sink(folder, collection.limits())
+
+
+def tar_of(entries: Iterable[tuple[str, bytes | tarfile.TarInfo]]) -> list[bytes]:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in entries:
+            if isinstance(data, tarfile.TarInfo):
+                data.name = name
+                archive.addfile(data)
+            else:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    raw = buffer.getvalue()
+    return [raw[at : at + 4096] for at in range(0, len(raw), 4096)]  # chunks, as the API sends
+
+
+def link_to(target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo()
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+def folder_entry() -> tarfile.TarInfo:
+    info = tarfile.TarInfo()
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info
+
+
+class Counted:
+    """The archive's chunks, counting the bytes Hangar asked the engine for."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks, self.read = chunks, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.read += len(chunk)
+            yield chunk
+
+
+def test_entries_left_out_count_against_the_caps(tmp_path, caps):
+    """Only kept entries were counted: a job's ./outputs of links, of files in a folder
+    with a newline in its name, or one huge file with a bad name, was walked (and, from a
+    node, read) whole whatever the caps — with tarfile holding every entry in memory, a few
+    million links in a node's volume took the worker's memory and minutes of its pass, again
+    at each pass after it died. Every entry a driver hands over counts now, kept or not, and
+    so do the bytes Hangar reads through: past a cap the set is refused, reading stops."""
+    links = [(f"outputs/l{i}", link_to("/etc/passwd")) for i in range(2000)]
+    with pytest.raises(collection.Refused, match="HANGAR_JOB_OUTPUTS_MAX_FILES"):
+        collection.from_tar(tar_of(links), "outputs", sink_into(tmp_path / "links"))
+
+    bad = "outputs/bad\nname"
+    hidden = [(bad, folder_entry())] + [(f"{bad}/f{i}", b"") for i in range(500)]
+    with pytest.raises(collection.Refused, match="HANGAR_JOB_OUTPUTS_MAX_FILES"):
+        collection.from_tar(tar_of(hidden), "outputs", sink_into(tmp_path / "hidden"))
+
+    stream = Counted(tar_of([("outputs/big\x1b", b"\0" * (16 << 20))]))
+    with pytest.raises(collection.Refused, match="HANGAR_JOB_OUTPUTS_LIMIT_MB"):
+        collection.from_tar(stream, "outputs", sink_into(tmp_path / "big"))
+    assert stream.read < 4 << 20, stream.read  # not the 16 MiB behind the bad name
+
+    # A tar may name a file deep down without its folders: those made count too.
+    deep = [(f"outputs/{i}/a/b/c/d/e/f", b"") for i in range(10)]
+    with pytest.raises(collection.Refused, match="HANGAR_JOB_OUTPUTS_MAX_FILES"):
+        collection.from_tar(tar_of(deep), "outputs", sink_into(tmp_path / "deep"))
+
+    # The same on a host process's folder: 30 links in each of 5 folders.
+    written = tmp_path / "outputs"
+    for folder in "abcde":
+        (written / folder).mkdir(parents=True)
+        for i in range(30):
+            os.symlink("/etc/passwd", written / folder / f"l{i}")
+    with pytest.raises(collection.Refused, match="HANGAR_JOB_OUTPUTS_MAX_FILES"):
+        collection.from_folder(
+            os.open(written, collection.OPEN_DIR), sink_into(tmp_path / "folder")
+        )
