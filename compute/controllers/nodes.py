@@ -6,6 +6,7 @@ holds the compute, the driver, the outcome and the lease these steps use."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
@@ -38,6 +39,8 @@ START_BACKOFF_FIRST = 5.0  # seconds
 START_BACKOFF_CAP = 300.0
 START_FAILURE_LOG_BYTES = 8 * 1024  # of the dead replica's output, for its last line
 START_FAILURE_LINE_CHARS = 300
+# A traceback's last line: the exception's (dotted) name, then ": message" or nothing.
+EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(: |$)")
 
 
 class NodeSteps(NodeImageSteps):
@@ -391,13 +394,15 @@ def last_output(driver: Driver, name: str) -> str:
 
 
 def error_line(output: str) -> str:
-    """The line that names the error in a replica's last output: the one after the
-    frames of its last traceback (the script's own output may come after it: Python
-    flushes stdout at exit), else its last line."""
+    """The line that names the error in a replica's last output: the exception line
+    after the frames of its last traceback, else its last line. The script's own output
+    may come anywhere around the traceback, even amid its frames: Docker reads stdout and
+    stderr apart, so their lines do not keep their order across the two."""
     lines = [line.rstrip() for line in output.splitlines() if line.strip()]
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
     if starts:
-        for line in lines[starts[-1] + 1 :]:
-            if not line[:1].isspace():
-                return line.strip()
+        after = [line.strip() for line in lines[starts[-1] + 1 :] if not line[:1].isspace()]
+        named = [line for line in after if EXCEPTION_LINE.match(line)]
+        if named or after:
+            return (named or after)[0]
     return lines[-1].strip() if lines else "it wrote nothing"
