@@ -44,12 +44,14 @@ def collect_job(driver: JobRunner, job: Job, runs: list[JobRun]) -> Collected:
                 with output_collection.collecting(run.key, budget.less(size, files)) as sink:
                     driver.collect_outputs(run.container, run.key, code_job_id, sink)
             except OSError as exc:  # this machine's disk (full, say): the job ends anyway
-                log.warning("outputs of run %s not kept: %s", run.key, exc)
-                notes.append(
-                    (f"Rank {run.rank}: " if several else "")
-                    + f"its output files could not be stored ({exc.strerror or exc})."
-                )
-                continue
+                if output_store.read_manifest(run.key) is None:
+                    log.warning("outputs of run %s not kept: %s", run.key, exc)
+                    notes.append(
+                        (f"Rank {run.rank}: " if several else "")
+                        + f"its output files could not be stored ({exc.strerror or exc})."
+                    )
+                    continue
+                # Else a pass that collected it meanwhile removed this one's staging.
             manifest = output_store.read_manifest(run.key) or output_store.Manifest()
         files += len(manifest.files)
         size += manifest.total_bytes

@@ -267,6 +267,10 @@ def collecting(run_key: str, budget: Limits) -> Iterator[Sink]:
             # Another pass collected it meanwhile (a lease that lapsed): the first stays.
         else:
             placed = True
+        # The run's outputs are in place: any other staging folder of it is a dead
+        # worker's (SIGKILLed mid-copy, and the pass after it came within seconds, long
+        # before that folder read as stale) or a late pass's, whose rename would fail.
+        _remove_stale_staging(parent, final.name, older_than=0, keep=staging.name)
     finally:
         if not placed:
             snapshots.remove_tree(staging)
@@ -281,15 +285,17 @@ def _freeze(folder: Path) -> None:
     os.chmod(folder, 0o500)
 
 
-def _remove_stale_staging(parent: Path, run_part: str) -> None:
+def _remove_stale_staging(
+    parent: Path, run_part: str, older_than: float = STALE_STAGING_SECONDS, keep: str = ""
+) -> None:
     """Staging folders of this run left by a worker killed mid-collection."""
     now = time.time()
     with os.scandir(parent) as entries:
         for entry in entries:
-            if not entry.name.startswith(f"{STAGING}{run_part}-"):
+            if not entry.name.startswith(f"{STAGING}{run_part}-") or entry.name == keep:
                 continue
             with contextlib.suppress(OSError):
-                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS:
+                if now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
                     snapshots.remove_tree(Path(entry.path))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from compute.lib import output_collection as collection
+from compute.lib import output_store
 
 CAPS = {
     "HANGAR_JOB_OUTPUTS_MAX_FILES": 40,
@@ -109,3 +111,42 @@ def test_entries_left_out_count_against_the_caps(tmp_path, caps):
         collection.from_folder(
             os.open(written, collection.OPEN_DIR), sink_into(tmp_path / "folder")
         )
+
+
+class KilledWhileRead(io.RawIOBase):
+    """A job's file that is being copied when the worker is SIGKILLed (the OOM killer, a
+    deploy): the process ends there, no `finally` runs."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return 0
+
+
+def test_a_worker_killed_mid_collection_leaves_no_staging_behind(tmp_path, settings):
+    """A worker SIGKILLed while it copies a run's outputs leaves a staging folder (up to the
+    job's cap of copied bytes). The next pass, seconds later, collects the run again; it
+    removed only staging older than ten minutes, and no later pass looks at that run again,
+    so each kill left its folder on Hangar's disk for good (counted in the workspace's disk
+    use, listed nowhere). Once a run's outputs are in place, every staging folder of that
+    run goes."""
+    settings.HANGAR_JOBS_DIR = tmp_path / "jobs"
+    run_key = "8/a0-r0-def"
+    child = os.fork()
+    if child == 0:  # the worker, killed midway
+        try:
+            with collection.collecting(run_key, collection.limits()) as sink:
+                sink.file(("a.txt",), io.BufferedReader(KilledWhileRead()), None)
+        finally:
+            os._exit(1)  # not reached: SIGKILL
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    job_dir = output_store.job_dir(8)
+    left = [p.name for p in job_dir.iterdir()]
+    assert len(left) == 1 and left[0].startswith(collection.STAGING), left
+    with collection.collecting(run_key, collection.limits()) as sink:  # the next pass
+        sink.file(("a.txt",), io.BytesIO(b"a"), 1)
+    assert output_store.read_manifest(run_key).files == [("a.txt", 1)]
+    assert [p.name for p in job_dir.iterdir()] == ["a0-r0-def"]
