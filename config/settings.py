@@ -252,6 +252,11 @@ HANGAR_JOB_OUTPUT_LIMIT_MB = env_int("HANGAR_JOB_OUTPUT_LIMIT_MB", 100, minimum=
 HANGAR_JOB_OUTPUTS_LIMIT_MB = env_int("HANGAR_JOB_OUTPUTS_LIMIT_MB", 1024, minimum=1)
 HANGAR_JOB_OUTPUTS_MAX_FILES = env_int("HANGAR_JOB_OUTPUTS_MAX_FILES", 10_000, minimum=1)
 HANGAR_JOB_OUTPUTS_MAX_DEPTH = env_int("HANGAR_JOB_OUTPUTS_MAX_DEPTH", 32, minimum=1, maximum=256)
+# All of one workspace's kept output files: without it, a workspace's queue of jobs each at
+# the job's cap fills Hangar's disk for every workspace. A job past it keeps none, saying so.
+HANGAR_WORKSPACE_OUTPUTS_LIMIT_MB = env_int(
+    "HANGAR_WORKSPACE_OUTPUTS_LIMIT_MB", 20 * 1024, minimum=1
+)
 # Output files of jobs that ended longer ago than this go (the job row stays, saying so);
 # 0 keeps them as long as the job.
 HANGAR_JOB_OUTPUTS_RETENTION_DAYS = env_int("HANGAR_JOB_OUTPUTS_RETENTION_DAYS", 0, minimum=0)

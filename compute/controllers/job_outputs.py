@@ -13,6 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.db.models import Sum
+
 from compute.drivers import JobRunner
 from compute.lib import output_collection, output_store
 from compute.models import Job, JobRun
@@ -29,10 +32,29 @@ class Collected:
     note: str = ""
 
 
+def workspace_room(job: Job) -> tuple[int, str]:
+    """(bytes, why refused past them) the job's workspace may still keep as output files:
+    HANGAR_WORKSPACE_OUTPUTS_LIMIT_MB less what its other jobs keep. Two of its jobs ending
+    at once may each take the same room: the excess is at most a job's cap per pass."""
+    limit = settings.HANGAR_WORKSPACE_OUTPUTS_LIMIT_MB
+    kept = (
+        Job.objects.filter(workspace_id=job.workspace_id, outputs_files__gt=0)
+        .exclude(pk=job.pk)
+        .aggregate(total=Sum("outputs_bytes"))["total"]
+        or 0
+    )
+    why = (
+        f"The workspace's output files would pass {limit:,} MiB "
+        f"(HANGAR_WORKSPACE_OUTPUTS_LIMIT_MB; its other jobs keep {kept / 2**20:,.1f} MiB): "
+        "none of this job's files were kept."
+    )
+    return limit * 2**20 - kept, why
+
+
 def collect_job(driver: JobRunner, job: Job, runs: list[JobRun]) -> Collected:
     """Every rank's ./outputs, rank 0 first, against the job's caps (what earlier ranks
     took counts for the later ones). Idempotent: a collected run is read, not redone."""
-    budget = output_collection.limits()
+    budget = output_collection.limits().within(*workspace_room(job))
     code_job_id = job.pk if job.code_kind != CodeKind.NONE else None
     several = len(runs) > 1
     files = size = 0

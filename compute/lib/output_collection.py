@@ -16,6 +16,7 @@ a job's outputs is worse than none. Bytes are counted as written, whatever a siz
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import io
 import os
@@ -61,9 +62,19 @@ class Limits:
     max_bytes: int
     max_files: int
     max_depth: int
+    # Why past max_bytes, when it is not the job's cap (the workspace's room, smaller).
+    bytes_refusal: str = ""
 
     def less(self, used_bytes: int, used_files: int) -> Limits:
-        return Limits(self.max_bytes - used_bytes, self.max_files - used_files, self.max_depth)
+        return dataclasses.replace(
+            self, max_bytes=self.max_bytes - used_bytes, max_files=self.max_files - used_files
+        )
+
+    def within(self, room: int, refusal: str) -> Limits:
+        """At most `room` bytes, refused with `refusal` past them, if that is less."""
+        if room >= self.max_bytes:
+            return self
+        return dataclasses.replace(self, max_bytes=max(room, 0), bytes_refusal=refusal)
 
 
 def limits() -> Limits:
@@ -158,7 +169,8 @@ class Sink:
         self.bytes += size
         if self.bytes > self.budget.max_bytes:
             raise Refused(
-                f"./outputs holds more than {settings.HANGAR_JOB_OUTPUTS_LIMIT_MB:,} MiB "
+                self.budget.bytes_refusal
+                or f"./outputs holds more than {settings.HANGAR_JOB_OUTPUTS_LIMIT_MB:,} MiB "
                 "(HANGAR_JOB_OUTPUTS_LIMIT_MB, for all of a job's ranks): none of its "
                 "files were kept."
             )

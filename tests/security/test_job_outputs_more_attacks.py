@@ -14,8 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from compute.actions import computes as actions
+from compute.actions.jobs import submit_job
 from compute.lib import output_collection as collection
 from compute.lib import output_store
+from compute.models import Compute, ComputeState, Job, JobStatus, VmSize
+from tests.integration.helpers import wait_for
+from tests.support.factories import JobFactory
+from tests.support.leftovers import remove_all_nodes
+from tests.support.outputs import with_outputs
+from tests.support.teams import make_team
+from workspace.access import get_access
 
 CAPS = {
     "HANGAR_JOB_OUTPUTS_MAX_FILES": 40,
@@ -150,3 +159,53 @@ def test_a_worker_killed_mid_collection_leaves_no_staging_behind(tmp_path, setti
         sink.file(("a.txt",), io.BytesIO(b"a"), 1)
     assert output_store.read_manifest(run_key).files == [("a.txt", 1)]
     assert [p.name for p in job_dir.iterdir()] == ["a0-r0-def"]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_workspace_cannot_fill_hangars_disk_one_job_at_a_time(catalog, workers, settings):
+    """Each job's outputs were capped (HANGAR_JOB_OUTPUTS_LIMIT_MB, 1 GiB), the workspace's
+    not at all, and they are kept as long as the job by default: a contributor's queue of a
+    thousand jobs each writing 1 GiB filled Hangar's disk (the database's and every other
+    workspace's). A workspace keeps at most HANGAR_WORKSPACE_OUTPUTS_LIMIT_MB now; another
+    workspace's files do not count against it."""
+    settings.HANGAR_DRIVER = "local"
+    workers.get("local", HANGAR_JOB_OUTPUTS_LIMIT_MB="1", HANGAR_WORKSPACE_OUTPUTS_LIMIT_MB="2")
+    team, other = make_team("outs-fill"), make_team("outs-spare")
+    access = get_access(team.admin, team.workspace.slug)
+    made = actions.create_cluster(
+        access,
+        name="fillers",
+        vm_size=VmSize.objects.get(name="Standard_DS3_v2"),
+        min_nodes=0,
+        max_nodes=1,
+        idle_seconds_before_scaledown=60,
+    )
+    wait_for(lambda: Compute.objects.get(pk=made.pk).state == ComputeState.STEADY, what="steady")
+    blob = b"\0" * (900 << 10)
+    mine = Compute.objects.create(workspace=team.workspace, name="old")
+    with_outputs(JobFactory(compute=mine), {"a": blob})
+    theirs = Compute.objects.create(workspace=other.workspace, name="v")
+    for _ in range(2):  # 1.8 MiB of another workspace's: not this one's
+        with_outputs(JobFactory(compute=theirs), {"a": blob})
+
+    def run(name: str) -> Job:
+        job = submit_job(
+            access,
+            compute_id=made.pk,
+            name=name,
+            command="mkdir outputs && head -c 614400 /dev/zero > outputs/blob",
+        )
+        wait_for(lambda: Job.objects.get(pk=job.pk).is_terminal, timeout=40, what="job ends")
+        return Job.objects.get(pk=job.pk)
+
+    try:
+        first = run("first")  # 0.9 + 0.6 MiB: within the workspace's 2 MiB
+        assert first.status == JobStatus.COMPLETED and first.outputs_files == 1, first.outputs_note
+        second = run("second")  # 1.5 + 0.6 MiB: past it
+        assert second.status == JobStatus.COMPLETED
+        assert second.outputs_files == 0 and second.outputs_bytes == 0
+        assert "HANGAR_WORKSPACE_OUTPUTS_LIMIT_MB" in second.outputs_note, second.outputs_note
+        assert "its other jobs keep 1.5 MiB" in second.outputs_note
+    finally:
+        remove_all_nodes()
