@@ -38,6 +38,7 @@ from hangar.output import (
     console,
     end_code,
     end_line,
+    no_outputs,
     note,
     print_json,
     print_table,
@@ -55,6 +56,7 @@ from hangar.output import (
     show_keys,
     show_model,
     show_models,
+    show_outputs,
     size_text,
 )
 from hangar.profiles import (
@@ -69,7 +71,7 @@ from hangar.profiles import (
 )
 
 if TYPE_CHECKING:
-    from hangar.client import Client, Compute, JobEnd
+    from hangar.client import Client, Compute, JobEnd, JobOutputs
 
 Command = Callable[[argparse.Namespace], int | None]
 
@@ -762,6 +764,92 @@ def job_cancel(args: argparse.Namespace) -> None:
     show_job(client.cancel(slug, args.job_id), output_of(args))
 
 
+def job_outputs_options(parser: argparse.ArgumentParser) -> None:
+    job_argument(parser)
+    parser.add_argument(
+        "--download",
+        "-d",
+        type=Path,
+        metavar="DIR",
+        help="Write them into DIR (made if missing), as they are listed; files of the same "
+        "name there are replaced. Names that would leave DIR, and links, are refused.",
+    )
+    parser.add_argument(
+        "--file", metavar="PATH", help="With --download: only this file (its path as listed)."
+    )
+
+
+def outputs_of(client: Client, slug: str, job_id: int) -> JobOutputs:
+    """The job's output files; a job that is not there (or not the token's) says which."""
+    from hangar.client import ApiError
+
+    try:
+        return client.job_outputs(slug, job_id)
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        raise ApiError(404, f"Not found: no job {job_id} in {slug!r}.") from None
+
+
+def download_outputs(
+    client: Client, slug: str, found: JobOutputs, into: Path, path: str | None
+) -> list[tuple[str, int]]:
+    """All the job's output files (the zip, extracted) or the one at `path`, written into
+    `into`: [(path, size)]. A name that would leave it, or a link, is refused."""
+    from hangar.unpack import Folder, UnpackError, download_zip, parts_of
+
+    job_id = found["job_id"]
+    try:
+        if path is None:
+            return download_zip(lambda file: client.download_job_outputs(slug, job_id, file), into)
+        if path not in {item["path"] for item in found["files"]}:
+            raise Failure(
+                f"job {job_id} has no output file {path!r} (`hangar job outputs {job_id}` "
+                "lists them)"
+            )
+        size = Folder(into).write_with(
+            parts_of(path), lambda file: client.download_job_outputs(slug, job_id, file, path)
+        )
+        return [(path, size)]
+    except UnpackError as error:
+        raise Failure(f"refused to write job {job_id}'s output files: {error}")
+    except OSError as error:
+        raise Failure(f"{error.filename or into}: {error.strerror or error}")
+
+
+@command(
+    "job",
+    "outputs",
+    "The files a job wrote under ./outputs, kept when it ended (rank-N/... for a job of "
+    "several nodes); --download DIR writes them into DIR.",
+)
+@options(job_outputs_options)
+def job_outputs(args: argparse.Namespace) -> None:
+    if args.file is not None and args.download is None:
+        raise Failure("--file needs --download DIR (the folder to write it into)", 2)
+    client, slug = connected(args)
+    found = outputs_of(client, slug, args.job_id)
+    output = output_of(args)
+    if args.download is None:
+        show_outputs(found, output)
+        return
+    if not found["files"]:
+        raise Failure(" ".join([no_outputs(found), *found["notes"]]) + " Nothing to download.")
+    written = download_outputs(client, slug, found, args.download, args.file)
+    if output is Output.json:
+        print_json(
+            {
+                "job_id": found["job_id"],
+                "directory": str(args.download),
+                "files": [{"path": path, "size": size} for path, size in written],
+            }
+        )
+        return
+    count = f"{len(written):,} file{'' if len(written) == 1 else 's'}"
+    total = size_text(sum(size for _, size in written))
+    note(f"hangar: wrote {count} ({total}) of job {found['job_id']}'s outputs into {args.download}")
+
+
 # Commands: quota ------------------------------------------------------------------------
 
 
@@ -1262,14 +1350,18 @@ def batch_show(args: argparse.Namespace) -> None:
 
 def batch_submit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="The batch job's name (e.g. nightly-0501).")
-    parser.add_argument(
+    inputs = parser.add_argument(
         "inputs",
         nargs="+",
         type=Path,
+        default=[],
         metavar="INPUT",
         help="Input files; or one folder (zipped here with every file in it, links left "
-        "out); or one .zip of a folder.",
+        "out); or one .zip of a folder. None with --from-job.",
     )
+    # Not "*": argparse would take no INPUT right after NAME and refuse those after the
+    # options. "+" waits for them; none at all is checked in batch_submit (--from-job).
+    inputs.required = False
     parser.add_argument(
         "--model", "-m", required=True, help="The model: NAME (newest), NAME:VERSION or id."
     )
@@ -1277,7 +1369,7 @@ def batch_submit_options(parser: argparse.ArgumentParser) -> None:
         "--script",
         required=True,
         type=Path,
-        help="The scoring script: init() once per mini-batch, run(mini_batch) returning one "
+        help="The scoring script: init() once per node, run(mini_batch) returning one "
         "row per file.",
     )
     parser.add_argument("--size", required=True, help="A VM size's name, e.g. Standard_D2s_v3.")
@@ -1304,6 +1396,13 @@ def batch_submit_options(parser: argparse.ArgumentParser) -> None:
         help="Attempts per mini-batch; past them it is listed in errors.csv (3).",
     )
     parser.add_argument(
+        "--from-job",
+        type=int,
+        metavar="JOB",
+        help="Score the output files of this completed job (`hangar job outputs JOB` lists "
+        "them) instead of INPUTs: nothing is uploaded.",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="Follow its progress until it ends; exit 1 when some mini-batch failed "
@@ -1317,6 +1416,8 @@ def batch_submit_options(parser: argparse.ArgumentParser) -> None:
 def input_paths(inputs: list[Path]) -> list[Path]:
     """The INPUTs as the API takes them: files, one folder, or one .zip (a usage error
     otherwise, before anything is sent)."""
+    if not inputs:
+        raise Failure("give the INPUT files, a folder or a .zip (or --from-job JOB)", 2)
     for path in inputs:
         if not path.exists():
             raise Failure(f"{path}: no such file or folder", 2)
@@ -1361,11 +1462,14 @@ def batch_progress_note(batch: Any) -> None:
     "Submit a batch scoring job: hangar batch submit NAME -m MODEL --script FILE --size "
     "SIZE INPUT...\n\nINPUT is input files (each mini-batch gets N of them, in name "
     "order), one folder (zipped here with every regular file in it, .gitignore'd ones too; "
-    "links left out) or one .zip of a folder.",
+    "links left out) or one .zip of a folder; or, with --from-job JOB and no INPUT, the "
+    "output files of a completed job.",
 )
 @options(batch_submit_options)
 def batch_submit(args: argparse.Namespace) -> int:
-    inputs = input_paths(args.inputs)
+    if args.from_job is not None and args.inputs:
+        raise Failure("give INPUT files or --from-job JOB, not both", 2)
+    inputs = [] if args.from_job is not None else input_paths(args.inputs)
     script = read_script(args.script)
     client, slug = connected(args)
     progress, advance = uploading()
@@ -1395,6 +1499,7 @@ def batch_submit(args: argparse.Namespace) -> int:
             max_attempts=args.attempts,
             progress=sending,
             on_packed=lambda packed: packed_note(inputs[0], packed),
+            from_job=args.from_job,
         )
     except PackError as error:
         raise Failure(str(error))

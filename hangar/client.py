@@ -198,6 +198,21 @@ class BatchJob(TypedDict):
     errors_url: str
 
 
+class OutputFile(TypedDict):
+    path: str  # rank-N/... for a job of several nodes
+    size: int
+    url: str
+
+
+class JobOutputs(TypedDict):
+    job_id: int
+    status: str
+    files: list[OutputFile]
+    total_bytes: int
+    notes: list[str]  # what was not kept and why (links left out, a cap passed)
+    zip_url: str | None
+
+
 class ApiError(Exception):
     """The server refused (its status, `detail` and per-field `errors`), or could not be
     reached (status 0)."""
@@ -805,6 +820,7 @@ class Client:
         max_attempts: int = 3,
         progress: Callable[[int, int], None] | None = None,
         on_packed: Callable[[Packed], None] | None = None,
+        from_job: int | None = None,
     ) -> BatchJob:
         """Score `inputs` with `model` (name, name:version or id) in mini-batches of
         `mini_batch_size` files, on up to `node_count` nodes of its own. `inputs`: several
@@ -812,7 +828,9 @@ class Client:
         or one folder, zipped here with every regular file in it (links left out).
         `scoring_script`: its text, with init() and run(mini_batch). `progress(sent, total)`
         follows the upload, over every file; `on_packed` hears of a folder's zip (its file
-        count, size and the links left out) before it is sent."""
+        count, size and the links left out) before it is sent. `from_job` instead of
+        `inputs`: a completed job's id, whose output files are the inputs (nothing is
+        uploaded)."""
         data = {
             "name": name,
             "model": str(model),
@@ -825,6 +843,12 @@ class Client:
             "max_attempts": str(max_attempts),
         }
         paths = [os.fspath(p) for p in inputs]
+        if from_job is not None:
+            if paths:
+                raise InvalidInput("give the input files or a job's id, not both")
+            data["from_job"] = str(int(from_job))
+            path = f"{slug_path(workspace)}/batch-jobs"
+            return cast(BatchJob, self.call("POST", path, data=data))
         if not paths:
             raise InvalidInput("give the input files (several files, a folder or a .zip)")
         with ExitStack() as opened:
@@ -908,6 +932,10 @@ class Client:
         """Write the batch job's predictions.csv (or errors.csv) into `into` as the server
         streams it; the bytes written. While it runs, the rows so far."""
         path = f"{self.batch_path(workspace, batch)}/{'errors' if errors else 'predictions'}"
+        return self.download(path, into)
+
+    def download(self, path: str, into: IO[bytes]) -> int:
+        """Write what the server streams at `path` into `into`; the bytes written."""
         written = 0
         try:
             with self._http.stream("GET", path, params=None, timeout=UPLOAD_TIMEOUT) as response:
@@ -1122,6 +1150,23 @@ class Client:
 
     def cancel(self, workspace: str, job_id: int) -> Job:
         return cast(Job, self.call("POST", f"{slug_path(workspace)}/jobs/{int(job_id)}/cancel"))
+
+    def job_outputs(self, workspace: str, job_id: int) -> JobOutputs:
+        """The files the job wrote under ./outputs, kept when its runs ended (none while
+        it runs), and what was not kept, and why."""
+        return cast(
+            JobOutputs, self.call("GET", f"{slug_path(workspace)}/jobs/{int(job_id)}/outputs")
+        )
+
+    def download_job_outputs(
+        self, workspace: str, job_id: int, into: IO[bytes], path: str | None = None
+    ) -> int:
+        """Write one output file (`path`, as listed) or, without one, all of them as a zip
+        into `into`; the bytes written (404 when the job kept none, or no such file)."""
+        where = f"{slug_path(workspace)}/jobs/{int(job_id)}/outputs"
+        if path is None:
+            return self.download(f"{where}.zip", into)
+        return self.download(f"{where}/{urllib.parse.quote(path)}", into)
 
     def output(self, workspace: str, job_id: int, rank: int = 0) -> str:
         """The output so far of the job's current attempt (of one rank's node)."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         Environment,
         Job,
         JobEnd,
+        JobOutputs,
         Model,
     )
 
@@ -220,6 +221,26 @@ def size_text(size: int) -> str:
             break
         value, unit = value / 1024, bigger
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def no_outputs(found: JobOutputs) -> str:
+    """Why a job has no output files to show: not ended yet, or it kept none."""
+    from hangar.client import JOB_TERMINAL
+
+    if found["status"] in JOB_TERMINAL:
+        return f"Job {found['job_id']} kept no output files."
+    return f"Job {found['job_id']} is {found['status']}: its output files are kept when it ends."
+
+
+def show_outputs(found: JobOutputs, output: Output) -> None:
+    """A job's output files, path and size; on stderr what was not kept and why."""
+    if output is Output.json:
+        print_json(found)
+        return
+    rows = [[item["path"], size_text(item["size"])] for item in found["files"]]
+    print_table(["PATH", "SIZE"], rows, no_outputs(found))
+    for line in found["notes"]:
+        note(f"hangar: {line}")
 
 
 def show_models(models: list[Model], output: Output, empty: str = "") -> None:
