@@ -1,6 +1,7 @@
 """The pages no other browser test opens, in the states a person meets them, for the axe
 gate (tests/browser/accessibility.py) to check: empty states, forms answered with errors,
-the inference pages, the Hosts page and the quota admin of site staff. Each page is checked
+the inference pages, job output files (listed, refused, none) and the batch form's job
+select, the Hosts page and the quota admin of site staff. Each page is checked
 as it loads and again as the test leaves it."""
 
 from __future__ import annotations
@@ -54,3 +55,46 @@ def test_empty_states_and_forms_with_errors_pass_the_accessibility_gate(page):
     expect(page.locator("#content")).to_be_visible()
     page.goto("/admin/compute/familyquota/")
     expect(page.locator("#content")).to_be_visible()
+
+
+def test_job_outputs_and_the_batch_forms_job_select_pass_the_accessibility_gate(page):
+    """A job page listing its output files, one whose outputs were refused (the note), one
+    that kept none and one still queued; the batch form offering a job's outputs, picked and
+    sent with a mistake (the error tied to the select)."""
+    from compute.models import Compute, JobStatus
+    from tests.support.factories import JobFactory
+    from tests.support.outputs import with_outputs
+    from workspace.models import Workspace
+
+    call_command("seed_demo", quiet_logins=True)
+    workspace = Workspace.objects.get(slug="vision-team")
+    compute = Compute.objects.get_or_create(workspace=workspace, name="trainers")[0]
+    kept = with_outputs(JobFactory(compute=compute, name="featurize"))
+    refused = JobFactory(
+        compute=compute, status=JobStatus.FAILED,
+        outputs_note="./outputs holds more than 1,024 MiB: none of its files were kept.",
+    )  # fmt: skip
+    none = JobFactory(compute=compute, status=JobStatus.COMPLETED)
+    queued = JobFactory(compute=compute)
+    log_in(page, "alice", "hangar-alice")
+    expect(page.get_by_role("heading", name="Hello, alice")).to_be_visible()
+    outputs = page.get_by_test_id("outputs")
+    page.goto(f"{W}/jobs/{kept.pk}/")
+    expect(outputs.get_by_role("link", name="model/weights.bin")).to_be_visible()
+    expect(outputs.get_by_test_id("outputs-zip")).to_be_visible()
+    page.goto(f"{W}/jobs/{refused.pk}/")
+    expect(outputs.get_by_test_id("outputs-note")).to_contain_text("none of its files")
+    page.goto(f"{W}/jobs/{none.pk}/")
+    expect(outputs.get_by_test_id("no-outputs")).to_be_visible()
+    page.goto(f"{W}/jobs/{queued.pk}/")
+    expect(outputs).to_contain_text("are kept when it ends")
+
+    page.goto(f"{W}/batch/new/")
+    select = page.get_by_label("Or the outputs of a job")
+    expect(select.locator("option")).to_have_count(2)
+    select.select_option(str(kept.pk))
+    upload = {"name": "a.txt", "mimeType": "text/plain", "buffer": b"a"}
+    page.set_input_files("input[type=file][name=inputs]", files=[upload])
+    page.locator("main form[method=post]").last.locator("button[type=submit]").first.click()
+    expect(page.locator(".invalid-feedback").first).to_be_visible()
+    expect(page.get_by_label("Or the outputs of a job")).to_have_attribute("aria-invalid", "true")
