@@ -178,26 +178,54 @@ def peak_claimed_nodes(compute: Compute) -> int:
     return peak_overlap((life.added, life.ended) for life in node_lives(compute).values())
 
 
-def peak_running_containers(compute: Compute, since: float) -> int:
-    """The most containers of the compute the Docker engine ran at once since `since` (a
-    time.time()),
-    from the engine's own start and die events (not a sample of what is running)."""
-    import docker
+class ContainerEvents:
+    """The engine's start and die events of this site's containers, read live while the
+    block runs (`with ContainerEvents() as events:`), for `peak_running`. Not read back
+    from the engine's history afterwards: it keeps only its last 256 events of every kind,
+    and a busy engine (each job's execs and archive reads are events too) pushes a test's
+    starts out of it before the test asks."""
 
-    labels = [f"{LABEL_SITE}={settings.HANGAR_SITE}", f"{LABEL_COMPUTE}={compute.pk}"]
-    events = docker.from_env().events(
-        since=int(since),
-        until=f"{time.time():.9f}",  # what happened up to now, then the stream ends
-        filters={"type": "container", "label": labels, "event": ["start", "die"]},
-        decode=True,
-    )
-    running: dict[str, int] = {}  # container id -> when it started (ns)
-    spans: list[tuple[int, int | None]] = []
-    for event in events:
-        container = event["Actor"]["ID"]
-        if event["Action"] == "start":
-            running[container] = event["timeNano"]
-        elif container in running:
-            spans.append((running.pop(container), event["timeNano"]))
-    spans += [(started, None) for started in running.values()]
-    return peak_overlap(spans)
+    def __enter__(self) -> ContainerEvents:
+        import docker
+
+        self.seen: list[dict] = []
+        self.stream = docker.from_env().events(
+            since=f"{time.time():.9f}",  # from now, also what happens before the stream is up
+            filters={
+                "type": "container",
+                "label": [f"{LABEL_SITE}={settings.HANGAR_SITE}"],
+                "event": ["start", "die"],
+            },
+            decode=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self) -> None:
+        try:
+            for event in self.stream:
+                self.seen.append(event)
+        except Exception:  # noqa: S110 (the stream closed under it: the block ended)
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.close()
+        self.reader.join(timeout=5)
+
+    def peak_running(self, compute: Compute) -> int:
+        """The most containers of the compute the engine ran at at once (from its start
+        and die events, not a sample of what is running)."""
+        time.sleep(0.5)  # the last events on their way
+        running: dict[str, int] = {}  # container id -> when it started (ns)
+        spans: list[tuple[int, int | None]] = []
+        for event in list(self.seen):
+            if event["Actor"]["Attributes"].get(LABEL_COMPUTE) != str(compute.pk):
+                continue
+            container = event["Actor"]["ID"]
+            if event["Action"] == "start":
+                running[container] = event["timeNano"]
+            elif container in running:
+                spans.append((running.pop(container), event["timeNano"]))
+        spans += [(started, None) for started in running.values()]
+        return peak_overlap(spans)

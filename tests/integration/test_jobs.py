@@ -4,7 +4,6 @@ concurrency, preemption."""
 from __future__ import annotations
 
 import threading
-import time
 
 import docker
 import pytest
@@ -26,9 +25,9 @@ from compute.models import (
     VmSize,
 )
 from tests.integration.helpers import (
+    ContainerEvents,
     driver_named,
     peak_claimed_nodes,
-    peak_running_containers,
     wait_for,
 )
 from tests.support.leftovers import remove_all_nodes
@@ -113,26 +112,33 @@ def node_has_exit_code(run_key: str, container: str) -> bool:
 def test_three_jobs_scale_a_cluster_up_and_back_to_zero(docker_jobs):
     access, driver = docker_jobs["access"], docker_jobs["driver"]
     trainers = cluster(access)
-    began = time.time()
-    with transaction.atomic():  # one click on "submit 3": the autoscaler sees them together
-        jobs = [
-            submit_job(
-                access, compute_id=trainers.pk, name=f"train-{i}", command=f"sleep 1; echo done {i}"
-            )
-            for i in range(3)
-        ]
+    with ContainerEvents() as containers:
+        with transaction.atomic():  # one click on "submit 3": the autoscaler sees them together
+            jobs = [
+                submit_job(
+                    access,
+                    compute_id=trainers.pk,
+                    name=f"train-{i}",
+                    command=f"sleep 1; echo done {i}",
+                )
+                for i in range(3)
+            ]
 
-    wait_for(
-        lambda: all(status(job) == J.COMPLETED for job in jobs), timeout=30, what="3 jobs completed"
-    )
-    finished = max(job.finished_at for job in jobs)
-    for i, job in enumerate(jobs):
-        assert job.exit_code == 0
-        assert output(job) == f"done {i}\n"
-    wait_for(lambda: live_nodes(trainers) == 0 and not driver.list_nodes(trainers.pk), timeout=8)
-    # Counted over the whole run, not sampled: never a third node, nor a third container.
-    assert peak_claimed_nodes(trainers) == 2
-    assert peak_running_containers(trainers, since=began) == 2
+        wait_for(
+            lambda: all(status(job) == J.COMPLETED for job in jobs),
+            timeout=30,
+            what="3 jobs completed",
+        )
+        finished = max(job.finished_at for job in jobs)
+        for i, job in enumerate(jobs):
+            assert job.exit_code == 0
+            assert output(job) == f"done {i}\n"
+        wait_for(
+            lambda: live_nodes(trainers) == 0 and not driver.list_nodes(trainers.pk), timeout=8
+        )
+        # Counted over the whole run, not sampled: never a third node, nor a third container.
+        assert peak_claimed_nodes(trainers) == 2
+        assert containers.peak_running(trainers) == 2
     messages = list(trainers.events.order_by("created_at").values_list("message", flat=True))
     assert any(m.startswith("Scaled 0 → 2: 3 jobs queued need 3 node(s)") for m in messages)
     # Removed once idle 2 s, by the sweep after: timed when the removal happened (its
@@ -238,20 +244,20 @@ def test_twenty_concurrent_submissions_never_exceed_max_nodes(docker_jobs):
             connection.close()
 
     threads = [threading.Thread(target=submit, args=(i,)) for i in range(20)]
-    began = time.time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wait_for(
-        lambda: len(submitted) == 20 and all(status(job) == J.COMPLETED for job in submitted),
-        timeout=120,  # liveness only, on a shared and sometimes heavily loaded machine
-        what="20 jobs",
-    )
-    # Counted over the whole run, not sampled: a node claimed for a moment too many, or a
-    # container started for one, is in the count however short it lived.
-    assert peak_claimed_nodes(trainers) == 3
-    assert peak_running_containers(trainers, since=began) == 3
+    with ContainerEvents() as containers:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait_for(
+            lambda: len(submitted) == 20 and all(status(job) == J.COMPLETED for job in submitted),
+            timeout=120,  # liveness only, on a shared and sometimes heavily loaded machine
+            what="20 jobs",
+        )
+        # Counted over the whole run, not sampled: a node claimed for a moment too many, or
+        # a container started for one, is in the count however short it lived.
+        assert peak_claimed_nodes(trainers) == 3
+        assert containers.peak_running(trainers) == 3
 
 
 def test_a_preempted_node_requeues_its_job_which_completes_elsewhere(docker_jobs):
