@@ -1,7 +1,7 @@
 """Scoring gateway figures: its overhead over calling the replica's socket directly, side by
 side in one run, for a trivial model (latency one request at a time, and throughput with
-four callers). The replica is Hangar's scoring server; the gateway runs as the Procfile
-runs it (uvicorn).
+four callers: threads of http.client in this process, then a lean caller process). The
+replica is Hangar's scoring server; the gateway runs as the Procfile runs it (uvicorn).
 
 Then replicas on real parts (a Celery worker with its beat and sweep, Docker, the gateway
 with production's route refresh): the first answer from zero replicas, side by side with
@@ -67,10 +67,12 @@ def overhead() -> None:
             gateway_rate = throughput(gateway)
             print(
                 f"{'throughput, 4 callers':<44} direct {direct_rate:7.0f}/s  gateway "
-                f"{gateway_rate:7.0f}/s  = {gateway_rate / direct_rate:.0%} (goal ≥ 70%)"
+                f"{gateway_rate:7.0f}/s  = {gateway_rate / direct_rate:.0%} (callers' CPU shared)"
             )
-            # The same with a caller that costs a fraction of the CPU (bench/load.py): the
-            # callers above share the 2 cores with the replica and the gateway.
+            # The goal's figure: the same with a caller that costs a fraction of the CPU
+            # (bench/load.py). The http.client callers above spend more CPU per request than
+            # the replica and the gateway together, on the same 2 cores: with the gateway in
+            # the way they starve it (its real callers are on other machines).
             host, _, path = url.removeprefix("http://").partition("/")
             direct_rate = lean_throughput("--unix", str(socket_path), "--path", "/score")
             gateway_rate = lean_throughput(
@@ -78,7 +80,7 @@ def overhead() -> None:
             )
             print(
                 f"{'throughput, lean caller (bench/load.py)':<44} direct {direct_rate:7.0f}/s  "
-                f"gateway {gateway_rate:7.0f}/s  = {gateway_rate / direct_rate:.0%}"
+                f"gateway {gateway_rate:7.0f}/s  = {gateway_rate / direct_rate:.0%} (goal ≥ 70%)"
             )
         finally:
             processes.stop()
