@@ -11,6 +11,7 @@ from a work folder nothing cleared yet).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -54,7 +55,18 @@ def workspace_room(job: Job) -> tuple[int, str]:
 def collect_job(driver: JobRunner, job: Job, runs: list[JobRun]) -> Collected:
     """Every rank's ./outputs, rank 0 first, against the job's caps (what earlier ranks
     took counts for the later ones). Idempotent: a collected run is read, not redone."""
-    budget = output_collection.limits().within(*workspace_room(job))
+    # The job's caps within its workspace's room: a query, made only if a run wrote
+    # something (most write no ./outputs).
+    budgets: list[output_collection.Limits] = []
+
+    def budget(used_bytes: int, used_files: int) -> Callable[[], output_collection.Limits]:
+        def worked_out() -> output_collection.Limits:
+            if not budgets:
+                budgets.append(output_collection.limits().within(*workspace_room(job)))
+            return budgets[0].less(used_bytes, used_files)
+
+        return worked_out
+
     code_job_id = job.pk if job.code_kind != CodeKind.NONE else None
     several = len(runs) > 1
     files = size = 0
@@ -63,7 +75,7 @@ def collect_job(driver: JobRunner, job: Job, runs: list[JobRun]) -> Collected:
         manifest = output_store.read_manifest(run.key)
         if manifest is None:
             try:
-                with output_collection.collecting(run.key, budget.less(size, files)) as sink:
+                with output_collection.collecting(run.key, budget(size, files)) as sink:
                     driver.collect_outputs(run.container, run.key, code_job_id, sink)
             except OSError as exc:  # this machine's disk (full, say): the job ends anyway
                 if output_store.read_manifest(run.key) is None:

@@ -25,7 +25,7 @@ import stat
 import tarfile
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -126,9 +126,18 @@ class Sink:
     left out (`leave_out`), and raises Refused past a cap.
     """
 
-    def __init__(self, folder: Path, budget: Limits) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        budget: Limits | Callable[[], Limits],
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
         self.root = folder
-        self.budget = budget
+        # Worked out (and `prepare`, making the folder, called) at the first entry: most
+        # runs write no ./outputs, and they cost no query and no folder.
+        self._budget = budget
+        self._prepare = prepare
+        self.started = False
         self.manifest = Manifest()
         self.bytes = 0
         # Every entry a driver hands over, kept or not (a link, a file in a folder left
@@ -144,8 +153,22 @@ class Sink:
                 return problem
         return ""
 
+    @property
+    def budget(self) -> Limits:
+        if not isinstance(self._budget, Limits):
+            self._budget = self._budget()
+        return self._budget
+
+    def start(self) -> None:
+        """Its folder made, once: at the first entry, or a refusal before one."""
+        if not self.started:
+            self.started = True
+            if self._prepare is not None:
+                self._prepare()
+
     def _arrive(self) -> None:
         """One more entry of ./outputs, whatever becomes of it."""
+        self.start()
         self.entries += 1
         if self.entries > self.budget.max_files:
             self.too_many()
@@ -247,27 +270,36 @@ class Sink:
 
 
 @contextlib.contextmanager
-def collecting(run_key: str, budget: Limits) -> Iterator[Sink]:
+def collecting(run_key: str, budget: Limits | Callable[[], Limits]) -> Iterator[Sink]:
     """A Sink into a fresh staging folder; on leaving, the run's outputs are put in place
     in one rename (refused ones too: an empty set with the reason). An error other than
-    Refused leaves nothing: the next try starts over."""
+    Refused leaves nothing: the next try starts over. A run that wrote no ./outputs (no
+    entry reached the sink) leaves nothing either, and costs no folder: collecting it
+    again finds nothing again."""
     final = run_dir(run_key)
     parent = final.parent
-    outputs_root().mkdir(parents=True, exist_ok=True, mode=0o700)
-    parent.mkdir(exist_ok=True, mode=0o700)
-    _remove_stale_staging(parent, final.name)
     staging = parent / f"{STAGING}{final.name}-{secrets.token_hex(4)}"
-    staging.mkdir(mode=0o700)
-    placed = False
-    try:
+
+    def prepare() -> None:
+        outputs_root().mkdir(parents=True, exist_ok=True, mode=0o700)
+        parent.mkdir(exist_ok=True, mode=0o700)
+        _remove_stale_staging(parent, final.name)
+        staging.mkdir(mode=0o700)
         (staging / FILES).mkdir(mode=0o700)
-        sink = Sink(staging / FILES, budget)
+
+    placed = False
+    sink = Sink(staging / FILES, budget, prepare)
+    try:
         try:
             yield sink
         except Refused as refusal:
+            sink.start()  # a refusal may come before any entry (too many names in a folder)
             snapshots.remove_tree(staging / FILES)
             (staging / FILES).mkdir(mode=0o700)
             sink.manifest = Manifest(refused=str(refusal))
+        if not sink.started:
+            placed = True  # nothing to place, nothing to remove
+            return
         sink.manifest.files.sort()
         (staging / MANIFEST).write_bytes(sink.manifest.to_json())
         _freeze(staging)
@@ -284,7 +316,7 @@ def collecting(run_key: str, budget: Limits) -> Iterator[Sink]:
         # before that folder read as stale) or a late pass's, whose rename would fail.
         _remove_stale_staging(parent, final.name, older_than=0, keep=staging.name)
     finally:
-        if not placed:
+        if not placed and sink.started:
             snapshots.remove_tree(staging)
 
 
