@@ -20,7 +20,7 @@ from compute.api.auth import api_access
 from compute.api.errors import form_invalid
 from compute.api.pagination import CursorPagination, newest_first
 from compute.api.schemas import Error, absolute
-from compute.inference.actions.batch import Inputs, cancel_batch, submit_batch
+from compute.inference.actions.batch import cancel_batch
 from compute.inference.actions.endpoints import (
     add_deployment,
     create_endpoint,
@@ -409,23 +409,7 @@ def submit_batch_job(
         if refused:
             form.add_error("inputs", refused)
         raise form_invalid(form)
-    cleaned = form.cleaned_data
-    batch = submit_batch(
-        access,
-        name=cleaned["name"],
-        model=cleaned["model"],
-        scoring_script=cleaned["scoring_script"],
-        environment=cleaned["environment"],
-        vm_size=cleaned["vm_size"],
-        tier=cleaned["tier"],
-        node_count=cleaned["node_count"],
-        mini_batch_size=cleaned["mini_batch_size"],
-        max_attempts=cleaned["max_attempts"],
-        inputs=Inputs(
-            [(upload.name or "input", upload) for upload in cleaned["inputs"]],
-            job_id=cleaned["from_job"],
-        ),
-    )
+    batch = form.submit(access)
     return Status(201, batch_in(request, slug, batch.pk))
 
 

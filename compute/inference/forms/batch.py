@@ -4,13 +4,14 @@ from typing import Any
 
 from django import forms
 
-from compute.inference.actions.batch import BATCH_SCRIPT_EXAMPLE
+from compute.inference.actions.batch import BATCH_SCRIPT_EXAMPLE, Inputs, submit_batch
 from compute.inference.forms.choices import ModelSizeEnvironmentChoices
-from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH
+from compute.inference.models.batch import MAX_ATTEMPTS, MAX_MINI_BATCH, BatchJob
 from compute.inference.models.endpoints import NAME_RULE
 from compute.lib.uploads import MAX_FILES
 from compute.models import Tier
 from compute.selectors import jobs_with_outputs
+from workspace.access import WorkspaceAccess
 from workspace.forms import QuickSelect, StyledForm
 from workspace.models import Workspace
 
@@ -115,3 +116,23 @@ class BatchForm(StyledForm, ModelSizeEnvironmentChoices):
                     "inputs", "Upload the input files, or pick a job whose outputs to score."
                 )
         return cleaned
+
+    def submit(self, access: WorkspaceAccess) -> BatchJob:
+        """The valid form submitted (the page's and the API's one way in)."""
+        data = self.cleaned_data
+        return submit_batch(
+            access,
+            name=data["name"],
+            model=data["model"],
+            scoring_script=data["scoring_script"],
+            environment=data["environment"],
+            vm_size=data["vm_size"],
+            tier=data["tier"],
+            node_count=data["node_count"],
+            mini_batch_size=data["mini_batch_size"],
+            max_attempts=data["max_attempts"],
+            inputs=Inputs(
+                [(upload.name or "input", upload) for upload in data["inputs"]],
+                job_id=data["from_job"],
+            ),
+        )

@@ -11,7 +11,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from compute.inference.actions.batch import Inputs, cancel_batch, submit_batch
+from compute.inference.actions.batch import cancel_batch
 from compute.inference.forms.batch import BatchForm
 from compute.inference.models import BatchJob, MiniBatchState
 from compute.inference.selectors import batch_jobs_of, errors_csv, predictions_csv
@@ -62,23 +62,8 @@ def batch_create(request: AuthedRequest, access: WorkspaceAccess) -> HttpRespons
         form.is_valid()
         form.add_error("inputs", refused)
     elif request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            batch = submit_batch(
-                access,
-                name=data["name"],
-                model=data["model"],
-                scoring_script=data["scoring_script"],
-                environment=data["environment"],
-                vm_size=data["vm_size"],
-                tier=data["tier"],
-                node_count=data["node_count"],
-                mini_batch_size=data["mini_batch_size"],
-                max_attempts=data["max_attempts"],
-                inputs=Inputs(
-                    [(upload.name, upload) for upload in data["inputs"]], job_id=data["from_job"]
-                ),
-            )
+            batch = form.submit(access)
         except ValidationError as error:
             add_errors(form, error)
         else:
