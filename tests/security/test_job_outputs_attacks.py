@@ -24,7 +24,7 @@ from compute.models import Compute, ComputeState, Event, EventVerb, Job, JobStat
 from tests.integration.helpers import wait_for
 from tests.support.factories import JobFactory
 from tests.support.leftovers import remove_all_nodes
-from tests.support.outputs import with_outputs
+from tests.support.outputs import tar_of, with_outputs
 from tests.support.teams import make_team
 from workspace.access import get_access
 
@@ -172,21 +172,6 @@ def sink_into(tmp_path: Path, **caps: int) -> output_collection.Sink:
     return output_collection.Sink(folder, limits)
 
 
-def tar_of(*entries: tuple[str, bytes | tarfile.TarInfo]) -> list[bytes]:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in entries:
-            if isinstance(data, tarfile.TarInfo):
-                data.name = name
-                archive.addfile(data)
-            else:
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-    raw = buffer.getvalue()
-    return [raw[at : at + 700] for at in range(0, len(raw), 700)]  # chunks, as the API sends
-
-
 def test_an_archive_naming_paths_outside_outputs_writes_nothing_outside(tmp_path, settings):
     """What the Docker engine hands over is a tar: one whose entries say `..`, an absolute
     path, or a link (a hostile or buggy engine of a node host) puts nothing outside the
@@ -199,13 +184,16 @@ def test_an_archive_naming_paths_outside_outputs_writes_nothing_outside(tmp_path
     device.type = tarfile.CHRTYPE
     output_collection.from_tar(
         tar_of(
-            ("outputs/ok.txt", b"ok"),
-            ("outputs/../../escaped.txt", b"x"),
-            ("/outputs/abs.txt", b"x"),
-            ("outputs/sub/../../up.txt", b"x"),
-            ("elsewhere/x.txt", b"x"),
-            ("outputs/passwd", link),
-            ("outputs/tty", device),
+            [
+                ("outputs/ok.txt", b"ok"),
+                ("outputs/../../escaped.txt", b"x"),
+                ("/outputs/abs.txt", b"x"),
+                ("outputs/sub/../../up.txt", b"x"),
+                ("elsewhere/x.txt", b"x"),
+                ("outputs/passwd", link),
+                ("outputs/tty", device),
+            ],
+            chunk=700,
         ),
         "outputs",
         sink,
@@ -232,7 +220,7 @@ def test_an_archive_past_a_cap_is_refused_before_it_is_copied(tmp_path, settings
     ):
         sink = output_collection.Sink(tmp_path, output_collection.limits())
         with pytest.raises(output_collection.Refused, match=cap):
-            output_collection.from_tar(tar_of(*entries), "outputs", sink)
+            output_collection.from_tar(tar_of(entries, chunk=700), "outputs", sink)
         assert not (tmp_path / "big").exists()
 
 

@@ -9,7 +9,7 @@ import io
 import os
 import signal
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from compute.models import Compute, ComputeState, Job, JobStatus, VmSize
 from tests.integration.helpers import wait_for
 from tests.support.factories import JobFactory
 from tests.support.leftovers import remove_all_nodes
-from tests.support.outputs import with_outputs
+from tests.support.outputs import tar_of, with_outputs
 from tests.support.teams import make_team
 from workspace.access import get_access
 
@@ -43,21 +43,6 @@ def sink_into(tmp_path: Path) -> collection.Sink:
     folder = tmp_path / "sink"
     folder.mkdir(parents=True)
     return collection.Sink(folder, collection.limits())
-
-
-def tar_of(entries: Iterable[tuple[str, bytes | tarfile.TarInfo]]) -> list[bytes]:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in entries:
-            if isinstance(data, tarfile.TarInfo):
-                data.name = name
-                archive.addfile(data)
-            else:
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-    raw = buffer.getvalue()
-    return [raw[at : at + 4096] for at in range(0, len(raw), 4096)]  # chunks, as the API sends
 
 
 def link_to(target: str) -> tarfile.TarInfo:

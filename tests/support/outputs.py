@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.utils import timezone
@@ -37,3 +40,22 @@ def with_outputs(job: Job, files: dict[str, bytes] | None = None) -> Job:
     )
     job.refresh_from_db()
     return job
+
+
+def tar_of(
+    entries: Iterable[tuple[str, bytes | tarfile.TarInfo]], chunk: int = 4096
+) -> list[bytes]:
+    """A tar of `entries` (name: bytes, or a TarInfo for what is not a file), as the Docker
+    API sends an archive: in chunks."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in entries:
+            if isinstance(data, tarfile.TarInfo):
+                data.name = name
+                archive.addfile(data)
+            else:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    raw = buffer.getvalue()
+    return [raw[at : at + chunk] for at in range(0, len(raw), chunk)]
