@@ -155,9 +155,12 @@ def test_three_jobs_scale_a_cluster_up_and_back_to_zero(docker_jobs):
 def test_a_two_node_job_gets_ranks_and_its_nodes_reach_each_other(docker_jobs):
     access = docker_jobs["access"]
     trainers = cluster(access, name="pair")
+    # Rank 0's nc keeps its stdin open a moment: busybox nc, its stdin at an end (a job's
+    # is /dev/null), quits as soon as it accepts, before the peer's line can arrive (the CI
+    # caught it on a loaded machine: rank 0 printed nothing).
     command = (
         'echo "rank=$RANK world=$WORLD_SIZE local=$LOCAL_RANK job=$HANGAR_JOB_ID"; '
-        'if [ "$RANK" = 0 ]; then nc -l -p "$MASTER_PORT"; '
+        'if [ "$RANK" = 0 ]; then sleep 3 | nc -l -p "$MASTER_PORT"; '
         'else for i in $(seq 50); do echo "hello from rank 1" | nc "$MASTER_ADDR" "$MASTER_PORT" '
         "&& break; sleep 0.1; done; fi"
     )
