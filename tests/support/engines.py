@@ -106,7 +106,10 @@ class Engine:
 
     def site_containers(self) -> list:
         site = settings.HANGAR_SITE
-        return self.client().containers.list(all=True, filters={"label": f"{LABEL_SITE}={site}"})
+        # sparse: as listed, not each inspected after (one removed meanwhile is a 404).
+        return self.client().containers.list(
+            all=True, sparse=True, filters={"label": f"{LABEL_SITE}={site}"}
+        )
 
     def wipe(self) -> None:
         """Every container of the test site removed, the engine stopped, its files gone."""

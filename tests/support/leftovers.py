@@ -130,10 +130,16 @@ def site_containers(site: Site) -> tuple[list[str], list[str]]:
 
     try:
         client = docker.from_env()
-        listed = client.containers.list(all=True, filters={"label": f"hangar.site={site.label}"})
+        # sparse: as listed, not each inspected after (one removed meanwhile is a 404).
+        listed = client.containers.list(
+            all=True, sparse=True, filters={"label": f"hangar.site={site.label}"}
+        )
     except docker.errors.DockerException:
         return [], []  # no engine answering: nothing can run in it
-    return [f"{c.name} ({c.status})" for c in listed], [c.id for c in listed]
+    names = [(c.attrs.get("Names") or [c.id[:12]])[0].lstrip("/") for c in listed]
+    return [f"{name} ({c.status})" for name, c in zip(names, listed, strict=True)], [
+        c.id for c in listed
+    ]
 
 
 def find(site: Site | None = None) -> Leftovers:
