@@ -57,11 +57,26 @@ def refreshed(job: Job) -> Job:
 
 def assert_ran_once(job: Job, counter: StartCounter) -> None:
     job = refreshed(job)
-    assert job.status == J.COMPLETED, (job.status, job.error)
+    assert job.status == J.COMPLETED, (job.status, job.error, story_of(job))
     assert counter.count(job.pk) == 1, f"job {job.pk} started {counter.count(job.pk)} times"
     assert job.running_at is not None and job.running_at <= job.finished_at
     runs = JobRun.objects.filter(job=job, attempt=job.retries)
     assert runs.exists() and not runs.filter(started_at__isnull=True).exists()
+
+
+def story_of(job: Job) -> list[str]:
+    """What its compute's events and its runs say (a failure's message: the CI run that
+    fails is the one to read)."""
+    runs = [
+        f"run {r.attempt}/{r.rank} on node {r.node_id} launches={r.launches} "
+        f"started={r.started_at} exit={r.exit_code}"
+        for r in JobRun.objects.filter(job=job).order_by("attempt", "rank")
+    ]
+    events = [
+        f"{e.created_at:%H:%M:%S.%f} {e.verb}: {e.message}"
+        for e in job.compute.events.order_by("created_at", "id")
+    ]
+    return runs + events[-40:]
 
 
 @pytest.mark.parametrize(
