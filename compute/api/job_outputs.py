@@ -4,13 +4,12 @@
 
 from urllib.parse import quote
 
-from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 
 from compute.api.jobs import REFUSALS, jobs_of
-from compute.lib import output_store
-from compute.lib.downloads import file_download, zip_download
+from compute.lib.downloads import output_file_download, outputs_zip_download
 from compute.selectors import job_outputs
 from workspace.notify import absolute
 
@@ -58,20 +57,11 @@ def list_outputs(request: HttpRequest, slug: str, job_id: int) -> JobOutputsOut:
 def outputs_zip(request: HttpRequest, slug: str, job_id: int) -> StreamingHttpResponse:
     """All the job's output files as one zip, made as it is sent."""
     job = get_object_or_404(jobs_of(request, slug), pk=job_id)
-    found = job_outputs(job)
-    if not found.files:
-        raise Http404("This job kept no output files.")
-    return zip_download(output_store.zip_stream(found.files), f"job-{job.pk}-outputs.zip")
+    return outputs_zip_download(job.pk, job_outputs(job).files)
 
 
 @router.get(OUTPUTS + "/{path:path}", response={200: None, **REFUSALS})
 def output_file(request: HttpRequest, slug: str, job_id: int, path: str) -> FileResponse:
     """One output file, by its listed path, as an attachment."""
     job = get_object_or_404(jobs_of(request, slug), pk=job_id)
-    item = job_outputs(job).find(path)
-    if item is None:
-        raise Http404("This job has no such output file.")
-    try:
-        return file_download(output_store.open_file(item), item.path)
-    except OSError:
-        raise Http404("This output file is gone.") from None
+    return output_file_download(job_outputs(job).find(path))

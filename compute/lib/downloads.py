@@ -6,7 +6,9 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, StreamingHttpResponse
+
+from compute.lib import output_store
 
 UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -57,3 +59,23 @@ def zip_download(chunks: Iterator[bytes], filename: str) -> StreamingHttpRespons
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def output_file_download(item: output_store.OutputFile | None) -> FileResponse:
+    """A job's kept output file (one its listing found, or None) as an attachment; 404
+    when it is not listed or gone meanwhile (retention)."""
+    if item is None:
+        raise Http404("This job has no such output file.")
+    try:
+        return file_download(output_store.open_file(item), item.path)
+    except OSError:
+        raise Http404("This output file is gone.") from None
+
+
+def outputs_zip_download(
+    job_id: int, files: list[output_store.OutputFile]
+) -> StreamingHttpResponse:
+    """All of a job's kept output files as one zip, made as it is sent; 404 when none."""
+    if not files:
+        raise Http404("This job kept no output files.")
+    return zip_download(output_store.zip_stream(files), f"job-{job_id}-outputs.zip")

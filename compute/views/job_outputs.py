@@ -3,11 +3,10 @@ job page lists them (compute/views/jobs.py)."""
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 
-from compute.lib import output_store
-from compute.lib.downloads import file_download, zip_download
+from compute.lib.downloads import output_file_download, outputs_zip_download
 from compute.models import Job
 from compute.selectors import JobOutputs, job_outputs
 from workspace.access import AuthedRequest, WorkspaceAccess, workspace_view
@@ -23,13 +22,7 @@ def job_output_file(
     request: AuthedRequest, access: WorkspaceAccess, pk: int, path: str
 ) -> FileResponse:
     _, found = outputs_of(access, pk)
-    item = found.find(path)
-    if item is None:
-        raise Http404("This job has no such output file.")
-    try:
-        return file_download(output_store.open_file(item), item.path)
-    except OSError:
-        raise Http404("This output file is gone.") from None
+    return output_file_download(found.find(path))
 
 
 @workspace_view()
@@ -37,6 +30,4 @@ def job_outputs_zip(
     request: AuthedRequest, access: WorkspaceAccess, pk: int
 ) -> StreamingHttpResponse:
     job, found = outputs_of(access, pk)
-    if not found.files:
-        raise Http404("This job kept no output files.")
-    return zip_download(output_store.zip_stream(found.files), f"job-{job.pk}-outputs.zip")
+    return outputs_zip_download(job.pk, found.files)
